@@ -8,13 +8,25 @@ raw text --same docs, unfiltered, cut to the same token count--> the unrestricte
     python simplify.py --vocab AOChildes_word_frequency.csv --min_span_len 32 --max_oov 0.01 \
         --source cerebras/SlimPajama-627B --vocab_size 15000 --out_dir data/paper    # the paper's recipe
 """
+import argparse
+import collections
 import csv
+import glob
+import gzip
 import hashlib
+import io
+import itertools
+import json
+import multiprocessing
 import os
 import re
 import sys
+import time
 
 import numpy as np
+import tiktoken
+
+from bpe import SPECIAL_TOKENS, SPLIT_PATTERN, load_ranks, make_encoding, save_ranks, train_bpe
 
 # -----------------------------------------------------------------------------
 # Vocabulary
@@ -205,3 +217,506 @@ def filter_spans(text, vocab, min_span_len=32, max_oov=0.01, from_sentence_start
 def format_document(spans):
     """One output document, as the authors wrote it: `<s> span </s> <s> span </s>`."""
     return "<s> " + " </s> <s> ".join(spans) + " </s>"
+
+# -----------------------------------------------------------------------------
+# Sources: local files and folders, the Hugging Face hub, the embedded default
+
+DEFAULT_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "corpus")
+DEFAULT_VOCAB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "vocab", "spoken_10k.txt")
+SUFFIXES = (".txt", ".txt.gz", ".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet")
+
+
+def list_files(source):
+    """A file, or every readable file under a folder, sorted (so shard K of N means the same files everywhere)."""
+    if os.path.isfile(source):
+        return [source]
+    if not os.path.isdir(source):
+        raise SystemExit(f"source {source} not found: give a file or folder of {', '.join(SUFFIXES)} files, "
+                         f"or hf:NAME for a Hugging Face dataset")
+    files = sorted(os.path.join(root, f) for root, _, names in os.walk(source) for f in names if f.endswith(SUFFIXES))
+    if not files:
+        raise SystemExit(f"no {', '.join(SUFFIXES)} files under {source}")
+    return files
+
+
+def read_file(path, text_field="text"):
+    """Yield the documents of one file: a .txt file is one document; .jsonl (.gz, .zst) and .parquet have one per
+    row, in the column `text_field` (SlimPajama's layout)."""
+    if path.endswith((".txt", ".txt.gz")):
+        with (gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8")) as f:
+            yield f.read()
+        return
+    if path.endswith(".parquet"):
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise SystemExit(f"reading {path} needs pyarrow: pip install pyarrow")
+        table = pq.ParquetFile(path)
+        if text_field not in table.schema_arrow.names:
+            raise SystemExit(f"{path} has no column {text_field!r} (columns: {table.schema_arrow.names}): "
+                             f"pass --text_field")
+        for batch in table.iter_batches(columns=[text_field]):
+            yield from (t for t in batch.column(0).to_pylist() if t)
+        return
+    if path.endswith(".zst"):
+        import zstandard  # SlimPajama's chunks are .jsonl.zst
+        f = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(open(path, "rb")), encoding="utf-8")
+    else:
+        f = gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8")
+    with f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                text = row[text_field]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise SystemExit(f"{path} line {n}: expected a JSON object with a {text_field!r} field; "
+                                 f"fix the file or pass --text_field")
+            if text:
+                yield text
+
+
+def iter_documents(source, shard=0, num_shards=1, text_field="text", split="train"):
+    """Yield (doc_id, text) for shard `shard` of `num_shards`: whole files are dealt round-robin when a folder has
+    enough of them, else documents; hf:NAME streams a hub dataset, sharded by the `datasets` library."""
+    if source.startswith("hf:"):
+        try:
+            import datasets
+        except ImportError:
+            raise SystemExit("reading from the Hugging Face hub needs the datasets library: pip install datasets")
+        ds = datasets.load_dataset(source[3:], split=split, streaming=True)
+        if num_shards > 1:
+            ds = ds.shard(num_shards=num_shards, index=shard)
+        for i, row in enumerate(ds):
+            if row.get(text_field):
+                yield f"{source}/{shard}:{i}", row[text_field]
+        return
+    files = list_files(source)
+    by_file = len(files) >= num_shards
+    for f, path in enumerate(files):
+        if by_file and f % num_shards != shard:
+            continue
+        name = os.path.relpath(path, source) if os.path.isdir(source) else os.path.basename(path)
+        for i, text in enumerate(read_file(path, text_field)):
+            if by_file or i % num_shards == shard:
+                yield f"{name}:{i}", text
+
+# -----------------------------------------------------------------------------
+# Stage 1, filter: every document -> its kept spans (parallel over documents, shardable over machines)
+
+_worker_state = None
+
+
+def _init_worker(vocab, settings):
+    global _worker_state
+    _worker_state = (vocab, settings)
+
+
+def _filter_batch(texts):
+    vocab, settings = _worker_state
+    return [filter_spans(t, vocab, **settings) for t in texts]
+
+
+def unit_hash(key, salt=""):
+    """A deterministic number in [0, 1) per document id: decides train/val and the order documents are taken in."""
+    return int.from_bytes(hashlib.blake2b(f"{salt}:{key}".encode(), digest_size=8).digest(), "big") / 2 ** 64
+
+
+class Progress:
+    """A status line every few seconds: amount done, rate and, once the done fraction is known, an ETA."""
+    def __init__(self, what):
+        self.what, self.t0, self.last = what, time.time(), 0.0
+
+    def __call__(self, mb, fraction=None, extra="", final=False):
+        now = time.time()
+        if final or now - self.last > 2:
+            self.last, dt = now, max(now - self.t0, 1e-9)
+            eta = f", ETA {dt * (1 - fraction) / fraction:.0f}s" if fraction and not final else ""
+            print(f"  {self.what}: {mb:,.1f} MB ({mb / dt:.1f} MB/s{eta}){extra}", flush=True)
+
+
+def write_atomic(path, write):
+    """Write through a temp file and rename, so a killed run never leaves a half-written file that looks valid."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path, obj):
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=1)
+    write_atomic(path, write)
+
+
+def filter_stage(args, vocab, shard, num_shards):
+    """Filter this shard's documents; write simplified docs, the raw docs for the control, and the counts."""
+    tag = f"{shard}-of-{num_shards}"
+    dirs = {k: os.path.join(args.out_dir, k) for k in ("simplified", "unrestricted")}
+    done_path = os.path.join(dirs["simplified"], f"filter-{tag}.json")
+    settings = dict(min_span_len=args.min_span_len, max_oov=args.max_oov, from_sentence_start=args.from_sentence_start)
+    key = dict(settings, source=args.source, vocab_sha256=file_sha256(args.vocab), text_field=args.text_field,
+               max_docs=args.max_docs, control_fraction=args.control_fraction)
+    if os.path.exists(done_path) and json.load(open(done_path))["key"] == key and not args.force:
+        print(f"filter {tag}: already done with these settings ({done_path}), reusing it")
+        return
+    for d in dirs.values():
+        os.makedirs(d, exist_ok=True)
+    outs = {k: os.path.join(d, f"docs-{tag}.jsonl.gz") for k, d in dirs.items()}
+    tmps = {k: f"{p}.tmp" for k, p in outs.items()}
+    files = {k: gzip.open(p, "wt", encoding="utf-8", compresslevel=3) for k, p in tmps.items()}
+    c = dict(docs_in=0, docs_out=0, bytes_in=0, bytes_out=0, words_in=0, words_out=0, spans=0, control_docs=0)
+    n_files = None if args.source.startswith("hf:") else len(list_files(args.source))
+    progress, files_seen = Progress(f"filter {tag}"), set()  # ETA from the share of files started (when > 1 file)
+
+    def handle(batch, results):
+        for (doc_id, text), spans in zip(batch, results):
+            c["docs_in"] += 1
+            c["bytes_in"] += len(text.encode("utf-8", "surrogatepass"))
+            c["words_in"] += len(text.split())
+            if spans:
+                doc = format_document(spans)
+                files["simplified"].write(json.dumps({"id": doc_id, "text": doc}) + "\n")
+                c["docs_out"] += 1
+                c["spans"] += len(spans)
+                c["bytes_out"] += sum(len(s.encode("utf-8", "surrogatepass")) for s in spans)
+                c["words_out"] += sum(len(s.split()) for s in spans)
+            if args.control_fraction >= 1 or unit_hash(doc_id, "control") < args.control_fraction:
+                files["unrestricted"].write(json.dumps({"id": doc_id, "text": text}) + "\n")
+                c["control_docs"] += 1
+            files_seen.add(doc_id.rsplit(":", 1)[0])
+        fraction = (len(files_seen) - 1) / n_files * num_shards if n_files and n_files > num_shards else None
+        progress(c["bytes_in"] / 1e6, fraction, f", kept {c['words_out'] / max(c['words_in'], 1):.1%} of words")
+
+    docs = itertools.islice(iter_documents(args.source, shard, num_shards, args.text_field), args.max_docs)
+    batches = iter(lambda: list(itertools.islice(docs, 64)), [])
+    if args.workers <= 1:
+        _init_worker(vocab, settings)
+        for batch in batches:
+            handle(batch, _filter_batch([t for _, t in batch]))
+    else:  # a bounded window of batches in flight: a hub stream is never read far ahead of the workers
+        with multiprocessing.Pool(args.workers, _init_worker, (vocab, settings)) as pool:
+            pending = collections.deque()
+            for batch in itertools.chain(batches, [None]):
+                if batch is not None:
+                    pending.append((batch, pool.apply_async(_filter_batch, ([t for _, t in batch],))))
+                while pending and (batch is None or len(pending) >= 4 * args.workers):
+                    batch_done, result = pending.popleft()
+                    handle(batch_done, result.get())
+    for f in files.values():
+        f.close()
+    progress(c["bytes_in"] / 1e6, final=True)
+    if c["docs_in"] == 0:
+        raise SystemExit(f"filter {tag}: the source {args.source} gave no documents")
+    for k in outs:
+        os.replace(tmps[k], outs[k])
+    write_json(done_path, dict(key=key, counts=c))  # written last: its presence means the shard is complete
+    print(f"filter {tag}: {c['docs_out']:,}/{c['docs_in']:,} documents and {c['words_out']:,}/{c['words_in']:,} words "
+          f"kept ({c['words_out'] / max(c['words_in'], 1):.1%}) in {c['spans']:,} spans")
+
+# -----------------------------------------------------------------------------
+# Stage 2, build: tokenizers, token files, the token-matched control, statistics
+
+def read_docs(folder, num_shards):
+    """All (id, text) the filter stage wrote (docs-K-of-N.jsonl.gz), in a fixed pseudo-random order."""
+    docs = []
+    for k in range(num_shards):
+        with gzip.open(os.path.join(folder, f"docs-{k}-of-{num_shards}.jsonl.gz"), "rt", encoding="utf-8") as f:
+            docs.extend((row["id"], row["text"]) for row in map(json.loads, f))
+    docs.sort(key=lambda d: unit_hash(d[0], "order"))
+    return docs
+
+
+def encode_docs(enc, docs, budget, special, workers):
+    """Encode documents in order, each followed by <|endoftext|>, until `budget` tokens (None: all). -> (uint32 ids,
+    documents used, the texts used). The last document is cut so the total is exactly the budget."""
+    eot, chunks, n, used = enc.eot_token, [], 0, []
+    for i in range(0, len(docs), 512):
+        texts = [t for _, t in docs[i:i + 512]]
+        ids = enc.encode_batch(texts, num_threads=workers, allowed_special=special, disallowed_special=())
+        for text, doc in zip(texts, ids):
+            if budget is not None and n >= budget:
+                break
+            doc = (doc + [eot])[:None if budget is None else budget - n]
+            chunks.append(np.array(doc, np.uint32))
+            n += len(doc)
+            used.append(text)
+        if budget is not None and n >= budget:
+            break
+    return (np.concatenate(chunks) if chunks else np.zeros(0, np.uint32)), used
+
+
+def corpus_stats(texts, vocab):
+    """Statistics of the training text over the filter's word tokens (numbers excluded). -> (dict, sorted frequencies)"""
+    words, sentences = [], 0
+    for t in texts:
+        low = t.encode("utf-8", "surrogatepass").lower().replace(b"<s>", b" ").replace(b"</s>", b" ")
+        words.extend(w for w in WORD_RE.findall(low) if not w.isdigit())
+        sentences += len(re.findall(rb"[.?!\n]+", low)) or 1  # sentence ends: runs of . ? ! or newlines
+    counts = collections.Counter(words)
+    freq = np.array(sorted(counts.values(), reverse=True), float)
+    top = min(len(freq), 1000)  # Zipf exponent: least-squares slope of log frequency vs log rank, ranks 1..1000
+    zipf = float(np.polyfit(np.log(np.arange(1, top + 1)), np.log(freq[:top]), 1)[0]) if top > 1 else float("nan")
+    vb, first = _vocab_bytes(vocab), words[:100_000]  # type/token ratio depends on size: compare on 100k words each
+    return dict(train_words=len(words), types=len(counts),
+                oov_rate=sum(n for w, n in counts.items() if w not in vb) / max(len(words), 1),
+                mean_sentence_words=len(words) / max(sentences, 1),
+                type_token_ratio_100k=len(set(first)) / max(len(first), 1), zipf_slope=zipf), freq
+
+
+def write_bin(path, ids, dtype):
+    def write(tmp):
+        ids.astype(dtype).tofile(tmp)
+    write_atomic(path, write)
+
+
+def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta):
+    """Train this corpus' tokenizer, write train.bin/val.bin (train capped at budget tokens), meta.json last."""
+    d = os.path.join(out_dir, name)
+    sample, size = [], 0
+    for _, text in train_docs:  # the tokenizer learns from a sample of the training documents (all of them if small)
+        if size > args.tokenizer_sample_mb * 1e6:
+            break
+        sample.append(text)
+        size += len(text)
+    if os.path.exists(os.path.join(d, "meta.json")):
+        os.remove(os.path.join(d, "meta.json"))  # the old token files are about to be replaced: unmark the dir first
+    print(f"{name}: training a {args.vocab_size:,}-token BPE on {size / 1e6:.1f} MB")
+    ranks = train_bpe(sample, args.vocab_size, SPECIAL_TOKENS, verbose=True)
+    specials = {s: len(ranks) + i for i, s in enumerate(SPECIAL_TOKENS)}  # right after the ranks
+    save_ranks(os.path.join(d, "tokenizer.tiktoken"), ranks)
+    enc = make_encoding(name, ranks, specials)
+    allowed = {"<s>", "</s>"} if name == "simplified" else set()  # raw text never yields special tokens
+    train, train_used = encode_docs(enc, train_docs, budget[0], allowed, args.workers)
+    val, val_used = encode_docs(enc, val_docs, budget[1], allowed, args.workers)
+    if len(train) < (budget[0] or 0) or len(val) < (budget[1] or 0):
+        raise SystemExit(f"{name}: only {len(train):,} train / {len(val):,} val tokens for a budget of "
+                         f"{budget[0]:,} / {budget[1]:,}: the control needs more raw text (raise --control_fraction)")
+    dtype = "uint16" if len(ranks) + len(specials) <= 65536 else "uint32"
+    write_bin(os.path.join(d, "train.bin"), train, dtype)
+    write_bin(os.path.join(d, "val.bin"), val, dtype)
+    meta = dict(format_version=1, name=name, vocab_size=len(ranks) + len(specials), dtype=dtype,
+                eot_token=enc.eot_token, train_tokens=len(train), val_tokens=len(val),
+                train_documents=len(train_used), val_documents=len(val_used),
+                tokenizer=dict(file="tokenizer.tiktoken", pattern=SPLIT_PATTERN, special_tokens=specials,
+                               sha256=file_sha256(os.path.join(d, "tokenizer.tiktoken")),
+                               requested_vocab_size=args.vocab_size, sample_bytes=size),
+                **extra_meta)
+    write_json(os.path.join(d, "meta.json"), meta)  # last: a dataset dir with a meta.json is complete
+    print(f"{name}: {len(train):,} train + {len(val):,} val tokens, {len(train_used):,} documents -> {d}")
+    return meta, train_used, val_used
+
+
+def build_stage(args, vocab):
+    """Both datasets from the filter stage's files: the simplified one first, then the control matched to its tokens."""
+    found = glob.glob(os.path.join(args.out_dir, "simplified", "filter-*-of-*.json"))
+    shard_counts = {int(re.search(r"-of-(\d+)\.json$", p)[1]) for p in found}
+    if len(shard_counts) != 1:
+        raise SystemExit(f"filter stage not finished in {args.out_dir} (found {len(found)} shard files for "
+                         f"{len(shard_counts)} shard counts N): run `--stage filter` for every shard K/N and delete stale filter-*.json")
+    num_shards = shard_counts.pop()
+    done = [os.path.join(args.out_dir, "simplified", f"filter-{k}-of-{num_shards}.json") for k in range(num_shards)]
+    missing = [p for p in done if not os.path.exists(p)]
+    if missing:
+        raise SystemExit(f"filter stage not finished: {missing[0]} is missing (run that shard with --stage filter)")
+    filters = [json.load(open(p)) for p in done]
+    counts = {k: sum(f["counts"][k] for f in filters) for k in filters[0]["counts"]}
+    key = dict(filters=[f["key"] for f in filters], vocab_size=args.vocab_size, val_fraction=args.val_fraction,
+               max_train_tokens=args.max_train_tokens, tokenizer_sample_mb=args.tokenizer_sample_mb)
+    stats_path = os.path.join(args.out_dir, "corpus_stats.json")
+    if os.path.exists(stats_path) and json.load(open(stats_path)).get("key") == key and not args.force and all(
+            os.path.exists(os.path.join(args.out_dir, n, "meta.json")) for n in ("simplified", "unrestricted")):
+        print(f"build: datasets already built with these settings ({stats_path}), reusing them")
+        return
+    common = dict(source=args.source, filter=dict(filters[0]["key"], shards=num_shards),
+                  vocab_file=os.path.abspath(args.vocab), vocab_sha256=file_sha256(args.vocab),
+                  val_fraction=args.val_fraction, command=" ".join(sys.argv))
+    is_val = lambda doc: unit_hash(doc[0], "val") < args.val_fraction  # same original document -> same split in both
+    simple = read_docs(os.path.join(args.out_dir, "simplified"), num_shards)
+    if not simple:
+        raise SystemExit("the filter kept no text at all: use a larger source or less strict settings "
+                         "(--min_span_len, --max_oov)")
+    budget = (args.max_train_tokens, None)
+    meta_s, *used_s = build_dataset("simplified", args.out_dir, [d for d in simple if not is_val(d)],
+                                   [d for d in simple if is_val(d)], budget, args, common)
+    del simple
+    raw = read_docs(os.path.join(args.out_dir, "unrestricted"), num_shards)
+    budget = (meta_s["train_tokens"], meta_s["val_tokens"])  # the control: same numbers of tokens, unfiltered text
+    meta_u, *used_u = build_dataset("unrestricted", args.out_dir, [d for d in raw if not is_val(d)],
+                                    [d for d in raw if is_val(d)], budget, args, dict(common, filter=None))
+    # statistics, side by side: what went in and out, then the training text itself
+    words = lambda texts: sum(len(t.split()) for t in texts)
+    sim = dict(docs_in=counts["docs_in"], docs_out=counts["docs_out"], words_in=counts["words_in"],
+               words_out=counts["words_out"], mean_span_words=counts["words_out"] / max(counts["spans"], 1))
+    unr = dict(docs_in=len(raw), docs_out=len(used_u[0]) + len(used_u[1]), words_in=words(t for _, t in raw),
+               words_out=words(used_u[0]) + words(used_u[1]), mean_span_words=None)
+    freqs = {}
+    for name, st, meta, used in (("simplified", sim, meta_s, used_s), ("unrestricted", unr, meta_u, used_u)):
+        st["kept_word_fraction"] = st["words_out"] / max(st["words_in"], 1)
+        st.update({k: meta[k] for k in ("vocab_size", "train_tokens", "val_tokens", "train_documents")})
+        more, freqs[name] = corpus_stats(used[0], vocab)
+        st.update(more)
+    table = stats_table(sim, unr)
+    print(table)
+    write_json(stats_path, dict(key=key, simplified=sim, unrestricted=unr))
+    write_atomic(os.path.join(args.out_dir, "corpus_stats.md"), lambda tmp: open(tmp, "w").write(table + "\n"))
+    plot_rank_frequency(freqs,
+                        os.path.join(args.out_dir, "rank_frequency.png"))
+
+
+def stats_table(a, b):
+    rows = ["| statistic | simplified | unrestricted |", "|---|---|---|"]
+    for k in a:
+        fmt = lambda v: "-" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:.4g}"
+        rows.append(f"| {k} | {fmt(a[k])} | {fmt(b.get(k))} |")
+    return "\n".join(rows)
+
+
+def plot_rank_frequency(freqs, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for (name, freq), style in zip(freqs.items(), ["-", "--"]):
+        ax.loglog(np.arange(1, len(freq) + 1), freq / freq.sum(), style, color="black", label=name)
+    ax.set_xlabel("rank")
+    ax.set_ylabel("relative frequency")
+    ax.set_title("Word rank-frequency (Zipf) plot")
+    ax.legend()
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+
+# -----------------------------------------------------------------------------
+# Reading a dataset back (train.py and evaluate.py use these)
+
+def load_meta(dataset_dir):
+    """meta.json of a dataset dir, checked against its token files. Clear errors for a missing or incomplete dir."""
+    path = os.path.join(dataset_dir, "meta.json")
+    if not os.path.exists(path):
+        raise SystemExit(f"{path} not found: build the dataset with `python simplify.py` (or check --data_dir)")
+    try:
+        meta = json.load(open(path))
+        itemsize = np.dtype(meta["dtype"]).itemsize
+        for split in ("train", "val"):
+            size = os.path.getsize(os.path.join(dataset_dir, f"{split}.bin"))
+            if size != meta[f"{split}_tokens"] * itemsize:
+                raise ValueError(f"{split}.bin holds {size // itemsize:,} tokens, meta.json says {meta[f'{split}_tokens']:,}")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"dataset {dataset_dir} is incomplete or corrupt ({e}): rebuild it with `python simplify.py`")
+    return meta
+
+
+def load_tokenizer(dataset_dir):
+    """The dataset's tokenizer as a tiktoken.Encoding (tiktoken alone could do this: ranks file + meta.json)."""
+    meta = load_meta(dataset_dir)
+    tok = meta["tokenizer"]
+    path = os.path.join(dataset_dir, tok["file"])
+    if not os.path.exists(path) or file_sha256(path) != tok["sha256"]:
+        raise SystemExit(f"{path} is missing or does not match the sha256 in meta.json: rebuild the dataset")
+    try:
+        ranks = load_ranks(path)
+    except ValueError as e:
+        raise SystemExit(f"{e}: rebuild the dataset with `python simplify.py`")
+    return tiktoken.Encoding(meta["name"], pat_str=tok["pattern"], mergeable_ranks=ranks,
+                             special_tokens=tok["special_tokens"])
+
+
+# -----------------------------------------------------------------------------
+# Benchmark and command line
+
+def benchmark(args, vocab):
+    """Filter throughput in MB/s: one core per document (how the pipeline calls it), one core on the whole corpus in
+    one call, and all workers together."""
+    docs, size = [], 0
+    for _, text in iter_documents(args.source, text_field=args.text_field):
+        docs.append(text)
+        size += len(text.encode("utf-8", "surrogatepass"))
+        if size > 64e6:
+            break
+    mb = size / 1e6
+    print(f"benchmark: {len(docs):,} documents, {mb:.1f} MB from {args.source}, vocabulary {args.vocab} ({len(vocab):,})")
+    for s in [dict(min_span_len=32, max_oov=0.01, from_sentence_start=True),
+              dict(min_span_len=args.min_span_len, max_oov=args.max_oov, from_sentence_start=args.from_sentence_start)]:
+        t = time.perf_counter()
+        kept = sum(len(sp) for d in docs for sp in filter_spans(d, vocab, **s))
+        per_doc = mb / (time.perf_counter() - t)
+        t = time.perf_counter()
+        filter_spans("\n\n".join(docs), vocab, **s)
+        whole = mb / (time.perf_counter() - t)
+        t = time.perf_counter()
+        with multiprocessing.Pool(args.workers, _init_worker, (vocab, s)) as pool:
+            pool.map(_filter_batch, [docs[i:i + 64] for i in range(0, len(docs), 64)])
+        par = mb / (time.perf_counter() - t)
+        print(f"  {s}: kept {kept / max(size, 1):.1%} of bytes | 1 core per document {per_doc:.1f} MB/s | "
+              f"1 core whole corpus {whole:.1f} MB/s | {args.workers} workers {par:.1f} MB/s")
+
+
+def get_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--source", default=DEFAULT_SOURCE, help="file, folder (.txt .jsonl[.gz|.zst] .parquet) or hf:NAME")
+    p.add_argument("--text_field", default="text", help="JSON/parquet field holding the text")
+    p.add_argument("--vocab", default=DEFAULT_VOCAB, help="word list: ,word,frequency CSV or one word per line "
+                   "(default: the embedded spoken-English proxy of AO-CHILDES)")
+    p.add_argument("--min_span_len", type=int, default=8, help="span must exceed this many words (paper: 32)")
+    p.add_argument("--max_oov", type=float, default=0.0, help="largest OOV share inside a span (paper: 0.01)")
+    p.add_argument("--from_sentence_start", action=argparse.BooleanOptionalAction, default=True,
+                   help="spans open only at sentence starts (paper: yes)")
+    p.add_argument("--vocab_size", type=int, default=4096, help="BPE tokens incl. 3 special ones (paper: 15000)")
+    p.add_argument("--paper", action="store_true", help="the paper's settings: --min_span_len 32 --max_oov 0.01 "
+                   "--vocab_size 15000 --val_fraction 0.003")
+    p.add_argument("--val_fraction", type=float, default=0.01, help="share of documents held out for validation")
+    p.add_argument("--max_train_tokens", type=int, default=None, help="cap the simplified train tokens (paper: "
+                   "2130447357); the control always matches the simplified corpus")
+    p.add_argument("--control_fraction", type=float, default=1.0, help="share of raw documents kept as the control's "
+                   "pool (lower it for huge sources: the control only needs as many tokens as the simplified corpus)")
+    p.add_argument("--max_docs", type=int, default=None, help="read at most this many documents (per shard)")
+    p.add_argument("--tokenizer_sample_mb", type=float, default=200, help="train each BPE on this much text at most")
+    p.add_argument("--out_dir", default="data", help="writes OUT_DIR/simplified, OUT_DIR/unrestricted and statistics")
+    p.add_argument("--stage", choices=["all", "filter", "build"], default="all")
+    p.add_argument("--shard", default=None, help="K/N: filter only shard K of N (default: torchrun's RANK/WORLD_SIZE)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for filtering and encoding")
+    p.add_argument("--force", action="store_true", help="redo stages even if their outputs match the settings")
+    p.add_argument("--benchmark", action="store_true", help="print the filter's MB/s on the source and exit")
+    args = p.parse_args(argv)
+    if args.paper:
+        args.min_span_len, args.max_oov, args.vocab_size, args.val_fraction = 32, 0.01, 15000, 0.003
+    if args.min_span_len < 0 or not 0 <= args.max_oov <= 1 or not 0 < args.val_fraction < 1:
+        p.error("need --min_span_len >= 0, 0 <= --max_oov <= 1 and 0 < --val_fraction < 1")
+    if not 256 + len(SPECIAL_TOKENS) < args.vocab_size <= 2 ** 32:
+        p.error(f"--vocab_size must exceed {256 + len(SPECIAL_TOKENS)} (256 bytes + special tokens)")
+    return args
+
+
+def main(argv=None):
+    args = get_args(argv)
+    if args.shard:
+        m = re.fullmatch(r"(\d+)/(\d+)", args.shard)
+        if not m or not int(m[1]) < int(m[2]):
+            raise SystemExit(f"--shard {args.shard}: expected K/N with 0 <= K < N, e.g. --shard 3/8")
+        shard, num_shards = int(m[1]), int(m[2])
+    else:  # under torchrun every rank filters its own shard
+        shard, num_shards = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    vocab = load_vocab(args.vocab)
+    print(f"vocabulary: {len(vocab):,} words from {args.vocab}")
+    if args.benchmark:
+        return benchmark(args, vocab)
+    t0 = time.time()
+    if args.stage in ("all", "filter"):
+        filter_stage(args, vocab, shard, num_shards)
+    if args.stage == "build" or (args.stage == "all" and shard == 0):
+        while args.stage == "all" and num_shards > 1 and not all(os.path.exists(os.path.join(
+                args.out_dir, "simplified", f"filter-{k}-of-{num_shards}.json")) for k in range(num_shards)):
+            print("waiting for the other shards to finish filtering...", flush=True)
+            time.sleep(10)
+        build_stage(args, vocab)
+    print(f"done in {time.time() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
