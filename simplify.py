@@ -1,12 +1,14 @@
 """
 simplify.py: build the paper's restricted-vocabulary corpus and its token-matched unrestricted control.
 
-raw text --filter_spans--> simplified documents --BPE--> train.bin / val.bin / tokenizer / meta.json / stats
-raw text --same docs, unfiltered, cut to the same token count--> the unrestricted control
+raw documents --filter_spans--> "<s> span </s> <s> span </s>" documents --BPE--> OUT/simplified/
+raw documents (same source, unfiltered, cut to the same token count) ------BPE--> OUT/unrestricted/
+Each dataset dir gets train.bin, val.bin, tokenizer.tiktoken, meta.json; OUT gets corpus_stats.{json,md} and a plot.
 
-    python simplify.py                                  # embedded default data, offline, a few minutes on 2 cores
-    python simplify.py --vocab AOChildes_word_frequency.csv --min_span_len 32 --max_oov 0.01 \
-        --source cerebras/SlimPajama-627B --vocab_size 15000 --out_dir data/paper    # the paper's recipe
+    python simplify.py                 # embedded default data and vocabulary, offline, well under a minute on 2 cores
+    python simplify.py --paper --vocab AOChildes_word_frequency.csv --source hf:cerebras/SlimPajama-627B \
+        --max_train_tokens 2130447357 --control_fraction 0.01 --out_dir data/paper      # the paper's recipe
+    python simplify.py --benchmark     # the filter's speed in MB/s
 """
 import argparse
 import collections
