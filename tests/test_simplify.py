@@ -2,6 +2,7 @@
 import gzip
 import json
 import os
+import re
 import sys
 import types
 
@@ -47,9 +48,9 @@ def test_load_vocab_rejects_bad_files(tmp_path, content, message):
 
 def test_embedded_vocab_is_a_sane_proxy():
     v = load_vocab(simplify.DEFAULT_VOCAB)
-    assert 10_000 <= len(v) <= 10_100
-    assert set("abcdefghijklmnopqrstuvwxyz") <= v and {"s", "t", "re", "ll", "d", "ve", "m", "don"} <= v
-    assert {"mommy", "the", "dog", "happy"} & v == {"the", "dog", "happy"} or "mommy" in v
+    assert len(v) == 10_037  # the top 10,000 spoken words, plus single letters and contraction pieces
+    assert set("abcdefghijklmnopqrstuvwxyz") <= v and {"s", "t", "re", "ll", "d", "ve", "m", "don", "isn"} <= v
+    assert {"the", "dog", "happy", "mommy"} <= v and not {"fuck", "shit"} & v
     assert all(w.isascii() and w.isalpha() and w == w.lower() for w in v)
 
 
@@ -59,14 +60,15 @@ def test_overlap_with_the_authors_vocabulary(capsys):
     ao, proxy = load_vocab(os.environ["AOCHILDES_CSV"]), load_vocab(simplify.DEFAULT_VOCAB)
     assert len(ao) == 21036
     docs = [t for _, t in iter_documents(os.path.join(simplify.DEFAULT_SOURCE, "brown.jsonl.gz"))]
-    kept = {}
+    kept = {}  # the complete sentences inside kept spans, per list
     for name, v in (("ao", ao), ("proxy", proxy)):
-        kept[name] = {s for d in docs for s in simplify.filter_spans(d, v, 8, 0.0)}
+        spans = [s for d in docs for s in simplify.filter_spans(d, v, 8, 0.0)]
+        kept[name] = {x for s in spans for x in re.split(r"(?<=[.?!])\s+", s) if x.endswith((".", "?", "!"))}
     jaccard = len(kept["ao"] & kept["proxy"]) / len(kept["ao"] | kept["proxy"])
     with capsys.disabled():
-        print(f"\nproxy {len(proxy):,} words, AO-CHILDES {len(ao):,}, shared {len(ao & proxy):,}; "
-              f"Brown spans kept (8, 0.0): AO {len(kept['ao']):,}, proxy {len(kept['proxy']):,}, Jaccard {jaccard:.2f}")
-    assert len(ao & proxy) > 0.6 * len(proxy) and jaccard > 0.3
+        print(f"\nproxy {len(proxy):,} words, AO-CHILDES {len(ao):,}, shared {len(ao & proxy):,}; Brown sentences "
+              f"kept (8, 0.0): AO {len(kept['ao']):,}, proxy {len(kept['proxy']):,}, Jaccard {jaccard:.2f}")
+    assert len(ao & proxy) > 0.6 * len(proxy) and jaccard > 0.4
 
 
 # --- sources
