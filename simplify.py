@@ -349,6 +349,15 @@ def write_atomic(path, write):
             os.remove(tmp)
 
 
+def read_json(path):
+    """A JSON file we wrote, or {} if it is unreadable (a stage whose record is unreadable is simply redone)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
 def write_json(path, obj):
     def write(tmp):
         with open(tmp, "w") as f:
@@ -364,9 +373,11 @@ def filter_stage(args, vocab, shard, num_shards):
     settings = dict(min_span_len=args.min_span_len, max_oov=args.max_oov, from_sentence_start=args.from_sentence_start)
     key = dict(settings, source=args.source, vocab_sha256=file_sha256(args.vocab), text_field=args.text_field,
                max_docs=args.max_docs, control_fraction=args.control_fraction)
-    if os.path.exists(done_path) and json.load(open(done_path))["key"] == key and not args.force:
-        print(f"filter {tag}: already done with these settings ({done_path}), reusing it")
-        return
+    if os.path.exists(done_path):
+        if read_json(done_path).get("key") == key and not args.force:
+            print(f"filter {tag}: already done with these settings ({done_path}), reusing it")
+            return
+        os.remove(done_path)  # this shard is about to be redone: unmark it first
     for d in dirs.values():
         os.makedirs(d, exist_ok=True)
     outs = {k: os.path.join(d, f"docs-{tag}.jsonl.gz") for k, d in dirs.items()}
@@ -436,7 +447,7 @@ def read_docs(folder, num_shards):
 
 def encode_docs(enc, docs, budget, special, workers):
     """Encode documents in order, each followed by <|endoftext|>, until `budget` tokens (None: all). -> (uint32 ids,
-    documents used, the texts used). The last document is cut so the total is exactly the budget."""
+    the texts used). The last document is cut so that the total is exactly the budget."""
     eot, chunks, n, used = enc.eot_token, [], 0, []
     for i in range(0, len(docs), 512):
         texts = [t for _, t in docs[i:i + 512]]
@@ -526,12 +537,12 @@ def build_stage(args, vocab):
     missing = [p for p in done if not os.path.exists(p)]
     if missing:
         raise SystemExit(f"filter stage not finished: {missing[0]} is missing (run that shard with --stage filter)")
-    filters = [json.load(open(p)) for p in done]
+    filters = [read_json(p) for p in done]
     counts = {k: sum(f["counts"][k] for f in filters) for k in filters[0]["counts"]}
     key = dict(filters=[f["key"] for f in filters], vocab_size=args.vocab_size, val_fraction=args.val_fraction,
                max_train_tokens=args.max_train_tokens, tokenizer_sample_mb=args.tokenizer_sample_mb)
     stats_path = os.path.join(args.out_dir, "corpus_stats.json")
-    if os.path.exists(stats_path) and json.load(open(stats_path)).get("key") == key and not args.force and all(
+    if os.path.exists(stats_path) and read_json(stats_path).get("key") == key and not args.force and all(
             os.path.exists(os.path.join(args.out_dir, n, "meta.json")) for n in ("simplified", "unrestricted")):
         print(f"build: datasets already built with these settings ({stats_path}), reusing them")
         return
