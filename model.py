@@ -1,0 +1,284 @@
+"""
+model.py: the paper's LLaMA-style decoder-only transformer (section 4), small enough to read in one sitting.
+
+    pre-norm blocks:  x = x + Attention(RMSNorm(x));  x = x + SwiGLU(RMSNorm(x))
+    rotary position embeddings (RoPE), no biases, no dropout, 8 heads at every size,
+    untied input embedding and output head, a final RMSNorm, every weight initialised normal(0, 0.02).
+
+    from model import GPT, config_from_name, load_checkpoint
+    model = GPT(config_from_name("h256-L4", vocab_size=15000))
+    logits, loss = model(idx, targets)          # idx, targets: (B, T) int64 -> logits (B, T, V), scalar loss
+    model, info = load_checkpoint("out/h64-L2-simplified")   # a model trained by train.py, and its configs
+
+The paper's 18 models are named h<hidden>-L<layers> (PAPER_GRID). Parameters per layer: attention 4h^2, SwiGLU 12h^2
+(three h x 4h matrices), two RMSNorm weights 2h; plus the embedding and head 2Vh and the final norm h.
+"""
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+# -----------------------------------------------------------------------------
+# Configuration and the paper's grid
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 128        # training context length (the paper: 128)
+    vocab_size: int = 15000      # the paper's BPE size; train.py takes it from the dataset's meta.json
+    n_layer: int = 4
+    n_head: int = 8              # the paper uses 8 heads at every width
+    n_embd: int = 256
+    rope_base: float = 10000.0   # RoPE wavelength base (one of the authors' examples used 20 for the smallest model)
+    rope_scale: float = 1.0      # position interpolation: positions are divided by this (1 = off; 8 reads 1024 tokens)
+    norm_eps: float = 1e-6
+    init_std: float = 0.02
+
+    def __post_init__(self):
+        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"GPTConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_embd % (2 * self.n_head):
+            raise ValueError(f"n_embd {self.n_embd} must be a multiple of 2 * n_head = {2 * self.n_head} "
+                             "(RoPE rotates pairs of head dimensions)")
+        if self.rope_scale <= 0 or self.rope_base <= 0:
+            raise ValueError(f"rope_scale and rope_base must be > 0, got {self.rope_scale}, {self.rope_base}")
+
+
+PAPER_GRID = [f"h{h}-L{n}" for h in (32, 64, 128, 256, 512, 1024) for n in (2, 4, 8)]
+
+
+def config_from_name(name, **overrides):
+    """'h256-L4' -> GPTConfig(n_embd=256, n_layer=4, **overrides). Any h<hidden>-L<layers> is accepted; the paper's
+    grid is PAPER_GRID."""
+    m = re.fullmatch(r"h(\d+)-L(\d+)", name)
+    if not m:
+        raise ValueError(f"model name {name!r} is not h<hidden>-L<layers>; the paper's grid: {' '.join(PAPER_GRID)}")
+    return GPTConfig(n_embd=int(m[1]), n_layer=int(m[2]), **overrides)
+
+# -----------------------------------------------------------------------------
+# Building blocks
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight, computed in float32 (as LLaMA does) and returned in the input's dtype."""
+
+    def __init__(self, dim, eps):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return x32.type_as(x) * self.weight
+
+
+def rope_cos_sin(seq_len, head_dim, base, scale, device):
+    """Rotation angles for positions 0..seq_len-1 -> cos, sin of shape (seq_len, head_dim), float32.
+    Dimension pair (i, i + head_dim/2) turns by angle (position / scale) * base^(-2i / head_dim): the 'rotate half'
+    layout of LLaMA's Hugging Face port, which the authors trained with. Dividing positions by `scale` is linear
+    position interpolation: a model trained on 128 tokens reads 128 * scale tokens at the angles it has seen."""
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)  # (hd/2,)
+    pos = torch.arange(seq_len, device=device, dtype=torch.float32) / scale                            # (T,)
+    angles = torch.outer(pos, inv_freq)                                                                # (T, hd/2)
+    angles = torch.cat((angles, angles), dim=-1)                                                       # (T, hd)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x, cos, sin):
+    """x: (B, n_head, T, head_dim); rotate each pair (x1[i], x2[i]) = (x[i], x[i + hd/2]) by its angle."""
+    x1, x2 = x.chunk(2, dim=-1)
+    rotated = torch.cat((-x2, x1), dim=-1)
+    return (x * cos + rotated * sin).type_as(x)
+
+
+class CausalSelfAttention(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.n_head = config.n_head
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)  # q, k, v projections in one matmul
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+
+    def forward(self, x, cos, sin):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)                          # 3 x (B, T, C)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)    # (B, nh, T, hd), softmax(qk^T/sqrt(hd)) v
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class SwiGLU(nn.Module):
+    """down(silu(gate(x)) * up(x)) with inner size 4h: three h x 4h matrices, 12h^2 parameters."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.gate = nn.Linear(config.n_embd, 4 * config.n_embd, bias=False)
+        self.up = nn.Linear(config.n_embd, 4 * config.n_embd, bias=False)
+        self.down = nn.Linear(4 * config.n_embd, config.n_embd, bias=False)
+
+    def forward(self, x):
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class Block(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.attn_norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.attn = CausalSelfAttention(config)
+        self.mlp_norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.mlp = SwiGLU(config)
+
+    def forward(self, x, cos, sin):
+        x = x + self.attn(self.attn_norm(x), cos, sin)
+        return x + self.mlp(self.mlp_norm(x))
+
+# -----------------------------------------------------------------------------
+# The model
+
+
+class GPT(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)  # untied from wte, as in the paper
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module):
+        # Every matrix normal(0, 0.02) (the Hugging Face LLaMA init the authors used); norm weights stay 1.
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.init_std)
+
+    @property
+    def max_seq_len(self):
+        """The longest input the model reads: block_size, stretched by position interpolation."""
+        return int(self.config.block_size * self.config.rope_scale)
+
+    def forward(self, idx, targets=None):
+        """idx (B, T) int64 -> logits (B, T, V), and the mean next-token cross-entropy if targets (B, T) are given
+        (target -1 is ignored)."""
+        B, T = idx.shape
+        if T > self.max_seq_len:
+            raise ValueError(f"input of {T} tokens exceeds the model's {self.max_seq_len} (block_size "
+                             f"{self.config.block_size} x rope_scale {self.config.rope_scale}); set "
+                             f"config.rope_scale = {math.ceil(T / self.config.block_size)} to interpolate positions")
+        cos, sin = rope_cos_sin(T, self.config.n_embd // self.config.n_head, self.config.rope_base,
+                                self.config.rope_scale, idx.device)
+        x = self.wte(idx)                                        # (B, T, C)
+        for block in self.blocks:
+            x = block(x, cos, sin)
+        return self.head_and_loss(self.norm(x), targets)
+
+    def head_and_loss(self, x, targets):
+        """The one place logits and the loss are computed from the final hidden states x (B, T, C).
+        The loss is taken in float32 even under autocast (log-softmax over V in bf16 loses precision)."""
+        logits = self.lm_head(x)                                 # (B, T, V)
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        return logits, loss
+
+    def num_params(self, non_embedding=False):
+        """All parameters (the paper's table counts these). non_embedding=True leaves out both vocabulary matrices
+        (input embedding and the untied head), so the count no longer depends on V (Kaplan et al.'s N)."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.wte.weight.numel() + self.lm_head.weight.numel()
+        return n
+
+    def flops_per_token(self, seq_len=None):
+        """Training FLOPs (forward + backward) per token, as in the PaLM paper's appendix B:
+        6 * (weights used in matmuls: every Linear, head included; the embedding is a lookup, norms are negligible)
+        + 12 * n_layer * n_embd * seq_len for the attention scores and the weighted sum of values
+        (2 matmuls x 2 FLOPs per multiply-add x 3 for forward + backward; the causal mask's skipped half is counted,
+        as PaLM and nanoGPT do)."""
+        c = self.config
+        n_matmul = sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
+        return 6 * n_matmul + 12 * c.n_layer * c.n_embd * (seq_len or c.block_size)
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
+        """Append max_new_tokens sampled tokens to idx (B, T). temperature 0 picks the most likely token; top_k keeps
+        only the k most likely before sampling. The context is cropped to the last max_seq_len tokens."""
+        for _ in range(max_new_tokens):
+            logits, _ = self(idx[:, -self.max_seq_len:])
+            logits = logits[:, -1, :].float()                    # (B, V)
+            if temperature == 0:
+                next_id = logits.argmax(dim=-1, keepdim=True)
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                next_id = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)  # (B, 1)
+            idx = torch.cat((idx, next_id), dim=1)
+        return idx
+
+# -----------------------------------------------------------------------------
+# Loading a trained model (train.py writes out/<run>/ckpt.pt)
+
+
+def read_checkpoint(path, device="cpu"):
+    """The checkpoint dict of a run directory or ckpt.pt path, with clear errors for a missing or corrupt file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "ckpt.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: give a run directory holding ckpt.pt (train one with train.py)")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable checkpoint, perhaps truncated or corrupt ({type(e).__name__}: "
+                         f"{str(e)[:200]})") from None
+    if not isinstance(ckpt, dict) or not {"model", "model_config", "step"} <= ckpt.keys():
+        raise ValueError(f"{path} is not a train.py checkpoint (no model, model_config or step in it)")
+    return ckpt
+
+
+def load_checkpoint(path, device="cpu"):
+    """A run directory (or its ckpt.pt) -> (GPT in eval mode on device, info dict: model_config, train_config, step,
+    tokens, val_loss, data_dir, tokenizer_sha256, vocab_size, ...). Raises FileNotFoundError / ValueError with a
+    message saying what is wrong."""
+    ckpt = read_checkpoint(path, device)
+    model = GPT(GPTConfig(**ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    info = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scaler", "rng")}
+    return model.to(device).eval(), info
+
+# -----------------------------------------------------------------------------
+# Model FLOPs utilisation
+
+# Dense (no sparsity) bf16 tensor-core peaks in FLOP/s from the vendors' datasheets; fp16 for cards without bf16.
+# The first pattern found in torch.cuda.get_device_name() wins, so specific names come before general ones.
+PEAK_FLOPS = [
+    ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("GH200", 989e12), ("H200", 989e12), ("H100", 989e12),  # SXM
+    ("H800", 989e12), ("B200", 2250e12), ("A100", 312e12), ("A800", 312e12), ("L40S", 362e12),
+    ("L40", 181e12), ("L4", 121e12), ("A6000", 155e12), ("RTX 4090", 165e12),
+    ("RTX 3090", 71e12), ("V100", 125e12), ("T4", 65e12), ("MI300X", 1307e12), ("MI250X", 383e12),
+]
+
+
+def peak_flops(device_name):
+    """Peak FLOP/s of one device from its name, or None if unknown (CPUs included)."""
+    for pattern, flops in PEAK_FLOPS:
+        if pattern.lower() in (device_name or "").lower():
+            return flops
+    return None
+
+
+def mfu(flops_per_token, tokens_per_s, peak_per_device, n_devices=1):
+    """Model FLOPs utilisation: achieved training FLOP/s over the devices' peak; None when the peak is unknown."""
+    if not peak_per_device:
+        return None
+    return flops_per_token * tokens_per_s / (peak_per_device * n_devices)

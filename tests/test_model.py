@@ -1,0 +1,182 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from model import GPT, PAPER_GRID, GPTConfig, apply_rope, config_from_name, mfu, peak_flops, rope_cos_sin
+
+# The paper's parameter table (V = 15,000), rows h, columns L = 2, 4, 8.
+PAPER_TABLE = {
+    32: (992_928, 1_025_824, 1_091_616),
+    64: (2_051_392, 2_182_720, 2_445_376),
+    128: (4_364_928, 4_889_728, 5_939_328),
+    256: (9_778_432, 11_876_608, 16_072_960),
+    512: (23_751_168, 32_141_824, 48_923_136),
+    1024: (64_279_552, 97_838_080, 164_955_136),
+}
+
+
+def test_grid_parameter_counts_equal_the_paper_table():
+    assert len(PAPER_GRID) == 18
+    for name in PAPER_GRID:
+        h, L = (int(s[1:]) for s in name.split("-"))
+        with torch.device("meta"):   # shapes only: the 165M model costs no memory or init time
+            model = GPT(config_from_name(name, vocab_size=15000))
+        expected = PAPER_TABLE[h][(2, 4, 8).index(L)]
+        assert model.num_params() == expected, name
+        assert sum(p.numel() for p in model.parameters()) == expected, name
+        assert model.num_params(non_embedding=True) == expected - 2 * 15000 * h, name
+        assert model.config.n_head == 8 and model.config.block_size == 128 and model.config.rope_base == 10000
+
+
+def test_architecture_has_no_biases_untied_head_and_paper_init():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, n_embd=128, vocab_size=2000))
+    assert all(not name.endswith("bias") for name, _ in model.named_parameters())
+    assert model.wte.weight.data_ptr() != model.lm_head.weight.data_ptr()
+    for name, p in model.named_parameters():
+        if name.endswith("norm.weight"):
+            assert torch.all(p == 1), name
+        else:
+            assert abs(p.std().item() - 0.02) < 0.001 and abs(p.mean().item()) < 0.001, name
+    assert model.blocks[0].mlp.gate.weight.shape == (512, 128)   # SwiGLU inner size 4h
+    assert model.norm.eps == 1e-6
+
+
+def test_bad_names_and_shapes_are_refused():
+    with pytest.raises(ValueError, match="h<hidden>-L<layers>"):
+        config_from_name("gpt2")
+    with pytest.raises(ValueError, match="multiple of 2 \\* n_head"):
+        GPTConfig(n_embd=40)
+
+
+# --- a plain reference written here, in float64, with its own RoPE (complex numbers) and attention (explicit mask)
+
+def reference_rope(x, positions, base):
+    """x (..., T, hd): pair (x[i], x[i + hd/2]) as a complex number, turned by position * base^(-2i/hd)."""
+    half = x.shape[-1] // 2
+    theta = torch.tensor([[p * base ** (-2 * i / x.shape[-1]) for i in range(half)] for p in positions],
+                         dtype=torch.float64)
+    z = torch.complex(x[..., :half].double(), x[..., half:].double()) * torch.polar(torch.ones_like(theta), theta)
+    return torch.cat([z.real, z.imag], dim=-1)
+
+
+def reference_logits(model, idx):
+    c = model.config
+    w = {k: v.detach().double() for k, v in model.state_dict().items()}
+    B, T = idx.shape
+    h, nh = c.n_embd, c.n_head
+    hd = h // nh
+
+    def rms(x, weight):
+        return x / torch.sqrt((x * x).mean(-1, keepdim=True) + c.norm_eps) * weight
+
+    positions = [t / c.rope_scale for t in range(T)]
+    causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
+    x = w["wte.weight"][idx]
+    for layer in range(c.n_layer):
+        p = f"blocks.{layer}."
+        a = rms(x, w[p + "attn_norm.weight"])
+        q, k, v = (a @ w[p + "attn.qkv.weight"].T).split(h, dim=-1)
+        q, k, v = (t.view(B, T, nh, hd).transpose(1, 2) for t in (q, k, v))
+        q, k = reference_rope(q, positions, c.rope_base), reference_rope(k, positions, c.rope_base)
+        scores = (q @ k.transpose(-1, -2) / math.sqrt(hd)).masked_fill(~causal, float("-inf"))
+        y = (scores.softmax(-1) @ v).transpose(1, 2).reshape(B, T, h)
+        x = x + y @ w[p + "attn.proj.weight"].T
+        m = rms(x, w[p + "mlp_norm.weight"])
+        x = x + (F.silu(m @ w[p + "mlp.gate.weight"].T) * (m @ w[p + "mlp.up.weight"].T)) @ w[p + "mlp.down.weight"].T
+    return rms(x, w["norm.weight"]) @ w["lm_head.weight"].T
+
+
+@pytest.mark.parametrize("rope_scale", [1.0, 2.0])
+def test_model_matches_plain_reference(rope_scale):
+    torch.manual_seed(1)
+    model = GPT(GPTConfig(n_layer=2, n_embd=32, vocab_size=50, block_size=12, rope_scale=rope_scale))
+    for p in model.parameters():   # norms away from 1, so a wrong norm weight would show
+        p.data += 0.05 * torch.randn_like(p)
+    idx = torch.randint(0, 50, (3, 20 if rope_scale > 1 else 12))
+    targets = torch.randint(0, 50, idx.shape)
+    logits, loss = model(idx, targets)
+    ref = reference_logits(model, idx)
+    assert logits.shape == (*idx.shape, 50)
+    torch.testing.assert_close(logits.double(), ref, atol=2e-5, rtol=1e-4)
+    ref_loss = F.cross_entropy(ref.view(-1, 50), targets.view(-1))
+    assert abs(loss.item() - ref_loss.item()) < 1e-5
+    targets[0, :5] = -1                     # ignored positions do not count
+    _, partial = model(idx, targets)
+    keep = targets.view(-1) != -1
+    assert abs(partial.item() - F.cross_entropy(ref.view(-1, 50)[keep], targets.view(-1)[keep]).item()) < 1e-5
+
+
+def test_rope_rotation_interpolation_and_relative_positions():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 10, 16)
+    cos, sin = rope_cos_sin(10, 16, 10000.0, 1.0, "cpu")
+    torch.testing.assert_close(apply_rope(x, cos, sin).double(), reference_rope(x, range(10), 10000.0), atol=1e-5,
+                               rtol=1e-5)
+    # position interpolation: scale 4 at position p is scale 1 at position p / 4
+    cos4, sin4 = rope_cos_sin(10, 16, 10000.0, 4.0, "cpu")
+    torch.testing.assert_close(apply_rope(x, cos4, sin4).double(), reference_rope(x, [p / 4 for p in range(10)],
+                                                                                  10000.0), atol=1e-5, rtol=1e-5)
+    # q.k after rotation depends only on the distance between the positions
+    q, k = torch.randn(16), torch.randn(16)
+    rq = apply_rope(q.expand(1, 1, 10, 16), cos, sin)[0, 0]
+    rk = apply_rope(k.expand(1, 1, 10, 16), cos, sin)[0, 0]
+    assert abs(rq[7] @ rk[4] - rq[5] @ rk[2]) < 1e-4 and abs(rq[3] @ rk[3] - q @ k) < 1e-4
+
+
+def test_causal_and_long_inputs_need_rope_scale():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=1, n_embd=32, vocab_size=30, block_size=8))
+    idx = torch.randint(0, 30, (1, 8))
+    changed = idx.clone()
+    changed[0, 5:] = (changed[0, 5:] + 1) % 30
+    torch.testing.assert_close(model(idx)[0][:, :5], model(changed)[0][:, :5])   # the future is not seen
+    assert not torch.allclose(model(idx)[0][:, 5:], model(changed)[0][:, 5:])
+    with pytest.raises(ValueError, match="rope_scale = 4"):
+        model(torch.randint(0, 30, (1, 32)))
+    model.config.rope_scale = 4.0
+    assert model(torch.randint(0, 30, (1, 32)))[0].shape == (1, 32, 30)
+
+
+def test_flops_per_token_equal_counted_flops():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, n_embd=64, vocab_size=100, block_size=16))
+    idx = torch.randint(0, 100, (2, 16))
+    # the math attention backend runs as plain matmuls, which the counter sees (the fused CPU kernel it does not)
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(idx, idx)[1].backward()
+    assert counter.get_total_flops() / idx.numel() == model.flops_per_token()
+    h, L, V, T = 64, 2, 100, 16
+    assert model.flops_per_token() == 6 * (L * 16 * h * h + V * h) + 12 * L * h * T
+
+
+def test_peak_table_and_mfu():
+    assert peak_flops("NVIDIA H100 80GB HBM3") == 989e12
+    assert peak_flops("NVIDIA H100 PCIe") == 756e12
+    assert peak_flops("NVIDIA H200") == 989e12
+    assert peak_flops("NVIDIA A100-SXM4-80GB") == 312e12
+    assert peak_flops("NVIDIA L40S") == 362e12 and peak_flops("NVIDIA L4") == 121e12
+    assert peak_flops("x86_64") is None and peak_flops(None) is None
+    assert mfu(1e9, 1e5, 1e15, n_devices=2) == pytest.approx(0.05)
+    assert mfu(1e9, 1e5, None) is None
+
+
+def test_generate_greedy_top_k_and_cropping():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=1, n_embd=32, vocab_size=40, block_size=8)).eval()
+    start = torch.randint(0, 40, (2, 3))
+    out = model.generate(start, 10, temperature=0)        # 13 tokens: the context is cropped to the last 8
+    assert out.shape == (2, 13) and torch.equal(out[:, :3], start)
+    expected = start
+    for _ in range(10):
+        expected = torch.cat([expected, model(expected[:, -8:])[0][:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(out, expected)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(model.generate(start, 10, top_k=1, generator=g), out)   # top-1 sampling is greedy
+    samples = model.generate(start.repeat(50, 1), 1, temperature=1.0, top_k=3, generator=g)[:, -1]
+    allowed = torch.topk(model(start)[0][:, -1], 3).indices.repeat(50, 1)
+    assert (samples[:, None] == allowed).any(dim=1).all() and len(set(samples.tolist())) > 1

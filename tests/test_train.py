@@ -1,0 +1,202 @@
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import train
+from model import GPT, load_checkpoint
+from train import TokenBlocks, TrainConfig, block_ids, lr_at, parse_args, unigram_baseline
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = dict(model="h32-L2", block_size=32, batch_size=8, lr=3e-3, warmup_steps=5, eval_interval=10, log_interval=1,
+            eval_blocks=16, sample_tokens=0, threads=1)  # one thread: tiny matmuls on a shared machine
+
+
+def run(data, out, **overrides):
+    cfg = TrainConfig(data_dir=str(data), out_dir=str(out), **{**TINY, **overrides})
+    threads = torch.get_num_threads()
+    try:
+        return train.train(cfg)
+    finally:
+        torch.set_num_threads(threads)   # leave the other tests as they were
+
+
+def records(run_dir, event="step"):
+    lines = [json.loads(line) for line in (Path(run_dir) / "log.jsonl").read_text().splitlines()]
+    return [r for r in lines if r["event"] == event]
+
+
+def test_lr_schedule_values():
+    peak, total, warm = 1e-3, 110, 10
+    assert lr_at(0, total, peak, warm) == pytest.approx(1e-4)          # linear warmup
+    assert lr_at(4, total, peak, warm) == pytest.approx(5e-4)
+    assert lr_at(9, total, peak, warm) == pytest.approx(peak)
+    assert lr_at(10, total, peak, warm) == pytest.approx(peak)         # the cosine starts at the peak
+    assert lr_at(60, total, peak, warm) == pytest.approx(peak * (0.5 + 0.5 * math.cos(math.pi / 4)))
+    assert lr_at(110, total, peak, warm) == pytest.approx(peak / 2)    # a quarter cycle ends at half the peak
+    lrs = [lr_at(s, total, peak, warm) for s in range(10, 110)]
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert lr_at(60, total, peak, warm, final_frac=0.1) == pytest.approx(peak * (0.1 + 0.9 * math.cos(math.pi / 4)))
+
+
+def test_block_order_is_a_seeded_shuffle_and_ranks_split_the_batch():
+    n = 50
+    epoch0, epoch1 = block_ids(0, n, n, seed=1), block_ids(n, n, n, seed=1)
+    assert sorted(epoch0) == list(range(n)) and sorted(epoch1) == list(range(n))   # each block once per epoch
+    assert not np.array_equal(epoch0, epoch1) and not np.array_equal(epoch0, block_ids(0, n, n, seed=2))
+    assert np.array_equal(block_ids(45, 10, n, 1), np.concatenate([epoch0[45:], epoch1[:5]]))
+    step_batch = block_ids(16, 8, n, 1)   # step 2 of batch 8; two processes take halves of it
+    assert np.array_equal(np.concatenate([block_ids(16, 4, n, 1), block_ids(20, 4, n, 1)]), step_batch)
+
+
+def test_unigram_baseline_by_hand(tmp_path):
+    np.array([0, 0, 1, 2], np.uint16).tofile(tmp_path / "t.bin")
+    np.array([0, 3], np.uint16).tofile(tmp_path / "v.bin")
+    b = unigram_baseline(*(TokenBlocks(tmp_path / f"{n}.bin", "uint16", 1, 4) for n in ("t", "v")))
+    p = np.array([3, 2, 2, 1]) / 8                         # add-one counts
+    assert b["unigram_train_entropy"] == pytest.approx(-(0.5 * np.log(p[0]) + 0.25 * np.log(p[1] * p[2])))
+    assert b["unigram_val_xent"] == pytest.approx(-(np.log(p[0]) + np.log(p[3])) / 2)
+
+
+def test_cli_flags_come_from_the_dataclass():
+    cfg = parse_args(["--lr", "1e-3", "--max_tokens", "2.1e9", "--compile", "--model", "h256-L4"])
+    assert cfg.lr == 1e-3 and cfg.max_tokens == 2_100_000_000 and cfg.compile is True and cfg.model == "h256-L4"
+    assert parse_args([]) == TrainConfig()
+    helps = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True).stdout
+    for f in fields(TrainConfig):
+        assert f"--{f.name}" in helps
+    assert "global batch in sequences" in helps
+
+
+def test_tiny_run_learns_and_logs_everything(tiny_data, tmp_path):
+    summary = run(tiny_data, tmp_path, max_tokens=60 * 8 * 32, run_name="learn")
+    run_dir = Path(summary["run_dir"])
+    steps = records(run_dir)
+    first, last = steps[0], steps[-1]
+    assert first["step"] == 0 and first["val_loss"] == pytest.approx(math.log(259), abs=0.1)  # uniform at init
+    assert last["step"] == 60 and last["tokens"] == 60 * 8 * 32
+    end = records(run_dir, "end")[0]
+    assert last["val_loss"] < first["val_loss"] - 2.0 and last["val_loss"] < end["unigram_val_xent"] - 0.3
+    assert np.mean([r["train_loss"] for r in steps[-10:]]) < np.mean([r["train_loss"] for r in steps[1:11]]) - 1.5
+    for key in ("step", "tokens", "train_loss", "val_loss", "lr", "grad_norm", "tokens_per_s", "mfu", "elapsed_s"):
+        assert key in last
+    assert last["mfu"] is None and last["tokens_per_s"] > 0            # CPU: no peak, no MFU
+    config = json.loads((run_dir / "config.json").read_text())
+    meta = json.loads((tiny_data / "meta.json").read_text())
+    assert config["dataset"]["tokenizer_sha256"] == meta["tokenizer"]["sha256"]
+    assert config["dataset"]["dir"] == str(tiny_data) and config["model"]["vocab_size"] == 259
+    assert config["env"]["torch"] == torch.__version__ and config["env"]["world_size"] == 1
+    assert config["derived"]["total_steps"] == 60 and config["train"]["lr"] == 3e-3
+    assert records(run_dir, "start")[0]["train"] == config["train"]
+    # the checkpoint gives the trained model back
+    model, info = load_checkpoint(run_dir)
+    assert info["step"] == 60 and info["val_loss"] == last["val_loss"] and info["data_dir"] == str(tiny_data)
+    assert isinstance(model, GPT) and not model.training and model.config.vocab_size == 259
+
+
+def test_resumed_run_equals_uninterrupted_run(tiny_data, tmp_path):
+    run(tiny_data, tmp_path, max_tokens=24 * 256, run_name="whole")
+    part = run(tiny_data, tmp_path, max_tokens=24 * 256, run_name="split", stop_at_step=13)
+    assert part["step"] == 13 and not records(Path(part["run_dir"]), "end")
+    run(tiny_data, tmp_path, max_tokens=24 * 256, run_name="split", resume=True)
+    whole, split = records(tmp_path / "whole"), records(tmp_path / "split")
+    assert [r["step"] for r in split] == list(range(25))               # each step logged once
+    for a, b in zip(whole, split):
+        assert (a["train_loss"], a["lr"], a["grad_norm"]) == (b["train_loss"], b["lr"], b["grad_norm"]), a["step"]
+        if a["val_loss"] is not None and b["val_loss"] is not None:                 # split also evaluated at 13
+            assert a["val_loss"] == b["val_loss"], a["step"]
+    assert whole[-1]["val_loss"] == split[-1]["val_loss"] and records(tmp_path / "split", "resume")[0]["step"] == 13
+    sd_whole, sd_split = (torch.load(tmp_path / n / "ckpt.pt", weights_only=True) for n in ("whole", "split"))
+    for k, v in sd_whole["model"].items():
+        assert torch.equal(v, sd_split["model"][k]), k
+    assert sd_split["step"] == sd_whole["step"] == 24 and sd_split["data_position"] == 24 * 8
+
+
+def test_mismatched_checkpoints_and_runs_are_refused(tiny_data, tmp_path):
+    run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", stop_at_step=5)
+    with pytest.raises(SystemExit, match="already holds a run"):
+        run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r")
+    with pytest.raises(SystemExit, match="model settings differ"):
+        run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", model="h64-L2", resume=True)
+    with pytest.raises(SystemExit, match=r"training settings differ.*'lr'"):
+        run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", lr=1e-3, resume=True)
+    other = tmp_path / "other_tokenizer"
+    shutil.copytree(tiny_data, other)
+    meta = json.loads((other / "meta.json").read_text())
+    meta["tokenizer"]["sha256"] = "0" * 64
+    (other / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(SystemExit, match="tokenizers differ"):
+        run(other, tmp_path, max_tokens=12 * 256, run_name="r", resume=True)
+    with pytest.raises(SystemExit, match="nothing to resume"):
+        run(tiny_data, tmp_path, run_name="never", resume=True)
+    # --overwrite starts afresh
+    assert run(tiny_data, tmp_path, max_tokens=4 * 256, run_name="r", overwrite=True)["step"] == 4
+    # load_checkpoint: missing and corrupt files
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_checkpoint(tmp_path / "never")
+    (tmp_path / "bad.pt").write_bytes((tmp_path / "r" / "ckpt.pt").read_bytes()[:1000])
+    with pytest.raises(ValueError, match="corrupt"):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_bad_datasets_are_refused(tiny_data, tmp_path):
+    with pytest.raises(SystemExit, match=r"train.bin not found: run `python simplify.py` first"):
+        run(tmp_path / "missing", tmp_path)
+    small_vocab = tmp_path / "small_vocab"
+    shutil.copytree(tiny_data, small_vocab)
+    meta = json.loads((small_vocab / "meta.json").read_text())
+    meta["vocab_size"] = 200
+    (small_vocab / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(SystemExit, match="token id 258 >= vocab_size 200"):
+        run(small_vocab, tmp_path)
+    with pytest.raises(SystemExit, match="too few"):
+        run(tiny_data, tmp_path, batch_size=4096)
+    with pytest.raises(SystemExit, match="must divide"):
+        run(tiny_data, tmp_path, micro_batch_size=3)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
+    original, calls = GPT.head_and_loss, [0]
+
+    def poisoned(self, x, targets):
+        logits, loss = original(self, x, targets)
+        calls[0] += self.training
+        return logits, (loss * float("nan") if self.training and calls[0] > 14 else loss)
+
+    monkeypatch.setattr(GPT, "head_and_loss", poisoned)
+    with pytest.raises(SystemExit, match="step 15: train loss nan.*last good checkpoint"):
+        run(tiny_data, tmp_path, max_tokens=30 * 256, run_name="nan")
+    ckpt = torch.load(tmp_path / "nan" / "ckpt.pt", weights_only=True)
+    assert ckpt["step"] == 10 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
+    stopped = records(tmp_path / "nan", "stopped")[0]
+    assert stopped["step"] == 15 and stopped["train_loss"] == "nan"      # strict JSON: no bare NaN
+
+
+def test_two_process_ddp_equals_one_process(tiny_data, tmp_path):
+    """torchrun, 2 CPU processes (gloo), 2 micro-batches of 2 per process per step vs. 1 process, 1 x 8."""
+    args = [f"--{k}={v}" for k, v in {**TINY, "max_tokens": 6 * 256, "eval_interval": 3}.items()]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "train.py", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}", "--run_name=ddp",
+                           "--micro_batch_size=2", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run(tiny_data, tmp_path, max_tokens=6 * 256, eval_interval=3, run_name="single")
+    ddp, single = records(tmp_path / "ddp"), records(tmp_path / "single")
+    assert json.loads((tmp_path / "ddp" / "config.json").read_text())["env"]["world_size"] == 2
+    assert [r["step"] for r in ddp] == [r["step"] for r in single] == list(range(7))
+    for a, b in zip(ddp, single):
+        for key in ("train_loss", "val_loss", "grad_norm"):
+            if b[key] is not None:
+                assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (a["step"], key)
+    w_ddp, w_single = (torch.load(tmp_path / n / "ckpt.pt", weights_only=True)["model"] for n in ("ddp", "single"))
+    for k in w_single:
+        torch.testing.assert_close(w_ddp[k], w_single[k], atol=1e-5, rtol=1e-4)

@@ -1,0 +1,498 @@
+"""
+train.py: pre-train one model on one dataset directory, as the paper did (section 5).
+
+    python train.py                                   # CPU demo: h64-L2 on data/simplified, a few minutes
+    # a paper run on one GPU, bf16 (its data: `python simplify.py --paper --source ... --out_dir data/paper`)
+    python train.py --data_dir data/paper/simplified --model h256-L4 --batch_size 512 --lr 8e-4 --warmup_steps 1000
+    torchrun --standalone --nproc_per_node=8 train.py --model h1024-L8 --batch_size 512 ...   # one node, 8 GPUs
+    python train.py --run_name NAME --resume          # continue an interrupted run (same flags as before)
+
+The optimisation is the paper's: AdamW (0.9, 0.95, eps 1e-4, weight decay 0.1 on every parameter), linear warmup
+then a quarter-cycle cosine down to half the peak LR, one pass over the data in 128-token blocks. Every flag is a
+field of TrainConfig below (`python train.py --help`). A run writes out/<run_name>/:
+    config.json   the full config, dataset (dir, tokenizer sha256), model, environment, unigram baseline
+    log.jsonl     one JSON object per line: {"event": "start" | "step" | "resume" | "stopped" | "end", ...};
+                  a step line: step, tokens, train_loss, val_loss (eval steps), lr, grad_norm, tokens_per_s, mfu,
+                  elapsed_s
+    ckpt.pt       model (unwrapped), optimizer, scaler, step, data position, RNG states, configs
+model.load_checkpoint(run_dir) gives the trained model back (evaluate.py uses it).
+"""
+import argparse
+import inspect
+import json
+import math
+import os
+import platform
+import random
+import re
+import socket
+import subprocess
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from model import GPT, config_from_name, mfu, peak_flops, read_checkpoint
+from simplify import load_meta, load_tokenizer
+
+# -----------------------------------------------------------------------------
+# Hyperparameters: every field is a command-line flag (its comment is the --help text)
+
+
+@dataclass
+class TrainConfig:
+    # data and the run directory
+    data_dir: str = "data/simplified"  # dataset directory written by simplify.py
+    out_dir: str = "out"  # runs go to <out_dir>/<run_name>/
+    run_name: str = ""  # default: <model>-<dataset directory name>
+    resume: bool = False  # continue <out_dir>/<run_name> from its ckpt.pt (pass the run's original flags)
+    overwrite: bool = False  # start afresh even if <out_dir>/<run_name> already holds a run
+    # model
+    model: str = "h64-L2"  # h<hidden>-L<layers>; the paper's grid: h32..h1024 x L2, L4, L8
+    block_size: int = 128  # context length in tokens (the paper: 128)
+    rope_base: float = 10000.0  # RoPE base (the paper: 10,000)
+    # optimisation
+    batch_size: int = 32  # global batch in sequences per optimizer step, whatever the process count (paper: 512)
+    micro_batch_size: int = 0  # sequences per forward pass in each process (0: batch_size / processes)
+    lr: float = 3e-3  # peak learning rate (paper: 2.8e-3 for the smallest model, else 8e-4 by default)
+    warmup_steps: int = 30  # linear warmup steps (paper: 1000)
+    final_lr_frac: float = 0.5  # the quarter-cycle cosine ends at this fraction of the peak LR
+    beta1: float = 0.9  # AdamW (paper: 0.9, 0.95, eps 1e-4)
+    beta2: float = 0.95  # AdamW
+    eps: float = 1e-4  # AdamW
+    weight_decay: float = 0.1  # applied to every parameter, as the authors did
+    grad_clip: float = 1.0  # clip the global gradient norm to this (0: off); the norm is logged either way
+    epochs: float = 1.0  # passes over train.bin (the paper: one)
+    max_tokens: int = 0  # token budget, replaces --epochs when > 0 (data-size scaling); 2.1e9 style accepted
+    seed: int = 1337  # model init and data order
+    # evaluation, logging, checkpoints
+    eval_interval: int = 100  # val loss and a checkpoint every N steps (and at the end)
+    eval_blocks: int = 200  # val loss over at most this many val.bin blocks (a fixed, evenly spread subset)
+    log_interval: int = 10  # a log line every N steps
+    stop_at_step: int = 0  # stop after this step with a checkpoint, schedule unchanged (continue with --resume)
+    sample_tokens: int = 48  # at the end print a sample of this many tokens (0: none)
+    # system
+    device: str = "auto"  # auto (cuda if available, else cpu) | cpu | cuda | mps
+    dtype: str = "auto"  # auto (bfloat16 if supported, else float16, float32 on CPU) | bfloat16 | float16 | float32
+    compile: bool = False  # torch.compile the model
+    threads: int = 0  # CPU threads per process (0: torch's default)
+    peak_flops: float = 0.0  # peak FLOP/s of one device for MFU (0: look its name up in model.PEAK_FLOPS)
+
+
+# Settings that shape the trajectory: a resumed run must use the values its checkpoint was written with.
+RESUME_MUST_MATCH = ("model", "block_size", "rope_base", "batch_size", "lr", "warmup_steps", "final_lr_frac",
+                     "beta1", "beta2", "eps", "weight_decay", "grad_clip", "epochs", "max_tokens", "seed")
+
+
+def _int(text):   # int flags also accept 2.1e9 (not 2.5)
+    return int(float(text)) if float(text).is_integer() else int(text)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    comments = dict(re.findall(r"^\s+(\w+): \w+ = .*?# (.*)$", inspect.getsource(TrainConfig), re.M))
+    for f in fields(TrainConfig):
+        kind = {"type": _int if f.type is int else f.type}
+        if f.type is bool:
+            kind = {"action": argparse.BooleanOptionalAction}
+        parser.add_argument(f"--{f.name}", default=f.default, help=f"{comments[f.name]} (default: {f.default!r})",
+                            **kind)
+    return TrainConfig(**vars(parser.parse_args(argv)))
+
+# -----------------------------------------------------------------------------
+# Data: a token file seen as 128-token blocks, visited in a seeded shuffled order
+
+
+def read_meta(data_dir):
+    """The dataset's meta.json (simplify.load_meta checks it against the token files)."""
+    if not (Path(data_dir) / "train.bin").is_file():
+        raise SystemExit(f"{Path(data_dir) / 'train.bin'} not found: run `python simplify.py` first (or pass "
+                         "--data_dir)")
+    meta = load_meta(data_dir)
+    if meta.get("dtype") not in ("uint16", "uint32") or "sha256" not in meta.get("tokenizer", {}):
+        raise SystemExit(f"{data_dir}/meta.json lacks a uint16/uint32 dtype or tokenizer.sha256: rebuild the dataset")
+    return meta
+
+
+class TokenBlocks:
+    """A flat token file as n non-overlapping blocks: block i is tokens[i*T : i*T+T] and its targets are the same
+    positions shifted by one, so every token of a block is predicted once."""
+
+    def __init__(self, path, dtype, block_size, vocab_size):
+        self.tokens = np.memmap(path, dtype=dtype, mode="r")  # read from disk on demand, never loaded whole
+        self.path, self.T, self.vocab_size = path, block_size, vocab_size
+        self.n = max(0, (len(self.tokens) - 1) // block_size)
+
+    def get(self, block_ids, device):
+        """block_ids (b,) -> inputs x and targets y, both (b, T) int64 on device."""
+        T = self.T
+        buf = torch.from_numpy(np.stack([self.tokens[i * T: i * T + T + 1] for i in block_ids]).astype(np.int64))
+        buf = buf.pin_memory().to(device, non_blocking=True) if device.startswith("cuda") else buf.to(device)
+        return buf[:, :-1], buf[:, 1:]
+
+    def counts(self, chunk=1 << 24):
+        """Token id counts over the whole file (in chunks: a 2B-token file never sits in memory)."""
+        counts = np.zeros(self.vocab_size, np.int64)
+        for start in range(0, len(self.tokens), chunk):
+            c = np.bincount(self.tokens[start:start + chunk])
+            if len(c) > self.vocab_size:
+                raise SystemExit(f"{self.path} holds token id {len(c) - 1} >= vocab_size {self.vocab_size} of "
+                                 "meta.json: the dataset's files do not belong together; rebuild it")
+            counts[:len(c)] += c
+        return counts
+
+
+@lru_cache(maxsize=2)
+def epoch_order(n_blocks, seed, epoch):
+    """The block order of one epoch: a permutation fixed by (seed, epoch), so it is never stored."""
+    return np.random.default_rng([seed, epoch]).permutation(n_blocks)
+
+
+def block_ids(position, count, n_blocks, seed):
+    """The blocks at sequence positions position .. position+count-1 of the run's stream (epoch after epoch)."""
+    epochs, offsets = np.divmod(np.arange(position, position + count), n_blocks)
+    out = np.empty(count, np.int64)
+    for e in np.unique(epochs):
+        out[epochs == e] = epoch_order(n_blocks, seed, int(e))[offsets[epochs == e]]
+    return out
+
+
+def unigram_baseline(train, val):
+    """A model that ignores context: token frequencies of train.bin with add-one smoothing. Returns its entropy on
+    the train distribution and its cross-entropy on val.bin, in nats per token (what a model must beat)."""
+    counts = train.counts()
+    p = (counts + 1) / (counts.sum() + len(counts))
+    val_counts = val.counts()
+    return {"unigram_train_entropy": float(-(counts / counts.sum() * np.log(p)).sum()),
+            "unigram_val_xent": float(-(val_counts * np.log(p)).sum() / max(1, val_counts.sum()))}
+
+# -----------------------------------------------------------------------------
+# Learning-rate schedule
+
+
+def lr_at(step, total_steps, peak_lr, warmup_steps, final_frac=0.5):
+    """LR of update `step` (0-based): linear warmup to the peak, then a quarter-cycle cosine from the peak down to
+    final_frac * peak (Hugging Face's cosine schedule with num_cycles=0.25 is the same curve for final_frac 0.5)."""
+    if step < warmup_steps:
+        return peak_lr * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return peak_lr * (final_frac + (1 - final_frac) * math.cos(math.pi / 2 * progress))
+
+# -----------------------------------------------------------------------------
+# Checkpoints
+
+
+def write_atomic(path, write):
+    """write(tmp_path), then rename over path: a crash never leaves a half-written checkpoint or log."""
+    tmp = Path(f"{path}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def check_resumable(ckpt, cfg, model_config, meta, n_train_blocks):
+    """Refuse a checkpoint from another model, tokenizer, dataset or optimisation setting, saying which."""
+    def differ(old, new, keys):
+        return {k: (old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)}
+    problems = [f"{what} differ (checkpoint vs now: {d})" for what, d in (
+        ("model settings", differ(ckpt["model_config"], asdict(model_config), asdict(model_config))),
+        ("training settings", differ(ckpt.get("train_config", {}), asdict(cfg), RESUME_MUST_MATCH)),
+        ("tokenizers", differ(ckpt, {"tokenizer_sha256": meta["tokenizer"]["sha256"]}, ["tokenizer_sha256"])),
+        ("train.bin sizes", differ(ckpt, {"n_train_blocks": n_train_blocks}, ["n_train_blocks"]))) if d]
+    if problems:
+        raise SystemExit(f"cannot resume from {cfg.out_dir}/{cfg.run_name}/ckpt.pt: {'; '.join(problems)}. "
+                         "Pass the run's original flags and dataset, or start a new --run_name")
+
+
+def rng_states():
+    """torch's generators (CPU and CUDA) and Python's. numpy's global one is never used: the data order is a function
+    of (seed, epoch) and is recomputed on resume."""
+    return {"python": random.getstate(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_states(s):
+    random.setstate(tuple(s["python"]))
+    torch.set_rng_state(s["torch"].cpu())
+    if s["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([t.cpu() for t in s["cuda"]])
+
+# -----------------------------------------------------------------------------
+# Environment and logging
+
+
+def environment(device, world_size):
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else (platform.processor() or device)
+    return {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(), "argv": sys.argv,
+            "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "cuda": torch.version.cuda, "device": device, "device_name": name, "world_size": world_size,
+            "threads": torch.get_num_threads(), "git_commit": commit}
+
+
+def hms(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+@torch.no_grad()
+def val_loss(model, data, ids, micro, device, autocast, rank, world):
+    """Mean next-token loss over the val blocks `ids`, each process taking every world-th block."""
+    model.eval()
+    total = torch.zeros(2, dtype=torch.float64, device=device)   # (sum of losses, token count)
+    mine = ids[rank::world]
+    for s in range(0, len(mine), micro):
+        x, y = data.get(mine[s:s + micro], device)
+        with autocast:
+            _, loss = model(x, y)
+        total += torch.stack([loss.double() * y.numel(), torch.tensor(y.numel(), device=device)])
+    if world > 1:
+        dist.all_reduce(total)
+    model.train()
+    return (total[0] / total[1]).item()
+
+# -----------------------------------------------------------------------------
+# Training
+
+
+def train(cfg):
+    """Run (or resume) one training run; returns a summary dict. Under torchrun: one process per device, DDP."""
+    world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
+    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and world > 1:
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
+    if device.startswith("cuda"):
+        torch.cuda.set_device(device)
+    if world > 1:
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    try:
+        return _train(cfg, rank, world, device)
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+
+
+def _train(cfg, rank, world, device):
+    master = rank == 0
+    say = print if master else (lambda *a, **k: None)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device_type = device.split(":")[0]
+    dtype = cfg.dtype if cfg.dtype != "auto" else (
+        "float32" if device_type != "cuda" else "bfloat16" if torch.cuda.is_bf16_supported(False) else "float16")
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise SystemExit(f"--dtype {dtype!r}: use auto, bfloat16, float16 or float32")
+    # bf16/fp16 autocast: matmuls in half precision, weights and optimizer state in fp32; fp16 also needs loss scaling
+    autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, dtype))
+    for name in ("batch_size", "eval_interval", "log_interval", "block_size", "eval_blocks"):
+        if getattr(cfg, name) < 1:
+            raise SystemExit(f"--{name} must be >= 1, got {getattr(cfg, name)}")
+
+    # --- data and batch geometry
+    meta = read_meta(cfg.data_dir)
+    V = int(meta["vocab_size"])
+    train_data, val_data = (TokenBlocks(Path(cfg.data_dir) / f"{split}.bin", meta["dtype"], cfg.block_size, V)
+                            for split in ("train", "val"))
+    if cfg.batch_size % world:
+        raise SystemExit(f"--batch_size {cfg.batch_size} is not divisible by the {world} processes")
+    per_rank = cfg.batch_size // world
+    micro = cfg.micro_batch_size or per_rank
+    if per_rank % micro:
+        raise SystemExit(f"--micro_batch_size {micro} must divide the {per_rank} sequences per process per step")
+    accum = per_rank // micro                   # gradient accumulation keeps the global batch whatever `world` is
+    tokens_per_step = cfg.batch_size * cfg.block_size
+    wanted = cfg.max_tokens if cfg.max_tokens > 0 else cfg.epochs * train_data.n * cfg.block_size
+    total_steps = int(wanted // tokens_per_step)
+    if total_steps < 1 or val_data.n < 1:
+        raise SystemExit(f"{cfg.data_dir}: {train_data.n} train / {val_data.n} val blocks of {cfg.block_size} tokens,"
+                         f" too few for one batch of {cfg.batch_size} and one val block: more data or a smaller "
+                         "--batch_size")
+    eval_ids = np.unique(np.linspace(0, val_data.n - 1, min(cfg.eval_blocks, val_data.n)).round().astype(np.int64))
+
+    # --- the run directory
+    cfg.run_name = cfg.run_name or f"{cfg.model}-{Path(cfg.data_dir).resolve().name}"
+    run_dir = Path(cfg.out_dir) / cfg.run_name
+    ckpt_path, log_path = run_dir / "ckpt.pt", run_dir / "log.jsonl"
+    if cfg.resume and not ckpt_path.is_file():
+        raise SystemExit(f"--resume: {ckpt_path} not found, nothing to resume")
+    if not cfg.resume and (ckpt_path.exists() or log_path.exists()) and not cfg.overwrite:
+        raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it, --overwrite to replace it, "
+                         "or another --run_name")
+    if world > 1:
+        dist.barrier()                          # every process has checked before rank 0 writes anything
+    if master and not cfg.resume:
+        ckpt_path.unlink(missing_ok=True)       # --overwrite: never leave the old run's checkpoint to resume
+
+    # --- model, optimizer, and the state of a resumed run
+    torch.manual_seed(cfg.seed)                 # the same initial weights in every process
+    model_config = config_from_name(cfg.model, vocab_size=V, block_size=cfg.block_size, rope_base=cfg.rope_base)
+    raw_model = GPT(model_config).to(device)
+    optimizer = torch.optim.AdamW(raw_model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                                  weight_decay=cfg.weight_decay, fused=device_type == "cuda")
+    scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")
+    step, elapsed_before, last_val = 0, 0.0, None
+    if cfg.resume:   # every process reads the checkpoint (multi-node runs need a shared out_dir)
+        ckpt = read_checkpoint(ckpt_path, device)
+        check_resumable(ckpt, cfg, model_config, meta, train_data.n)
+        raw_model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt["scaler"]:                       # empty unless the run used fp16
+            scaler.load_state_dict(ckpt["scaler"])
+        set_rng_states(ckpt["rng"])
+        step, elapsed_before, last_val = ckpt["step"], ckpt["elapsed_s"], ckpt["val_loss"]
+        del ckpt
+    eval_model = model = torch.compile(raw_model) if cfg.compile else raw_model
+    if world > 1:
+        model = DDP(model, device_ids=[torch.device(device).index] if device_type == "cuda" else None)
+    flops_per_token = raw_model.flops_per_token()
+    peak = cfg.peak_flops or (peak_flops(torch.cuda.get_device_name(device)) if device_type == "cuda" else None)
+
+    # --- config.json and the log (rank 0 writes; the other processes only train)
+    if master:
+        say(f"{cfg.run_name}: {cfg.model} ({raw_model.num_params():,} parameters, V={V}) on {cfg.data_dir} "
+            f"({train_data.n:,} train blocks): {total_steps:,} steps of {cfg.batch_size} x {cfg.block_size} tokens, "
+            f"{world} x {device} {dtype}, {accum} micro-batches of {micro} per process")
+        if wanted > train_data.n * cfg.block_size:
+            say(f"note: {wanted:,.0f} tokens is more than one pass over train.bin: blocks will repeat")
+        baseline = unigram_baseline(train_data, val_data)   # also checks every token id against vocab_size
+        say(f"unigram baseline: val cross-entropy {baseline['unigram_val_xent']:.4f} nats "
+            f"(train entropy {baseline['unigram_train_entropy']:.4f})")
+        env = environment(device, world)
+        config = {"train": asdict(cfg), "model": asdict(model_config), "env": env, "baseline": baseline,
+                  "dataset": {"dir": cfg.data_dir, "dir_abs": str(Path(cfg.data_dir).resolve()),
+                              "name": meta.get("name"), "vocab_size": V, "eot_token": meta.get("eot_token"),
+                              "tokenizer_sha256": meta["tokenizer"]["sha256"], "train_tokens": len(train_data.tokens),
+                              "val_tokens": len(val_data.tokens)},
+                  "derived": {"total_steps": total_steps, "tokens_per_step": tokens_per_step, "world_size": world,
+                              "micro_batch_size": micro, "grad_accum_steps": accum, "dtype": dtype,
+                              "params": raw_model.num_params(), "flops_per_token": flops_per_token,
+                              "params_non_embedding": raw_model.num_params(non_embedding=True),
+                              "peak_flops_per_device": peak, "train_blocks": train_data.n,
+                              "eval_blocks": len(eval_ids)}}
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(run_dir / "config.json", lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
+        if cfg.resume:   # keep the log up to the checkpoint: the steps after it are about to be redone
+            lines = log_path.read_text().splitlines(keepends=True) if log_path.exists() else []
+            lines = [x for x in lines if json.loads(x).get("step", 0) <= step]
+            lines.append(json.dumps({"event": "resume", "step": step, "env": env}) + "\n")
+            write_atomic(log_path, lambda p: p.write_text("".join(lines)))
+            say(f"resumed from step {step} ({step * tokens_per_step:,} tokens seen)")
+        else:
+            log_path.write_text(json.dumps({"event": "start", "step": 0, **config}) + "\n")
+
+    def log(record):   # a non-finite number is written as a string ("nan"), so every line stays strict JSON
+        if master:
+            with open(log_path, "a") as f:
+                f.write(json.dumps({k: str(v) if isinstance(v, float) and not math.isfinite(v) else v
+                                    for k, v in record.items()}) + "\n")
+
+    def checkpoint(val):
+        if master:
+            write_atomic(ckpt_path, lambda p: torch.save({
+                "format_version": 1, "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(), "step": step, "tokens": step * tokens_per_step,
+                "data_position": step * cfg.batch_size, "n_train_blocks": train_data.n, "rng": rng_states(),
+                "elapsed_s": elapsed_before + time.time() - t_start, "val_loss": val, "data_dir": cfg.data_dir,
+                "model_config": asdict(model_config), "train_config": asdict(cfg),
+                "tokenizer_sha256": meta["tokenizer"]["sha256"], "vocab_size": V}, p))
+        if world > 1:
+            dist.barrier()
+
+    def evaluate():
+        return val_loss(eval_model, val_data, eval_ids, micro, device, autocast, rank, world)
+
+    # --- the loop
+    t_start = t_last = time.time()
+    step_last = step
+    if step == 0:
+        last_val = evaluate()
+        log({"event": "step", "step": 0, "tokens": 0, "train_loss": None, "val_loss": last_val, "lr": 0.0,
+             "grad_norm": None, "tokens_per_s": None, "mfu": None, "elapsed_s": 0.0})
+        say(f"step {0:>6}/{total_steps} | val {last_val:.4f}")
+    while step < total_steps:
+        lr = lr_at(step, total_steps, cfg.lr, cfg.warmup_steps, cfg.final_lr_frac)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        ids = block_ids(step * cfg.batch_size + rank * per_rank, per_rank, train_data.n, cfg.seed)  # my share
+        loss_sum = torch.zeros((), device=device)
+        for i in range(accum):
+            x, y = train_data.get(ids[i * micro:(i + 1) * micro], device)        # (micro, T) each
+            # DDP averages the gradients across processes during backward: only after the last micro-batch
+            with model.no_sync() if world > 1 and i < accum - 1 else nullcontext():
+                with autocast:
+                    _, loss = model(x, y)
+                scaler.scale(loss / accum).backward()
+            loss_sum += loss.detach() / accum
+        scaler.unscale_(optimizer)                                                 # a no-op unless fp16
+        grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip or math.inf)  # pre-clip norm
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+
+        do_eval = step % cfg.eval_interval == 0 or step == total_steps or step == cfg.stop_at_step
+        if step % cfg.log_interval and not do_eval:
+            continue
+        if world > 1:
+            dist.all_reduce(loss_sum)
+        train_loss, now = loss_sum.item() / world, time.time()
+        tokens_per_s = (step - step_last) * tokens_per_step / max(now - t_last, 1e-9)
+        eta = (total_steps - step) * tokens_per_step / tokens_per_s
+        val = evaluate() if do_eval else None
+        record = {"event": "step", "step": step, "tokens": step * tokens_per_step, "train_loss": train_loss,
+                  "val_loss": val, "lr": lr, "grad_norm": grad_norm.item(), "tokens_per_s": tokens_per_s,
+                  "mfu": mfu(flops_per_token, tokens_per_s, peak, world), "elapsed_s": elapsed_before + now - t_start}
+        if not math.isfinite(train_loss) or (do_eval and not math.isfinite(val)):
+            log({**record, "event": "stopped"})
+            kept = f"the last good checkpoint is kept in {ckpt_path}" if ckpt_path.exists() else "no checkpoint yet"
+            raise SystemExit(f"step {step}: train loss {train_loss}, val loss {val}: not finite, stopping; {kept}. "
+                             "Try a lower --lr or a longer --warmup_steps")
+        log(record)
+        say(f"step {step:>6}/{total_steps} | loss {train_loss:.4f}" + (f" | val {val:.4f}" if do_eval else "")
+            + f" | lr {lr:.2e} | {tokens_per_s / 1e3:.1f}k tok/s"
+            + (f" | mfu {record['mfu']:.1%}" if record["mfu"] is not None else "")
+            + f" | {hms(record['elapsed_s'])} elapsed, ETA {hms(eta)}")
+        if do_eval:
+            last_val = val
+            checkpoint(val)
+        t_last, step_last = time.time(), step
+        if step == cfg.stop_at_step:
+            say(f"stopped at step {step} as asked (--stop_at_step); continue with --resume")
+            break
+
+    summary = {"run_dir": str(run_dir), "step": step, "total_steps": total_steps, "tokens": step * tokens_per_step,
+               "val_loss": last_val, "elapsed_s": elapsed_before + time.time() - t_start}
+    if master and step == total_steps:
+        log({"event": "end", **summary, **baseline})
+        gain = baseline["unigram_val_xent"] - last_val
+        say(f"done in {hms(summary['elapsed_s'])}: val loss {last_val:.4f} nats, {abs(gain):.4f} "
+            f"{'better' if gain > 0 else 'worse'} than the unigram baseline; the run is in {run_dir}")
+        if cfg.sample_tokens > 0:
+            print_sample(raw_model, cfg, meta, device)
+    return summary
+
+
+def print_sample(model, cfg, meta, device):
+    """Decode a short sample, starting from <s>, with the dataset's tokenizer."""
+    start = meta["tokenizer"]["special_tokens"].get("<s>", meta["eot_token"])
+    g = torch.Generator(device=device).manual_seed(cfg.seed)
+    out = model.generate(torch.tensor([[start]], device=device), cfg.sample_tokens, top_k=50, generator=g)
+    print("sample:", load_tokenizer(cfg.data_dir).decode(out[0].tolist()))
+
+
+def main(argv=None):
+    train(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
