@@ -262,3 +262,16 @@ def test_pipeline_errors(tmp_path):
     (tmp_path / "ok" / "unrestricted" / "tokenizer.tiktoken").write_text("garbage\n")
     with pytest.raises(SystemExit, match="sha256"):
         simplify.load_tokenizer(str(tmp_path / "ok" / "unrestricted"))
+
+
+def test_corpus_stats_numbers():
+    stats, freq = simplify.corpus_stats(["<s> The cat sat. The dog sat 3 times! </s>", "a cat"],
+                                        frozenset({"the", "cat", "sat", "dog", "a"}))
+    # words: the cat sat the dog sat times a cat (the number 3 is not a word here); 3 sentence ends (. ! and the
+    # second document's end)
+    assert stats["train_words"] == 9 and stats["types"] == 6 and freq.tolist() == [2, 2, 2, 1, 1, 1]
+    assert stats["oov_rate"] == pytest.approx(1 / 9) and stats["mean_sentence_words"] == pytest.approx(9 / 3)
+    assert stats["type_token_ratio_100k"] == pytest.approx(6 / 9)
+    # Zipf slope: least squares of log f on log rank
+    x, y = np.log(np.arange(1, 7)), np.log([2, 2, 2, 1, 1, 1])
+    assert stats["zipf_slope"] == pytest.approx(np.polyfit(x, y, 1)[0])
