@@ -1,0 +1,852 @@
+"""
+scaling.py: sweeps of train.py over the paper's model grid, and the scaling laws of section 7 fitted to their logs.
+
+    python scaling.py                   # default CPU grid: train (or reuse) 12 small runs, fit, draw (8-12 min)
+    python scaling.py --dry-run         # print the commands, their compute and estimated time; run nothing
+    python scaling.py --fit_only        # fit the grid's runs already in out/ (missing ones are reported)
+    python scaling.py --grid paper --data_root data/paper --nproc_per_node 8     # the paper's 18 x 2 runs, torchrun
+    python scaling.py --models h32-L2,h64-L2 --corpora simplified --tokens 2e6 --series 0.25,0.5
+
+The sweep launches train.py once per (model, corpus, token budget) into out/<model>-<corpus>-<budget>/, skips runs
+whose log ends with an "end" event, resumes interrupted ones (--resume) and keeps --parallel of them going side by
+side. The fits read each run's config.json and log.jsonl (and evaluate.py's results/*.json for the emergence plot):
+    Kaplan et al. 2020     L(X) = (X_c / X)^alpha,  X in {N, N_nonemb, D, C}       fit_power_law(x, y)
+    Hoffmann et al. 2022   L(N, D) = E + A / N^alpha + B / D^beta                  fit_chinchilla(N, D, loss)
+and write results/fits.json, results/fits.md (constants, 95% bootstrap intervals, R^2) and results/figures/*.png.
+N counts every parameter (N_nonemb leaves out the input embedding and the untied head, as Kaplan et al. did), D is
+tokens seen, C = 6 N D (--exact_flops: model.flops_per_token() x D, attention included).
+"""
+import argparse
+import itertools
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model import GPT, PAPER_GRID, config_from_name, peak_flops
+
+HERE = Path(__file__).resolve().parent
+BLOCK = 128                      # the paper's context length; train.py's default
+PAPER_TRAIN_TOKENS = 2_130_447_357   # the paper's corpus size, assumed by --dry-run when a dataset is not built yet
+PUBLISHED = {   # L(N, D) constants to compare ours with (PAPER.md section 7)
+    "Hoffmann et al. 2022": dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28),
+    "Besiroglu et al. 2024 (Epoch refit)": dict(E=1.82, A=482.0, B=2085.0, alpha=0.35, beta=0.37)}
+
+# -----------------------------------------------------------------------------
+# The grid: which runs, with which settings
+
+GRIDS = {
+    # Embedded default: four of the smallest models on both default corpora at 1M tokens each (a third of an epoch),
+    # plus h64-L2 at 250k and 500k tokens for L(D): 7.5 min on 2 idle cores (more when shared). One single-threaded
+    # run per core (parallel 0: as many runs as cores; 1 with a GPU): two-threaded runs slowed down several-fold
+    # here when other work shared the cores, single-threaded ones did not. At 1M tokens the models are short of steps,
+    # not data: 16 sequences per step (488 steps) reach a loss ~0.35 nats lower than 32 (244 steps) in the same time.
+    "cpu": dict(models="h32-L2,h64-L2,h64-L4,h128-L2", tokens=1_000_000, series_model="h64-L2", series="0.25,0.5",
+                batch_size=16, warmup_steps=30, eval_interval=50, parallel=0, threads=1),
+    # The paper: 18 models x 2 corpora for one epoch (2.13B tokens), batch 512 x 128, warmup 1000; the budget series
+    # of h256-L4 (1/16 .. 1/2 epoch) is ours, for L(D).
+    "paper": dict(models=",".join(PAPER_GRID), tokens=0, series_model="h256-L4", series="0.0625,0.125,0.25,0.5",
+                  batch_size=512, warmup_steps=1000, eval_interval=500, parallel=1, threads=0),
+}
+
+
+def lr_for(model):
+    """Peak LR per model. Only the smallest model's 2.8e-3 is known (PAPER.md section 5); the rest is our rule, not
+    the paper's: scale it by 1/sqrt(width), as wider layers take smaller Adam steps. h32 2.8e-3, h64 2.0e-3,
+    h128 1.4e-3, h256 9.9e-4, h512 7.0e-4, h1024 4.9e-4 (the authors' default 8e-4 falls between h256 and h512)."""
+    return 2.8e-3 * math.sqrt(32 / config_from_name(model).n_embd)
+
+
+def counts(model, vocab_size):
+    """Parameters with and without the two vocabulary matrices, and model.py's training FLOPs per token, from a
+    model built on the meta device (no memory, so h1024-L8 costs nothing)."""
+    with torch.device("meta"):
+        m = GPT(config_from_name(model, vocab_size=vocab_size, block_size=BLOCK))
+    return {"N": m.num_params(), "N_nonemb": m.num_params(non_embedding=True), "flops_per_token": m.flops_per_token()}
+
+
+def short(tokens):
+    """1_000_000 -> '1M', 250_000 -> '250k', 0 (one epoch) -> '1ep': the budget part of a run name."""
+    if not tokens:
+        return "1ep"
+    for unit, div in (("B", 1e9), ("M", 1e6), ("k", 1e3), ("", 1)):
+        if tokens >= div:
+            return f"{tokens / div:.3g}{unit}"
+
+
+def read_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def plan(args):
+    """The grid's runs: every model on every corpus at --tokens, and --series_model at the --series fractions of it."""
+    runs, step_tokens = [], args.batch_size * BLOCK
+    for corpus in args.corpora.split(","):
+        data_dir = Path(args.data_root) / corpus
+        meta = read_json(data_dir / "meta.json")
+        train_tokens, V = (meta["train_tokens"], meta["vocab_size"]) if meta else (PAPER_TRAIN_TOKENS, 15000)
+        epoch = (train_tokens - 1) // BLOCK * BLOCK                       # train.py's one pass: whole blocks
+        jobs = [(m, args.tokens) for m in args.models.split(",")]
+        jobs += [(args.series_model, int(float(f) * (args.tokens or epoch))) for f in args.series.split(",") if f]
+        for model, budget in dict.fromkeys(jobs):                          # unique, in order
+            steps = int((budget or epoch) // step_tokens)                  # as train.py counts them
+            if steps < 1:
+                raise SystemExit(f"{model} on {corpus}: a budget of {budget} tokens is less than one step of "
+                                 f"{step_tokens}: raise --tokens or lower --batch_size")
+            c, D = counts(model, V), steps * step_tokens
+            name = f"{model}-{corpus}-{short(budget)}"
+            runs.append(dict(name=name, dir=Path(args.out_dir) / name, model=model, corpus=corpus, data_dir=data_dir,
+                             have_data=meta is not None, max_tokens=budget, D=D, steps=steps,
+                             lr=float(f"{args.lr or lr_for(model):.3g}"), batch_size=args.batch_size,
+                             warmup_steps=args.warmup_steps, C=6 * c["N"] * D, C_exact=c["flops_per_token"] * D, **c))
+    names = [r["name"] for r in runs]
+    if len(set(names)) < len(names):
+        raise SystemExit(f"two runs share a name in {names}: give budgets that differ at 3 significant digits")
+    return runs
+
+# -----------------------------------------------------------------------------
+# Run directories: what is there, and what to do about it
+
+
+def read_log(path):
+    """log.jsonl -> its events; a line that does not parse (a run killed while writing it) is skipped."""
+    events = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            pass
+    return events
+
+
+# What each state means and what the sweep does about it.
+STATES = {"todo": "not started", "done": "finished (log has an end event): reused",
+          "resume": "interrupted after a checkpoint: continued with --resume",
+          "restart": "interrupted before its first checkpoint: started again with --overwrite",
+          "diverged": "stopped on a non-finite loss: not relaunched (lower --lr, or delete the directory)",
+          "conflict": "holds a run with other settings: not touched (delete it or change --out_dir)"}
+
+
+def run_state(run_dir, run=None):
+    """-> (state, detail) of a run directory, state one of STATES. With the planned run, a run made with other
+    settings (train.py would refuse to resume it, and its numbers are not the plan's) is a 'conflict'."""
+    run_dir = Path(run_dir)
+    log, ckpt = run_dir / "log.jsonl", run_dir / "ckpt.pt"
+    if not log.exists() and not ckpt.exists():
+        return "todo", ""
+    config = read_json(run_dir / "config.json")
+    if run is not None and config:
+        t = config.get("train", {})
+        want = {k: run[k] for k in ("model", "max_tokens", "lr", "batch_size", "warmup_steps")}
+        want["data_dir"] = str(Path(run["data_dir"]).resolve())
+        have = dict(t, data_dir=config.get("dataset", {}).get("dir_abs"))
+        diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
+        if diff:
+            return "conflict", f"settings differ (there vs planned): {diff}"
+    events = read_log(log) if log.exists() else []
+    if any(e.get("event") == "end" for e in events):
+        return "done", ""
+    if events and events[-1].get("event") == "stopped":
+        return "diverged", f"at step {events[-1].get('step')} (train loss {events[-1].get('train_loss')})"
+    return ("resume", "") if ckpt.exists() else ("restart", "")
+
+
+def command(run, args, state):
+    """The train.py command line of a planned run (through torchrun with --nproc_per_node > 1)."""
+    cmd = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc_per_node}"]
+           if args.nproc_per_node > 1 else [sys.executable])
+    cmd += [str(HERE / "train.py"), "--model", run["model"], "--data_dir", str(run["data_dir"]), "--out_dir",
+            str(args.out_dir), "--run_name", run["name"], "--max_tokens", str(run["max_tokens"]), "--lr",
+            repr(run["lr"]), "--batch_size", str(run["batch_size"]), "--warmup_steps", str(run["warmup_steps"]),
+            "--eval_interval", str(args.eval_interval), "--sample_tokens", "0"]
+    cmd += ["--threads", str(args.threads)] if args.threads else []
+    return cmd + {"resume": ["--resume"], "restart": ["--overwrite"]}.get(state, []) + shlex.split(args.train_args)
+
+
+def hms(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def measured_speeds(out_dir):
+    """Tokens/s one train.py process reached per model (eval and start-up included): the median of the finished runs
+    in out_dir. On a CPU, small models are bound by per-step overheads more than by FLOPs (h32-L2 and h128-L2 both
+    ran ~8k tokens/s here), so a model's own past speed predicts its time better than a FLOP rate."""
+    speeds = {}
+    for log in Path(out_dir).glob("*/log.jsonl"):
+        config, end = read_json(log.parent / "config.json"), [e for e in read_log(log) if e.get("event") == "end"]
+        if config and end and end[-1].get("elapsed_s"):
+            speeds.setdefault(config["train"]["model"], []).append(end[-1]["tokens"] / end[-1]["elapsed_s"])
+    return {m: float(np.median(v)) for m, v in speeds.items()}
+
+
+def seconds_for(run, speeds, args):
+    """Predicted wall time of one run: D over its model's measured speed, else a guess from its FLOPs (evals of 200
+    val blocks included, forward only: a third of a training token) at 2e10 FLOP/s per CPU thread (these models on
+    this 2-core machine: 0.9-4.5e10) or 30% of a known GPU's peak, plus ~3 s of start-up."""
+    if run["model"] in speeds:
+        return run["D"] / speeds[run["model"]]
+    if torch.cuda.is_available():
+        rate = 0.3 * (peak_flops(torch.cuda.get_device_name()) or 1e14) * args.nproc_per_node
+    else:
+        rate = 2e10 * (args.threads or max(1, (os.cpu_count() or 1) // args.parallel))
+    evals = run["steps"] // args.eval_interval + 2
+    return (run["C_exact"] + evals * 200 * BLOCK * run["flops_per_token"] / 3) / rate + 3
+
+
+def schedule_seconds(seconds, parallel):
+    """Wall time of jobs of these durations on `parallel` slots, each job taken in order by the first free slot."""
+    slots = [0.0] * parallel
+    for t in seconds:
+        slots[slots.index(min(slots))] += t
+    return max(slots, default=0.0)
+
+# -----------------------------------------------------------------------------
+# Launching
+
+
+def logged_tokens(run_dir):
+    steps = [e for e in read_log(run_dir / "log.jsonl") if e.get("event") == "step"] if (
+        run_dir / "log.jsonl").exists() else []
+    return steps[-1]["tokens"] if steps else 0
+
+
+def launch(jobs, parallel, progress_s=30.0):
+    """jobs: [(run, cmd, predicted seconds)], longest first. Keeps `parallel` processes going, each writing
+    <run dir>/train.out, and prints progress: the share of the predicted time done, and an ETA that calibrates the
+    prediction by the time taken so far. Returns {run name: exit code}. Ctrl-C stops the children it started; their
+    last checkpoints stay, and the next call resumes them."""
+    pending, running, codes = list(jobs), {}, {}
+    start = {r["name"]: logged_tokens(r["dir"]) for r, _, _ in jobs}         # a resumed run has tokens behind it
+    share = {r["name"]: (r, t * (1 - start[r["name"]] / r["D"])) for r, _, t in jobs}   # predicted seconds left
+    t0 = last = time.time()
+    try:
+        while pending or running:
+            while pending and len(running) < parallel:
+                run, cmd, _ = pending.pop(0)
+                run["dir"].mkdir(parents=True, exist_ok=True)
+                out = open(run["dir"] / "train.out", "a")
+                print(f"start {run['name']}: {shlex.join(cmd)}", flush=True)
+                running[run["name"]] = (subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT), out, run)
+            time.sleep(0.2)
+            for name, (proc, out, run) in list(running.items()):
+                if proc.poll() is not None:
+                    out.close()
+                    del running[name]
+                    codes[name] = proc.returncode
+                    print(f"{name}: " + ("finished" if proc.returncode == 0 else
+                                         f"FAILED (exit {proc.returncode}), see {run['dir'] / 'train.out'}"),
+                          flush=True)
+            if time.time() - last >= progress_s or not (pending or running):
+                last = time.time()
+                tokens = {k: (r["D"] if k in codes else logged_tokens(r["dir"])) - start[k] for k, (r, _) in
+                          share.items() if k in codes or k in running}
+                done = sum(t * tokens[k] / max(r["D"] - start[k], 1) for k, (r, t) in share.items() if k in tokens)
+                frac = done / max(sum(t for _, t in share.values()), 1e-9)
+                flops = sum(share[k][0]["flops_per_token"] * v for k, v in tokens.items())
+                print(f"progress: {len(codes)}/{len(jobs)} runs ended, {len(running)} running | {frac:.0%} done | "
+                      f"{sum(tokens.values()) / (last - t0):,.0f} tokens/s, {flops / (last - t0) / 1e9:.1f} GFLOP/s | "
+                      f"{hms(last - t0)} elapsed" + (f", ETA {hms((last - t0) * (1 - frac) / frac)}" if frac > 0
+                                                     else ""), flush=True)
+    except KeyboardInterrupt:
+        for proc, out, _ in running.values():
+            proc.terminate()
+            proc.wait()
+            out.close()
+        raise SystemExit("interrupted: run the same command again to resume the unfinished runs")
+    return codes
+
+# -----------------------------------------------------------------------------
+# Reading runs: the numbers every fit is made of
+
+
+def read_run(run_dir):
+    """A run directory -> {name, state, model, corpus, N, N_nonemb, flops_per_token, budget, warmup_tokens, D (tokens
+    seen), loss (final val loss), curve_tokens, curve_loss (every eval)}; ValueError says what is missing."""
+    run_dir = Path(run_dir)
+    config = read_json(run_dir / "config.json")
+    if not config or not {"train", "derived", "dataset"} <= config.keys():
+        raise ValueError(f"no readable config.json in {run_dir}")
+    if not (run_dir / "log.jsonl").exists():
+        raise ValueError(f"no log.jsonl in {run_dir}")
+    t, d = config["train"], config["derived"]
+    evals = [e for e in read_log(run_dir / "log.jsonl") if e.get("event") == "step" and e.get("val_loss") is not None]
+    tokens = np.array([e["tokens"] for e in evals], float)
+    loss = np.array([float(e["val_loss"]) for e in evals])          # train.py writes a non-finite loss as "nan"
+    return dict(name=run_dir.name, state=run_state(run_dir)[0], model=t["model"], corpus=config["dataset"]["name"],
+                N=d["params"], N_nonemb=d["params_non_embedding"], flops_per_token=d["flops_per_token"],
+                budget=short(t["max_tokens"]) if t["max_tokens"] else f"{t['epochs']:g}ep",
+                warmup_tokens=t["warmup_steps"] * d["tokens_per_step"], D=tokens[-1] if len(tokens) else 0,
+                loss=loss[-1] if len(loss) else math.nan, curve_tokens=tokens, curve_loss=loss)
+
+
+def collect(run_dirs):
+    """-> (finished runs, problems): every other run is reported with the reason it is left out, never dropped
+    silently (missing, unfinished, diverged, unreadable, a non-finite loss)."""
+    runs, problems = [], []
+    for run_dir in map(Path, run_dirs):
+        if not (run_dir / "log.jsonl").exists():
+            problems.append((run_dir.name, "missing: no log.jsonl (not run yet)"))
+            continue
+        try:
+            r = read_run(run_dir)
+        except (ValueError, KeyError, TypeError) as e:
+            problems.append((run_dir.name, f"unreadable: {e}"))
+            continue
+        if r["state"] != "done":
+            problems.append((r["name"], f"{r['state']}: {STATES[r['state']]}"))
+        elif not np.isfinite(r["curve_loss"]).all() or len(r["curve_loss"]) == 0:
+            problems.append((r["name"], "diverged: a non-finite or missing val loss in its log"))
+        else:
+            runs.append(r)
+    return runs, problems
+
+# -----------------------------------------------------------------------------
+# Fits: Kaplan's single-variable power laws and Chinchilla's L(N, D)
+
+
+def fit_power_law(x, y, n_boot=1000, seed=0):
+    """L(X) = (X_c / X)^alpha by least squares in log space: log y = alpha log X_c - alpha log x.
+    Returns {alpha, x_c, log_x_c, r2 (of log y), n, ci: {alpha, x_c: 95% bootstrap percentile intervals}}."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"x and y must be 1-d and of one length, got shapes {x.shape} and {y.shape}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all() and (x > 0).all() and (y > 0).all()):
+        raise ValueError("x and y must be finite and > 0 (a power law is fitted in log space)")
+    if len(x) < 3 or len(np.unique(x)) < 2:
+        raise ValueError(f"a power law needs >= 3 points at >= 2 distinct x, got {len(x)} at {len(np.unique(x))}")
+    lx, ly = np.log(x), np.log(y)
+
+    def solve(idx):        # idx (B, n) resampled point indices -> slope, intercept of each resample, closed form
+        X, Y = lx[idx], ly[idx]
+        xm, ym = X.mean(1, keepdims=True), Y.mean(1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            slope = ((X - xm) * (Y - ym)).sum(1) / ((X - xm) ** 2).sum(1)
+        return slope, ym[:, 0] - slope * xm[:, 0]
+
+    slope, icpt = solve(np.arange(len(x))[None])
+    alpha = -slope[0]
+    r2 = 1 - ((ly - icpt[0] - slope[0] * lx) ** 2).sum() / max(((ly - ly.mean()) ** 2).sum(), 1e-300)
+    bs, bi = solve(np.random.default_rng(seed).integers(0, len(x), (n_boot, len(x))))
+    ok = np.isfinite(bs) & (bs != 0)           # a resample of one distinct x has no slope
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        log_x_c = icpt[0] / alpha if alpha else math.nan                  # X_c overflows when alpha ~ 0
+        x_c = np.exp(log_x_c)
+        ci_xc = np.exp(np.percentile(bi[ok] / -bs[ok], [2.5, 97.5])).tolist() if ok.any() else [math.nan] * 2
+    ci_alpha = np.percentile(-bs[ok], [2.5, 97.5]).tolist() if ok.any() else [math.nan] * 2
+    return {"alpha": float(alpha), "x_c": float(x_c), "log_x_c": float(log_x_c), "r2": float(r2), "n": len(x),
+            "ci": {"alpha": ci_alpha, "x_c": ci_xc}}
+
+
+def huber_objective(p, logN, logD, logL, w, delta):
+    """p (S, 5) = rows of (a, b, e, alpha, beta); w (S or 1, n) point weights (bootstrap counts) ->
+    f (S,) = sum_i w_i Huber_delta(LSE(a - alpha log N_i, b - beta log D_i, e) - log L_i) and its gradient (S, 5)."""
+    a, b, e, al, be = (p[:, i:i + 1] for i in range(5))
+    t = np.stack([a - al * logN, b - be * logD, np.broadcast_to(e, (len(p), len(logN)))])    # (3, S, n)
+    top = t.max(0)
+    ex = np.exp(t - top)
+    lse = top + np.log(ex.sum(0))                             # log(A/N^alpha + B/D^beta + E), without overflow
+    soft = ex / ex.sum(0)                                     # d lse / d t, (3, S, n)
+    r = lse - logL
+    f = (w * np.where(np.abs(r) <= delta, 0.5 * r * r, delta * (np.abs(r) - 0.5 * delta))).sum(1)
+    psi = w * np.clip(r, -delta, delta)                       # Huber'(r)
+    g = np.stack([(psi * soft[0]).sum(1), (psi * soft[1]).sum(1), (psi * soft[2]).sum(1),
+                  -(psi * soft[0] * logN).sum(1), -(psi * soft[1] * logD).sum(1)], 1)
+    return f, g
+
+
+def lbfgs(fg, x0, iters=1000, memory=10, ftol=1e-10):
+    """Minimise S independent problems at once: x0 (S, d) starts, fg(x, rows) -> (f (k,), g (k, d)) for those rows.
+    Plain L-BFGS (two-loop recursion) with a backtracking Armijo line search, all in vectorised numpy: each row keeps
+    its own history, step and stopping point. -> (x (S, d), f (S,))."""
+    x = np.array(x0, float)
+    S, d = x.shape
+    f, g = fg(x, np.arange(S))
+    s_hist, y_hist, rho = np.zeros((memory, S, d)), np.zeros((memory, S, d)), np.zeros((memory, S))
+    gamma, active = 1.0 / np.maximum(np.abs(g).max(1), 1.0), np.ones(S, bool)   # first step: at most ~1 per coordinate
+    for k in range(iters):
+        order = [(k - 1 - i) % memory for i in range(memory)]             # newest pair first
+        q, coef = g.copy(), np.zeros((memory, S))
+        for i in order:
+            coef[i] = rho[i] * (s_hist[i] * q).sum(1)
+            q -= coef[i][:, None] * y_hist[i]
+        q *= gamma[:, None]
+        for i in reversed(order):
+            q += s_hist[i] * (coef[i] - rho[i] * (y_hist[i] * q).sum(1))[:, None]
+        p, slope = -q, -(g * q).sum(1)
+        uphill = slope >= 0                                               # a stale history: fall back to -g
+        p[uphill], slope[uphill], rho[:, uphill] = -g[uphill], -(g[uphill] ** 2).sum(1), 0
+        step, x_new, f_new, g_new = np.ones(S), x.copy(), f.copy(), g.copy()
+        searching = active.copy()
+        for _ in range(50):                                                # halve the step until f drops enough
+            rows = np.flatnonzero(searching)
+            if not len(rows):
+                break
+            xt = x[rows] + step[rows, None] * p[rows]
+            ft, gt = fg(xt, rows)
+            ok = ft <= f[rows] + 1e-4 * step[rows] * slope[rows]
+            x_new[rows[ok]], f_new[rows[ok]], g_new[rows[ok]] = xt[ok], ft[ok], gt[ok]
+            searching[rows[ok]] = False
+            step[rows[~ok]] *= 0.5
+        s, y = x_new - x, g_new - g
+        sy = (s * y).sum(1)
+        curved = sy > 1e-12 * np.sqrt((s * s).sum(1) * (y * y).sum(1)) + 1e-300   # keep only pairs with curvature
+        s_hist[k % memory], y_hist[k % memory] = s, y
+        rho[k % memory] = np.where(curved, 1 / np.where(curved, sy, 1), 0)
+        gamma = np.where(curved, sy / np.maximum((y * y).sum(1), 1e-300), gamma)
+        converged = np.abs(f - f_new) <= ftol * np.maximum(np.abs(f), 1e-12)
+        active &= ~(searching | converged)                                # no acceptable step, or no progress
+        x, f, g = x_new, f_new, g_new
+        if not active.any():
+            break
+    return x, f
+
+
+CHINCHILLA_STARTS = np.array(list(itertools.product(    # Hoffmann et al.'s grid of initialisations: (a, b, e, alpha,
+    np.arange(0, 30, 5.0), np.arange(0, 30, 5.0), np.arange(-1, 1.5, 0.5), np.arange(0, 2.5, 0.5),   # beta)
+    np.arange(0, 2.5, 0.5))))
+
+
+def fit_chinchilla(N, D, loss, delta=1e-3, n_boot=200, keep=64, seed=0):
+    """L(N, D) = E + A / N^alpha + B / D^beta as Hoffmann et al. and Besiroglu et al. fitted it: minimise the summed
+    Huber loss (delta 1e-3) of log L - LSE(a - alpha log N, b - beta log D, e) with A, B, E = exp(a, b, e), by L-BFGS
+    from Hoffmann's grid of 4,500 starts, keeping the best. Only the `keep` starts of lowest initial objective are
+    optimised (on Epoch's points the best 32 already all reach the optimum; the others only cost time).
+    Intervals: 95% percentiles of n_boot refits on resampled points, each started from the best fit and the 3 best
+    grid starts, all in one batch. -> {E, A, B, alpha, beta, r2 (of log L), objective, n, ci, seconds}."""
+    t0 = time.time()
+    N, D, L = (np.asarray(v, float) for v in (N, D, loss))
+    if not N.shape == D.shape == L.shape or N.ndim != 1:
+        raise ValueError(f"N, D and loss must be 1-d and of one length, got shapes {N.shape}, {D.shape}, {L.shape}")
+    if not all(np.isfinite(v).all() and (v > 0).all() for v in (N, D, L)):
+        raise ValueError("N, D and loss must be finite and > 0")
+    if len(N) < 6 or len(np.unique(N)) < 2 or len(np.unique(D)) < 2:
+        raise ValueError(f"L(N, D) has 5 constants: it needs >= 6 points at >= 2 distinct N and D, got {len(N)} "
+                         f"points, {len(np.unique(N))} N, {len(np.unique(D))} D")
+    logs = np.log(N), np.log(D), np.log(L)
+
+    def fg_for(w):
+        return lambda p, rows: huber_objective(p, *logs, w if len(w) == 1 else w[rows], delta)
+    ones = np.ones((1, len(N)))
+    chunks = np.array_split(CHINCHILLA_STARTS, max(1, len(CHINCHILLA_STARTS) * len(N) // 500_000))  # bounded memory
+    f0 = np.concatenate([huber_objective(c, *logs, ones, delta)[0] for c in chunks])
+    starts = CHINCHILLA_STARTS[np.argsort(f0)[:keep]]
+    x, f = lbfgs(fg_for(ones), starts)
+    best = x[np.argmin(f)]
+    out = {"objective": float(f.min()), "n": len(N), "n_starts": len(starts)}
+    pred = np.log(np.exp(best[0] - best[3] * logs[0]) + np.exp(best[1] - best[4] * logs[1]) + np.exp(best[2]))
+    out["r2"] = float(1 - ((logs[2] - pred) ** 2).sum() / max(((logs[2] - logs[2].mean()) ** 2).sum(), 1e-300))
+
+    def params(p):                               # rows of (a, b, e, alpha, beta) -> the named constants
+        return dict(E=np.exp(p[..., 2]), A=np.exp(p[..., 0]), B=np.exp(p[..., 1]), alpha=p[..., 3], beta=p[..., 4])
+    with np.errstate(over="ignore"):
+        out.update({k: float(v) for k, v in params(best).items()})
+    if n_boot:
+        rng = np.random.default_rng(seed)
+        w = np.stack([np.bincount(rng.integers(0, len(N), len(N)), minlength=len(N)) for _ in range(n_boot)])
+        seeds = np.vstack([best, starts[:3]])                                  # (4, 5)
+        xb, fb = lbfgs(fg_for(np.repeat(w, len(seeds), 0).astype(float)), np.tile(seeds, (n_boot, 1)))
+        pick = xb.reshape(n_boot, len(seeds), 5)[np.arange(n_boot), fb.reshape(n_boot, -1).argmin(1)]
+        lo_hi = np.percentile(pick, [2.5, 97.5], axis=0)      # of a, b, e: exp() of a refit may overflow, theirs not
+        with np.errstate(over="ignore"):
+            out["ci"] = {k: v.tolist() for k, v in params(lo_hi).items()}
+        out["n_boot"] = n_boot
+    out["seconds"] = round(time.time() - t0, 2)
+    return out
+
+
+def frontier(C, L):
+    """Indices of the compute-efficient frontier: the points, in order of C, with a lower loss than every point of
+    smaller (or equal) compute. From all runs' eval curves this is Kaplan et al.'s L(C_min) envelope."""
+    C, L = np.asarray(C, float), np.asarray(L, float)
+    order = np.lexsort((L, C))                       # by C, the lower loss first among ties
+    best = np.minimum.accumulate(L[order])
+    keep = np.r_[True, L[order][1:] < best[:-1]][:len(C)]     # a new running minimum
+    return order[keep]
+
+# -----------------------------------------------------------------------------
+# Which points each law is fitted to
+
+
+def attempt(fit, *arrays, about, **kw):
+    """A fit, or {"skipped": why} when its points cannot support it (too few, one distinct x, ...)."""
+    try:
+        out = fit(*arrays, **kw)
+    except ValueError as e:
+        return {"skipped": str(e), "about": about}
+    return {**out, "about": about, "points": [np.asarray(a, float).tolist() for a in arrays]}
+
+
+def flop_per_token(run, exact_flops):
+    """C / D of a run: 6N (Kaplan's and Hoffmann's approximation), or model.py's exact count (no FLOPs for the
+    embedding lookup, attention's 12 L h T included)."""
+    return run["flops_per_token"] if exact_flops else 6 * run["N"]
+
+
+def fit_corpus(runs, exact_flops=False, n_boot=1000, seed=0):
+    """Every law for one corpus' finished runs -> {law: fit dict with its points, or {"skipped": why}}."""
+    def most(key, distinct):   # the group of runs sharing `key` with the most distinct `distinct` values
+        groups = {}
+        for r in runs:
+            groups.setdefault(r[key], []).append(r)
+        return max(groups.items(), key=lambda kv: len({r[distinct] for r in kv[1]}))
+    fits = {}
+    # L(N): final losses at the budget most models share. Kaplan's L(N) is at convergence; ours, like the paper's
+    # figures, is at a fixed token budget, so it bends once the small budget rather than N limits the loss.
+    budget, at = most("budget", "model")
+    for key in ("N", "N_nonemb"):
+        fits[f"L({key})"] = attempt(fit_power_law, [r[key] for r in at], [r["loss"] for r in at], n_boot=n_boot,
+                                    seed=seed, about=f"final losses of {len(at)} runs at a budget of {budget} tokens")
+    model, series = most("model", "D")
+    fits["L(D)"] = attempt(fit_power_law, [r["D"] for r in series], [r["loss"] for r in series], n_boot=n_boot,
+                           seed=seed, about=f"final losses of {model} at {len(series)} token budgets")
+    # Every eval after warmup, from every run: before it the loss mostly measures the warmup, not N or D.
+    pts = np.array([(flop_per_token(r, exact_flops), r["N"], t, l) for r in runs
+                    for t, l in zip(r["curve_tokens"], r["curve_loss"]) if t > r["warmup_tokens"]]).reshape(-1, 4)
+    C, N, D, L = pts[:, 0] * pts[:, 2], pts[:, 1], pts[:, 2], pts[:, 3]
+    on = frontier(C, L)
+    fits["L(C)"] = attempt(fit_power_law, C[on], L[on], n_boot=n_boot, seed=seed,
+                           about=f"compute-efficient frontier: {len(on)} of {len(C)} evals after warmup")
+    fits["L(N, D)"] = attempt(fit_chinchilla, N, D, L, n_boot=min(n_boot, 200), seed=seed,
+                              about=f"{len(L)} evals after warmup from {len(runs)} runs")
+    return fits
+
+# -----------------------------------------------------------------------------
+# Figures (black and white readable: corpora differ in line style and marker fill, not only colour) and tables
+
+STYLE = {"simplified": dict(color="black", ls="-", marker="o", mfc="black"),
+         "unrestricted": dict(color="0.4", ls="--", marker="s", mfc="white")}
+
+
+def style(corpus):
+    return STYLE.get(corpus, dict(color="0.6", ls=":", marker="^", mfc="white"))
+
+
+def figure(ncols=1, nrows=1, **kw):
+    import matplotlib
+    matplotlib.use("Agg")                        # files only, no display needed
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4 * nrows), squeeze=False, **kw)
+    return plt, fig, axes.ravel()
+
+
+def plain_ticks(ax):
+    """Log axes: losses labelled 3.5, not 3.5 x 10^0; on x, only the minor ticks at 2 and 5 x 10^k are labelled
+    (2e5), so a range of less than a decade still gets labels and a wide one does not crowd."""
+    from matplotlib.ticker import FuncFormatter
+    if ax.get_yscale() == "log":
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.0e}".replace("+0", "").replace("+", "") if v > 0
+                                               and round(v / 10 ** math.floor(math.log10(v))) in (2, 5) else ""))
+
+
+def save(plt, fig, path):
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(f"{path}.tmp.png", dpi=120)
+    os.replace(f"{path}.tmp.png", path)           # never a half-written figure
+    plt.close(fig)
+
+
+def plot_curves(runs, path):
+    """Val loss against tokens seen, one panel per corpus, one line per run (style by model, grey by size)."""
+    corpora = sorted({r["corpus"] for r in runs})
+    plt, fig, axes = figure(len(corpora), sharey=True)
+    sizes = sorted({r["N"] for r in runs})
+    for ax, corpus in zip(axes, corpora):
+        for i, r in enumerate(sorted((r for r in runs if r["corpus"] == corpus), key=lambda r: (r["N"], r["D"]))):
+            ok = r["curve_tokens"] > 0
+            ax.plot(r["curve_tokens"][ok], r["curve_loss"][ok], ls=["-", "--", "-.", ":"][i % 4],
+                    marker="osd^v<>"[i % 7], ms=3, color=str(0.6 * sizes.index(r["N"]) / max(1, len(sizes) - 1)),
+                    label=f"{r['model']}, {r['budget']} tokens")
+        ax.set(xscale="log", xlabel="tokens seen", ylabel="val loss (nats/token)", title=corpus)
+        plain_ticks(ax)
+        ax.legend(fontsize=7)
+    save(plt, fig, path)
+
+
+def plot_law(fits, runs, keys, path, exact_flops=False):
+    """Final loss (or the frontier) against X with each corpus' fitted law, both corpora on the same axes."""
+    names = {"N": "parameters N", "N_nonemb": "non-embedding parameters", "D": "tokens seen D", "C": "compute C (FLOP)"}
+    plt, fig, axes = figure(len(keys))
+    for ax, key in zip(axes, keys):
+        skipped = []
+        for corpus, f in fits.items():
+            s, fit = style(corpus), f[f"L({key})"]
+            if key == "C":                               # every run's curve in the background, the frontier on top
+                for r in (r for r in runs if r["corpus"] == corpus):
+                    ok = r["curve_tokens"] > 0
+                    ax.plot(flop_per_token(r, exact_flops) * r["curve_tokens"][ok], r["curve_loss"][ok],
+                            color=s["color"], ls=s["ls"], lw=0.6, alpha=0.5)
+            if "skipped" in fit:
+                skipped.append(f"{corpus}: not fitted ({fit['skipped'].split(',')[0]})")
+                continue
+            x, y = map(np.array, fit["points"])
+            ax.plot(x, y, ls="none", marker=s["marker"], mfc=s["mfc"], color=s["color"])
+            grid = np.geomspace(x.min(), x.max(), 50)
+            ax.plot(grid, np.exp(fit["alpha"] * (fit["log_x_c"] - np.log(grid))), color=s["color"], ls=s["ls"],
+                    label=f"{corpus}: alpha {fit['alpha']:.3f}, R$^2$ {fit['r2']:.3f}")
+        ax.set(xscale="log", yscale="log", xlabel=names[key], ylabel="val loss (nats/token)",
+               title=f"L({key}) = ({key}_c / {key})^alpha")
+        plain_ticks(ax)
+        ax.text(0.02, 0.02, "\n".join(skipped), transform=ax.transAxes, fontsize=7, va="bottom")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    save(plt, fig, path)
+
+
+def read_results(results_dir):
+    """evaluate.py's results/<run>.json files (other JSON there, like fits.json, is not a run's results)."""
+    found = []
+    for p in sorted(Path(results_dir).glob("*.json")):
+        d = read_json(p)
+        if isinstance(d, dict) and isinstance(d.get("results"), list) and "train_flops_6nd" in d:
+            found.append(d)
+    return found
+
+
+def chance_crossing(C, acc, chance):
+    """The compute from which accuracy stays above chance: interpolated (in log C) between the last point at or below
+    chance and the next one; C[0] if every point is above, None if the last point is not."""
+    below = np.flatnonzero(np.asarray(acc) <= chance)
+    if not len(below):
+        return float(C[0])
+    i = below[-1]
+    if i == len(C) - 1:
+        return None
+    t = (chance - acc[i]) / (acc[i + 1] - acc[i])
+    return float(np.exp(np.log(C[i]) + t * (np.log(C[i + 1]) - np.log(C[i]))))
+
+
+def emergence(results):
+    """evaluate.py's results -> series {(level, name, shots, corpus): [(C, acc, stderr, chance)] by C} for every task
+    and every task family (the family's mean accuracy over its tasks at each compute, stderr of that mean), and
+    {(family, shots): number of tasks}. Only the model's own context length counts here (rope_scale 1)."""
+    tasks, families, n_tasks = {}, {}, {}
+    for d in results:
+        for e in d["results"]:
+            if e.get("rope_scale") not in (None, 1) or e.get("acc") is None:
+                continue
+            key = (e.get("shots", 0), d["corpus"])
+            point = (d["train_flops_6nd"], e["acc"], e.get("acc_stderr") or 0.0, e["chance"])
+            tasks.setdefault(("task", e["task"], *key), []).append(point)
+            families.setdefault(("family", e.get("family", e["task"]), *key), {}).setdefault(point[0], []).append(
+                point[1:])
+    series = {k: sorted(v) for k, v in tasks.items()}
+    for k, by_c in families.items():
+        series[k] = []
+        for c, p in sorted(by_c.items()):
+            p = np.array(p)                                   # (tasks, 3): acc, stderr, chance
+            series[k].append((c, p[:, 0].mean(), np.sqrt((p[:, 1] ** 2).sum()) / len(p), p[:, 2].mean()))
+        n_tasks[k[1:3]] = max(n_tasks.get(k[1:3], 0), max(map(len, by_c.values())))
+    return series, n_tasks
+
+
+def plot_emergence(results, path):
+    """Mean accuracy of each task family against training compute, one panel per (family, shots), a line per corpus,
+    the chance line dotted and a triangle where the corpus' accuracy rises above chance for good.
+    -> [{level (task | family), name, shots, corpus, chance, crossing, last_acc}] for every task and family."""
+    (series, n_tasks), crossings = emergence(results), []
+    for (level, name, shots, corpus), pts in sorted(series.items()):
+        C, acc, _, chance = map(np.array, zip(*pts))
+        crossings.append(dict(level=level, name=name, shots=shots, corpus=corpus, chance=float(chance.mean()),
+                              crossing=chance_crossing(C, acc, chance.mean()), last_acc=float(acc[-1]),
+                              above_throughout=bool((acc > chance.mean()).all())))
+    panels = sorted({(name, shots) for level, name, shots, _ in series if level == "family"})
+    plt, fig, axes = figure(min(4, len(panels)), math.ceil(len(panels) / 4))
+    for ax, (family, shots) in zip(axes, panels):
+        for x in (x for x in crossings if (x["level"], x["name"], x["shots"]) == ("family", family, shots)):
+            C, acc, err, _ = map(np.array, zip(*series[("family", family, shots, x["corpus"])]))
+            s = style(x["corpus"])
+            ax.errorbar(C, acc, yerr=err, color=s["color"], ls=s["ls"], marker=s["marker"], mfc=s["mfc"], ms=4,
+                        capsize=2, label=x["corpus"])
+            if x["crossing"] is not None:
+                ax.plot([x["crossing"]], [x["chance"]], marker="^", ms=10, color=s["color"], mfc=s["mfc"], ls="none")
+        n, chance = n_tasks[(family, shots)], x["chance"]
+        ax.axhline(chance, color="black", ls=":", lw=1, label="chance")
+        ax.set(xscale="log", xlabel="training compute 6ND (FLOP)", ylabel="accuracy",
+               title=f"{family}, {shots}-shot" + (f" (mean of {n} tasks)" if n > 1 else ""))
+        ax.legend(fontsize=7)
+    for ax in axes[len(panels):]:
+        ax.axis("off")
+    save(plt, fig, path)
+    return crossings
+
+
+def ci(fit, key):
+    lo, hi = fit.get("ci", {}).get(key, [math.nan] * 2)
+    return f"{fit[key]:.3g} [{lo:.3g}, {hi:.3g}]"
+
+
+def table(fits, problems, crossings, exact_flops):
+    """fits.md: the constants with 95% bootstrap intervals and R^2, the published ones beside ours."""
+    c = "model.flops_per_token() x D" if exact_flops else "6ND"
+    out = ["# Scaling-law fits", "", f"N counts every parameter (N_nonemb leaves out the embedding and the head), "
+           f"D = tokens seen, C = {c}. Brackets: 95% bootstrap percentile intervals (points resampled).", "",
+           "## Kaplan et al.: L(X) = (X_c / X)^alpha", "", "| corpus | law | fitted to | X_c | alpha | R^2 |",
+           "|---|---|---|---|---|---|"]
+    for corpus, f in fits.items():
+        for law in ("L(N)", "L(N_nonemb)", "L(D)", "L(C)"):
+            fit = f[law]
+            cells = (["skipped: " + fit["skipped"], "", ""] if "skipped" in fit
+                     else [ci(fit, "x_c"), ci(fit, "alpha"), f"{fit['r2']:.3f}"])
+            out.append(f"| {corpus} | {law} | {fit['about']} | " + " | ".join(cells) + " |")
+    out += ["", "## Hoffmann et al.: L(N, D) = E + A / N^alpha + B / D^beta", "",
+            "Summed Huber loss (delta 1e-3) on log-loss residuals, L-BFGS from a grid of starts.", "",
+            "| fit | points | E | A | B | alpha | beta | R^2 |", "|---|---|---|---|---|---|---|---|"]
+    for corpus, f in fits.items():
+        fit = f["L(N, D)"]
+        cells = (["skipped: " + fit["skipped"]] + [""] * 5 if "skipped" in fit else
+                 [ci(fit, k) for k in ("E", "A", "B", "alpha", "beta")] + [f"{fit['r2']:.3f}"])
+        out.append(f"| {corpus} | {fit['about']} | " + " | ".join(cells) + " |")
+    for who, p in PUBLISHED.items():
+        out.append(f"| {who} (published) | Chinchilla's runs | " + " | ".join(f"{p[k]:g}" for k in p) + " | |")
+    if crossings:
+        out += ["", "## Emergence: compute (6ND) from which accuracy stays above chance", "",
+                "Task families (mean accuracy over their tasks); every task's crossing is in fits.json.", "",
+                "| family | shots | corpus | chance | crossing | accuracy at the largest compute |",
+                "|---|---|---|---|---|---|"]
+        out += [f"| {x['name']} | {x['shots']} | {x['corpus']} | {x['chance']:.3g} | "
+                + ("never" if x["crossing"] is None else ("<= " if x["above_throughout"] else "")
+                   + f"{x['crossing']:.3g}") + f" | {x['last_acc']:.3f} |" for x in crossings if x["level"] == "family"]
+    out += ["", "## Runs left out", ""] + [f"- {name}: {why}" for name, why in problems] + ["none"][:not problems]
+    return "\n".join(out) + "\n"
+
+# -----------------------------------------------------------------------------
+# Main: plan, run (or reuse), fit, draw
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--grid", default="cpu", choices=GRIDS, help="preset grid; the flags below override its values")
+    p.add_argument("--models", help="comma-separated h<hidden>-L<layers> names (cpu: h32-L2,h64-L2,h64-L4,h128-L2)")
+    p.add_argument("--corpora", default="simplified,unrestricted", help="dataset directories under --data_root")
+    p.add_argument("--data_root", default="data", help="where the corpora's dataset directories are")
+    p.add_argument("--tokens", type=lambda v: int(float(v)), help="token budget per run, 0 = one epoch (cpu: 1e6)")
+    p.add_argument("--series_model", help="the model also trained at --series fractions of --tokens, for L(D)")
+    p.add_argument("--series", help="comma-separated budget fractions for the series ('' for none; cpu: 0.25,0.5)")
+    p.add_argument("--lr", type=float, default=0, help="one peak LR for every model (default: lr_for's per-size rule)")
+    p.add_argument("--batch_size", type=int, help="sequences per step (cpu: 32, paper: 512)")
+    p.add_argument("--warmup_steps", type=int, help="cpu: 30, paper: 1000")
+    p.add_argument("--eval_interval", type=int, help="steps between evals, the points of the curves (cpu: 25)")
+    p.add_argument("--parallel", type=int, help="runs side by side (cpu: 0 = one per core, 1 with a GPU)")
+    p.add_argument("--threads", type=int, help="CPU threads per run, 0 = torch's default (cpu: 1)")
+    p.add_argument("--nproc_per_node", type=int, default=1, help="> 1: launch each run with torchrun on this many GPUs")
+    p.add_argument("--train_args", default="", help="extra train.py flags, e.g. '--device cuda --compile'")
+    p.add_argument("--out_dir", default="out", help="run directories")
+    p.add_argument("--results_dir", default="results", help="evaluate.py's results; fits and figures are written here")
+    p.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true", help="print the plan, run nothing")
+    p.add_argument("--fit_only", action="store_true", help="launch nothing, fit the runs that are there")
+    p.add_argument("--fit_all", action="store_true", help="fit every run in --out_dir, not only the grid's")
+    p.add_argument("--exact_flops", action="store_true", help="C = model.flops_per_token() x D instead of 6ND")
+    p.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples (L(N, D): at most 200)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    args = p.parse_args(argv)
+    for k, v in GRIDS[args.grid].items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    if args.parallel == 0:
+        args.parallel = 1 if torch.cuda.is_available() else os.cpu_count() or 1
+    if args.nproc_per_node > 1:
+        args.parallel = 1                         # one multi-GPU run at a time
+    try:
+        for m in args.models.split(",") + [args.series_model]:
+            config_from_name(m)                   # a clear error for a bad name, before anything runs
+    except ValueError as e:
+        raise SystemExit(f"--models / --series_model: {e}") from None
+    if min(args.parallel, args.batch_size, args.eval_interval) < 1 or args.warmup_steps < 0:
+        raise SystemExit("--parallel, --batch_size and --eval_interval must be >= 1, --warmup_steps >= 0")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    runs = plan(args)
+    for r in runs:
+        r["state"], r["detail"] = run_state(r["dir"], r)
+    launch_states = ("todo", "resume", "restart")
+    speeds = measured_speeds(args.out_dir)
+    for r in runs:
+        r["seconds"] = seconds_for(r, speeds, args)
+    todo = sorted((r for r in runs if r["state"] in launch_states), key=lambda r: -r["seconds"])   # longest first
+    print(f"grid {args.grid}: {len(runs)} runs, {len(todo)} to launch ({args.parallel} side by side); N counts every "
+          "parameter, C = 6ND (exact: model.flops_per_token() x D)")
+    for r in runs:
+        print(f"  {r['name']:<30} {r['state']:<8} N {r['N']:>11,} ({r['N_nonemb']:,} non-emb.)  D {r['D']:>13,}  "
+              f"C {r['C']:.2e} (exact {r['C_exact']:.2e})  lr {r['lr']:.3g}  {r['detail']}")
+    print(f"compute to launch: {sum(r['C'] for r in todo):.3e} FLOP 6ND, {sum(r['C_exact'] for r in todo):.3e} exact; "
+          f"estimated {hms(schedule_seconds([r['seconds'] for r in todo], args.parallel))} on {args.parallel} "
+          f"slots (" + (f"measured speeds of {', '.join(speeds)} in {args.out_dir}, else " if speeds else "")
+          + "a guess from FLOPs)")
+    for r in runs:
+        if r["state"] in ("diverged", "conflict"):
+            print(f"note: {r['name']} {STATES[r['state']]} {r['detail']}")
+    missing = sorted({str(r["data_dir"]) for r in runs if not r["have_data"]})
+    if missing:
+        print(f"note: no meta.json in {', '.join(missing)}: assumed {PAPER_TRAIN_TOKENS:,} train tokens and V 15000; "
+              "build the datasets with `python simplify.py` (see README)")
+    if args.dry_run:
+        for r in todo:
+            print(shlex.join(command(r, args, r["state"])))
+        return
+    if not args.fit_only and todo:
+        if missing:
+            raise SystemExit(f"cannot train: {', '.join(missing)} not built (run `python simplify.py`, or pass "
+                             "--data_root / --corpora)")
+        codes = launch([(r, command(r, args, r["state"]), r["seconds"]) for r in todo], args.parallel)
+        failed = [k for k, v in codes.items() if v]
+        if failed:
+            print(f"{len(failed)} runs failed (their train.out says why); fitting the others: {', '.join(failed)}")
+
+    # --- fits
+    if args.fit_all:
+        done, problems = collect(sorted(p.parent for p in Path(args.out_dir).glob("*/config.json")))
+    else:      # the grid's runs; one made with other settings is not the plan's point
+        done, problems = collect([r["dir"] for r in runs if r["state"] != "conflict"])
+        problems += [(r["name"], f"conflict: {r['detail']}") for r in runs if r["state"] == "conflict"]
+    for name, why in problems:
+        print(f"left out of the fits: {name}: {why}")
+    if not done:
+        raise SystemExit(f"no finished runs to fit in {args.out_dir}: run `python scaling.py` without --fit_only")
+    fits = {}
+    for corpus in sorted({r["corpus"] for r in done}):
+        t0 = time.time()
+        fits[corpus] = fit_corpus([r for r in done if r["corpus"] == corpus], args.exact_flops, args.n_boot, args.seed)
+        print(f"{corpus}: fitted in {time.time() - t0:.1f} s")
+        for law, f in fits[corpus].items():
+            print(f"  {law:<12} " + (f"skipped: {f['skipped']}" if "skipped" in f else
+                  ", ".join(f"{k} {f[k]:.4g}" for k in ("E", "A", "B", "alpha", "beta", "x_c", "r2") if k in f)))
+
+    # --- figures and tables
+    out, figs = Path(args.results_dir), Path(args.results_dir) / "figures"
+    plot_curves(done, figs / "loss_curves.png")
+    for keys, name in ((["N", "N_nonemb"], "loss_vs_N"), (["D"], "loss_vs_D"), (["C"], "loss_vs_C")):
+        plot_law(fits, done, keys, figs / f"{name}.png", args.exact_flops)
+    results = read_results(args.results_dir)
+    crossings = plot_emergence(results, figs / "emergence.png") if results else []
+    if not results:
+        print(f"no evaluate.py results in {args.results_dir}/: emergence plot skipped (run evaluate.py on the runs)")
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"grid": args.grid, "exact_flops": args.exact_flops, "fits": fits, "emergence": crossings,
+              "left_out": [{"run": n, "why": w} for n, w in problems],
+              "runs": [{k: v for k, v in r.items() if not k.startswith("curve")} for r in done]}
+    for path, text in ((out / "fits.json", json.dumps(record, indent=1, default=float) + "\n"),
+                       (out / "fits.md", table(fits, problems, crossings, args.exact_flops))):
+        Path(f"{path}.tmp").write_text(text)
+        os.replace(f"{path}.tmp", path)
+    print(f"wrote {out / 'fits.md'}, {out / 'fits.json'} and {figs}/*.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,390 @@
+"""evaluate.py: the task filter, the scoring arithmetic against direct computations, few-shot sampling, the loaders
+of the original file formats, the embedded tasks, the tables, and a whole run on a tiny checkpoint."""
+import csv
+import json
+import math
+import random
+import sys
+import types
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tiktoken
+import torch
+from torch.nn import functional as F
+
+import evaluate
+from evaluate import (encode_pair, evaluate_task, fewshot_context, keep_example, load_task, mean_stderr,
+                      sample_demos, score_requests, write_tables)
+from model import GPT, GPTConfig
+from simplify import DEFAULT_VOCAB, load_vocab, unit_hash
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECIAL = {"<|endoftext|>": 256, "<s>": 257, "</s>": 258}
+
+# -----------------------------------------------------------------------------
+# keep_example: the paper's rule, case by case
+
+
+@pytest.mark.parametrize("text, vocab, kept", [
+    ("the cat sat", {"the", "cat", "sat"}, True),
+    ("the cat sat", {"the", "cat"}, False),                     # every remaining word must be in the vocabulary
+    ("Zebra ran", {"ran"}, False),                              # the first word is checked even when capitalised
+    ("Zebra ran", {"zebra", "ran"}, True),                      # ... after lowercasing
+    ("the Zebra ran", {"the", "ran"}, True),                    # a later word with an uppercase letter is skipped
+    ("the iPhone ran", {"the", "ran"}, True),                   # "uppercase" = differs from its lowercase form
+    ("the USA ran", {"the", "ran"}, True),
+    (" Zebra ran", {"ran"}, True),                              # the first word is the empty string before a space
+    ("the cat. It ran!", {"the", "cat", "ran"}, True),          # . ! deleted; "It" skipped
+    ("(the) “cat” — sat; 12 @#$ _-_", {"the", "cat", "sat"}, True),   # listed characters deleted, empties dropped
+    ("the cat's toy", {"the", "cats", "toy"}, True),            # ' is deleted inside a word: cat's -> cats
+    ("the cat's toy", {"the", "cat", "toy"}, False),
+    ("do n't 's 're 'll 'd t", {"do"}, True),                   # PTB pieces -> nt s re ll d t: the fragments
+    ("don't", {"don", "t"}, False),                             # don't -> dont, which is not a fragment
+    ("cat’s", {"cats"}, True),                                  # the typographic apostrophe too
+    ("the 2nd cat", {"the", "cat"}, False),                     # digits go, "nd" stays and is checked
+    ("the 42 cats", {"the", "cats"}, True),
+    ("the  cat", {"the", "cat"}, True),                         # double space: an empty string, dropped
+    ("the cat\nsat", {"the", "cat", "sat"}, False),             # split on spaces only: "cat\nsat" is one word
+    ("the cat/dog", {"the", "cat", "dog"}, False),              # / is not in the list: "cat/dog" is one word
+    ("the [cat]", {"the", "cat"}, False),                       # nor are brackets
+    ("the ca!t", {"the", "cat"}, True),                         # deleted anywhere in the word, not only at the ends
+    ("", set(), True),
+])
+def test_keep_example_rule(text, vocab, kept):
+    assert keep_example(text, frozenset(vocab)) is kept
+
+# -----------------------------------------------------------------------------
+# Scoring arithmetic on a tiny model, against a direct computation
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()   # tiny matmuls on a shared machine: extra threads only wait for each other
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)   # large init_std: peaked predictions, so the comparisons below are not between near-ties
+    model = GPT(GPTConfig(block_size=16, vocab_size=259, n_layer=2, n_head=2, n_embd=16, init_std=0.4)).eval()
+    enc = tiktoken.Encoding("bytes", pat_str=r"""'s|'t| ?\w+| ?\d+| ?[^\s\w\d]+|\s+(?!\S)|\s+""",
+                            mergeable_ranks={bytes([i]): i for i in range(256)}, special_tokens=SPECIAL)
+    return model, enc
+
+
+def direct(model, ids, n_cont, scale=1.0):
+    """Log-probability of the last n_cont tokens of ids given the rest, and whether each is the argmax, from one
+    forward pass on this sequence alone."""
+    old, model.config.rope_scale = model.config.rope_scale, scale
+    try:
+        with torch.no_grad():
+            logits = model(torch.tensor([ids[:-1]]))[0][0].double()
+    finally:
+        model.config.rope_scale = old
+    lp = F.log_softmax(logits, dim=-1)
+    pos = range(len(ids) - 1 - n_cont, len(ids) - 1)
+    return sum(lp[p, ids[p + 1]].item() for p in pos), all(logits[p].argmax().item() == ids[p + 1] for p in pos)
+
+
+def test_score_requests_batched_equals_one_by_one_and_direct(tiny):
+    model, _ = tiny
+    rng = random.Random(0)
+    requests = []
+    for _ in range(12):
+        ctx = [rng.randrange(256) for _ in range(rng.randint(1, 12))]
+        cont = [rng.randrange(256) for _ in range(rng.randint(1, 4))]
+        requests.append((ctx, cont, 1))
+    long_ctx = [rng.randrange(256) for _ in range(25)]
+    requests.append((long_ctx, [7, 8, 9], 2))     # 27 input tokens: read whole at rope scale 2 (32 positions)
+    requests.append((long_ctx, [7, 8, 9], 1))     # the same at scale 1: left-truncated to the last 16 inputs
+    batched = score_requests(model, requests, batch_tokens=10_000)
+    single = score_requests(model, requests, batch_tokens=1)
+    for (ctx, cont, scale), b, s in zip(requests, batched, single):
+        ids = ctx + cont
+        want = direct(model, ids, len(cont), scale) if scale > 1 else direct(model, ids[-17:], len(cont))
+        assert b[0] == pytest.approx(want[0], abs=1e-4) and s[0] == pytest.approx(want[0], abs=1e-4)
+        assert b[1] == s[1] == want[1]
+    assert batched[-1][0] != pytest.approx(batched[-2][0], abs=1e-3)   # truncation and interpolation do differ
+    assert model.config.rope_scale == 1.0                                # the model is left as it was
+
+
+def test_greedy_flag_marks_the_models_own_continuation(tiny):
+    model, _ = tiny
+    ctx = [256, 72, 101, 108]
+    greedy = model.generate(torch.tensor([ctx]), 3, temperature=0)[0, len(ctx):].tolist()
+    other = [(t + 1) % 256 for t in greedy]
+    hit, miss = score_requests(model, [(ctx, greedy, 1), (ctx, other, 1)])
+    assert hit[1] is True and miss[1] is False and hit[0] > miss[0]
+
+
+def test_encode_pair_moves_trailing_space_and_adds_prefix(tiny):
+    _, enc = tiny
+    assert encode_pair(enc, "Answer: ", "yes", [256]) == encode_pair(enc, "Answer:", " yes", [256])
+    ctx, cont = encode_pair(enc, "Answer:", " yes", [256, 257])
+    assert ctx == [256, 257] + list(b"Answer:") and cont == list(b" yes")
+
+
+def task_of(kind, examples, name="t"):
+    exs = [dict(context=c, choices=ch, gold=g, text=f"{c} {' '.join(ch)}") for c, ch, g in examples]
+    chance = 0.0 if kind == "cloze" else float(np.mean([1 / len(e["choices"]) for e in exs]))
+    return dict(name=name, family="test", kind=kind, chance=chance, eval=exs, demos=exs, filtered=False)
+
+
+ARGS = types.SimpleNamespace(seed=1234, long="rope", batch_tokens=4096)
+
+
+def test_multiple_choice_acc_and_acc_norm(tiny):
+    model, enc = tiny
+    rng = random.Random(1)
+    words = ["a", "yes", "no", "the cat", "a much longer answer", "b", "maybe so"]
+    examples = [(f"Question {i}: is it?\nAnswer:", rng.sample(words, 3), rng.randrange(3)) for i in range(16)]
+    r = evaluate_task(model, enc, [256], False, task_of("choice", examples), 0, ARGS, "cpu", None)
+    acc, norm, scales = [], [], []
+    for ctx, choices, gold in examples:
+        ids = [[256] + list((ctx + " " + ch).encode()) for ch in choices]   # context, then " " + choice
+        scale = math.ceil(max(len(i) - 1 for i in ids) / 16)               # one scale for the whole example
+        scales.append(scale)
+        ll = [direct(model, i, len(ch) + 1, scale)[0] for i, ch in zip(ids, choices)]
+        acc.append(float(np.argmax(ll) == gold))
+        norm.append(float(np.argmax(np.array(ll) / [len(c) for c in choices]) == gold))
+    assert r["n"] == 16 and r["acc"] == pytest.approx(np.mean(acc)) and r["acc_norm"] == pytest.approx(np.mean(norm))
+    assert r["acc_stderr"] == pytest.approx(np.std(acc, ddof=1) / 4)
+    assert r["chance"] == pytest.approx(1 / 3) and r["shots"] == 0
+    assert r["rope_scale"] == max(scales) and min(scales) >= 2            # every prompt is longer than 16 tokens
+
+
+def test_minimal_pairs_compare_whole_sentences(tiny):
+    model, enc = tiny
+    pairs = [("The cat sleeps.", "The cat sleep."), ("Dogs run.", "Dogs runs."), ("She ate it.", "She eaten it."),
+             ("It is.", "It are.")]
+    r = evaluate_task(model, enc, [256, 257], True, task_of("pairs", [("", list(p), 0) for p in pairs]), 0, ARGS,
+                      "cpu", None)
+    def ll(sentence, scale):   # the whole sentence is the continuation of <|endoftext|><s>
+        return direct(model, [256, 257] + list(f" {sentence}".encode()), len(sentence) + 1, scale)[0]
+    scales = [math.ceil((max(len(g), len(b)) + 2) / 16) for g, b in pairs]
+    want = [float(ll(g, s) >= ll(b, s)) for (g, b), s in zip(pairs, scales)]
+    assert r["acc"] == pytest.approx(np.mean(want)) and r["acc_norm"] is None and r["chance"] == 0.5
+    assert evaluate_task(model, enc, [256], False, task_of("pairs", [("", list(pairs[0]), 0)]), 3, ARGS, "cpu",
+                         None) is None     # minimal pairs are zero-shot only
+
+
+def test_truncate_mode_keeps_scale_one(tiny):
+    model, enc = tiny
+    task = task_of("choice", [("x" * 40, ["yes", "no"], 0)])
+    args = types.SimpleNamespace(seed=1, long="truncate", batch_tokens=4096)
+    r = evaluate_task(model, enc, [256], False, task, 0, args, "cpu", None)
+    ll = [direct(model, ([256] + list(("x" * 40 + " " + c).encode()))[-17:], len(c) + 1)[0] for c in ["yes", "no"]]
+    assert r["rope_scale"] == 1 and r["acc"] == float(np.argmax(ll) == 0)
+
+
+def test_mean_stderr():
+    assert mean_stderr([1, 0, 1, 1]) == pytest.approx(math.sqrt((3 * 0.25 ** 2 + 0.75 ** 2) / 3) / 2)
+    assert mean_stderr([1.0]) is None
+
+# -----------------------------------------------------------------------------
+# Few-shot demonstrations
+
+
+def test_demonstrations_never_leak_the_example():
+    pool = [dict(context=f"q{i}", choices=["a", "b"], gold=i % 2, text=f"q{i} a b") for i in range(8)]
+    example = dict(pool[3])
+    pool += [dict(pool[3]), dict(pool[3])]             # the example itself, twice more, in the pool
+    for seed in range(300):
+        demos = sample_demos(pool, 4, random.Random(seed), example)
+        assert len(demos) == 4 and all(d["text"] != example["text"] for d in demos)
+        assert len({d["text"] for d in demos}) == 4    # distinct examples
+    assert sample_demos(pool, 4, random.Random(5), example) == sample_demos(pool, 4, random.Random(5), example)
+    assert len(sample_demos(pool, 20, random.Random(0), example)) == 7     # all there is, still without it
+
+
+def test_fewshot_context_joins_as_the_harness():
+    d1 = dict(context="Q: one\nA:", choices=["x", "y"], gold=1)
+    d2 = dict(context="Q: two\nA:", choices=["x", "y"], gold=0)
+    ex = dict(context="Q: three\nA:")
+    assert fewshot_context(ex, [d1, d2]) == "Q: one\nA: y\n\nQ: two\nA: x\n\nQ: three\nA:"
+
+
+def test_kshot_prompt_uses_demonstrations_and_interpolation(tiny):
+    model, enc = tiny
+    examples = [(f"q{i}?", ["yes", "no"], i % 2) for i in range(6)]
+    task = task_of("choice", examples)
+    r = evaluate_task(model, enc, [256], False, task, 2, ARGS, "cpu", None)
+    assert r["shots"] == 2 and r["n"] == 6 and r["rope_scale"] >= 2     # 3 questions and answers > 16 tokens
+
+# -----------------------------------------------------------------------------
+# Loaders of the original formats (tiny synthetic files)
+
+
+def write(path, text, encoding="utf-8"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding=encoding)
+
+
+def test_local_loaders_read_the_original_formats(tmp_path):
+    items = "".join(f'<item id="{i}" asks-for="{"cause" if i % 2 else "effect"}" most-plausible-alternative="2">'
+                    f"<p>The man fell {i}.</p><a1>He jumped.</a1><a2>He slipped.</a2></item>" for i in (1, 400, 401))
+    write(tmp_path / "copa/copa-dev.xml", f'<?xml version="1.0"?>\n<copa-corpus version="1.0">{items}</copa-corpus>')
+    write(tmp_path / "sst2/dev.tsv", 'sentence\tlabel\nit \'s a "great film \t1\n')
+    write(tmp_path / "qqp/dev.tsv", "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n1\t2\t3\tWhy?\tHow?\t0\n")
+    write(tmp_path / "mrpc/dev.tsv", "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\tA \"cat.\tA cat.\n",
+          encoding="utf-8-sig")
+    write(tmp_path / "rte/val.jsonl", '{"premise": "P.", "hypothesis": "H.", "label": "not_entailment", "idx": 0}\n')
+    write(tmp_path / "mnli/dev_matched.tsv", "index\tsentence1\tsentence2\tgold_label\n0\tP.\tH\tneutral\n"
+                                            "1\tP.\tH.\t-\n")
+    write(tmp_path / "piqa/valid.jsonl", '{"goal": "Open a jar", "sol1": "twist", "sol2": "lick"}\n')
+    write(tmp_path / "piqa/valid-labels.lst", "0\n")
+    write(tmp_path / "arc_easy/ARC-Easy-Test.jsonl", json.dumps({"id": "x", "answerKey": "2", "question": {
+        "stem": "Why?", "choices": [{"text": "a", "label": "1"}, {"text": "b", "label": "2"}]}}) + "\n")
+    write(tmp_path / "blimp/adjunct_island.jsonl", json.dumps({"sentence_good": "Who ran?", "sentence_bad": "Who?"}))
+    args = types.SimpleNamespace(task_dir=str(tmp_path), filter=False, limit=0, seed=0)
+    got = {n: load_task(n, args, frozenset()) for n in
+           ["copa", "sst2", "qqp", "mrpc", "rte", "mnli", "piqa", "arc_easy", "blimp_adjunct_island"]}
+    copa = got["copa"]
+    assert copa["counts"] == {"validation": [1, 1], "train": [2, 2]}        # SuperGLUE split: ids <= 400 train
+    assert copa["eval"][0] == dict(context="The man fell 401 because", choices=["he jumped.", "he slipped."], gold=1,
+                                   text="The man fell 401. He jumped. He slipped.")
+    assert got["sst2"]["eval"][0]["context"] == 'it \'s a "great film \nQuestion: Is this sentence positive or ' \
+                                                'negative?\nAnswer:' and got["sst2"]["eval"][0]["gold"] == 1
+    assert got["qqp"]["eval"][0]["context"] == "Question 1: Why?\nQuestion 2: How?\nQuestion: Do both questions " \
+                                               "ask the same thing?\nAnswer:"
+    assert got["mrpc"]["eval"][0]["text"] == 'A "cat. A cat.' and got["mrpc"]["eval"][0]["choices"] == ["no", "yes"]
+    assert got["rte"]["eval"][0] == dict(context="P.\nQuestion: H. True or False?\nAnswer:", choices=["True", "False"],
+                                         gold=1, text="P. H.")
+    assert got["mnli"]["counts"]["validation_matched"] == [1, 1]          # the unlabeled '-' row is left out
+    assert got["mnli"]["eval"][0]["context"] == "P.\nQuestion: H. True, False or Neither?\nAnswer:"
+    assert got["mnli"]["eval"][0]["gold"] == 1 and got["mnli"]["eval"][0]["choices"] == ["True", "Neither", "False"]
+    assert got["piqa"]["eval"][0] == dict(context="Question: Open a jar\nAnswer:", choices=["twist", "lick"], gold=0,
+                                          text="Open a jar twist lick")
+    assert got["arc_easy"]["eval"][0]["gold"] == 1 and got["arc_easy"]["eval"][0]["text"] == "Why? a b"
+    blimp = got["blimp_adjunct_island"]
+    assert blimp["kind"] == "pairs" and blimp["eval"][0]["choices"] == ["Who ran?", "Who?"]
+    assert got["piqa"]["demos"] == got["piqa"]["eval"]                     # no train file: demos from validation
+    with pytest.raises(SystemExit, match="no train file|no validation file|no .* file"):
+        load_task("rte", types.SimpleNamespace(task_dir=str(tmp_path / "nothing"), filter=False, limit=0, seed=0),
+                  frozenset())
+
+
+def test_filter_and_limit_are_applied_per_split(tmp_path):
+    rows = [{"sentence_good": f"the cat {w}.", "sentence_bad": f"the cat {w}s."} for w in ["ran", "sat", "xyz"] * 4]
+    write(tmp_path / "blimp/adjunct_island.jsonl", "\n".join(map(json.dumps, rows)))
+    args = types.SimpleNamespace(task_dir=str(tmp_path), filter=True, limit=5, seed=0)
+    t = load_task("blimp_adjunct_island", args, frozenset({"the", "cat", "ran", "rans", "sat", "sats"}))
+    assert t["counts"] == {"train": [8, 12]} and len(t["eval"]) == 5
+    assert all("xyz" not in e["text"] for e in t["eval"])
+
+# -----------------------------------------------------------------------------
+# The embedded tasks
+
+
+def test_template_suites_are_in_vocabulary_and_reproducible():
+    sys.path.insert(0, str(ROOT / "data"))
+    import build_tasks
+    vocab = load_vocab(DEFAULT_VOCAB)
+    suites = sorted((ROOT / "data" / "tasks").glob("templates_*.json"))
+    assert len(suites) >= 15
+    rebuilt = build_tasks.build_templates(vocab, 0)
+    for path in suites:
+        task = json.loads(path.read_text())
+        pairs = task["splits"]["test"]
+        assert task["kind"] == "pairs" and len(pairs) >= 300 and task["mirrors"].startswith("BLiMP")
+        assert len({(p["good"], p["bad"]) for p in pairs}) == len(pairs)
+        for p in pairs:
+            assert p["good"] != p["bad"] and keep_example(f"{p['good']} {p['bad']}", vocab)
+            words = build_tasks.words_of(p["good"]) + build_tasks.words_of(p["bad"])
+            assert all(w in vocab for w in words), (path.name, p)
+        assert rebuilt[path.stem]["splits"]["test"] == pairs, f"{path.name} differs from data/build_tasks.py's output"
+
+
+def test_cloze_is_held_out_and_bigbench_keeps_its_canary():
+    cloze = json.loads((ROOT / "data/tasks/cloze.json").read_text())
+    held = cloze["heldout"]
+    items = cloze["splits"]["test"]
+    assert len(items) >= 200
+    assert all(unit_hash(e["doc"], "val") < held["val_fraction"] for e in items)   # simplify.py's val split
+    assert all(e["target"].isalpha() and len(e["context"].split()) >= 10 for e in items)
+    for path in sorted((ROOT / "data/tasks").glob("bigbench_*.json.gz")):
+        header, examples = evaluate.read_embedded(path.name.split(".")[0])
+        assert "canary GUID" in header["canary"] and header["license"].startswith("Apache-2.0")
+        assert examples and all(0 <= g < len(ch) for _, ch, g, _ in examples)
+
+
+def test_missing_task_file_is_a_clear_error():
+    with pytest.raises(SystemExit, match="build_tasks.py"):
+        evaluate.read_embedded("no_such_task")
+
+# -----------------------------------------------------------------------------
+# Tables and a whole run
+
+
+def fake_run(name, corpus, n_params, accs, shots=0):
+    return {"run_dir": f"out/{name}", "run_name": name, "corpus": corpus, "model": name.split("-")[0],
+            "n_params": n_params, "results": [{"task": t, "family": "x", "shots": shots, "n": 10 * (i + 1),
+                                               "chance": 0.5, "acc": a} for i, (t, a) in enumerate(accs.items())],
+            "generations": [{"prompt": "Hi", "text": f" from {name}"}]}
+
+
+def test_table_layout(tmp_path):
+    runs = [fake_run("h128-L2-u", "unrestricted", 4e6, {"taskA": 0.6, "taskB": 0.7}),
+            fake_run("h64-L2-s", "simplified", 2e6, {"taskA": 0.5, "taskB": 0.9}),
+            fake_run("h128-L2-s", "simplified", 4e6, {"taskA": 0.55})]
+    for r in runs:
+        (tmp_path / f"{r['run_name']}.json").write_text(json.dumps(r))
+    (tmp_path / "fits.json").write_text('{"other": 1}')                  # not a results file: ignored
+    write_tables(tmp_path)
+    md = (tmp_path / "table.md").read_text().splitlines()
+    i = md.index("## 0-shot")
+    assert md[i + 2] == "| run | model | corpus | params | taskA | taskB | avg |"
+    assert md[i + 4] == "| h64-L2-s | h64 | simplified | 2.00M | 50.0 | 90.0 | 70.0 |"   # simplified first, by size
+    assert md[i + 5] == "| h128-L2-s | h128 | simplified | 4.00M | 55.0 | - | - |"      # no average of a partial row
+    assert md[i + 6] == "| h128-L2-u | h128 | unrestricted | 4.00M | 60.0 | 70.0 | 65.0 |"
+    assert md[i + 7] == "| chance |  |  |  | 50.0 | 50.0 | 50.0 |" and md[i + 8] == "| n |  |  |  | 10 | 20 |  |"
+    rows = list(csv.reader(open(tmp_path / "table.csv")))
+    assert rows[0] == ["shots", "run", "model", "corpus", "params", "taskA", "taskB", "avg"]
+    assert rows[1][:6] == ["0", "h64-L2-s", "h64", "simplified", "2.00M", "50.0"] and len(rows) == 6
+    gen = (tmp_path / "generations.md").read_text()
+    assert "| prompt | h64-L2-s | h128-L2-s | h128-L2-u |" in gen and "| Hi |  from h64-L2-s |" in gen
+
+
+def make_checkpoint(run_dir, data_dir, tokenizer_sha256):
+    torch.manual_seed(0)
+    cfg = GPTConfig(block_size=16, vocab_size=259, n_layer=1, n_head=2, n_embd=16)
+    run_dir.mkdir(parents=True)
+    torch.save({"model": GPT(cfg).state_dict(), "model_config": asdict(cfg), "step": 3, "tokens": 1536,
+                "val_loss": 5.5, "data_dir": str(data_dir), "tokenizer_sha256": tokenizer_sha256,
+                "train_config": {"model": "h16-L1"}}, run_dir / "ckpt.pt")
+    return run_dir
+
+
+def test_whole_run_writes_results_as_the_interface_says(tiny_data, tmp_path):
+    sha = json.loads((tiny_data / "meta.json").read_text())["tokenizer"]["sha256"]
+    run = make_checkpoint(tmp_path / "out" / "tiny-run", tiny_data, sha)
+    results = tmp_path / "results"
+    evaluate.main(["--ckpt", str(run), "--tasks", "templates_anaphor_gender_agreement,cloze,bigbench_cause_and_effect",
+                   "--limit", "8", "--shots", "0,2", "--results_dir", str(results), "--max_new_tokens", "4"])
+    res = json.loads((results / "tiny-run.json").read_text())
+    assert {"run_dir", "run_name", "corpus", "model", "n_params", "n_params_non_embedding", "tokens_seen",
+            "train_flops_6nd", "val_loss", "results", "generations"} <= res.keys()
+    assert res["run_name"] == "tiny-run" and res["corpus"] == "tiny" and res["model"] == "h16-L1"
+    assert res["tokens_seen"] == 1536 and res["train_flops_6nd"] == 6.0 * res["n_params"] * 1536
+    keys = {"task", "family", "shots", "n", "chance", "acc", "acc_stderr", "acc_norm", "acc_norm_stderr",
+            "rope_scale", "filtered"}
+    assert all(set(e) == keys for e in res["results"])
+    got = {(e["task"], e["shots"]): e for e in res["results"]}
+    assert set(got) == {("templates_anaphor_gender_agreement", 0), ("cloze", 0), ("bigbench_cause_and_effect", 0),
+                        ("bigbench_cause_and_effect", 2)}      # pairs and cloze are zero-shot only
+    assert got[("cloze", 0)]["family"] == "cloze" and got[("cloze", 0)]["n"] == 8
+    assert got[("bigbench_cause_and_effect", 2)]["acc_norm"] is not None and got[("cloze", 0)]["acc_norm"] is None
+    assert len(res["generations"]) == 4 and (results / "table.md").exists() and (results / "table.csv").exists()
+
+
+def test_checkpoint_tokenizer_mismatch_is_a_clear_error(tiny_data, tmp_path):
+    run = make_checkpoint(tmp_path / "out" / "bad", tiny_data, "0" * 64)
+    with pytest.raises(SystemExit, match="does not match the tokenizer"):
+        evaluate.load_run(run, "cpu")
+    with pytest.raises(SystemExit, match="not found"):
+        evaluate.load_run(tmp_path / "nothing", "cpu")

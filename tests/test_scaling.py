@@ -1,0 +1,335 @@
+"""scaling.py: the fits on synthetic data from known laws, the frontier, N/C accounting, the sweep's planner, skipper
+and resumer on fake run directories, the reporting of missing and diverged runs, the figures and tables."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import scaling
+from model import GPT, config_from_name
+from scaling import chance_crossing, collect, counts, fit_chinchilla, fit_power_law, frontier, lbfgs, run_state
+
+HOFFMANN = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
+
+
+def chinchilla_law(N, D, E, A, B, alpha, beta):
+    return E + A / np.asarray(N, float) ** alpha + B / np.asarray(D, float) ** beta
+
+# -----------------------------------------------------------------------------
+# Fits
+
+
+def test_power_law_recovers_a_known_exponent_with_noise():
+    rng = np.random.default_rng(1)
+    x = np.geomspace(1e5, 1e9, 15)
+    y = (8.8e13 / x) ** 0.076 * np.exp(rng.normal(0, 0.003, x.size))     # Kaplan's L(N), 0.3% noise
+    f = fit_power_law(x, y, n_boot=500)
+    assert f["alpha"] == pytest.approx(0.076, abs=0.004)
+    assert np.log10(f["x_c"]) == pytest.approx(np.log10(8.8e13), abs=0.5)   # X_c lives in the exponent
+    assert f["r2"] > 0.98 and f["n"] == 15
+    lo, hi = f["ci"]["alpha"]
+    assert lo < 0.076 < hi and hi - lo < 0.01
+    exact = fit_power_law(x, (2e10 / x) ** 0.5, n_boot=10)                # no noise: exact
+    assert exact["alpha"] == pytest.approx(0.5, rel=1e-9) and exact["x_c"] == pytest.approx(2e10, rel=1e-6)
+    assert exact["r2"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("x, y, words", [([1, 2, 3], [1, 2], "one length"), ([1, 2, -3], [1, 2, 3], "> 0"),
+                                         ([1, 2, np.nan], [1, 2, 3], "finite"), ([1, 2], [3, 2], ">= 3 points"),
+                                         ([5, 5, 5], [3, 2, 1], "2 distinct")])
+def test_power_law_rejects_bad_input_with_a_reason(x, y, words):
+    with pytest.raises(ValueError, match=words):
+        fit_power_law(x, y)
+
+
+def test_lbfgs_solves_independent_rosenbrocks_at_once():
+    scales = np.array([1.0, 10.0, 100.0])     # three problems, one per row, each with its own curvature
+
+    def fg(x, rows):
+        a, b, s = x[:, 0], x[:, 1], scales[rows]
+        f = (1 - a) ** 2 + s * (b - a * a) ** 2
+        return f, np.stack([-2 * (1 - a) - 4 * s * a * (b - a * a), 2 * s * (b - a * a)], 1)
+    x, f = lbfgs(fg, np.array([[-1.2, 1.0], [2.0, -1.0], [0.0, 3.0]]), iters=3000)
+    np.testing.assert_allclose(x, 1.0, atol=1e-4)
+    assert (f < 1e-8).all()
+
+
+def test_chinchilla_fit_recovers_hoffmanns_constants_from_noisy_points():
+    rng = np.random.default_rng(0)
+    N, D = (g.ravel() for g in np.meshgrid(np.geomspace(5e7, 2e10, 9), np.geomspace(2e8, 5e11, 9)))   # 81 points
+    loss = chinchilla_law(N, D, **HOFFMANN) * np.exp(rng.normal(0, 0.003, N.size))
+    f = fit_chinchilla(N, D, loss, n_boot=100)
+    assert f["E"] == pytest.approx(1.69, abs=0.06)
+    assert f["alpha"] == pytest.approx(0.34, abs=0.03) and f["beta"] == pytest.approx(0.28, abs=0.03)
+    assert np.log(f["A"]) == pytest.approx(np.log(406.4), abs=0.5) and np.log(f["B"]) == pytest.approx(
+        np.log(410.7), abs=0.5)
+    assert f["r2"] > 0.99 and f["n"] == 81 and f["seconds"] < 20
+    for k, v in HOFFMANN.items():                       # the 95% intervals hold the truth
+        lo, hi = f["ci"][k]
+        assert lo <= f[k] <= hi and lo < v < hi, (k, lo, v, hi)
+    exact = fit_chinchilla(N, D, chinchilla_law(N, D, **HOFFMANN), n_boot=0)    # no noise: the constants themselves
+    for k, v in HOFFMANN.items():
+        assert exact[k] == pytest.approx(v, rel=0.02), k
+    assert "ci" not in exact
+
+
+def test_chinchilla_fit_rejects_too_few_points_and_bad_values():
+    N, D = np.geomspace(1e6, 1e8, 8), np.geomspace(1e8, 1e10, 8)
+    with pytest.raises(ValueError, match="distinct N and D"):
+        fit_chinchilla(np.full(8, 1e6), D, np.full(8, 3.0))
+    with pytest.raises(ValueError, match="> 0"):
+        fit_chinchilla(N, D, np.r_[np.full(7, 3.0), -1.0])
+    with pytest.raises(ValueError, match="one length"):
+        fit_chinchilla(N, D[:5], np.full(8, 3.0))
+
+
+def test_frontier_keeps_the_running_minimum_over_compute():
+    C = np.array([10, 1, 3, 2, 5, 5, 8, 20, 30])
+    L = np.array([2.0, 5, 3, 4, 3.5, 2.5, 2.6, 1.0, 1.5])
+    on = frontier(C, L)
+    assert C[on].tolist() == [1, 2, 3, 5, 10, 20]        # 5 twice: only its lower loss; 8 and 30: beaten earlier
+    assert L[on].tolist() == [5, 4, 3, 2.5, 2.0, 1.0]
+    assert (np.diff(L[on]) < 0).all()
+
+
+def test_chance_crossing_is_where_accuracy_stays_above_chance():
+    C = np.array([1e10, 1e11, 1e12, 1e13])
+    assert chance_crossing(C, np.array([0.4, 0.6, 0.4, 0.7]), 0.5) == pytest.approx(10 ** (12 + 1 / 3))  # last rise
+    assert chance_crossing(C, np.array([0.6, 0.7, 0.8, 0.9]), 0.5) == 1e10                        # above from the start
+    assert chance_crossing(C, np.array([0.6, 0.7, 0.8, 0.5]), 0.5) is None                        # ends at chance
+
+# -----------------------------------------------------------------------------
+# Counting N, D and C
+
+
+def test_parameter_and_flop_counts_match_the_paper_and_model_py():
+    assert counts("h32-L2", 15000)["N"] == 992_928                 # PAPER.md section 4's table
+    assert counts("h1024-L8", 15000)["N"] == 164_955_136
+    for name in ("h64-L4", "h256-L2"):
+        c, h = counts(name, 15000), config_from_name(name).n_embd
+        assert c["N"] - c["N_nonemb"] == 2 * 15000 * h             # the embedding and the untied head
+        real = GPT(config_from_name(name, vocab_size=15000))
+        assert c["flops_per_token"] == real.flops_per_token() and c["N_nonemb"] == real.num_params(True)
+
+
+def dataset(root, name, train_tokens=2_925_780, V=4096):
+    """Only meta.json: all the planner reads."""
+    (root / name).mkdir(parents=True, exist_ok=True)
+    (root / name / "meta.json").write_text(json.dumps({"name": name, "train_tokens": train_tokens, "vocab_size": V}))
+    return root / name
+
+
+def test_plan_of_the_default_grid(tmp_path):
+    for name in ("simplified", "unrestricted"):
+        dataset(tmp_path, name)
+    args = scaling.parse_args(["--data_root", str(tmp_path), "--out_dir", str(tmp_path / "out")])
+    runs = scaling.plan(args)
+    assert len(runs) == 12 and len({r["name"] for r in runs}) == 12
+    r = {r["name"]: r for r in runs}
+    small, series = r["h32-L2-simplified-1M"], r["h64-L2-unrestricted-250k"]
+    assert small["lr"] == 2.8e-3 and small["D"] == 1_000_000 // 2048 * 2048       # whole steps of 16 x 128
+    assert small["C"] == 6 * counts("h32-L2", 4096)["N"] * small["D"]
+    assert small["C_exact"] == counts("h32-L2", 4096)["flops_per_token"] * small["D"]
+    assert series["max_tokens"] == 250_000 and series["lr"] == pytest.approx(2.8e-3 / 2 ** 0.5, rel=0.01)
+    cmd = scaling.command(small, args, "todo")
+    assert cmd[1].endswith("train.py") and cmd[cmd.index("--max_tokens") + 1] == "1000000"
+    assert "--threads" in cmd and "--resume" not in cmd and "--overwrite" not in cmd
+    assert scaling.command(small, args, "resume")[-1] == "--resume"
+    assert scaling.command(small, args, "restart")[-1] == "--overwrite"
+    multi = scaling.parse_args(["--data_root", str(tmp_path), "--nproc_per_node", "8", "--grid", "paper"])
+    paper = scaling.plan(multi)
+    assert len(paper) == 2 * (18 + 4) and multi.parallel == 1
+    epoch = [p for p in paper if p["name"] == "h32-L2-simplified-1ep"][0]
+    assert epoch["D"] == (2_925_780 - 1) // 128 * 128 // 65536 * 65536            # one pass, whole steps of 512 x 128
+    assert "torch.distributed.run" in scaling.command(epoch, multi, "todo") and "--nproc_per_node=8" in \
+        scaling.command(epoch, multi, "todo")
+    with pytest.raises(SystemExit, match="model name"):
+        scaling.parse_args(["--models", "h64"])
+
+# -----------------------------------------------------------------------------
+# Fake run directories: the skipper, the resumer, and the reports
+
+
+def fake_run(out, name, model="h64-L2", corpus="simplified", tokens=1_000_000, lr=None, end=True, diverge=False,
+             ckpt=True, law=HOFFMANN, V=4096, data_dir=None):
+    """A run directory as train.py leaves it, its val losses following `law` at every eval (every 50 steps)."""
+    c = counts(model, V)
+    tps, steps = 16 * 128, tokens // (16 * 128)
+    d = out / name
+    d.mkdir(parents=True)
+    config = {"train": {"model": model, "max_tokens": tokens, "epochs": 1.0, "lr": lr or scaling.lr_for(model),
+                        "batch_size": 16, "warmup_steps": 30},
+              "dataset": {"name": corpus, "dir_abs": str(Path(data_dir or f"data/{corpus}").resolve())},
+              "derived": {"params": c["N"], "params_non_embedding": c["N_nonemb"], "tokens_per_step": tps,
+                          "flops_per_token": c["flops_per_token"]}}
+    config["train"]["lr"] = float(f"{config['train']['lr']:.3g}")
+    (d / "config.json").write_text(json.dumps(config))
+    lines = [{"event": "start", "step": 0}]
+    for s in sorted({*range(0, steps, 50), steps}):
+        loss = float(chinchilla_law(c["N"], max(s, 1) * tps, **law))
+        lines.append({"event": "step", "step": s, "tokens": s * tps, "val_loss": loss, "train_loss": loss})
+    if diverge:
+        lines.append({"event": "stopped", "step": steps, "tokens": steps * tps, "train_loss": "nan", "val_loss": None})
+    elif end:
+        lines.append({"event": "end", "step": steps, "tokens": steps * tps, "elapsed_s": 10.0, "val_loss": loss})
+    (d / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    if ckpt:
+        (d / "ckpt.pt").write_bytes(b"not read by scaling.py")
+    return d
+
+
+def test_run_states_say_what_the_sweep_does(tmp_path):
+    for name in ("simplified", "unrestricted"):
+        dataset(tmp_path / "data", name)
+    args = scaling.parse_args(["--data_root", str(tmp_path / "data"), "--out_dir", str(tmp_path / "out")])
+    runs = {r["name"]: r for r in scaling.plan(args)}
+    out, sim = tmp_path / "out", str(tmp_path / "data" / "simplified")
+    fake_run(out, "h64-L2-simplified-1M", data_dir=sim)
+    fake_run(out, "h32-L2-simplified-1M", model="h32-L2", end=False, data_dir=sim)
+    fake_run(out, "h64-L4-simplified-1M", model="h64-L4", end=False, ckpt=False, data_dir=sim)
+    fake_run(out, "h128-L2-simplified-1M", model="h128-L2", diverge=True, data_dir=sim)
+    fake_run(out, "h64-L2-simplified-500k", tokens=500_000, lr=1e-3, data_dir=sim)       # made with another LR
+    states = {n: run_state(r["dir"], r)[0] for n, r in runs.items()}
+    assert states["h64-L2-simplified-1M"] == "done" and states["h32-L2-simplified-1M"] == "resume"
+    assert states["h64-L4-simplified-1M"] == "restart" and states["h128-L2-simplified-1M"] == "diverged"
+    assert states["h64-L2-simplified-500k"] == "conflict" and states["h64-L2-unrestricted-1M"] == "todo"
+    assert "lr" in run_state(runs["h64-L2-simplified-500k"]["dir"], runs["h64-L2-simplified-500k"])[1]
+    scaling.main(["--data_root", str(tmp_path / "data"), "--out_dir", str(out), "--results_dir", str(tmp_path / "r"),
+                  "--fit_only", "--n_boot", "10"])
+    left_out = {x["run"]: x["why"] for x in json.loads((tmp_path / "r" / "fits.json").read_text())["left_out"]}
+    assert left_out["h64-L2-simplified-500k"].startswith("conflict") and "lr" in left_out["h64-L2-simplified-500k"]
+    assert left_out["h32-L2-simplified-1M"].startswith("resume") and left_out["h128-L2-simplified-1M"].startswith(
+        "diverged") and left_out["h64-L2-unrestricted-1M"].startswith("missing")
+    assert len(left_out) == 11                                   # only h64-L2-simplified-1M is fitted
+
+
+def test_dry_run_prints_commands_compute_and_time_and_launches_nothing(tmp_path, capsys):
+    for name in ("simplified", "unrestricted"):
+        dataset(tmp_path / "data", name)
+    out = tmp_path / "out"
+    fake_run(out, "h64-L2-simplified-1M", data_dir=tmp_path / "data" / "simplified")
+    scaling.main(["--data_root", str(tmp_path / "data"), "--out_dir", str(out), "--dry-run"])
+    text = capsys.readouterr().out
+    assert "12 runs, 11 to launch" in text and "estimated 0:" in text and "FLOP 6ND" in text
+    assert text.count("train.py --model") == 11 and "--run_name h64-L2-simplified-1M" not in text   # done: skipped
+    assert sorted(p.name for p in out.iterdir()) == ["h64-L2-simplified-1M"]
+
+
+def test_collect_reports_every_run_it_leaves_out(tmp_path):
+    fake_run(tmp_path, "good")
+    fake_run(tmp_path, "diverged", diverge=True)
+    fake_run(tmp_path, "interrupted", end=False)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "log.jsonl").write_text("{}\n")
+    nan = fake_run(tmp_path, "nan")
+    lines = [json.loads(x) for x in (nan / "log.jsonl").read_text().splitlines()]
+    lines[3]["val_loss"] = "nan"                            # as train.py writes a non-finite number
+    (nan / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    runs, problems = collect([tmp_path / n for n in ("good", "diverged", "interrupted", "broken", "nan", "absent")])
+    assert [r["name"] for r in runs] == ["good"]
+    why = dict(problems)
+    assert why.keys() == {"diverged", "interrupted", "broken", "nan", "absent"}
+    assert why["diverged"].startswith("diverged") and why["interrupted"].startswith("resume")
+    assert "config.json" in why["broken"] and "non-finite" in why["nan"] and why["absent"].startswith("missing")
+
+
+def test_launch_runs_side_by_side_and_reports_failures(tmp_path, capsys):
+    script = "import sys, time; time.sleep(0.3); sys.exit(int(sys.argv[1]))"
+    jobs = [({"name": f"r{i}", "dir": tmp_path / f"r{i}", "D": 1, "flops_per_token": 1},
+             [sys.executable, "-c", script, str(int(i == 2))], 1.0) for i in range(4)]
+    codes = scaling.launch(jobs, parallel=4, progress_s=0.1)
+    assert codes == {"r0": 0, "r1": 0, "r2": 1, "r3": 0}
+    text = capsys.readouterr().out
+    assert "r2: FAILED (exit 1)" in text and "progress: 4/4 runs ended" in text
+    assert (tmp_path / "r3" / "train.out").exists()
+
+# -----------------------------------------------------------------------------
+# End to end on fake runs: fits, figures, tables
+
+
+def results_json(path, run, corpus, flops, accs):
+    path.write_text(json.dumps({
+        "run_dir": f"out/{run}", "run_name": run, "corpus": corpus, "model": "h64-L2", "n_params": 1,
+        "n_params_non_embedding": 1, "tokens_seen": 1, "train_flops_6nd": flops, "val_loss": 3.0,
+        "results": [{"task": task, "family": "blimp", "shots": 0, "n": 400, "chance": 0.5, "acc": acc,
+                     "acc_stderr": 0.02, "acc_norm": None, "acc_norm_stderr": None, "rope_scale": 1, "filtered": True}
+                    for task, acc in accs.items()], "generations": []}))
+
+
+def test_fit_only_on_runs_from_a_known_law_writes_fits_figures_and_table(tmp_path, capsys):
+    law = {"simplified": HOFFMANN, "unrestricted": dict(HOFFMANN, E=2.5)}
+    out, res = tmp_path / "out", tmp_path / "results"
+    for corpus in law:
+        dataset(tmp_path / "data", corpus)
+        for model in ("h32-L2", "h64-L2", "h64-L4", "h128-L2"):
+            fake_run(out, f"{model}-{corpus}-1M", model, corpus, law=law[corpus], data_dir=tmp_path / "data" / corpus)
+        for tokens in (250_000, 500_000):
+            fake_run(out, f"h64-L2-{corpus}-{tokens // 1000}k", "h64-L2", corpus, tokens, law=law[corpus],
+                     diverge=tokens == 500_000 and corpus == "unrestricted", data_dir=tmp_path / "data" / corpus)
+    args = ["--data_root", str(tmp_path / "data"), "--out_dir", str(out), "--results_dir", str(res), "--fit_only",
+            "--n_boot", "50"]
+    scaling.main(args)
+    text = capsys.readouterr().out
+    assert "emergence plot skipped" in text and "h64-L2-unrestricted-500k: diverged" in text
+    fits = json.loads((res / "fits.json").read_text())
+    sim, unr = fits["fits"]["simplified"], fits["fits"]["unrestricted"]
+    assert sim["L(N, D)"]["alpha"] == pytest.approx(0.34, abs=0.01) and sim["L(N, D)"]["E"] == pytest.approx(1.69,
+                                                                                                           abs=0.02)
+    assert unr["L(N, D)"]["E"] == pytest.approx(2.5, abs=0.02)
+    for f in (sim, unr):
+        assert f["L(N)"]["n"] == 4 and f["L(N)"]["alpha"] > 0 and f["L(N_nonemb)"]["alpha"] > 0
+        assert f["L(C)"]["alpha"] > 0 and f["L(C)"]["r2"] > 0.8
+    assert sim["L(D)"]["n"] == 3 and "skipped" in unr["L(D)"]          # its 500k run diverged: 2 budgets left
+    assert fits["left_out"] == [{"run": "h64-L2-unrestricted-500k", "why": fits["left_out"][0]["why"]}]
+    md = (res / "fits.md").read_text()
+    assert "Hoffmann et al. 2022 (published)" in md and "| simplified | L(N) |" in md
+    assert "- h64-L2-unrestricted-500k: diverged" in md
+    for name in ("loss_curves", "loss_vs_N", "loss_vs_D", "loss_vs_C"):
+        assert (res / "figures" / f"{name}.png").stat().st_size > 10_000
+    assert not (res / "figures" / "emergence.png").exists()
+
+    # evaluate.py's results appear: the emergence plot and its crossings, per task and per family, both corpora
+    for i, flops in enumerate((1e12, 1e13, 1e14)):
+        results_json(res / f"s{i}.json", f"s{i}", "simplified", flops, {"blimp_a": [0.45, 0.55, 0.7][i],
+                                                                         "blimp_b": 0.5})
+        results_json(res / f"u{i}.json", f"u{i}", "unrestricted", flops, {"blimp_a": [0.5, 0.48, 0.6][i]})
+    scaling.main(args)
+    fits = json.loads((res / "fits.json").read_text())
+    cross = {(x["level"], x["name"], x["corpus"]): x["crossing"] for x in fits["emergence"]}
+    assert cross[("task", "blimp_a", "simplified")] == pytest.approx(10 ** 12.5)
+    assert cross[("task", "blimp_a", "unrestricted")] == pytest.approx(10 ** (13 + 1 / 6))
+    assert cross[("task", "blimp_b", "simplified")] is None
+    assert cross[("family", "blimp", "simplified")] == pytest.approx(10 ** 12.5)   # mean 0.475, 0.525, 0.6
+    assert cross[("family", "blimp", "unrestricted")] == cross[("task", "blimp_a", "unrestricted")]
+    assert (res / "figures" / "emergence.png").stat().st_size > 10_000
+    assert "| blimp | 0 | simplified | 0.5 | 3.16e+12 | 0.600 |" in (res / "fits.md").read_text()
+
+
+def test_emergence_means_a_family_over_its_tasks():
+    res = [{"corpus": "simplified", "train_flops_6nd": 1e12, "results": [
+        {"task": "t1", "family": "f", "shots": 0, "chance": 0.5, "acc": 0.4, "acc_stderr": 0.03, "rope_scale": 1},
+        {"task": "t2", "family": "f", "shots": 0, "chance": 0.25, "acc": 0.6, "acc_stderr": 0.04, "rope_scale": 1},
+        {"task": "t2", "family": "f", "shots": 0, "chance": 0.25, "acc": 0.9, "acc_stderr": 0.04, "rope_scale": 2}]}]
+    series, n_tasks = scaling.emergence(res)
+    C, acc, se, chance = series[("family", "f", 0, "simplified")][0]
+    assert (C, acc, chance) == (1e12, pytest.approx(0.5), pytest.approx(0.375)) and se == pytest.approx(0.05 / 2)
+    assert series[("task", "t2", 0, "simplified")] == [(1e12, 0.6, 0.04, 0.25)]   # rope_scale 2 is another question
+    assert n_tasks == {("f", 0): 2}
+
+
+def test_a_real_tiny_sweep_launches_then_reuses(tiny_data, tmp_path):
+    args = ["--data_root", str(tiny_data.parent), "--corpora", "tiny", "--models", "h32-L2", "--series", "",
+            "--tokens", "3072", "--batch_size", "8", "--eval_interval", "1", "--out_dir", str(tmp_path / "out"),
+            "--results_dir", str(tmp_path / "res"), "--n_boot", "20"]
+    run = subprocess.run([sys.executable, "scaling.py", *args], cwd=Path(scaling.__file__).parent,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "h32-L2-tiny-3.07k: finished" in run.stdout and "1 to launch" in run.stdout
+    assert "L(N, D)" in run.stdout and "skipped" in run.stdout          # one run: too few points for any law
+    again = subprocess.run([sys.executable, "scaling.py", *args, "--dry-run"], cwd=Path(scaling.__file__).parent,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "0 to launch" in again.stdout and "start " not in again.stdout
+    assert (tmp_path / "res" / "fits.md").exists()
