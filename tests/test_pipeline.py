@@ -1,0 +1,35 @@
+"""The whole chain in miniature, as the README's main command runs it: simplify -> scaling (train.py runs) ->
+evaluate -> scaling --fit_only. Small enough for CI (well under a minute)."""
+import json
+
+import evaluate
+import scaling
+import simplify
+from test_simplify import _corpus
+
+
+def test_raw_text_to_tables_and_figures(tmp_path):
+    src, vocab = _corpus(tmp_path / "src", n_docs=160)
+    data, out, res = tmp_path / "data", tmp_path / "out", tmp_path / "results"
+    simplify.main(["--source", src, "--vocab", vocab, "--out_dir", str(data), "--vocab_size", "300",
+                   "--min_span_len", "3", "--val_fraction", "0.2", "--workers", "1"])
+    grid = ["--models", "h32-L2,h64-L2", "--data_root", str(data), "--tokens", "6144", "--series", "",
+            "--batch_size", "4", "--warmup_steps", "2", "--eval_interval", "3", "--threads", "1", "--parallel", "2",
+            "--out_dir", str(out), "--results_dir", str(res), "--n_boot", "20"]
+    scaling.main(grid)
+    runs = sorted(p.parent for p in out.glob("*/ckpt.pt"))
+    assert [p.name for p in runs] == ["h32-L2-simplified-6.14k", "h32-L2-unrestricted-6.14k",
+                                      "h64-L2-simplified-6.14k", "h64-L2-unrestricted-6.14k"]
+    for run in runs:   # every run finished its 12 steps of 4 x 128 tokens and logged an end event
+        end = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+        assert end["event"] == "end" and end["step"] == 12 and end["tokens"] == 6144
+    evaluate.main(["--ckpt", *map(str, runs), "--tasks", "templates_anaphor_number_agreement,cloze",
+                   "--shots", "0,1", "--limit", "20", "--results_dir", str(res), "--max_new_tokens", "4"])
+    table = (res / "table.md").read_text()
+    assert all(r.name in table for r in runs)
+    scaling.main(grid + ["--fit_only"])
+    fits = json.loads((res / "fits.json").read_text())
+    assert set(fits["fits"]) == {"simplified", "unrestricted"} and len(fits["runs"]) == 4
+    for name in ("loss_curves", "loss_vs_N", "loss_vs_D", "loss_vs_C", "emergence"):
+        assert (res / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    assert "alpha" in (res / "fits.md").read_text()
