@@ -632,11 +632,12 @@ def chance_crossing(C, acc, chance):
 def emergence(results):
     """evaluate.py's results -> series {(level, name, shots, corpus): [(C, acc, stderr, chance)] by C} for every task
     and every task family (the family's mean accuracy over its tasks at each compute, stderr of that mean), and
-    {(family, shots): number of tasks}. Only the model's own context length counts here (rope_scale 1)."""
+    {(family, shots): number of tasks}. k-shot prompts longer than the context count too (read with RoPE
+    interpolation, as the paper did)."""
     tasks, families, n_tasks = {}, {}, {}
     for d in results:
         for e in d["results"]:
-            if e.get("rope_scale") not in (None, 1) or e.get("acc") is None:
+            if e.get("acc") is None:
                 continue
             key = (e.get("shots", 0), d["corpus"])
             point = (d["train_flops_6nd"], e["acc"], e.get("acc_stderr") or 0.0, e["chance"])
