@@ -383,7 +383,7 @@ def filter_stage(args, vocab, shard, num_shards):
     outs = {k: os.path.join(d, f"docs-{tag}.jsonl.gz") for k, d in dirs.items()}
     tmps = {k: f"{p}.tmp" for k, p in outs.items()}
     files = {k: gzip.open(p, "wt", encoding="utf-8", compresslevel=3) for k, p in tmps.items()}
-    c = dict(docs_in=0, docs_out=0, bytes_in=0, bytes_out=0, words_in=0, words_out=0, spans=0, control_docs=0)
+    c = dict(docs_in=0, docs_out=0, bytes_in=0, words_in=0, words_out=0, spans=0, control_docs=0)
     n_files = None if args.source.startswith("hf:") else len(list_files(args.source))
     progress, files_seen = Progress(f"filter {tag}"), set()  # ETA from the share of files started (when > 1 file)
 
@@ -397,7 +397,6 @@ def filter_stage(args, vocab, shard, num_shards):
                 files["simplified"].write(json.dumps({"id": doc_id, "text": doc}) + "\n")
                 c["docs_out"] += 1
                 c["spans"] += len(spans)
-                c["bytes_out"] += sum(len(s.encode("utf-8", "surrogatepass")) for s in spans)
                 c["words_out"] += sum(len(s.split()) for s in spans)
             if args.control_fraction >= 1 or unit_hash(doc_id, "control") < args.control_fraction:
                 files["unrestricted"].write(json.dumps({"id": doc_id, "text": text}) + "\n")
@@ -482,12 +481,6 @@ def corpus_stats(texts, vocab):
                 type_token_ratio_100k=len(set(first)) / max(len(first), 1), zipf_slope=zipf), freq
 
 
-def write_bin(path, ids, dtype):
-    def write(tmp):
-        ids.astype(dtype).tofile(tmp)
-    write_atomic(path, write)
-
-
 def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta):
     """Train this corpus' tokenizer, write train.bin/val.bin (train capped at budget tokens), meta.json last."""
     d = os.path.join(out_dir, name)
@@ -511,8 +504,8 @@ def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta)
         raise SystemExit(f"{name}: only {len(train):,} train / {len(val):,} val tokens for a budget of "
                          f"{budget[0]:,} / {budget[1]:,}: the control needs more raw text (raise --control_fraction)")
     dtype = "uint16" if len(ranks) + len(specials) <= 65536 else "uint32"
-    write_bin(os.path.join(d, "train.bin"), train, dtype)
-    write_bin(os.path.join(d, "val.bin"), val, dtype)
+    for split, ids in (("train", train), ("val", val)):
+        write_atomic(os.path.join(d, f"{split}.bin"), lambda tmp: ids.astype(dtype).tofile(tmp))
     meta = dict(format_version=1, name=name, vocab_size=len(ranks) + len(specials), dtype=dtype,
                 eot_token=enc.eot_token, train_tokens=len(train), val_tokens=len(val),
                 train_documents=len(train_used), val_documents=len(val_used),
