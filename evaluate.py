@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from model import load_checkpoint
+from model import load_checkpoint, read_checkpoint
 from simplify import DEFAULT_VOCAB, load_meta, load_tokenizer, load_vocab
 
 ROOT = Path(__file__).resolve().parent
@@ -450,7 +450,7 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast):
             "generations": generate(model, enc, prefix, sos, set(specials.values()), args.prompts, args, device),
             "filter_counts": {t["name"]: t["counts"] for t in tasks},
             "eval": {"shots": shots_list, "limit": args.limit, "vocab": args.vocab, "filter": args.filter,
-                     "prefix_sos": sos, "long": args.long, "seed": args.seed, "seconds": round(time.time() - t0, 1)}}
+                     "sos": args.sos, "prefix_sos": sos, "long": args.long, "seed": args.seed, "seconds": round(time.time() - t0, 1)}}
 
 # -----------------------------------------------------------------------------
 # Tables in the paper's layout (rows = models, columns = tasks) from every results/*.json
@@ -527,6 +527,21 @@ def write_tables(results_dir):
 # Command line
 
 
+def is_current(path, tasks, args):
+    """A run's results file already holds these tasks and settings for the checkpoint as it is now."""
+    run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
+    try:
+        old = json.loads((Path(args.results_dir) / f"{run_dir.name}.json").read_text())
+        ckpt = read_checkpoint(run_dir, "cpu")
+    except (OSError, ValueError):
+        return False
+    settings = {"shots": args.shots, "limit": args.limit, "vocab": args.vocab, "filter": args.filter,
+                "long": args.long, "seed": args.seed, "sos": args.sos}
+    return (old.get("tokens_seen") == int(ckpt.get("tokens") or 0)
+            and all(old.get("eval", {}).get(k) == v for k, v in settings.items())
+            and {r["task"] for r in old.get("results", [])} >= {t["name"] for t in tasks})
+
+
 def get_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", nargs="+", default=None, help="run directories (or ckpt.pt files); default: every run "
@@ -557,6 +572,7 @@ def get_args(argv=None):
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--force", action="store_true", help="re-evaluate even where results/<run>.json is up to date")
     args = p.parse_args(argv)
     try:
         args.shots = sorted({int(s) for s in args.shots.split(",") if s.strip()})
@@ -591,6 +607,10 @@ def main(argv=None):
               f"evaluating {len(t['eval']):,}")
     Path(args.results_dir).mkdir(parents=True, exist_ok=True)
     for path in ckpts:
+        if not args.force and is_current(path, tasks, args):
+            print(f"{Path(path).name}: results/{Path(path).name}.json is up to date with this checkpoint and these "
+                  "settings, reusing it (--force redoes it)")
+            continue
         res = evaluate_model(path, tasks, args.shots, args, device, autocast)
         write_atomic(Path(args.results_dir) / f"{res['run_name']}.json", json.dumps(res, indent=1) + "\n")
         for g in res["generations"]:

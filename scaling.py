@@ -17,6 +17,7 @@ N counts every parameter (N_nonemb leaves out the input embedding and the untied
 tokens seen, C = 6 N D (--exact_flops: model.flops_per_token() x D, attention included).
 """
 import argparse
+import contextlib
 import itertools
 import json
 import math
@@ -119,13 +120,11 @@ def plan(args):
 
 
 def read_log(path):
-    """log.jsonl -> its events; a line that does not parse (a run killed while writing it) is skipped."""
+    """log.jsonl -> its events, [] without one; a line that does not parse (a run killed while writing it) is skipped."""
     events = []
-    for line in Path(path).read_text().splitlines():
-        try:
+    for line in Path(path).read_text().splitlines() if Path(path).exists() else []:
+        with contextlib.suppress(ValueError):
             events.append(json.loads(line))
-        except ValueError:
-            pass
     return events
 
 
@@ -141,24 +140,22 @@ def run_state(run_dir, run=None):
     """-> (state, detail) of a run directory, state one of STATES. With the planned run, a run made with other
     settings (train.py would refuse to resume it, and its numbers are not the plan's) is a 'conflict'."""
     run_dir = Path(run_dir)
-    log, ckpt = run_dir / "log.jsonl", run_dir / "ckpt.pt"
-    if not log.exists() and not ckpt.exists():
+    ckpt = (run_dir / "ckpt.pt").exists()
+    if not ckpt and not (run_dir / "log.jsonl").exists():
         return "todo", ""
     config = read_json(run_dir / "config.json")
     if run is not None and config:
-        t = config.get("train", {})
+        have = dict(config.get("train", {}), data_dir=config.get("dataset", {}).get("dir_abs"))
         want = {k: run[k] for k in ("model", "max_tokens", "lr", "batch_size", "warmup_steps")}
         want["data_dir"] = str(Path(run["data_dir"]).resolve())
-        have = dict(t, data_dir=config.get("dataset", {}).get("dir_abs"))
-        diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
-        if diff:
+        if diff := {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}:
             return "conflict", f"settings differ (there vs planned): {diff}"
-    events = read_log(log) if log.exists() else []
+    events = read_log(run_dir / "log.jsonl")
     if any(e.get("event") == "end" for e in events):
         return "done", ""
     if events and events[-1].get("event") == "stopped":
         return "diverged", f"at step {events[-1].get('step')} (train loss {events[-1].get('train_loss')})"
-    return ("resume", "") if ckpt.exists() else ("restart", "")
+    return ("resume" if ckpt else "restart"), ""
 
 
 def command(run, args, state):
@@ -216,8 +213,7 @@ def schedule_seconds(seconds, parallel):
 
 
 def logged_tokens(run_dir):
-    steps = [e for e in read_log(run_dir / "log.jsonl") if e.get("event") == "step"] if (
-        run_dir / "log.jsonl").exists() else []
+    steps = [e for e in read_log(run_dir / "log.jsonl") if e.get("event") == "step"]
     return steps[-1]["tokens"] if steps else 0
 
 
@@ -227,8 +223,12 @@ def launch(jobs, parallel, progress_s=30.0):
     prediction by the time taken so far. Returns {run name: exit code}. Ctrl-C stops the children it started; their
     last checkpoints stay, and the next call resumes them."""
     pending, running, codes = list(jobs), {}, {}
-    start = {r["name"]: logged_tokens(r["dir"]) for r, _, _ in jobs}         # a resumed run has tokens behind it
-    share = {r["name"]: (r, t * (1 - start[r["name"]] / r["D"])) for r, _, t in jobs}   # predicted seconds left
+    # per run: (run, tokens already logged (a resumed run), tokens left, predicted seconds left)
+    todo = {}
+    for r, _, t in jobs:
+        before = logged_tokens(r["dir"])
+        todo[r["name"]] = (r, before, max(r["D"] - before, 1), t * (1 - before / r["D"]))
+    total = max(sum(t for *_, t in todo.values()), 1e-9)
     t0 = last = time.time()
     try:
         while pending or running:
@@ -248,16 +248,14 @@ def launch(jobs, parallel, progress_s=30.0):
                                          f"FAILED (exit {proc.returncode}), see {run['dir'] / 'train.out'}"),
                           flush=True)
             if time.time() - last >= progress_s or not (pending or running):
-                last = time.time()
-                tokens = {k: (r["D"] if k in codes else logged_tokens(r["dir"])) - start[k] for k, (r, _) in
-                          share.items() if k in codes or k in running}
-                done = sum(t * tokens[k] / max(r["D"] - start[k], 1) for k, (r, t) in share.items() if k in tokens)
-                frac = done / max(sum(t for _, t in share.values()), 1e-9)
-                flops = sum(share[k][0]["flops_per_token"] * v for k, v in tokens.items())
+                last, dt = time.time(), time.time() - t0
+                tokens = {k: (r["D"] if k in codes else logged_tokens(r["dir"])) - before
+                          for k, (r, before, _, _) in todo.items() if k in codes or k in running}
+                frac = sum(todo[k][3] * v / todo[k][2] for k, v in tokens.items()) / total
+                flops = sum(todo[k][0]["flops_per_token"] * v for k, v in tokens.items())
                 print(f"progress: {len(codes)}/{len(jobs)} runs ended, {len(running)} running | {frac:.0%} done | "
-                      f"{sum(tokens.values()) / (last - t0):,.0f} tokens/s, {flops / (last - t0) / 1e9:.1f} GFLOP/s | "
-                      f"{hms(last - t0)} elapsed" + (f", ETA {hms((last - t0) * (1 - frac) / frac)}" if frac > 0
-                                                     else ""), flush=True)
+                      f"{sum(tokens.values()) / dt:,.0f} tokens/s, {flops / dt / 1e9:.1f} GFLOP/s | {hms(dt)} elapsed"
+                      + (f", ETA {hms(dt * (1 - frac) / frac)}" if frac > 0 else ""), flush=True)
     except KeyboardInterrupt:
         for proc, out, _ in running.values():
             proc.terminate()
@@ -273,12 +271,9 @@ def launch(jobs, parallel, progress_s=30.0):
 def read_run(run_dir):
     """A run directory -> {name, state, model, corpus, N, N_nonemb, flops_per_token, budget, warmup_tokens, D (tokens
     seen), loss (final val loss), curve_tokens, curve_loss (every eval)}; ValueError says what is missing."""
-    run_dir = Path(run_dir)
     config = read_json(run_dir / "config.json")
     if not config or not {"train", "derived", "dataset"} <= config.keys():
         raise ValueError(f"no readable config.json in {run_dir}")
-    if not (run_dir / "log.jsonl").exists():
-        raise ValueError(f"no log.jsonl in {run_dir}")
     t, d = config["train"], config["derived"]
     evals = [e for e in read_log(run_dir / "log.jsonl") if e.get("event") == "step" and e.get("val_loss") is not None]
     tokens = np.array([e["tokens"] for e in evals], float)
@@ -295,20 +290,17 @@ def collect(run_dirs):
     silently (missing, unfinished, diverged, unreadable, a non-finite loss)."""
     runs, problems = [], []
     for run_dir in map(Path, run_dirs):
-        if not (run_dir / "log.jsonl").exists():
-            problems.append((run_dir.name, "missing: no log.jsonl (not run yet)"))
-            continue
         try:
-            r = read_run(run_dir)
+            if not (run_dir / "log.jsonl").exists():
+                problems.append((run_dir.name, "missing: no log.jsonl (not run yet)"))
+            elif (r := read_run(run_dir))["state"] != "done":
+                problems.append((r["name"], f"{r['state']}: {STATES[r['state']]}"))
+            elif not np.isfinite(r["curve_loss"]).all() or len(r["curve_loss"]) == 0:
+                problems.append((r["name"], "diverged: a non-finite or missing val loss in its log"))
+            else:
+                runs.append(r)
         except (ValueError, KeyError, TypeError) as e:
             problems.append((run_dir.name, f"unreadable: {e}"))
-            continue
-        if r["state"] != "done":
-            problems.append((r["name"], f"{r['state']}: {STATES[r['state']]}"))
-        elif not np.isfinite(r["curve_loss"]).all() or len(r["curve_loss"]) == 0:
-            problems.append((r["name"], "diverged: a non-finite or missing val loss in its log"))
-        else:
-            runs.append(r)
     return runs, problems
 
 # -----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import simplify
 from test_simplify import _corpus
 
 
-def test_raw_text_to_tables_and_figures(tmp_path):
+def test_raw_text_to_tables_and_figures(tmp_path, capsys):
     src, vocab = _corpus(tmp_path / "src", n_docs=160)
     data, out, res = tmp_path / "data", tmp_path / "out", tmp_path / "results"
     simplify.main(["--source", src, "--vocab", vocab, "--out_dir", str(data), "--vocab_size", "300",
@@ -25,6 +25,10 @@ def test_raw_text_to_tables_and_figures(tmp_path):
         assert end["event"] == "end" and end["step"] == 12 and end["tokens"] == 6144
     evaluate.main(["--ckpt", *map(str, runs), "--tasks", "templates_anaphor_number_agreement,cloze",
                    "--shots", "0,1", "--limit", "20", "--results_dir", str(res), "--max_new_tokens", "4"])
+    capsys.readouterr()
+    evaluate.main(["--ckpt", *map(str, runs), "--tasks", "templates_anaphor_number_agreement,cloze",
+                   "--shots", "0,1", "--limit", "20", "--results_dir", str(res), "--max_new_tokens", "4"])
+    assert capsys.readouterr().out.count("up to date") == 4   # a second run reuses every model's results
     table = (res / "table.md").read_text()
     assert all(r.name in table for r in runs)
     scaling.main(grid + ["--fit_only"])
