@@ -26,7 +26,6 @@ import gzip
 import io
 import json
 import math
-import os
 import random
 import re
 import time
@@ -39,7 +38,7 @@ import torch
 from torch.nn import functional as F
 
 from model import load_checkpoint, read_checkpoint
-from simplify import DEFAULT_VOCAB, load_meta, load_tokenizer, load_vocab
+from simplify import DEFAULT_VOCAB, load_meta, load_tokenizer, load_vocab, write_atomic
 
 ROOT = Path(__file__).resolve().parent
 TASKS_DIR = ROOT / "data" / "tasks"
@@ -487,11 +486,8 @@ def table_rows(runs, shots, cols):
     return rows
 
 
-def write_atomic(path, text):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def write_text(path, text):
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline=""))
 
 
 def write_tables(results_dir):
@@ -510,17 +506,17 @@ def write_tables(results_dir):
         md += [f"## {shots}-shot", "", "| " + " | ".join([*head, *cols, "avg"]) + " |",
                "|" + "---|" * len(head) + "---:|" * (len(cols) + 1), *("| " + " | ".join(r) + " |" for r in rows), ""]
         lines += [[shots, *row] for row in table_rows(runs, shots, all_cols)]
-    write_atomic(out / "table.md", "\n".join(md) + "\n")
+    write_text(out / "table.md", "\n".join(md) + "\n")
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(lines)
-    write_atomic(out / "table.csv", buf.getvalue())
+    write_text(out / "table.csv", buf.getvalue())
     cell = lambda s: s.replace("|", "\\|").replace("\n", " / ")  # noqa: E731
     gen = ["# Generations", "", "Sampled continuations of each prompt (seed and temperature: see each results JSON).",
            "", "| prompt | " + " | ".join(r["run_name"] for r in runs) + " |", "|---" * (len(runs) + 1) + "|"]
     for p in dict.fromkeys(g["prompt"] for r in runs for g in r.get("generations", [])):
         texts = [next((g["text"] for g in r.get("generations", []) if g["prompt"] == p), "") for r in runs]
         gen.append(f"| {cell(p)} | " + " | ".join(cell(t) for t in texts) + " |")
-    write_atomic(out / "generations.md", "\n".join(gen) + "\n")
+    write_text(out / "generations.md", "\n".join(gen) + "\n")
     return md
 
 # -----------------------------------------------------------------------------
@@ -612,7 +608,7 @@ def main(argv=None):
                   "settings, reusing it (--force redoes it)")
             continue
         res = evaluate_model(path, tasks, args.shots, args, device, autocast)
-        write_atomic(Path(args.results_dir) / f"{res['run_name']}.json", json.dumps(res, indent=1) + "\n")
+        write_text(Path(args.results_dir) / f"{res['run_name']}.json", json.dumps(res, indent=1) + "\n")
         for g in res["generations"]:
             print(f"  > {g['prompt']}{g['text']!r}")
     print("\n".join(write_tables(args.results_dir)))

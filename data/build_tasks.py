@@ -540,7 +540,7 @@ def fetch_bigbench():
     """The sdist, with pip, checked against its sha256. Its setup.py names a direct-URL dependency, so pip can only
     download it with --no-deps --no-build-isolation, which needs setuptools and wheel: they go in a throwaway venv."""
     path = os.path.join(DOWNLOADS, "bigbench-1.0.0.tar.gz")
-    if not (os.path.exists(path) and sha256_file(path) == BIGBENCH_SHA256):
+    if not (os.path.exists(path) and simplify.file_sha256(path) == BIGBENCH_SHA256):
         venv = os.path.join(DOWNLOADS, "pip-venv")
         pip = os.path.join(venv, "bin", "pip")
         print("downloading bigbench-1.0.0.tar.gz (358 MB) with pip ...", flush=True)
@@ -549,17 +549,9 @@ def fetch_bigbench():
         subprocess.run([pip, "install", "-q", "setuptools", "wheel"], check=True)
         subprocess.run([pip, "download", "-q", "--no-deps", "--no-build-isolation", "bigbench==1.0.0", "-d", DOWNLOADS],
                        check=True)
-        if sha256_file(path) != BIGBENCH_SHA256:
+        if simplify.file_sha256(path) != BIGBENCH_SHA256:
             raise SystemExit(f"{path}: sha256 differs from the pinned {BIGBENCH_SHA256}; delete it and retry")
     return path
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def build_bigbench():
@@ -607,7 +599,7 @@ def write_task(name, task):
             f.write(data)
     os.replace(path + ".tmp", path)
     n = sum(len(v) for v in task["splits"].values())
-    print(f"  {os.path.basename(path)}: {n} examples, sha256 {sha256_file(path)}")
+    print(f"  {os.path.basename(path)}: {n} examples, sha256 {simplify.file_sha256(path)}")
 
 
 def main(argv=None):
