@@ -492,16 +492,17 @@ def fit_corpus(runs, exact_flops=False, n_boot=1000, seed=0):
         for r in runs:
             groups.setdefault(r[key], []).append(r)
         return max(groups.items(), key=lambda kv: len({r[distinct] for r in kv[1]}))
-    fits = {}
+
+    def final(group, key, about):     # a power law through the final losses of a group of runs
+        return attempt(fit_power_law, [r[key] for r in group], [r["loss"] for r in group], n_boot=n_boot, seed=seed,
+                       about=about)
     # L(N): final losses at the budget most models share. Kaplan's L(N) is at convergence; ours, like the paper's
     # figures, is at a fixed token budget, so it bends once the small budget rather than N limits the loss.
     budget, at = most("budget", "model")
-    for key in ("N", "N_nonemb"):
-        fits[f"L({key})"] = attempt(fit_power_law, [r[key] for r in at], [r["loss"] for r in at], n_boot=n_boot,
-                                    seed=seed, about=f"final losses of {len(at)} runs at a budget of {budget} tokens")
+    fits = {f"L({key})": final(at, key, f"final losses of {len(at)} runs at a budget of {budget} tokens")
+            for key in ("N", "N_nonemb")}
     model, series = most("model", "D")
-    fits["L(D)"] = attempt(fit_power_law, [r["D"] for r in series], [r["loss"] for r in series], n_boot=n_boot,
-                           seed=seed, about=f"final losses of {model} at {len(series)} token budgets")
+    fits["L(D)"] = final(series, "D", f"final losses of {model} at {len(series)} token budgets")
     # Every eval after warmup, from every run: before it the loss mostly measures the warmup, not N or D.
     pts = np.array([(flop_per_token(r, exact_flops), r["N"], t, l) for r in runs
                     for t, l in zip(r["curve_tokens"], r["curve_loss"]) if t > r["warmup_tokens"]]).reshape(-1, 4)
@@ -524,12 +525,19 @@ def style(corpus):
     return STYLE.get(corpus, dict(color="0.6", ls=":", marker="^", mfc="white"))
 
 
-def figure(ncols=1, nrows=1, **kw):
+@contextlib.contextmanager
+def figure(path, ncols=1, nrows=1, **kw):
+    """with figure(path, ncols, nrows) as axes: draw on the flat list of panels; saved to path on leaving."""
     import matplotlib
     matplotlib.use("Agg")                        # files only, no display needed
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4 * nrows), squeeze=False, **kw)
-    return plt, fig, axes.ravel()
+    yield axes.ravel()
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(f"{path}.tmp.png", dpi=120)
+    os.replace(f"{path}.tmp.png", path)           # never a half-written figure
+    plt.close(fig)
 
 
 def plain_ticks(ax):
@@ -543,69 +551,58 @@ def plain_ticks(ax):
                                                and round(v / 10 ** math.floor(math.log10(v))) in (2, 5) else ""))
 
 
-def save(plt, fig, path):
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(f"{path}.tmp.png", dpi=120)
-    os.replace(f"{path}.tmp.png", path)           # never a half-written figure
-    plt.close(fig)
+def curve(run, per_token=1):
+    """A run's val losses against tokens seen (x per_token: compute), the step-0 eval left off the log axis."""
+    ok = run["curve_tokens"] > 0
+    return per_token * run["curve_tokens"][ok], run["curve_loss"][ok]
 
 
 def plot_curves(runs, path):
     """Val loss against tokens seen, one panel per corpus, one line per run (style by model, grey by size)."""
-    corpora = sorted({r["corpus"] for r in runs})
-    plt, fig, axes = figure(len(corpora), sharey=True)
-    sizes = sorted({r["N"] for r in runs})
-    for ax, corpus in zip(axes, corpora):
-        for i, r in enumerate(sorted((r for r in runs if r["corpus"] == corpus), key=lambda r: (r["N"], r["D"]))):
-            ok = r["curve_tokens"] > 0
-            ax.plot(r["curve_tokens"][ok], r["curve_loss"][ok], ls=["-", "--", "-.", ":"][i % 4],
-                    marker="osd^v<>"[i % 7], ms=3, color=str(0.6 * sizes.index(r["N"]) / max(1, len(sizes) - 1)),
-                    label=f"{r['model']}, {r['budget']} tokens")
-        ax.set(xscale="log", xlabel="tokens seen", ylabel="val loss (nats/token)", title=corpus)
-        plain_ticks(ax)
-        ax.legend(fontsize=7)
-    save(plt, fig, path)
+    corpora, sizes = sorted({r["corpus"] for r in runs}), sorted({r["N"] for r in runs})
+    with figure(path, len(corpora), sharey=True) as axes:
+        for ax, corpus in zip(axes, corpora):
+            for i, r in enumerate(sorted((r for r in runs if r["corpus"] == corpus), key=lambda r: (r["N"], r["D"]))):
+                ax.plot(*curve(r), ls=["-", "--", "-.", ":"][i % 4], marker="osd^v<>"[i % 7], ms=3,
+                        color=str(0.6 * sizes.index(r["N"]) / max(1, len(sizes) - 1)),
+                        label=f"{r['model']}, {r['budget']} tokens")
+            ax.set(xscale="log", xlabel="tokens seen", ylabel="val loss (nats/token)", title=corpus)
+            plain_ticks(ax)
+            ax.legend(fontsize=7)
 
 
 def plot_law(fits, runs, keys, path, exact_flops=False):
     """Final loss (or the frontier) against X with each corpus' fitted law, both corpora on the same axes."""
     names = {"N": "parameters N", "N_nonemb": "non-embedding parameters", "D": "tokens seen D", "C": "compute C (FLOP)"}
-    plt, fig, axes = figure(len(keys))
-    for ax, key in zip(axes, keys):
-        skipped = []
-        for corpus, f in fits.items():
-            s, fit = style(corpus), f[f"L({key})"]
-            if key == "C":                               # every run's curve in the background, the frontier on top
-                for r in (r for r in runs if r["corpus"] == corpus):
-                    ok = r["curve_tokens"] > 0
-                    ax.plot(flop_per_token(r, exact_flops) * r["curve_tokens"][ok], r["curve_loss"][ok],
-                            color=s["color"], ls=s["ls"], lw=0.6, alpha=0.5)
-            if "skipped" in fit:
-                skipped.append(f"{corpus}: not fitted ({fit['skipped'].split(',')[0]})")
-                continue
-            x, y = map(np.array, fit["points"])
-            ax.plot(x, y, ls="none", marker=s["marker"], mfc=s["mfc"], color=s["color"])
-            grid = np.geomspace(x.min(), x.max(), 50)
-            ax.plot(grid, np.exp(fit["alpha"] * (fit["log_x_c"] - np.log(grid))), color=s["color"], ls=s["ls"],
-                    label=f"{corpus}: alpha {fit['alpha']:.3f}, R$^2$ {fit['r2']:.3f}")
-        ax.set(xscale="log", yscale="log", xlabel=names[key], ylabel="val loss (nats/token)",
-               title=f"L({key}) = ({key}_c / {key})^alpha")
-        plain_ticks(ax)
-        ax.text(0.02, 0.02, "\n".join(skipped), transform=ax.transAxes, fontsize=7, va="bottom")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-    save(plt, fig, path)
+    with figure(path, len(keys)) as axes:
+        for ax, key in zip(axes, keys):
+            skipped = []
+            for corpus, f in fits.items():
+                s, fit = style(corpus), f[f"L({key})"]
+                if key == "C":                           # every run's curve in the background, the frontier on top
+                    for r in (r for r in runs if r["corpus"] == corpus):
+                        ax.plot(*curve(r, flop_per_token(r, exact_flops)), color=s["color"], ls=s["ls"], lw=0.6,
+                                alpha=0.5)
+                if "skipped" in fit:
+                    skipped.append(f"{corpus}: not fitted ({fit['skipped'].split(',')[0]})")
+                    continue
+                x, y = map(np.array, fit["points"])
+                ax.plot(x, y, ls="none", marker=s["marker"], mfc=s["mfc"], color=s["color"])
+                grid = np.geomspace(x.min(), x.max(), 50)
+                ax.plot(grid, np.exp(fit["alpha"] * (fit["log_x_c"] - np.log(grid))), color=s["color"], ls=s["ls"],
+                        label=f"{corpus}: alpha {fit['alpha']:.3f}, R$^2$ {fit['r2']:.3f}")
+            ax.set(xscale="log", yscale="log", xlabel=names[key], ylabel="val loss (nats/token)",
+                   title=f"L({key}) = ({key}_c / {key})^alpha")
+            plain_ticks(ax)
+            ax.text(0.02, 0.02, "\n".join(skipped), transform=ax.transAxes, fontsize=7, va="bottom")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
 
 
 def read_results(results_dir):
     """evaluate.py's results/<run>.json files (other JSON there, like fits.json, is not a run's results)."""
-    found = []
-    for p in sorted(Path(results_dir).glob("*.json")):
-        d = read_json(p)
-        if isinstance(d, dict) and isinstance(d.get("results"), list) and "train_flops_6nd" in d:
-            found.append(d)
-    return found
+    found = [read_json(p) for p in sorted(Path(results_dir).glob("*.json"))]
+    return [d for d in found if isinstance(d, dict) and isinstance(d.get("results"), list) and "train_flops_6nd" in d]
 
 
 def chance_crossing(C, acc, chance):
@@ -657,23 +654,23 @@ def plot_emergence(results, path):
                               crossing=chance_crossing(C, acc, chance.mean()), last_acc=float(acc[-1]),
                               above_throughout=bool((acc > chance.mean()).all())))
     panels = sorted({(name, shots) for level, name, shots, _ in series if level == "family"})
-    plt, fig, axes = figure(min(4, len(panels)), math.ceil(len(panels) / 4))
-    for ax, (family, shots) in zip(axes, panels):
-        for x in (x for x in crossings if (x["level"], x["name"], x["shots"]) == ("family", family, shots)):
-            C, acc, err, _ = map(np.array, zip(*series[("family", family, shots, x["corpus"])]))
-            s = style(x["corpus"])
-            ax.errorbar(C, acc, yerr=err, color=s["color"], ls=s["ls"], marker=s["marker"], mfc=s["mfc"], ms=4,
-                        capsize=2, label=x["corpus"])
-            if x["crossing"] is not None:
-                ax.plot([x["crossing"]], [x["chance"]], marker="^", ms=10, color=s["color"], mfc=s["mfc"], ls="none")
-        n, chance = n_tasks[(family, shots)], x["chance"]
-        ax.axhline(chance, color="black", ls=":", lw=1, label="chance")
-        ax.set(xscale="log", xlabel="training compute 6ND (FLOP)", ylabel="accuracy",
-               title=f"{family}, {shots}-shot" + (f" (mean of {n} tasks)" if n > 1 else ""))
-        ax.legend(fontsize=7)
-    for ax in axes[len(panels):]:
-        ax.axis("off")
-    save(plt, fig, path)
+    with figure(path, min(4, len(panels)), math.ceil(len(panels) / 4)) as axes:
+        for ax, (family, shots) in zip(axes, panels):
+            for x in (x for x in crossings if (x["level"], x["name"], x["shots"]) == ("family", family, shots)):
+                C, acc, err, _ = map(np.array, zip(*series[("family", family, shots, x["corpus"])]))
+                s = style(x["corpus"])
+                ax.errorbar(C, acc, yerr=err, color=s["color"], ls=s["ls"], marker=s["marker"], mfc=s["mfc"], ms=4,
+                            capsize=2, label=x["corpus"])
+                if x["crossing"] is not None:
+                    ax.plot([x["crossing"]], [x["chance"]], marker="^", ms=10, color=s["color"], mfc=s["mfc"],
+                            ls="none")
+            n = n_tasks[(family, shots)]
+            ax.axhline(x["chance"], color="black", ls=":", lw=1, label="chance")
+            ax.set(xscale="log", xlabel="training compute 6ND (FLOP)", ylabel="accuracy",
+                   title=f"{family}, {shots}-shot" + (f" (mean of {n} tasks)" if n > 1 else ""))
+            ax.legend(fontsize=7)
+        for ax in axes[len(panels):]:
+            ax.axis("off")
     return crossings
 
 
@@ -730,9 +727,9 @@ def parse_args(argv=None):
     p.add_argument("--series_model", help="the model also trained at --series fractions of --tokens, for L(D)")
     p.add_argument("--series", help="comma-separated budget fractions for the series ('' for none; cpu: 0.25,0.5)")
     p.add_argument("--lr", type=float, default=0, help="one peak LR for every model (default: lr_for's per-size rule)")
-    p.add_argument("--batch_size", type=int, help="sequences per step (cpu: 32, paper: 512)")
+    p.add_argument("--batch_size", type=int, help="sequences per step (cpu: 16, paper: 512)")
     p.add_argument("--warmup_steps", type=int, help="cpu: 30, paper: 1000")
-    p.add_argument("--eval_interval", type=int, help="steps between evals, the points of the curves (cpu: 25)")
+    p.add_argument("--eval_interval", type=int, help="steps between evals, the points of the curves (cpu: 50)")
     p.add_argument("--parallel", type=int, help="runs side by side (cpu: 0 = one per core, 1 with a GPU)")
     p.add_argument("--threads", type=int, help="CPU threads per run, 0 = torch's default (cpu: 1)")
     p.add_argument("--nproc_per_node", type=int, default=1, help="> 1: launch each run with torchrun on this many GPUs")
@@ -746,9 +743,7 @@ def parse_args(argv=None):
     p.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples (L(N, D): at most 200)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     args = p.parse_args(argv)
-    for k, v in GRIDS[args.grid].items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
+    vars(args).update({k: v for k, v in GRIDS[args.grid].items() if getattr(args, k) is None})
     if args.parallel == 0:
         args.parallel = 1 if torch.cuda.is_available() else os.cpu_count() or 1
     if args.nproc_per_node > 1:
@@ -765,14 +760,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    runs = plan(args)
+    runs, speeds = plan(args), measured_speeds(args.out_dir)
     for r in runs:
         r["state"], r["detail"] = run_state(r["dir"], r)
-    launch_states = ("todo", "resume", "restart")
-    speeds = measured_speeds(args.out_dir)
-    for r in runs:
         r["seconds"] = seconds_for(r, speeds, args)
-    todo = sorted((r for r in runs if r["state"] in launch_states), key=lambda r: -r["seconds"])   # longest first
+    todo = sorted((r for r in runs if r["state"] in ("todo", "resume", "restart")), key=lambda r: -r["seconds"])
     print(f"grid {args.grid}: {len(runs)} runs, {len(todo)} to launch ({args.parallel} side by side); N counts every "
           "parameter, C = 6ND (exact: model.flops_per_token() x D)")
     for r in runs:
@@ -782,9 +774,8 @@ def main(argv=None):
           f"estimated {hms(schedule_seconds([r['seconds'] for r in todo], args.parallel))} on {args.parallel} "
           f"slots (" + (f"measured speeds of {', '.join(speeds)} in {args.out_dir}, else " if speeds else "")
           + "a guess from FLOPs)")
-    for r in runs:
-        if r["state"] in ("diverged", "conflict"):
-            print(f"note: {r['name']} {STATES[r['state']]} {r['detail']}")
+    for r in (r for r in runs if r["state"] in ("diverged", "conflict")):
+        print(f"note: {r['name']} {STATES[r['state']]} {r['detail']}")
     missing = sorted({str(r["data_dir"]) for r in runs if not r["have_data"]})
     if missing:
         print(f"note: no meta.json in {', '.join(missing)}: assumed {PAPER_TRAIN_TOKENS:,} train tokens and V 15000; "
