@@ -9,6 +9,8 @@ model.py: the paper's LLaMA-style decoder-only transformer (section 4), small en
     model = GPT(config_from_name("h256-L4", vocab_size=15000))
     logits, loss = model(idx, targets)          # idx, targets: (B, T) int64 -> logits (B, T, V), scalar loss
     model, info = load_checkpoint("out/h64-L2-simplified")   # a model trained by train.py, and its configs
+    model.loss_chunk = 8192                     # training speed: loss over 8192-row chunks, logits never whole
+    logits, loss = model(idx, targets)          # -> logits None (not computed), the same loss and gradients
 
 The paper's 18 models are named h<hidden>-L<layers> (PAPER_GRID). Parameters per layer: attention 4h^2, SwiGLU 12h^2
 (three h x 4h matrices), two RMSNorm weights 2h; plus the embedding and head 2Vh and the final norm h.
@@ -141,6 +143,72 @@ class Block(nn.Module):
         return x + self.mlp(self.mlp_norm(x))
 
 # -----------------------------------------------------------------------------
+# Chunked head + cross-entropy: the loss without the full (N, V) logits
+#
+# At the paper's 512 x 128 tokens per step and V = 15,000 the logits are 65,536 x 15,000: 2 GB in bf16, 4 GB more for
+# their float32 copy and as much again for their gradient. For the small models that traffic, not the matmuls, is
+# most of a step. Here the rows go through the head a chunk at a time; since the loss is a scalar, each chunk's
+# gradients w.r.t. the hidden states and the head weight are taken right away, in the forward pass, and kept (they
+# are only (N, C) and (V, C)), so backward only scales them: no logits are stored or recomputed.
+
+
+def _chunk_loss_and_grads(x, weight, targets, chunk, with_grads):
+    """x (N, C), weight (V, C), targets (N,) with -1 ignored -> mean loss (a float32 scalar), and if with_grads its
+    gradients w.r.t. x (x's dtype) and weight (weight's dtype). Matmuls run in the autocast dtype when autocast is
+    on (as lm_head would), the softmax in float32 (float64 for float64 inputs)."""
+    device_type = x.device.type
+    dt = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
+    acc = torch.promote_types(dt, torch.float32)   # softmax and accumulation dtype
+    n_valid = (targets != -1).sum().to(acc)        # like F.cross_entropy: the mean over the targets not ignored
+    loss = torch.zeros((), dtype=acc, device=x.device)
+    grad_x = torch.empty_like(x) if with_grads else None
+    grad_w = torch.zeros(weight.shape, dtype=acc, device=x.device) if with_grads else None
+    w = weight.to(dt)
+    with torch.autocast(device_type, enabled=False):
+        for s in range(0, x.size(0), chunk):
+            xc, tc = x[s:s + chunk].to(dt), targets[s:s + chunk]              # (n, C), (n,)
+            logits = (xc @ w.t()).to(acc)                                      # (n, V), in acc
+            keep = tc != -1
+            safe = tc.clamp(min=0)                                             # ignored rows pick 0, then drop out
+            lse = torch.logsumexp(logits, dim=-1)                              # (n,)
+            loss += ((lse - logits.gather(1, safe[:, None])[:, 0]) * keep).sum()
+            if with_grads:
+                # d loss / d logits = (softmax - onehot(target)) / n_valid on kept rows, 0 on ignored ones
+                g = torch.exp(logits.sub_(lse[:, None]))                       # softmax, in place of the logits
+                g.scatter_add_(1, safe[:, None], -keep[:, None].to(acc))
+                g.mul_((keep.to(acc) / n_valid)[:, None])
+                g = g.to(dt)
+                grad_x[s:s + chunk] = (g @ w).to(x.dtype)                      # (n, C)
+                grad_w += (g.t() @ xc).to(acc)                                 # (V, C)
+    return loss / n_valid, grad_x, (grad_w.to(weight.dtype) if with_grads else None)
+
+
+class ChunkedLinearCrossEntropy(torch.autograd.Function):
+    """cross_entropy(x @ weight.T, targets, ignore_index=-1) with the gradients computed in forward, chunk by chunk."""
+
+    @staticmethod
+    def forward(ctx, x, weight, targets, chunk):
+        loss, grad_x, grad_w = _chunk_loss_and_grads(x, weight, targets, chunk, with_grads=True)
+        ctx.save_for_backward(grad_x, grad_w)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad_x, grad_w = ctx.saved_tensors
+        return grad_x * grad_loss.to(grad_x.dtype), grad_w * grad_loss.to(grad_w.dtype), None, None
+
+
+def chunked_cross_entropy(x, weight, targets, chunk):
+    """The mean next-token loss of hidden states x (N, C) under head weight (V, C), targets (N,) (-1 ignored), computed
+    `chunk` rows at a time: memory O(chunk * V) instead of O(N * V). Equal to F.cross_entropy(x @ weight.T, targets,
+    ignore_index=-1) in value and gradients (up to float rounding)."""
+    if chunk < 1:
+        raise ValueError(f"loss chunk must be >= 1 rows, got {chunk}")
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        return ChunkedLinearCrossEntropy.apply(x, weight, targets, chunk)
+    return _chunk_loss_and_grads(x, weight, targets, chunk, with_grads=False)[0]   # evaluation: no gradient work
+
+# -----------------------------------------------------------------------------
 # The model
 
 
@@ -154,6 +222,9 @@ class GPT(nn.Module):
         self.norm = RMSNorm(config.n_embd, config.norm_eps)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)  # untied from wte, as in the paper
         self.apply(self._init_weights)
+        # Rows per chunk of the chunked loss (0: off, the plain path). A speed setting, not part of the model: it is
+        # not in config or checkpoints, and a run may be resumed with or without it.
+        self.loss_chunk = 0
 
     def _init_weights(self, module):
         # Every matrix normal(0, 0.02) (the Hugging Face LLaMA init the authors used); norm weights stay 1.
@@ -167,7 +238,8 @@ class GPT(nn.Module):
 
     def forward(self, idx, targets=None):
         """idx (B, T) int64 -> logits (B, T, V), and the mean next-token cross-entropy if targets (B, T) are given
-        (target -1 is ignored)."""
+        (target -1 is ignored). With self.loss_chunk > 0 and targets given, logits is None: the loss is computed
+        chunk by chunk and the full logits never exist."""
         B, T = idx.shape
         if T > self.max_seq_len:
             raise ValueError(f"input of {T} tokens exceeds the model's {self.max_seq_len} (block_size "
@@ -182,7 +254,12 @@ class GPT(nn.Module):
 
     def head_and_loss(self, x, targets):
         """The one place logits and the loss are computed from the final hidden states x (B, T, C).
-        The loss is taken in float32 even under autocast (log-softmax over V in bf16 loses precision)."""
+        The loss is taken in float32 even under autocast (log-softmax over V in bf16 loses precision).
+        With self.loss_chunk > 0 and targets: (None, loss), from chunked_cross_entropy (same loss and gradients)."""
+        if targets is not None and self.loss_chunk > 0:
+            loss = chunked_cross_entropy(x.reshape(-1, x.size(-1)), self.lm_head.weight, targets.reshape(-1),
+                                         self.loss_chunk)
+            return None, loss
         logits = self.lm_head(x)                                 # (B, T, V)
         if targets is None:
             return logits, None

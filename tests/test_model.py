@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from model import GPT, PAPER_GRID, GPTConfig, apply_rope, config_from_name, mfu, peak_flops, rope_cos_sin
+from model import (GPT, PAPER_GRID, GPTConfig, apply_rope, chunked_cross_entropy, config_from_name, mfu, peak_flops,
+                   rope_cos_sin)
 
 # The paper's parameter table (V = 15,000), rows h, columns L = 2, 4, 8.
 PAPER_TABLE = {
@@ -180,3 +181,86 @@ def test_generate_greedy_top_k_and_cropping():
     samples = model.generate(start.repeat(50, 1), 1, temperature=1.0, top_k=3, generator=g)[:, -1]
     allowed = torch.topk(model(start)[0][:, -1], 3).indices.repeat(50, 1)
     assert (samples[:, None] == allowed).any(dim=1).all() and len(set(samples.tolist())) > 1
+
+
+# --- the chunked loss (model.loss_chunk): the same loss and gradients as the plain path, without the full logits
+
+def plain_and_chunked(x, weight, targets, chunk):
+    """Loss and gradients w.r.t. x and weight of F.cross_entropy(x @ weight.T) and of chunked_cross_entropy."""
+    out = []
+    for fn in (lambda a, w: F.cross_entropy(a @ w.T, targets, ignore_index=-1),
+               lambda a, w: chunked_cross_entropy(a, w, targets, chunk)):
+        a, w = x.clone().requires_grad_(), weight.clone().requires_grad_()
+        loss = fn(a, w)
+        (2.5 * loss).backward()                 # a non-unit upstream gradient must be passed through
+        out.append((loss.detach(), a.grad, w.grad))
+    return out
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
+@pytest.mark.parametrize("chunk", [7, 16, 1000])   # 40 rows: not divisible by 7, divisible by 16, a single chunk
+def test_chunked_cross_entropy_equals_plain(dtype, tol, chunk):
+    torch.manual_seed(0)
+    x, weight = torch.randn(40, 24, dtype=dtype), torch.randn(300, 24, dtype=dtype)
+    targets = torch.randint(0, 300, (40,))
+    targets[::3] = -1                           # ignored rows
+    (loss, gx, gw), (closs, cgx, cgw) = plain_and_chunked(x, weight, targets, chunk)
+    assert closs.dtype == dtype and cgx.dtype == dtype and cgw.dtype == dtype
+    torch.testing.assert_close(closs, loss, atol=tol, rtol=tol)
+    torch.testing.assert_close(cgx, gx, atol=tol, rtol=tol)
+    torch.testing.assert_close(cgw, gw, atol=tol, rtol=tol)
+    assert gx[::3].abs().max() == 0 and cgx[::3].abs().max() == 0   # ignored rows get no gradient
+    with torch.no_grad():                       # evaluation: no autograd, the same value
+        torch.testing.assert_close(chunked_cross_entropy(x, weight, targets, chunk), loss, atol=tol, rtol=tol)
+    with pytest.raises(ValueError, match="chunk must be >= 1"):
+        chunked_cross_entropy(x, weight, targets, 0)
+
+
+def model_loss_and_grads(model, idx, targets, chunk, autocast=False):
+    """The model's loss and parameter gradients. For a float64 model the plain path's loss (taken in float32) is
+    recomputed from its logits in float64, so float64 can be compared at float64 precision."""
+    model.zero_grad(set_to_none=True)
+    model.loss_chunk = chunk
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        logits, loss = model(idx, targets)
+    if logits is not None and logits.dtype == torch.float64:
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
+    loss.backward()
+    return logits, loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_model_chunked_loss_gives_the_plain_loss_and_gradients(dtype, tol):
+    torch.manual_seed(2)
+    model = GPT(GPTConfig(n_layer=2, n_embd=32, vocab_size=500, block_size=16)).to(dtype)
+    idx, targets = torch.randint(0, 500, (3, 15)), torch.randint(0, 500, (3, 15))
+    targets[1, 4:9] = -1
+    logits, loss, grads = model_loss_and_grads(model, idx, targets, 0)
+    none, closs, cgrads = model_loss_and_grads(model, idx, targets, 8)   # 45 rows in chunks of 8
+    assert logits.shape == (3, 15, 500) and none is None            # chunked: the logits are never formed
+    torch.testing.assert_close(closs, loss, atol=tol, rtol=tol)
+    for name, g in grads.items():
+        torch.testing.assert_close(cgrads[name], g, atol=tol, rtol=tol, msg=name)
+    model.loss_chunk = 8
+    assert model(idx)[0].shape == (3, 15, 500)                       # no targets: the logits, as always
+    model.eval()
+    with torch.no_grad():
+        assert abs(model(idx, targets)[1].item() - loss.item()) < 10 * tol
+
+
+def test_model_chunked_loss_under_bf16_autocast():
+    torch.manual_seed(3)
+    model = GPT(GPTConfig(n_layer=2, n_embd=64, vocab_size=1000, block_size=32))
+    idx, targets = torch.randint(0, 1000, (4, 32)), torch.randint(0, 1000, (4, 32))
+    targets[0, :10] = -1
+    _, loss, grads = model_loss_and_grads(model, idx, targets, 0, autocast=True)
+    _, closs, cgrads = model_loss_and_grads(model, idx, targets, 50, autocast=True)   # 128 rows: 50, 50, 28
+    _, loss32, grads32 = model_loss_and_grads(model, idx, targets, 0)
+    assert closs.dtype == torch.float32 and abs(closs.item() - loss.item()) < 1e-4
+    assert abs(loss.item() - loss32.item()) < 2e-2                   # bf16 is close to float32 at all
+    for name, g in grads.items():
+        assert cgrads[name].dtype == torch.float32, name
+        scale = grads32[name].abs().max().item()
+        # chunked vs plain bf16: equal but for the head weight, whose chunks are summed in fp32 (~0.5% of an entry)
+        assert (cgrads[name] - g).abs().max().item() < 0.015 * scale, name
+        assert torch.nn.functional.cosine_similarity(cgrads[name].flatten(), g.flatten(), dim=0) > 0.999, name
