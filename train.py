@@ -40,7 +40,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from model import GPT, config_from_name, mfu, peak_flops, read_checkpoint
-from simplify import load_meta, load_tokenizer
+from simplify import load_meta, load_tokenizer, write_atomic  # write_atomic: temp file + rename
 
 # -----------------------------------------------------------------------------
 # Hyperparameters: every field is a command-line flag (its comment is the --help text)
@@ -188,13 +188,6 @@ def lr_at(step, total_steps, peak_lr, warmup_steps, final_frac=0.5):
 
 # -----------------------------------------------------------------------------
 # Checkpoints
-
-
-def write_atomic(path, write):
-    """write(tmp_path), then rename over path: a crash never leaves a half-written checkpoint or log."""
-    tmp = Path(f"{path}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def check_resumable(ckpt, cfg, model_config, meta, n_train_blocks):
@@ -384,12 +377,12 @@ def _train(cfg, rank, world, device):
                               "peak_flops_per_device": peak, "train_blocks": train_data.n,
                               "eval_blocks": len(eval_ids)}}
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(run_dir / "config.json", lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
+        write_atomic(run_dir / "config.json", lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
         if cfg.resume:   # keep the log up to the checkpoint: the steps after it are about to be redone
             lines = log_path.read_text().splitlines(keepends=True) if log_path.exists() else []
             lines = [x for x in lines if json.loads(x).get("step", 0) <= step]
             lines.append(json.dumps({"event": "resume", "step": step, "env": env}) + "\n")
-            write_atomic(log_path, lambda p: p.write_text("".join(lines)))
+            write_atomic(log_path, lambda p: Path(p).write_text("".join(lines)))
             say(f"resumed from step {step} ({step * tokens_per_step:,} tokens seen)")
         else:
             log_path.write_text(json.dumps({"event": "start", "step": 0, **config}) + "\n")
