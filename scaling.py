@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from model import GPT, PAPER_GRID, config_from_name, peak_flops
+from simplify import read_json  # a JSON file, or {} if missing or unreadable
 
 HERE = Path(__file__).resolve().parent
 BLOCK = 128                      # the paper's context length; train.py's default
@@ -80,13 +81,6 @@ def short(tokens):
     for unit, div in (("B", 1e9), ("M", 1e6), ("k", 1e3), ("", 1)):
         if tokens >= div:
             return f"{tokens / div:.3g}{unit}"
-
-
-def read_json(path):
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def plan(args):
