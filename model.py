@@ -10,6 +10,7 @@ model.py: the paper's LLaMA-style decoder-only transformer (section 4), small en
     logits, loss = model(idx, targets)          # idx, targets: (B, T) int64 -> logits (B, T, V), scalar loss
     model, info = load_checkpoint("out/h64-L2-simplified")   # a model trained by train.py, and its configs
     model.loss_chunk = 8192                     # training speed: loss over 8192-row chunks, logits never whole
+    model.fused_loss = True                     # or (a GPU): Triton kernels that never write the logits at all
     logits, loss = model(idx, targets)          # -> logits None (not computed), the same loss and gradients
 
 The paper's 18 models are named h<hidden>-L<layers> (PAPER_GRID). Parameters per layer: attention 4h^2, SwiGLU 12h^2
@@ -23,6 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+
 
 # -----------------------------------------------------------------------------
 # Configuration and the paper's grid
@@ -112,7 +114,10 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x).split(C, dim=2)                          # 3 x (B, T, C)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)    # (B, nh, T, hd), softmax(qk^T/sqrt(hd)) v
+        hd = C // self.n_head
+        if hd % 8:   # the flash kernels need head_dim % 8 == 0 (h32 has 4): zero columns change no q.k and no output
+            q, k, v = (F.pad(t, (0, -hd % 8)) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=hd ** -0.5)[..., :hd]  # (B, nh, T, hd)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -208,6 +213,38 @@ def chunked_cross_entropy(x, weight, targets, chunk):
         return ChunkedLinearCrossEntropy.apply(x, weight, targets, chunk)
     return _chunk_loss_and_grads(x, weight, targets, chunk, with_grads=False)[0]   # evaluation: no gradient work
 
+
+fused_cross_entropy = None   # fused_loss.fused_cross_entropy once import_fused_loss() found Triton
+
+
+def import_fused_loss():
+    """fused_loss.fused_cross_entropy, imported on first use (Triton takes a second to import), or None without
+    Triton (it ships with PyTorch's CUDA builds; without it everything but the fused loss works)."""
+    global fused_cross_entropy
+    if fused_cross_entropy is None:
+        try:
+            from fused_loss import fused_cross_entropy
+        except ImportError:
+            return None
+    return fused_cross_entropy
+
+
+LOSS_KINDS = ("auto", "plain", "chunked", "fused")
+FUSED_MAX_AUTO = 256   # "auto" takes the fused loss up to this width, the chunked one above (bench.py measured)
+
+
+def choose_loss(kind, n_embd, device_type):
+    """The training loss a kind names: auto is plain off CUDA; on CUDA the fused kernels while the logits' memory
+    traffic dominates (n_embd <= FUSED_MAX_AUTO, Triton installed), else the chunked loss (the fused one recomputes
+    the logits, which costs more than it saves at larger widths)."""
+    if kind not in LOSS_KINDS:
+        raise ValueError(f"loss {kind!r} is not one of {', '.join(LOSS_KINDS)}")
+    if kind == "auto":
+        if device_type != "cuda":
+            return "plain"
+        return "fused" if n_embd <= FUSED_MAX_AUTO and import_fused_loss() is not None else "chunked"
+    return kind
+
 # -----------------------------------------------------------------------------
 # The model
 
@@ -222,9 +259,11 @@ class GPT(nn.Module):
         self.norm = RMSNorm(config.n_embd, config.norm_eps)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)  # untied from wte, as in the paper
         self.apply(self._init_weights)
-        # Rows per chunk of the chunked loss (0: off, the plain path). A speed setting, not part of the model: it is
-        # not in config or checkpoints, and a run may be resumed with or without it.
+        # How the training loss is computed: speed settings, not part of the model (not in config or checkpoints; a
+        # run may be resumed with or without them). loss_chunk: rows per chunk of the chunked loss (0: off);
+        # fused_loss: the Triton kernels of fused_loss.py (a CUDA device; wins over loss_chunk). Both off: plain.
         self.loss_chunk = 0
+        self.fused_loss = False
 
     def _init_weights(self, module):
         # Every matrix normal(0, 0.02) (the Hugging Face LLaMA init the authors used); norm weights stay 1.
@@ -255,7 +294,13 @@ class GPT(nn.Module):
     def head_and_loss(self, x, targets):
         """The one place logits and the loss are computed from the final hidden states x (B, T, C).
         The loss is taken in float32 even under autocast (log-softmax over V in bf16 loses precision).
-        With self.loss_chunk > 0 and targets: (None, loss), from chunked_cross_entropy (same loss and gradients)."""
+        With self.fused_loss or self.loss_chunk > 0, and targets: (None, loss), from fused_loss.fused_cross_entropy or
+        chunked_cross_entropy (the same loss and gradients, up to rounding)."""
+        if targets is not None and self.fused_loss:
+            if import_fused_loss() is None:
+                raise RuntimeError("the fused loss needs Triton (it comes with PyTorch's CUDA builds): use "
+                                   "--loss chunked")
+            return None, fused_cross_entropy(x.reshape(-1, x.size(-1)), self.lm_head.weight, targets.reshape(-1))
         if targets is not None and self.loss_chunk > 0:
             loss = chunked_cross_entropy(x.reshape(-1, x.size(-1)), self.lm_head.weight, targets.reshape(-1),
                                          self.loss_chunk)
@@ -265,6 +310,12 @@ class GPT(nn.Module):
             return logits, None
         loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
         return logits, loss
+
+    def set_loss(self, kind, chunk=8192):
+        """kind: plain | chunked (chunk rows at a time) | fused | auto (see choose_loss). Returns the kind set."""
+        kind = choose_loss(kind, self.config.n_embd, self.lm_head.weight.device.type)
+        self.fused_loss, self.loss_chunk = kind == "fused", chunk if kind == "chunked" else 0
+        return kind
 
     def num_params(self, non_embedding=False):
         """All parameters (the paper's table counts these). non_embedding=True leaves out both vocabulary matrices

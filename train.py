@@ -4,6 +4,7 @@ train.py: pre-train one model on one dataset directory, as the paper did (sectio
     python train.py                                   # CPU demo: h64-L2 on data/simplified, a few minutes
     # a paper run on one GPU, bf16 (its data: `python simplify.py --paper --source ... --out_dir data/paper`)
     python train.py --data_dir data/paper/simplified --model h256-L4 --batch_size 512 --lr 8e-4 --warmup_steps 1000
+    python train.py ... --compile --compile_mode reduce-overhead   # faster on a GPU (README: training speed)
     torchrun --standalone --nproc_per_node=8 train.py --model h1024-L8 --batch_size 512 ...   # one node, 8 GPUs
     python train.py --run_name NAME --resume          # continue an interrupted run (same flags as before)
 
@@ -39,7 +40,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from model import GPT, config_from_name, mfu, peak_flops, read_checkpoint
+from model import GPT, LOSS_KINDS, config_from_name, mfu, peak_flops, read_checkpoint
 from simplify import load_meta, load_tokenizer, write_atomic  # write_atomic: temp file + rename
 
 # -----------------------------------------------------------------------------
@@ -81,8 +82,10 @@ class TrainConfig:
     # system
     device: str = "auto"  # auto (cuda if available, else cpu) | cpu | cuda | mps
     dtype: str = "auto"  # auto (bfloat16 if supported, else float16, float32 on CPU) | bfloat16 | float16 | float32
-    compile: bool = False  # torch.compile the model
-    loss_chunk: int = 0  # rows per chunk of a loss that never holds the full logits (0: off; 8192 speeds up GPUs)
+    compile: bool = False  # torch.compile the model (GPUs: faster after a minute of compiling)
+    compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune
+    loss: str = "auto"  # plain | chunked | fused (Triton, GPU) | auto (plain on CPU; GPU: fused to h256, chunked)
+    loss_chunk: int = 8192  # rows per chunk of the chunked loss
     threads: int = 0  # CPU threads per process (0: torch's default)
     peak_flops: float = 0.0  # peak FLOP/s of one device for MFU (0: look its name up in model.PEAK_FLOPS)
 
@@ -263,8 +266,8 @@ def train(cfg):
     """Run (or resume) one training run; returns a summary dict. Under torchrun: one process per device, DDP."""
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and world > 1:
-        device = f"cuda:{os.environ['LOCAL_RANK']}"
+    if device == "cuda":   # one process per GPU: torchrun's LOCAL_RANK picks it (set_device needs an index)
+        device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
     if device.startswith("cuda"):
         torch.cuda.set_device(device)
     if world > 1:
@@ -291,8 +294,10 @@ def _train(cfg, rank, world, device):
     for name in ("batch_size", "eval_interval", "log_interval", "block_size", "eval_blocks"):
         if getattr(cfg, name) < 1:
             raise SystemExit(f"--{name} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.loss_chunk < 0:
-        raise SystemExit(f"--loss_chunk must be >= 0 (0: off), got {cfg.loss_chunk}")
+    if cfg.loss_chunk < 1:
+        raise SystemExit(f"--loss_chunk must be >= 1 rows, got {cfg.loss_chunk}")
+    if cfg.loss not in LOSS_KINDS:
+        raise SystemExit(f"--loss {cfg.loss!r}: use one of {', '.join(LOSS_KINDS)}")
 
     # --- data and batch geometry
     meta = read_meta(cfg.data_dir)
@@ -333,7 +338,7 @@ def _train(cfg, rank, world, device):
     torch.manual_seed(cfg.seed)                 # the same initial weights in every process
     model_config = config_from_name(cfg.model, vocab_size=V, block_size=cfg.block_size, rope_base=cfg.rope_base)
     raw_model = GPT(model_config).to(device)
-    raw_model.loss_chunk = cfg.loss_chunk       # chunked loss: the same numbers, logits never whole (model.py)
+    loss_kind = raw_model.set_loss(cfg.loss, cfg.loss_chunk)   # the same numbers, differently fast (model.py)
     optimizer = torch.optim.AdamW(raw_model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
                                   weight_decay=cfg.weight_decay, fused=device_type == "cuda")
     scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")
@@ -348,7 +353,7 @@ def _train(cfg, rank, world, device):
         set_rng_states(ckpt["rng"])
         step, elapsed_before, last_val = ckpt["step"], ckpt["elapsed_s"], ckpt["val_loss"]
         del ckpt
-    eval_model = model = torch.compile(raw_model) if cfg.compile else raw_model
+    eval_model = model = torch.compile(raw_model, mode=cfg.compile_mode) if cfg.compile else raw_model
     if world > 1:
         model = DDP(model, device_ids=[torch.device(device).index] if device_type == "cuda" else None)
     flops_per_token = raw_model.flops_per_token()
@@ -358,7 +363,8 @@ def _train(cfg, rank, world, device):
     if master:
         say(f"{cfg.run_name}: {cfg.model} ({raw_model.num_params():,} parameters, V={V}) on {cfg.data_dir} "
             f"({train_data.n:,} train blocks): {total_steps:,} steps of {cfg.batch_size} x {cfg.block_size} tokens, "
-            f"{world} x {device} {dtype}, {accum} micro-batches of {micro} per process")
+            f"{world} x {device} {dtype}, {accum} micro-batches of {micro} per process, {loss_kind} loss"
+            + (f", compiled ({cfg.compile_mode})" if cfg.compile else ""))
         if wanted > train_data.n * cfg.block_size:
             say(f"note: {wanted:,.0f} tokens is more than one pass over train.bin: blocks will repeat")
         baseline = unigram_baseline(train_data, val_data)   # also checks every token id against vocab_size
@@ -371,7 +377,7 @@ def _train(cfg, rank, world, device):
                               "tokenizer_sha256": meta["tokenizer"]["sha256"], "train_tokens": len(train_data.tokens),
                               "val_tokens": len(val_data.tokens)},
                   "derived": {"total_steps": total_steps, "tokens_per_step": tokens_per_step, "world_size": world,
-                              "micro_batch_size": micro, "grad_accum_steps": accum, "dtype": dtype,
+                              "micro_batch_size": micro, "grad_accum_steps": accum, "dtype": dtype, "loss": loss_kind,
                               "params": raw_model.num_params(), "flops_per_token": flops_per_token,
                               "params_non_embedding": raw_model.num_params(non_embedding=True),
                               "peak_flops_per_device": peak, "train_blocks": train_data.n,

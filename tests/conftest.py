@@ -1,10 +1,16 @@
-"""A tiny dataset directory in simplify.py's format, for the model and training tests."""
+"""A tiny dataset directory in simplify.py's format, for the model and training tests. Without a GPU, Triton's
+kernels (fused_loss.py) run in its CPU interpreter: the variable must be set before anything imports Triton."""
 import base64
 import hashlib
 import json
+import os
 
 import numpy as np
 import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 SUBJECTS = ["the dog", "a cat", "my mom", "the big bird", "we", "they", "the little boy"]
 VERBS = ["sees", "likes", "wants", "eats", "finds", "makes"]

@@ -92,10 +92,11 @@ def reference_logits(model, idx):
     return rms(x, w["norm.weight"]) @ w["lm_head.weight"].T
 
 
-@pytest.mark.parametrize("rope_scale", [1.0, 2.0])
-def test_model_matches_plain_reference(rope_scale):
+# head_dim 4 (h32, the paper's smallest) and 6 go through the zero-padded attention, 8 does not
+@pytest.mark.parametrize("rope_scale,n_embd", [(1.0, 32), (2.0, 32), (1.0, 48), (1.0, 64)])
+def test_model_matches_plain_reference(rope_scale, n_embd):
     torch.manual_seed(1)
-    model = GPT(GPTConfig(n_layer=2, n_embd=32, vocab_size=50, block_size=12, rope_scale=rope_scale))
+    model = GPT(GPTConfig(n_layer=2, n_embd=n_embd, vocab_size=50, block_size=12, rope_scale=rope_scale))
     for p in model.parameters():   # norms away from 1, so a wrong norm weight would show
         p.data += 0.05 * torch.randn_like(p)
     idx = torch.randint(0, 50, (3, 20 if rope_scale > 1 else 12))

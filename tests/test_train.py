@@ -203,9 +203,10 @@ def test_two_process_ddp_equals_one_process(tiny_data, tmp_path):
 
 
 def test_chunked_loss_run_equals_plain_run(tiny_data, tmp_path):
-    """--loss_chunk (100 rows: 8 x 32 = 256 rows per step is not a multiple) trains the same model, to rounding."""
+    """--loss chunked --loss_chunk 100 (8 x 32 = 256 rows per step is not a multiple) trains the same model, to
+    rounding; --loss auto is plain on CPU."""
     run(tiny_data, tmp_path, max_tokens=8 * 256, eval_interval=4, run_name="plain")
-    run(tiny_data, tmp_path, max_tokens=8 * 256, eval_interval=4, run_name="chunked", loss_chunk=100)
+    run(tiny_data, tmp_path, max_tokens=8 * 256, eval_interval=4, run_name="chunked", loss="chunked", loss_chunk=100)
     plain, chunked = records(tmp_path / "plain"), records(tmp_path / "chunked")
     assert [r["step"] for r in chunked] == list(range(9))
     for a, b in zip(plain, chunked):
@@ -213,6 +214,10 @@ def test_chunked_loss_run_equals_plain_run(tiny_data, tmp_path):
             if a[key] is not None:
                 assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), (a["step"], key)
     assert plain[-1]["train_loss"] < plain[1]["train_loss"] - 0.5           # it trained, not a flat comparison
-    assert json.loads((tmp_path / "chunked" / "config.json").read_text())["train"]["loss_chunk"] == 100
-    with pytest.raises(SystemExit, match="--loss_chunk must be >= 0"):
-        run(tiny_data, tmp_path, run_name="bad", loss_chunk=-1)
+    configs = [json.loads((tmp_path / n / "config.json").read_text()) for n in ("plain", "chunked")]
+    assert configs[1]["train"]["loss_chunk"] == 100
+    assert [c["derived"]["loss"] for c in configs] == ["plain", "chunked"]
+    with pytest.raises(SystemExit, match="--loss_chunk must be >= 1"):
+        run(tiny_data, tmp_path, run_name="bad", loss="chunked", loss_chunk=0)
+    with pytest.raises(SystemExit, match="--loss 'fast': use one of auto, plain, chunked, fused"):
+        run(tiny_data, tmp_path, run_name="bad", loss="fast")

@@ -1,0 +1,75 @@
+"""The fused head + cross-entropy (fused_loss.py) against the plain loss: the same loss and gradients.
+
+Without a GPU the Triton kernels run in Triton's CPU interpreter (conftest.py sets TRITON_INTERPRET=1), which
+multiplies float32 and float64 but not bf16; tests/test_gpu.py checks bf16 on a GPU."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+pytest.importorskip("triton")
+
+import fused_loss  # noqa: E402
+from fused_loss import fused_cross_entropy  # noqa: E402
+from model import GPT, GPTConfig, choose_loss  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def loss_and_grads(fn, x, weight, targets):
+    a, w = x.clone().requires_grad_(), weight.clone().requires_grad_()
+    loss = fn(a, w, targets)
+    (2.5 * loss).backward()                     # a non-unit upstream gradient must be passed through
+    return loss.detach(), a.grad, w.grad
+
+
+# N rows not a multiple of any tile; C a power of two, or not (padded to CP in the kernels); V not a multiple of 32
+@pytest.mark.parametrize("N,C,V", [(45, 32, 300), (100, 48, 515), (16, 64, 33)])
+def test_fused_equals_plain_in_float32(N, C, V):
+    g = torch.Generator().manual_seed(N + C + V)
+    x = torch.randn(N, C, generator=g).to(DEVICE)
+    weight = (0.3 * torch.randn(V, C, generator=g)).to(DEVICE)
+    targets = torch.randint(0, V, (N,), generator=g).to(DEVICE)
+    targets[::4] = -1                           # ignored rows
+    torch.backends.cuda.matmul.allow_tf32 = False
+    ref = loss_and_grads(lambda a, w, t: F.cross_entropy(a.double() @ w.double().T, t, ignore_index=-1),
+                         x, weight, targets)
+    out = loss_and_grads(fused_cross_entropy, x, weight, targets)
+    assert out[0].dtype == torch.float32 and out[1].dtype == x.dtype and out[2].dtype == weight.dtype
+    for name, got, want in zip(("loss", "grad_x", "grad_w"), out, ref):
+        torch.testing.assert_close(got.double(), want.double(), atol=1e-5, rtol=1e-5, msg=name)
+    assert out[1][::4].abs().max() == 0         # ignored rows get no gradient
+    with torch.no_grad():                       # evaluation: the forward kernel alone
+        assert abs(fused_cross_entropy(x, weight, targets).item() - ref[0].item()) < 1e-5
+
+
+def test_model_with_fused_loss_trains_like_the_plain_one():
+    torch.manual_seed(2)
+    model = GPT(GPTConfig(n_layer=2, n_embd=32, vocab_size=500, block_size=16)).to(DEVICE)
+    idx, targets = torch.randint(0, 500, (3, 15), device=DEVICE), torch.randint(0, 500, (3, 15), device=DEVICE)
+    targets[1, 4:9] = -1
+    results = []
+    for kind in ("plain", "fused"):
+        assert model.set_loss(kind) == kind and model.fused_loss == (kind == "fused")
+        model.zero_grad(set_to_none=True)
+        logits, loss = model(idx, targets)
+        loss.backward()
+        results.append((logits, loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (logits, loss, grads), (none, floss, fgrads) = results
+    assert logits.shape == (3, 15, 500) and none is None            # fused: the logits are never formed
+    assert abs(floss - loss) < 1e-5
+    for name, grad in grads.items():
+        torch.testing.assert_close(fgrads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+    assert model(idx)[0].shape == (3, 15, 500)                       # no targets: the logits, as always
+
+
+def test_loss_choice_and_refusals(monkeypatch):
+    assert [choose_loss("auto", h, "cuda") for h in (32, 256, 512, 1024)] == ["fused", "fused", "chunked", "chunked"]
+    assert choose_loss("auto", 32, "cpu") == "plain" and choose_loss("fused", 1024, "cpu") == "fused"
+    with pytest.raises(ValueError, match="loss 'fast' is not one of auto, plain, chunked, fused"):
+        choose_loss("fast", 32, "cuda")
+    x, w, t = torch.randn(4, 2048), torch.randn(10, 2048), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ValueError, match="hidden sizes up to 1024, got 2048: use the chunked loss"):
+        fused_cross_entropy(x, w, t)
+    monkeypatch.setattr(fused_loss, "INTERPRET", False)
+    with pytest.raises(ValueError, match="runs Triton kernels on a CUDA device, got cpu"):
+        fused_cross_entropy(x[:, :32], w[:, :32], t)
