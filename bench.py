@@ -1,29 +1,37 @@
 """
-bench.py: how fast a training step of the paper's models runs, the plain path against the fast path, side by side.
+bench.py: how fast a training step of the paper's models runs, the plain path against faster ones, side by side.
 
     python bench.py                                               # CPU: h32-L2, h64-L2, fp32, 32 x 128 tokens
-    python bench.py --models h32-L2,h256-L4,h1024-L8             # a GPU: bf16, torch.compile, fused AdamW, 512 x 128
-    python bench.py --models h1024-L8 --micro_batch_size 128 --fast_micro_batch_size 512 --json out/bench.json
+    python bench.py --models h32-L2,h256-L4,h1024-L8             # a GPU: bf16, compile, fused AdamW, 512 x 128
+    python bench.py --models h256-L4 --paths plain,chunked,fused,fused+cg,plain@128 --json out/bench.json
 
-Both paths are the step train.py takes (forward, backward, gradient clipping, AdamW) on the same synthetic random
-tokens (no dataset needed), from the same initial weights:
-    plain  the full (B*T, V) logits, then the cross-entropy (GPT.loss_chunk = 0, train.py's default)
-    fast   the chunked loss (GPT.loss_chunk = --loss_chunk rows; train.py --loss_chunk), which never holds the full
-           logits, and optionally larger micro-batches (--fast_micro_batch_size) in the memory that saves
-Each model prints, per path: tokens/s, step time, MFU (against model.PEAK_FLOPS, or --peak_flops), peak memory
-(torch.cuda.max_memory_allocated on a GPU; on a CPU the growth of the process's peak resident memory, "n/a" where
-Linux does not report it) and the first step's loss (the two paths must agree); then the fast/plain ratios.
+Every path is the step train.py takes (forward, backward, gradient clipping, AdamW) on the same synthetic random
+tokens (no dataset needed), from the same initial weights. A path is LOSS[+cg][@MICRO]:
+    LOSS     plain    the full (B*T, V) logits, then the cross-entropy (train.py --loss plain)
+             chunked  the head and loss --loss_chunk rows at a time, never the full logits (model.chunked_cross_entropy)
+             fused    Triton kernels that never write the logits (fused_loss.py; a GPU)
+             auto     what train.py --loss auto picks for the model and device
+    +cg      torch.compile mode "reduce-overhead": CUDA graphs replay the compiled kernels without launch overhead
+    @MICRO   sequences per forward pass (default: the whole batch), the rest accumulated
+The first path is the baseline. Each model prints, per path: tokens/s, step time, MFU (on a GPU against the bf16
+matmul rate measured first, or --peak_flops), peak memory (torch.cuda.max_memory_allocated on a GPU; on a CPU the
+growth of the process's peak resident memory, "n/a" where Linux does not report it) and the first step's loss (the
+paths must agree); then each path's ratios to the baseline. On a GPU the default paths are plain (bf16 +
+torch.compile + fused AdamW) and auto+cg, what README.md recommends.
 """
 import argparse
 import gc
 import json
-import os
+import re
 import time
 from contextlib import nullcontext
 
 import torch
 
-from model import GPT, config_from_name, mfu, peak_flops
+from pathlib import Path
+
+from model import GPT, LOSS_KINDS, config_from_name, mfu, peak_flops
+from simplify import write_atomic
 
 # -----------------------------------------------------------------------------
 # Measuring
@@ -47,9 +55,20 @@ def _proc_status_kb(key):
     return None
 
 
-def time_path(model_name, args, device, dtype, loss_chunk, micro, batches):
-    """Build the model, run args.warmup then args.steps optimizer steps of args.batch_size sequences in micro-batches
-    of `micro`; returns the figures of the timed steps."""
+def parse_path(spec, batch_size):
+    """'fused+cg@128' -> {"name", "loss": "fused", "cuda_graphs": True, "micro": 128}; SystemExit if malformed."""
+    m = re.fullmatch(r"(\w+)(\+cg)?(?:@(\d+))?", spec)
+    if not m or m[1] not in LOSS_KINDS:
+        raise SystemExit(f"--paths: {spec!r} is not LOSS[+cg][@MICRO] with LOSS one of {', '.join(LOSS_KINDS)}")
+    micro = int(m[3] or batch_size)
+    if micro < 1 or batch_size % micro:
+        raise SystemExit(f"--paths: micro-batch {micro} of {spec!r} must divide --batch_size {batch_size}")
+    return {"name": spec, "loss": m[1], "cuda_graphs": bool(m[2]), "micro": micro}
+
+
+def time_path(model_name, args, device, dtype, path, batches):
+    """Build the model, run args.warmup then args.steps optimizer steps of args.batch_size sequences the way `path`
+    says; returns the figures of the timed steps."""
     device_type = device.split(":")[0]
     gc.collect()
     if device_type == "cuda":
@@ -58,13 +77,15 @@ def time_path(model_name, args, device, dtype, loss_chunk, micro, batches):
     rss_start = cpu_peak_rss_reset() if device_type == "cpu" else None
     torch.manual_seed(args.seed)
     model = GPT(config_from_name(model_name, vocab_size=args.vocab_size, block_size=args.block_size)).to(device)
-    model.loss_chunk = loss_chunk
+    loss_kind = model.set_loss(path["loss"], args.loss_chunk)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-4, weight_decay=0.1,
                                   fused=device_type == "cuda")
     if args.compile:
         torch._dynamo.reset()   # each path compiles afresh: no shapes marked dynamic by the previous model's graphs
-    step_model = torch.compile(model) if args.compile else model
+    mode = "reduce-overhead" if path["cuda_graphs"] else "default"
+    step_model = torch.compile(model, mode=mode) if args.compile or path["cuda_graphs"] else model
     autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, dtype))
+    micro = path["micro"]
     accum = args.batch_size // micro
 
     def step(batch):                                   # batch (B, T + 1) token ids -> the step's mean loss
@@ -81,40 +102,57 @@ def time_path(model_name, args, device, dtype, loss_chunk, micro, batches):
         return loss_sum
 
     sync = torch.cuda.synchronize if device_type == "cuda" else (lambda: None)
-    first_loss = None
     try:
-        for i in range(args.warmup + args.steps):
-            if i == args.warmup:                       # warm: compiled, allocator and caches filled
-                sync()
-                t0 = time.perf_counter()
-            loss = step(batches[i % len(batches)])
-            first_loss = loss.item() if first_loss is None else first_loss
+        first_loss = step(batches[0]).item()
+        for i in range(1, args.warmup):               # warm: compiled, autotuned, allocator and caches filled
+            step(batches[i % len(batches)])
         sync()
+        t0, steps = time.perf_counter(), 0
+        while steps == 0 or time.perf_counter() - t0 < args.min_seconds:   # rounds of --steps, no sync inside
+            for _ in range(args.steps):
+                step(batches[steps % len(batches)])
+                steps += 1
+            sync()
     except torch.cuda.OutOfMemoryError:
         del model, optimizer, step_model
-        return {"oom": True}
-    step_s = (time.perf_counter() - t0) / args.steps
+        return {"oom": True, "path": path["name"]}
+    step_s = (time.perf_counter() - t0) / steps
     tokens_per_s = args.batch_size * args.block_size / step_s
     if device_type == "cuda":
         peak_mem = torch.cuda.max_memory_allocated(device)
     else:
         hwm = _proc_status_kb("VmHWM") if rss_start is not None else None
-        peak_mem = hwm * 1024 - rss_start if hwm is not None else None
-    peak = args.peak_flops or (peak_flops(torch.cuda.get_device_name(device)) if device_type == "cuda" else None)
-    return {"oom": False, "micro_batch_size": micro, "loss_chunk": loss_chunk, "step_s": step_s,
-            "tokens_per_s": tokens_per_s, "mfu": mfu(model.flops_per_token(), tokens_per_s, peak),
+        peak_mem = max(0, hwm * 1024 - rss_start) if hwm is not None else None   # freed pages can make it < 0
+    return {"oom": False, "path": path["name"], "loss": loss_kind, "cuda_graphs": path["cuda_graphs"],
+            "micro_batch_size": micro, "loss_chunk": model.loss_chunk, "timed_steps": steps, "step_s": step_s,
+            "tokens_per_s": tokens_per_s, "mfu": mfu(model.flops_per_token(), tokens_per_s, args.peak_flops),
             "peak_mem_bytes": peak_mem, "first_loss": first_loss, "params": model.num_params()}
 
 # -----------------------------------------------------------------------------
 # The command line
 
 
-def fmt_row(model_name, path, r):
+def measure_matmul_peak(device, n=8192, reps=20):
+    """The bf16 FLOP/s of a large square matmul on random data: the rate MFU is measured against on a GPU (the
+    datasheet's is higher: an H100 SXM does about 790 of its 989 TFLOP/s here)."""
+    a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
+    a @ b
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(reps):
+        a @ b
+    end.record()
+    torch.cuda.synchronize(device)
+    return 2 * n ** 3 * reps / (start.elapsed_time(end) / 1e3)
+
+
+def fmt_row(model_name, r):
+    path = r["path"]
     if r["oom"]:
-        return f"{model_name:<10} {path:<6} out of memory"
+        return f"{model_name:<10} {path:<12} out of memory"
     mem = "n/a" if r["peak_mem_bytes"] is None else f"{r['peak_mem_bytes'] / 2**30:.2f} GiB"
     util = "n/a" if r["mfu"] is None else f"{r['mfu']:.1%}"
-    return (f"{model_name:<10} {path:<6} micro {r['micro_batch_size']:<4} | tokens/s {r['tokens_per_s'] / 1e3:9.1f}k"
+    return (f"{model_name:<10} {path:<12} micro {r['micro_batch_size']:<4} | tokens/s {r['tokens_per_s'] / 1e3:9.1f}k"
             f" | step {r['step_s'] * 1e3:8.1f} ms | MFU {util:>6} | peak mem {mem:>10} | first loss "
             f"{r['first_loss']:.4f}")
 
@@ -127,15 +165,17 @@ def parse_args(argv=None):
     p.add_argument("--vocab_size", type=int, default=15000, help="V of the synthetic tokens (the paper: 15,000)")
     p.add_argument("--block_size", type=int, default=128, help="context length (the paper: 128)")
     p.add_argument("--batch_size", type=int, default=512 if gpu else 32, help="sequences per step (the paper: 512)")
-    p.add_argument("--micro_batch_size", type=int, default=0, help="plain path's sequences per forward (0: batch)")
-    p.add_argument("--fast_micro_batch_size", type=int, default=0, help="fast path's sequences per forward (0: batch)")
-    p.add_argument("--loss_chunk", type=int, default=8192, help="fast path's rows per loss chunk")
-    p.add_argument("--steps", type=int, default=5, help="timed steps per path")
+    p.add_argument("--paths", default="plain,auto+cg" if gpu else "plain,chunked",
+                   help="comma-separated LOSS[+cg][@MICRO] (see above); the first is the baseline")
+    p.add_argument("--loss_chunk", type=int, default=8192, help="rows per chunk of the chunked loss")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per path, repeated for --min_seconds")
+    p.add_argument("--min_seconds", type=float, default=2.0 if gpu else 0.0, help="time each path at least this long")
     p.add_argument("--warmup", type=int, default=3 if gpu else 1, help="untimed steps first (compilation included)")
     p.add_argument("--device", default="cuda" if gpu else "cpu")
     p.add_argument("--dtype", default="auto", help="auto (bfloat16 on a GPU, float32 on CPU) | bfloat16 | float32")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=gpu, help="torch.compile (GPU: on)")
-    p.add_argument("--peak_flops", type=float, default=0.0, help="one device's peak FLOP/s for MFU (0: look it up)")
+    p.add_argument("--peak_flops", type=float, default=0.0,
+                   help="one device's peak FLOP/s for MFU (0: measured with a bf16 matmul on a GPU, none on CPU)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--json", default="", help="also write the figures to this JSON file")
@@ -149,13 +189,19 @@ def parse_args(argv=None):
     for name in ("vocab_size", "block_size", "batch_size", "steps", "loss_chunk"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name} must be >= 1, got {getattr(args, name)}")
-    for name in ("micro_batch_size", "fast_micro_batch_size"):
-        setattr(args, name, getattr(args, name) or args.batch_size)
-        if args.batch_size % getattr(args, name):
-            raise SystemExit(f"--{name} {getattr(args, name)} must divide --batch_size {args.batch_size}")
+    args.paths = [parse_path(spec.strip(), args.batch_size) for spec in args.paths.split(",") if spec.strip()]
+    if len(args.paths) < 1:
+        raise SystemExit("--paths: name at least one path")
     if args.warmup < 1:
         raise SystemExit("--warmup must be >= 1: the first step (allocation, compilation) is never timed")
     return args
+
+
+def write_json(args, device_name, dtype, results):
+    out = {"device": device_name, "dtype": dtype, "compile": args.compile, "vocab_size": args.vocab_size,
+           "batch_size": args.batch_size, "block_size": args.block_size, "torch": torch.__version__,
+           "results": results}
+    write_atomic(args.json, lambda p: Path(p).write_text(json.dumps(out, indent=1)))
 
 
 def main(argv=None):
@@ -166,33 +212,35 @@ def main(argv=None):
     dtype = args.dtype if args.dtype != "auto" else "bfloat16" if device.startswith("cuda") else "float32"
     name = (torch.cuda.get_device_name(device) if device.startswith("cuda")
             else f"CPU, {torch.get_num_threads()} threads")
+    if not args.peak_flops and device.startswith("cuda"):
+        args.peak_flops = measure_matmul_peak(device)
+        print(f"bench: measured bf16 matmul peak {args.peak_flops / 1e12:.0f} TFLOP/s (datasheet: "
+              f"{(peak_flops(name) or float('nan')) / 1e12:.0f}); MFU below is against the measured peak")
     print(f"bench: {name}, {dtype}, compile {args.compile}, V={args.vocab_size}, {args.batch_size} x {args.block_size}"
-          f" tokens per step, {args.warmup} warm-up + {args.steps} timed steps per path; fast path: loss chunks of "
+          f" tokens per step, {args.warmup} warm-up + {args.steps} timed steps per path; chunked loss: "
           f"{args.loss_chunk} rows")
     g = torch.Generator().manual_seed(args.seed)
     batches = torch.randint(0, args.vocab_size, (3, args.batch_size, args.block_size + 1), generator=g).to(device)
     results = []
     for model_name in args.models:
-        plain = time_path(model_name, args, device, dtype, 0, args.micro_batch_size, batches)
-        print(fmt_row(model_name, "plain", plain), flush=True)
-        fast = time_path(model_name, args, device, dtype, args.loss_chunk, args.fast_micro_batch_size, batches)
-        print(fmt_row(model_name, "fast", fast), flush=True)
-        ratio = {}
-        if not plain["oom"] and not fast["oom"]:
-            ratio = {"tokens_per_s": fast["tokens_per_s"] / plain["tokens_per_s"]}
-            if plain["peak_mem_bytes"] and fast["peak_mem_bytes"]:
-                ratio["peak_mem"] = fast["peak_mem_bytes"] / plain["peak_mem_bytes"]
-            print(f"{model_name:<10} fast/plain: tokens/s x{ratio['tokens_per_s']:.2f}, peak mem "
+        rows = []
+        for path in args.paths:
+            rows.append(time_path(model_name, args, device, dtype, path, batches))
+            print(fmt_row(model_name, rows[-1]), flush=True)
+        base, ratios = rows[0], {}
+        for r in rows[1:]:
+            if base["oom"] or r["oom"]:
+                continue
+            ratio = {"tokens_per_s": r["tokens_per_s"] / base["tokens_per_s"]}
+            if base["peak_mem_bytes"] and r["peak_mem_bytes"]:
+                ratio["peak_mem"] = r["peak_mem_bytes"] / base["peak_mem_bytes"]
+            ratios[r["path"]] = ratio
+            print(f"{model_name:<10} {r['path']}/{base['path']}: tokens/s x{ratio['tokens_per_s']:.2f}, peak mem "
                   + (f"x{ratio['peak_mem']:.2f}" if "peak_mem" in ratio else "n/a")
-                  + f", first loss difference {abs(fast['first_loss'] - plain['first_loss']):.2e}", flush=True)
-        results.append({"model": model_name, "plain": plain, "fast": fast, "fast_over_plain": ratio})
-    if args.json:
-        out = {"device": name, "dtype": dtype, "compile": args.compile, "vocab_size": args.vocab_size,
-               "batch_size": args.batch_size, "block_size": args.block_size, "results": results}
-        tmp = f"{args.json}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(out, f, indent=1)
-        os.replace(tmp, args.json)
+                  + f", first loss difference {abs(r['first_loss'] - base['first_loss']):.2e}", flush=True)
+        results.append({"model": model_name, "paths": rows, "over_baseline": ratios})
+        if args.json:
+            write_json(args, name, dtype, results)   # after each model: a run cut short keeps what it measured
     return results
 
 

@@ -7,36 +7,43 @@ import torch
 import bench
 
 
-def test_benchmark_prints_both_paths_and_their_ratio(tmp_path, capsys):
+def test_benchmark_prints_every_path_and_its_ratio_to_the_first(tmp_path, capsys):
     threads = torch.get_num_threads()
     try:
         results = bench.main(["--models", "h32-L2", "--steps", "2", "--batch_size", "4", "--vocab_size", "2000",
-                              "--loss_chunk", "100", "--threads", "1", "--json", str(tmp_path / "b.json")])
+                              "--paths", "plain,chunked,auto@2", "--loss_chunk", "100", "--threads", "1",
+                              "--json", str(tmp_path / "b.json")])
     finally:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
     rows = {}
-    for path in ("plain", "fast"):
-        m = re.search(rf"h32-L2 +{path} +micro 4 +\| tokens/s +([\d.]+)k \| step +([\d.]+) ms \| MFU +n/a \| "
+    for path, micro in (("plain", 4), ("chunked", 4), ("auto@2", 2)):
+        m = re.search(rf"h32-L2 +{path} +micro {micro} +\| tokens/s +([\d.]+)k \| step +([\d.]+) ms \| MFU +n/a \| "
                       rf"peak mem +(n/a|[\d.]+ GiB) \| first loss ([\d.]+)", out)
         assert m, (path, out)
         rows[path] = m
         tokens_per_s, step_ms = float(m[1]) * 1e3, float(m[2])
         assert tokens_per_s == pytest.approx(4 * 128 / (step_ms / 1e3), rel=0.01)   # tokens/s = B*T / step time
-    ratio = re.search(r"h32-L2 +fast/plain: tokens/s x([\d.]+), peak mem (x[\d.]+|n/a), first loss difference", out)
-    assert ratio, out
-    assert float(ratio[1]) == pytest.approx(float(rows["fast"][1]) / float(rows["plain"][1]), rel=0.02)
-    # the same weights and tokens: the two paths start from the same loss, about ln V for a fresh model
-    r = results[0]
-    assert r["fast"]["first_loss"] == pytest.approx(r["plain"]["first_loss"], abs=1e-4)
-    assert r["plain"]["first_loss"] == pytest.approx(7.6, abs=0.3)        # ln 2000 = 7.60
-    assert r["fast"]["loss_chunk"] == 100 and r["plain"]["loss_chunk"] == 0
+    for path in ("chunked", "auto@2"):
+        ratio = re.search(rf"h32-L2 +{re.escape(path)}/plain: tokens/s x([\d.]+), peak mem (x[\d.]+|n/a), first loss "
+                          "difference", out)
+        assert ratio, out
+        assert float(ratio[1]) == pytest.approx(float(rows[path][1]) / float(rows["plain"][1]), rel=0.02)
+    # the same weights and tokens: every path starts from the same loss, about ln V for a fresh model
+    plain, chunked, auto = results[0]["paths"]
+    assert chunked["first_loss"] == pytest.approx(plain["first_loss"], abs=1e-4)
+    assert auto["first_loss"] == pytest.approx(plain["first_loss"], abs=1e-4)     # 2 micro-batches of 2
+    assert plain["first_loss"] == pytest.approx(7.6, abs=0.3)        # ln 2000 = 7.60
+    assert (chunked["loss"], chunked["loss_chunk"], plain["loss"], plain["loss_chunk"]) == ("chunked", 100, "plain", 0)
+    assert auto["loss"] == "plain" and plain["timed_steps"] == 2      # auto is plain on a CPU
     saved = json.loads((tmp_path / "b.json").read_text())
-    assert saved["vocab_size"] == 2000 and saved["results"][0]["fast_over_plain"]["tokens_per_s"] > 0
+    assert saved["vocab_size"] == 2000 and saved["results"][0]["over_baseline"]["chunked"]["tokens_per_s"] > 0
 
 
 def test_benchmark_refuses_bad_flags():
     with pytest.raises(SystemExit, match="--models: model name 'gpt2'"):
         bench.parse_args(["--models", "gpt2"])
-    with pytest.raises(SystemExit, match="must divide --batch_size 8"):
-        bench.parse_args(["--batch_size", "8", "--fast_micro_batch_size", "3"])
+    with pytest.raises(SystemExit, match="micro-batch 3 of 'fused@3' must divide --batch_size 8"):
+        bench.parse_args(["--batch_size", "8", "--paths", "plain,fused@3"])
+    with pytest.raises(SystemExit, match="'fast' is not LOSS"):
+        bench.parse_args(["--paths", "plain,fast"])
