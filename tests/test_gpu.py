@@ -1,0 +1,75 @@
+"""What only a CUDA GPU can check: the fast paths in bf16, flash attention at the smallest width, and train.py with
+torch.compile, the fused loss and CUDA graphs. Skipped without a GPU; run them on one with
+`python -m pytest -q tests/test_gpu.py` (a few minutes, most of it compiling)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+from fused_loss import fused_cross_entropy  # noqa: E402
+from model import GPT, GPTConfig, chunked_cross_entropy  # noqa: E402
+from test_train import records, run  # noqa: E402
+
+
+def rel_err(got, want):
+    return ((got.double() - want.double()).norm() / want.double().norm()).item()
+
+
+@pytest.mark.parametrize("C", [32, 256])
+def test_fused_and_chunked_losses_in_bf16_are_as_close_to_float64_as_the_plain_one(C):
+    """At the paper's vocabulary, bf16 matmuls: each fast path's loss and gradients are no further from a float64
+    reference than the plain bf16 path's (which rounds the logits to bf16 on top)."""
+    g = torch.Generator(device="cuda").manual_seed(C)
+    N, V = 4096 + 13, 15000
+    x = torch.randn(N, C, device="cuda", generator=g)
+    weight = torch.randn(V, C, device="cuda", generator=g) * C ** -0.5
+    targets = torch.randint(0, V, (N,), device="cuda", generator=g)
+    targets[::5] = -1
+    fns = {"float64": lambda a, w: F.cross_entropy(a.double() @ w.double().T, targets, ignore_index=-1),
+           "plain": lambda a, w: F.cross_entropy((a @ w.T).float(), targets, ignore_index=-1),
+           "chunked": lambda a, w: chunked_cross_entropy(a, w, targets, 1000),
+           "fused": lambda a, w: fused_cross_entropy(a, w, targets)}
+    out = {}
+    for name, fn in fns.items():
+        a, w = x.clone().requires_grad_(), weight.clone().requires_grad_()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=name != "float64"):
+            loss = fn(a, w)
+        (3.0 * loss).backward()
+        out[name] = (loss.detach(), a.grad, w.grad)
+    ref = out["float64"]
+    for name in ("chunked", "fused"):
+        for i, what in enumerate(("loss", "grad_x", "grad_w")):
+            err, plain_err = rel_err(out[name][i], ref[i]), rel_err(out["plain"][i], ref[i])
+            assert err < 2 * plain_err + 1e-3, (name, what, err, plain_err)   # bf16 rounds at 2^-8 = 4e-3
+    assert out["fused"][1][::5].abs().max() == 0                 # ignored rows get no gradient
+
+
+def test_flash_attention_runs_at_head_dim_4():
+    """h32 has head_dim 4; the zero padding to 8 lets the flash kernel take it (and gives the math kernel's output)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, n_embd=32, vocab_size=300, block_size=128)).cuda()
+    idx = torch.randint(0, 300, (8, 128), device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            flash = model(idx)[0].float()
+        with sdpa_kernel(SDPBackend.MATH):
+            math_ = model(idx)[0].float()
+    assert rel_err(flash, math_) < 1e-2
+
+
+@pytest.mark.parametrize("extra", [dict(loss="fused"), dict(loss="auto", compile=True, compile_mode="reduce-overhead")])
+def test_train_on_gpu_matches_the_plain_run_and_resumes(tiny_data, tmp_path, extra):
+    """bf16 on the GPU: the fast settings (auto: the fused loss at h32) train the model the plain eager run does (to
+    bf16 rounding), and a run stopped and resumed ends where the uninterrupted one does."""
+    common = dict(device="cuda", max_tokens=16 * 256, eval_interval=8, batch_size=8, threads=0)
+    run(tiny_data, tmp_path, run_name="plain", loss="plain", **common)
+    run(tiny_data, tmp_path, run_name="fast", **common, **extra)
+    run(tiny_data, tmp_path, run_name="resumed", stop_at_step=8, **common, **extra)
+    run(tiny_data, tmp_path, run_name="resumed", resume=True, **common, **extra)
+    plain, fast, resumed = (records(tmp_path / n) for n in ("plain", "fast", "resumed"))
+    assert plain[-1]["val_loss"] < plain[0]["val_loss"] - 0.5          # it trained
+    assert fast[-1]["val_loss"] == pytest.approx(plain[-1]["val_loss"], rel=2e-2)
+    assert resumed[-1]["step"] == fast[-1]["step"] == 16
+    assert resumed[-1]["val_loss"] == pytest.approx(fast[-1]["val_loss"], rel=1e-3)
