@@ -4,7 +4,8 @@ scaling.py: sweeps of train.py over the paper's model grid, and the scaling laws
     python scaling.py                   # default CPU grid: train (or reuse) 12 small runs, fit, draw (8-12 min)
     python scaling.py --dry-run         # print the commands, their compute and estimated time; run nothing
     python scaling.py --fit_only        # fit the grid's runs already in out/ (missing ones are reported)
-    python scaling.py --grid paper --data_root data/paper --nproc_per_node 8     # the paper's 18 x 2 runs, torchrun
+    python scaling.py --grid paper --data_root data/paper --gpus all --train_args "--compile"   # 18 x 2 runs, 1 GPU each
+    python scaling.py --grid paper --data_root data/paper --nproc_per_node 8     # or each run on 8 GPUs, torchrun
     python scaling.py --models h32-L2,h64-L2 --corpora simplified --tokens 2e6 --series 0.25,0.5
 
 The sweep launches train.py once per (model, corpus, token budget) into out/<model>-<corpus>-<budget>/, skips runs
@@ -22,6 +23,7 @@ import itertools
 import json
 import math
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -211,12 +213,12 @@ def logged_tokens(run_dir):
     return steps[-1]["tokens"] if steps else 0
 
 
-def launch(jobs, parallel, progress_s=30.0):
-    """jobs: [(run, cmd, predicted seconds)], longest first. Keeps `parallel` processes going, each writing
-    <run dir>/train.out, and prints progress: the share of the predicted time done, and an ETA that calibrates the
-    prediction by the time taken so far. Returns {run name: exit code}. Ctrl-C stops the children it started; their
-    last checkpoints stay, and the next call resumes them."""
-    pending, running, codes = list(jobs), {}, {}
+def launch(jobs, slots, progress_s=30.0):
+    """jobs: [(run, cmd, predicted seconds)], longest first. slots: one entry per process to keep going, the GPU it
+    sees (CUDA_VISIBLE_DEVICES) or None. Each process writes <run dir>/train.out; progress lines give the share of the
+    predicted time done and an ETA that calibrates the prediction by the time taken so far. Returns {run name: exit
+    code}. Ctrl-C stops the children it started; their last checkpoints stay, and the next call resumes them."""
+    pending, running, codes, free = list(jobs), {}, {}, list(slots)
     # per run: (run, tokens already logged (a resumed run), tokens left, predicted seconds left)
     todo = {}
     for r, _, t in jobs:
@@ -226,17 +228,21 @@ def launch(jobs, parallel, progress_s=30.0):
     t0 = last = time.time()
     try:
         while pending or running:
-            while pending and len(running) < parallel:
-                run, cmd, _ = pending.pop(0)
+            while pending and free:
+                (run, cmd, _), gpu = pending.pop(0), free.pop(0)
                 run["dir"].mkdir(parents=True, exist_ok=True)
                 out = open(run["dir"] / "train.out", "a")
-                print(f"start {run['name']}: {shlex.join(cmd)}", flush=True)
-                running[run["name"]] = (subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT), out, run)
+                env = dict(os.environ, **({} if gpu is None else {"CUDA_VISIBLE_DEVICES": str(gpu)}))
+                print(f"start {run['name']}" + ("" if gpu is None else f" on GPU {gpu}") + f": {shlex.join(cmd)}",
+                      flush=True)
+                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+                running[run["name"]] = (proc, out, run, gpu)
             time.sleep(0.2)
-            for name, (proc, out, run) in list(running.items()):
+            for name, (proc, out, run, gpu) in list(running.items()):
                 if proc.poll() is not None:
                     out.close()
                     del running[name]
+                    free.append(gpu)
                     codes[name] = proc.returncode
                     print(f"{name}: " + ("finished" if proc.returncode == 0 else
                                          f"FAILED (exit {proc.returncode}), see {run['dir'] / 'train.out'}"),
@@ -251,7 +257,7 @@ def launch(jobs, parallel, progress_s=30.0):
                       f"{sum(tokens.values()) / dt:,.0f} tokens/s, {flops / dt / 1e9:.1f} GFLOP/s | {hms(dt)} elapsed"
                       + (f", ETA {hms(dt * (1 - frac) / frac)}" if frac > 0 else ""), flush=True)
     except KeyboardInterrupt:
-        for proc, out, _ in running.values():
+        for proc, out, *_ in running.values():
             proc.terminate()
             proc.wait()
             out.close()
@@ -726,6 +732,8 @@ def parse_args(argv=None):
     p.add_argument("--eval_interval", type=int, help="steps between evals, the points of the curves (cpu: 50)")
     p.add_argument("--parallel", type=int, help="runs side by side (cpu: 0 = one per core, 1 with a GPU)")
     p.add_argument("--threads", type=int, help="CPU threads per run, 0 = torch's default (cpu: 1)")
+    p.add_argument("--gpus", default="", help="one run per GPU at a time: 'all' or ids '0,1,2' (sets --parallel)")
+    p.add_argument("--runs_per_gpu", type=int, default=1, help="with --gpus: runs sharing each GPU at a time")
     p.add_argument("--nproc_per_node", type=int, default=1, help="> 1: launch each run with torchrun on this many GPUs")
     p.add_argument("--train_args", default="", help="extra train.py flags, e.g. '--device cuda --compile'")
     p.add_argument("--out_dir", default="out", help="run directories")
@@ -742,6 +750,13 @@ def parse_args(argv=None):
         args.parallel = 1 if torch.cuda.is_available() else os.cpu_count() or 1
     if args.nproc_per_node > 1:
         args.parallel = 1                         # one multi-GPU run at a time
+    args.gpus = (list(range(torch.cuda.device_count())) if args.gpus == "all" else
+                 [int(g) for g in args.gpus.split(",") if g.strip()] if re.fullmatch(r"[\d,\s]*", args.gpus) else None)
+    if args.gpus is None or args.runs_per_gpu < 1 or (args.gpus and args.nproc_per_node > 1):
+        raise SystemExit("--gpus takes 'all' or comma-separated ids, --runs_per_gpu >= 1, and they replace "
+                         "--nproc_per_node (one GPU per run)")
+    if args.gpus:
+        args.parallel = len(args.gpus) * args.runs_per_gpu
     try:
         for m in args.models.split(",") + [args.series_model]:
             config_from_name(m)                   # a clear error for a bad name, before anything runs
@@ -782,7 +797,8 @@ def main(argv=None):
         if missing:
             raise SystemExit(f"cannot train: {', '.join(missing)} not built (run `python simplify.py`, or pass "
                              "--data_root / --corpora)")
-        codes = launch([(r, command(r, args, r["state"]), r["seconds"]) for r in todo], args.parallel)
+        slots = [g for g in args.gpus for _ in range(args.runs_per_gpu)] or [None] * args.parallel
+        codes = launch([(r, command(r, args, r["state"]), r["seconds"]) for r in todo], slots)
         failed = [k for k, v in codes.items() if v]
         if failed:
             print(f"{len(failed)} runs failed (their train.out says why); fitting the others: {', '.join(failed)}")

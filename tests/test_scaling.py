@@ -240,11 +240,32 @@ def test_launch_runs_side_by_side_and_reports_failures(tmp_path, capsys):
     script = "import sys, time; time.sleep(0.3); sys.exit(int(sys.argv[1]))"
     jobs = [({"name": f"r{i}", "dir": tmp_path / f"r{i}", "D": 1, "flops_per_token": 1},
              [sys.executable, "-c", script, str(int(i == 2))], 1.0) for i in range(4)]
-    codes = scaling.launch(jobs, parallel=4, progress_s=0.1)
+    codes = scaling.launch(jobs, [None] * 4, progress_s=0.1)
     assert codes == {"r0": 0, "r1": 0, "r2": 1, "r3": 0}
     text = capsys.readouterr().out
     assert "r2: FAILED (exit 1)" in text and "progress: 4/4 runs ended" in text
     assert (tmp_path / "r3" / "train.out").exists()
+
+
+def test_launch_gives_each_run_a_gpu_slot(tmp_path, capsys):
+    """--gpus 3,5 --runs_per_gpu 2: four slots; each run sees one GPU (CUDA_VISIBLE_DEVICES), never more than two runs
+    on a GPU at a time, and a slot freed by a finished run is reused."""
+    script = ("import os, sys, time; t = time.time(); time.sleep(0.4); "
+              "print(os.environ['CUDA_VISIBLE_DEVICES'], t, time.time())")
+    jobs = [({"name": f"r{i}", "dir": tmp_path / f"r{i}", "D": 1, "flops_per_token": 1},
+             [sys.executable, "-c", script], 1.0) for i in range(6)]
+    args = scaling.parse_args(["--gpus", "3,5", "--runs_per_gpu", "2"])
+    assert args.gpus == [3, 5] and args.parallel == 4
+    assert scaling.launch(jobs, [3, 3, 5, 5], progress_s=10) == {f"r{i}": 0 for i in range(6)}
+    spans = [(g, float(a), float(b)) for g, a, b in
+             (((tmp_path / f"r{i}" / "train.out").read_text().split()) for i in range(6))]
+    assert {g for g, *_ in spans} == {"3", "5"} and "on GPU 5" in capsys.readouterr().out
+    for gpu in ("3", "5"):   # at the start of any run, at most 2 runs on its GPU were running
+        mine = [(a, b) for g, a, b in spans if g == gpu]
+        assert all(sum(a <= t < b for a, b in mine) <= 2 for t, _ in mine)
+    for bad in (["--gpus", "0,x"], ["--gpus", "0", "--runs_per_gpu", "0"], ["--gpus", "0,1", "--nproc_per_node", "2"]):
+        with pytest.raises(SystemExit, match="--gpus takes 'all' or comma-separated ids"):
+            scaling.parse_args(bad)
 
 # -----------------------------------------------------------------------------
 # End to end on fake runs: fits, figures, tables
