@@ -25,10 +25,9 @@ import json
 import re
 import time
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
-
-from pathlib import Path
 
 from model import GPT, LOSS_KINDS, config_from_name, mfu, peak_flops
 from simplify import write_atomic
@@ -53,6 +52,20 @@ def _proc_status_kb(key):
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     return None
+
+
+def measure_matmul_peak(device, n=8192, reps=20):
+    """The bf16 FLOP/s of a large square matmul on random data: the rate MFU is measured against on a GPU (the
+    datasheet's is higher: an H100 SXM does about 790 of its 989 TFLOP/s here)."""
+    a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
+    a @ b
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(reps):
+        a @ b
+    end.record()
+    torch.cuda.synchronize(device)
+    return 2 * n ** 3 * reps / (start.elapsed_time(end) / 1e3)
 
 
 def parse_path(spec, batch_size):
@@ -130,20 +143,6 @@ def time_path(model_name, args, device, dtype, path, batches):
 
 # -----------------------------------------------------------------------------
 # The command line
-
-
-def measure_matmul_peak(device, n=8192, reps=20):
-    """The bf16 FLOP/s of a large square matmul on random data: the rate MFU is measured against on a GPU (the
-    datasheet's is higher: an H100 SXM does about 790 of its 989 TFLOP/s here)."""
-    a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
-    a @ b
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        a @ b
-    end.record()
-    torch.cuda.synchronize(device)
-    return 2 * n ** 3 * reps / (start.elapsed_time(end) / 1e3)
 
 
 def fmt_row(model_name, r):

@@ -182,12 +182,19 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
         return grad_x, grad_w.to(ctx.w_dtype), None
 
 
+def check_supported(device_type, C):
+    """ValueError, saying what to use instead, unless the kernels can run: a CUDA device (or TRITON_INTERPRET=1) and
+    a hidden size C <= MAX_C."""
+    if C > MAX_C:
+        raise ValueError(f"the fused loss takes hidden sizes up to {MAX_C}, got {C}: use the chunked loss")
+    if device_type != "cuda" and not INTERPRET:
+        raise ValueError(f"the fused loss runs Triton kernels on a CUDA device, got {device_type}: use the chunked "
+                         "loss")
+
+
 @torch.compiler.disable   # the kernels run as they are; a compiled model calls them through a graph break
 def fused_cross_entropy(x, weight, targets):
     """The mean next-token loss of hidden states x (N, C) under head weight (V, C) with targets (N,) (-1 ignored),
     never materialising the (N, V) logits. Needs a CUDA device (or TRITON_INTERPRET=1 on CPU) and C <= MAX_C."""
-    if x.size(-1) > MAX_C:
-        raise ValueError(f"the fused loss takes hidden sizes up to {MAX_C}, got {x.size(-1)}: use the chunked loss")
-    if x.device.type != "cuda" and not INTERPRET:
-        raise ValueError(f"the fused loss runs Triton kernels on a CUDA device, got {x.device}: use the chunked loss")
+    check_supported(x.device.type, x.size(-1))
     return FusedLinearCrossEntropy.apply(x, weight, targets)

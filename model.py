@@ -16,6 +16,7 @@ model.py: the paper's LLaMA-style decoder-only transformer (section 4), small en
 The paper's 18 models are named h<hidden>-L<layers> (PAPER_GRID). Parameters per layer: attention 4h^2, SwiGLU 12h^2
 (three h x 4h matrices), two RMSNorm weights 2h; plus the embedding and head 2Vh and the final norm h.
 """
+import importlib.util
 import math
 import re
 from dataclasses import dataclass
@@ -214,19 +215,13 @@ def chunked_cross_entropy(x, weight, targets, chunk):
     return _chunk_loss_and_grads(x, weight, targets, chunk, with_grads=False)[0]   # evaluation: no gradient work
 
 
-fused_cross_entropy = None   # fused_loss.fused_cross_entropy once import_fused_loss() found Triton
-
-
-def import_fused_loss():
-    """fused_loss.fused_cross_entropy, imported on first use (Triton takes a second to import), or None without
-    Triton (it ships with PyTorch's CUDA builds; without it everything but the fused loss works)."""
-    global fused_cross_entropy
-    if fused_cross_entropy is None:
-        try:
-            from fused_loss import fused_cross_entropy
-        except ImportError:
-            return None
-    return fused_cross_entropy
+def fused_loss_module():
+    """fused_loss.py, imported on first use (Triton takes a second to import); ValueError without Triton."""
+    try:
+        import fused_loss
+    except ImportError:
+        raise ValueError("the fused loss needs Triton (PyTorch's CUDA builds bring it): use the chunked loss") from None
+    return fused_loss
 
 
 LOSS_KINDS = ("auto", "plain", "chunked", "fused")
@@ -242,7 +237,7 @@ def choose_loss(kind, n_embd, device_type):
     if kind == "auto":
         if device_type != "cuda":
             return "plain"
-        return "fused" if n_embd <= FUSED_MAX_AUTO and import_fused_loss() is not None else "chunked"
+        return "fused" if n_embd <= FUSED_MAX_AUTO and importlib.util.find_spec("triton") else "chunked"
     return kind
 
 # -----------------------------------------------------------------------------
@@ -297,10 +292,9 @@ class GPT(nn.Module):
         With self.fused_loss or self.loss_chunk > 0, and targets: (None, loss), from fused_loss.fused_cross_entropy or
         chunked_cross_entropy (the same loss and gradients, up to rounding)."""
         if targets is not None and self.fused_loss:
-            if import_fused_loss() is None:
-                raise RuntimeError("the fused loss needs Triton (it comes with PyTorch's CUDA builds): use "
-                                   "--loss chunked")
-            return None, fused_cross_entropy(x.reshape(-1, x.size(-1)), self.lm_head.weight, targets.reshape(-1))
+            loss = fused_loss_module().fused_cross_entropy(x.reshape(-1, x.size(-1)), self.lm_head.weight,
+                                                           targets.reshape(-1))
+            return None, loss
         if targets is not None and self.loss_chunk > 0:
             loss = chunked_cross_entropy(x.reshape(-1, x.size(-1)), self.lm_head.weight, targets.reshape(-1),
                                          self.loss_chunk)
@@ -312,8 +306,12 @@ class GPT(nn.Module):
         return logits, loss
 
     def set_loss(self, kind, chunk=8192):
-        """kind: plain | chunked (chunk rows at a time) | fused | auto (see choose_loss). Returns the kind set."""
-        kind = choose_loss(kind, self.config.n_embd, self.lm_head.weight.device.type)
+        """kind: plain | chunked (chunk rows at a time) | fused | auto (see choose_loss), for the device the model is
+        on. Returns the kind set; ValueError (saying what to use instead) for a fused loss that cannot run here."""
+        device_type = self.lm_head.weight.device.type
+        kind = choose_loss(kind, self.config.n_embd, device_type)
+        if kind == "fused":
+            fused_loss_module().check_supported(device_type, self.config.n_embd)
         self.fused_loss, self.loss_chunk = kind == "fused", chunk if kind == "chunked" else 0
         return kind
 

@@ -338,7 +338,10 @@ def _train(cfg, rank, world, device):
     torch.manual_seed(cfg.seed)                 # the same initial weights in every process
     model_config = config_from_name(cfg.model, vocab_size=V, block_size=cfg.block_size, rope_base=cfg.rope_base)
     raw_model = GPT(model_config).to(device)
-    loss_kind = raw_model.set_loss(cfg.loss, cfg.loss_chunk)   # the same numbers, differently fast (model.py)
+    try:
+        loss_kind = raw_model.set_loss(cfg.loss, cfg.loss_chunk)   # the same numbers, differently fast (model.py)
+    except ValueError as e:
+        raise SystemExit(f"--loss {cfg.loss}: {e}") from None
     optimizer = torch.optim.AdamW(raw_model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
                                   weight_decay=cfg.weight_decay, fused=device_type == "cuda")
     scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")

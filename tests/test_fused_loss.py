@@ -70,6 +70,17 @@ def test_loss_choice_and_refusals(monkeypatch):
     x, w, t = torch.randn(4, 2048), torch.randn(10, 2048), torch.zeros(4, dtype=torch.long)
     with pytest.raises(ValueError, match="hidden sizes up to 1024, got 2048: use the chunked loss"):
         fused_cross_entropy(x, w, t)
+    with pytest.raises(ValueError, match="hidden sizes up to 1024, got 2048"):
+        GPT(GPTConfig(n_layer=1, n_embd=2048, vocab_size=10)).set_loss("fused")
     monkeypatch.setattr(fused_loss, "INTERPRET", False)
     with pytest.raises(ValueError, match="runs Triton kernels on a CUDA device, got cpu"):
         fused_cross_entropy(x[:, :32], w[:, :32], t)
+
+
+def test_train_refuses_a_fused_loss_it_cannot_run(tiny_data, tmp_path, monkeypatch):
+    from test_train import run
+    monkeypatch.setattr(fused_loss, "INTERPRET", False)   # a CPU without the interpreter, as a user's would be
+    with pytest.raises(SystemExit, match="--loss fused: the fused loss runs Triton kernels on a CUDA device, got cpu: "
+                                         "use the chunked loss"):
+        run(tiny_data, tmp_path, loss="fused")
+    assert not list(tmp_path.iterdir())                    # refused before anything was written
