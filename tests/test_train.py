@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import math
 import os
@@ -17,7 +18,7 @@ from train import TokenBlocks, TrainConfig, block_ids, lr_at, parse_args, unigra
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(model="h32-L2", block_size=32, batch_size=8, lr=3e-3, warmup_steps=5, eval_interval=10, log_interval=1,
-            eval_blocks=16, sample_tokens=0, threads=1)  # one thread: tiny matmuls on a shared machine
+            eval_blocks=16, sample_tokens=0, threads=1, device="cpu")  # one thread: tiny matmuls on a shared machine
 
 
 def run(data, out, **overrides):
@@ -180,9 +181,13 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp
     assert stopped["step"] == 15 and stopped["train_loss"] == "nan"      # strict JSON: no bare NaN
 
 
-def test_two_process_ddp_equals_one_process(tiny_data, tmp_path):
-    """torchrun, 2 CPU processes (gloo), 2 micro-batches of 2 per process per step vs. 1 process, 1 x 8."""
-    args = [f"--{k}={v}" for k, v in {**TINY, "max_tokens": 6 * 256, "eval_interval": 3}.items()]
+@pytest.mark.parametrize("loss", ["plain", pytest.param("fused", marks=pytest.mark.skipif(
+    os.environ.get("TRITON_INTERPRET") != "1" or importlib.util.find_spec("triton") is None,
+    reason="the fused loss on CPU needs Triton's interpreter"))])
+def test_two_process_ddp_equals_one_process(tiny_data, tmp_path, loss):
+    """torchrun, 2 CPU processes (gloo), 2 micro-batches of 2 per process per step vs. 1 process, 1 x 8, plain loss.
+    With the fused loss in the DDP run, its head gradient must reach DDP's all-reduce like any other."""
+    args = [f"--{k}={v}" for k, v in {**TINY, "max_tokens": 6 * 256, "eval_interval": 3, "loss": loss}.items()]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            "train.py", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}", "--run_name=ddp",
@@ -191,7 +196,8 @@ def test_two_process_ddp_equals_one_process(tiny_data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     run(tiny_data, tmp_path, max_tokens=6 * 256, eval_interval=3, run_name="single")
     ddp, single = records(tmp_path / "ddp"), records(tmp_path / "single")
-    assert json.loads((tmp_path / "ddp" / "config.json").read_text())["env"]["world_size"] == 2
+    ddp_config = json.loads((tmp_path / "ddp" / "config.json").read_text())
+    assert ddp_config["env"]["world_size"] == 2 and ddp_config["derived"]["loss"] == loss
     assert [r["step"] for r in ddp] == [r["step"] for r in single] == list(range(7))
     for a, b in zip(ddp, single):
         for key in ("train_loss", "val_loss", "grad_norm"):
