@@ -298,6 +298,9 @@ def _train(cfg, rank, world, device):
         raise SystemExit(f"--loss_chunk must be >= 1 rows, got {cfg.loss_chunk}")
     if cfg.loss not in LOSS_KINDS:
         raise SystemExit(f"--loss {cfg.loss!r}: use one of {', '.join(LOSS_KINDS)}")
+    modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+    if cfg.compile_mode not in modes:
+        raise SystemExit(f"--compile_mode {cfg.compile_mode!r}: use one of {', '.join(modes)}")
 
     # --- data and batch geometry
     meta = read_meta(cfg.data_dir)

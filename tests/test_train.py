@@ -227,3 +227,5 @@ def test_chunked_loss_run_equals_plain_run(tiny_data, tmp_path):
         run(tiny_data, tmp_path, run_name="bad", loss="chunked", loss_chunk=0)
     with pytest.raises(SystemExit, match="--loss 'fast': use one of auto, plain, chunked, fused"):
         run(tiny_data, tmp_path, run_name="bad", loss="fast")
+    with pytest.raises(SystemExit, match="--compile_mode 'cudagraphs': use one of default, reduce-overhead"):
+        run(tiny_data, tmp_path, run_name="bad", compile=True, compile_mode="cudagraphs")
