@@ -4,6 +4,7 @@ bench.py: how fast a training step of the paper's models runs, the plain path ag
     python bench.py                                               # CPU: h32-L2, h64-L2, fp32, 32 x 128 tokens
     python bench.py --models h32-L2,h256-L4,h1024-L8             # a GPU: bf16, compile, fused AdamW, 512 x 128
     python bench.py --models h256-L4 --paths plain,chunked,fused,fused+cg,plain@128 --json out/bench.json
+    python bench.py --models h32-L2 --paths plain,auto+cg --profile 15      # and where each path's time goes
 
 Every path is the step train.py takes (forward, backward, gradient clipping, AdamW) on the same synthetic random
 tokens (no dataset needed), from the same initial weights. A path is LOSS[+cg][@MICRO]:
@@ -68,6 +69,17 @@ def measure_matmul_peak(device, n=8192, reps=20):
     return 2 * n ** 3 * reps / (start.elapsed_time(end) / 1e3)
 
 
+def print_profile(model_name, path_name, run_step, device_type, rows):
+    """Profile run_step() and print its `rows` most expensive operations (GPU kernels on a GPU) by total time."""
+    activities = [torch.profiler.ProfilerActivity.CPU] + (
+        [torch.profiler.ProfilerActivity.CUDA] if device_type == "cuda" else [])
+    with torch.profiler.profile(activities=activities) as prof:
+        run_step()
+    key = "cuda_time_total" if device_type == "cuda" else "self_cpu_time_total"
+    print(f"profile of one step, {model_name} {path_name}:")
+    print(prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60))
+
+
 def parse_path(spec, batch_size):
     """'fused+cg@128' -> {"name", "loss": "fused", "cuda_graphs": True, "micro": 128}; SystemExit if malformed."""
     m = re.fullmatch(r"(\w+)(\+cg)?(?:@(\d+))?", spec)
@@ -126,10 +138,12 @@ def time_path(model_name, args, device, dtype, path, batches):
                 step(batches[steps % len(batches)])
                 steps += 1
             sync()
+        step_s = (time.perf_counter() - t0) / steps
+        if args.profile:                               # one more step, kernel by kernel: where the time goes
+            print_profile(model_name, path["name"], lambda: (step(batches[0]), sync()), device_type, args.profile)
     except torch.cuda.OutOfMemoryError:
         del model, optimizer, step_model
         return {"oom": True, "path": path["name"]}
-    step_s = (time.perf_counter() - t0) / steps
     tokens_per_s = args.batch_size * args.block_size / step_s
     if device_type == "cuda":
         peak_mem = torch.cuda.max_memory_allocated(device)
@@ -170,6 +184,7 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=5, help="timed steps per path, repeated for --min_seconds")
     p.add_argument("--min_seconds", type=float, default=2.0 if gpu else 0.0, help="time each path at least this long")
     p.add_argument("--warmup", type=int, default=3 if gpu else 1, help="untimed steps first (compilation included)")
+    p.add_argument("--profile", type=int, default=0, help="> 0: also print each path's N costliest operations")
     p.add_argument("--device", default="cuda" if gpu else "cpu")
     p.add_argument("--dtype", default="auto", help="auto (bfloat16 on a GPU, float32 on CPU) | bfloat16 | float32")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=gpu, help="torch.compile (GPU: on)")

@@ -40,6 +40,21 @@ def test_benchmark_prints_every_path_and_its_ratio_to_the_first(tmp_path, capsys
     assert saved["vocab_size"] == 2000 and saved["results"][0]["over_baseline"]["chunked"]["tokens_per_s"] > 0
 
 
+def test_benchmark_profile_lists_the_costliest_operations(capsys):
+    threads = torch.get_num_threads()
+    try:
+        bench.main(["--models", "h32-L2", "--steps", "1", "--batch_size", "2", "--vocab_size", "500", "--paths",
+                    "plain", "--threads", "1", "--profile", "5"])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    table = out[out.index("profile of one step, h32-L2 plain:"):]
+    lines = table.splitlines()
+    seps = [i for i, line in enumerate(lines) if line.startswith("-----")]
+    assert "Self CPU" in lines[seps[0] + 1] and seps[2] - seps[1] - 1 == 5      # a header, then 5 operations
+    assert "aten::mm" in table                                                   # the matmuls are among them
+
+
 def test_benchmark_refuses_bad_flags():
     with pytest.raises(SystemExit, match="--models: model name 'gpt2'"):
         bench.parse_args(["--models", "gpt2"])
