@@ -215,13 +215,20 @@ def chunked_cross_entropy(x, weight, targets, chunk):
     return _chunk_loss_and_grads(x, weight, targets, chunk, with_grads=False)[0]   # evaluation: no gradient work
 
 
+_fused_loss = None   # the fused_loss module once imported (set_loss imports it, outside any compiled code)
+
+
 def fused_loss_module():
     """fused_loss.py, imported on first use (Triton takes a second to import); ValueError without Triton."""
-    try:
-        import fused_loss
-    except ImportError:
-        raise ValueError("the fused loss needs Triton (PyTorch's CUDA builds bring it): use the chunked loss") from None
-    return fused_loss
+    global _fused_loss
+    if _fused_loss is None:
+        try:
+            import fused_loss
+        except ImportError:
+            raise ValueError("the fused loss needs Triton (PyTorch's CUDA builds bring it): use the chunked "
+                             "loss") from None
+        _fused_loss = fused_loss
+    return _fused_loss
 
 
 LOSS_KINDS = ("auto", "plain", "chunked", "fused")
@@ -292,9 +299,8 @@ class GPT(nn.Module):
         With self.fused_loss or self.loss_chunk > 0, and targets: (None, loss), from fused_loss.fused_cross_entropy or
         chunked_cross_entropy (the same loss and gradients, up to rounding)."""
         if targets is not None and self.fused_loss:
-            loss = fused_loss_module().fused_cross_entropy(x.reshape(-1, x.size(-1)), self.lm_head.weight,
-                                                           targets.reshape(-1))
-            return None, loss
+            fused = _fused_loss or fused_loss_module()   # a module global, so torch.compile traces no import
+            return None, fused.fused_cross_entropy(x.reshape(-1, x.size(-1)), self.lm_head.weight, targets.reshape(-1))
         if targets is not None and self.loss_chunk > 0:
             loss = chunked_cross_entropy(x.reshape(-1, x.size(-1)), self.lm_head.weight, targets.reshape(-1),
                                          self.loss_chunk)

@@ -84,3 +84,21 @@ def test_train_refuses_a_fused_loss_it_cannot_run(tiny_data, tmp_path, monkeypat
                                          "use the chunked loss"):
         run(tiny_data, tmp_path, loss="fused")
     assert not list(tmp_path.iterdir())                    # refused before anything was written
+
+
+def test_compiled_model_calls_the_fused_loss_through_a_graph_break():
+    """torch.compile traces the model and leaves the kernels to run as they are (fused_cross_entropy is
+    torch.compiler.disable'd): the same loss and head gradient as the plain, uncompiled model."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, n_embd=32, vocab_size=300, block_size=16)).to(DEVICE)
+    idx, targets = torch.randint(0, 300, (2, 16), device=DEVICE), torch.randint(0, 300, (2, 16), device=DEVICE)
+    assert model.set_loss("fused") == "fused"
+    _, loss = torch.compile(model)(idx, targets)
+    loss.backward()
+    grad = model.lm_head.weight.grad.clone()
+    model.zero_grad(set_to_none=True)
+    model.set_loss("plain")
+    _, plain = model(idx, targets)
+    plain.backward()
+    assert abs(loss.item() - plain.item()) < 1e-5
+    torch.testing.assert_close(grad, model.lm_head.weight.grad, atol=1e-6, rtol=1e-4)
