@@ -15,21 +15,19 @@ question, separated by blank lines. A prompt longer than the 128 tokens a model 
 position interpolation (scale = ceil(length / 128), reported per task) or, with --long truncate, left-truncated.
 Every prompt starts with <|endoftext|> (the token every training document follows), plus <s> for models trained on
 the span format "<s> span </s>" (--sos). Before scoring, every task goes through the paper's vocabulary filter,
-keep_example(), on its evaluated and its demonstration split; the counts kept are printed and saved.
+tasks.keep_example(), on its evaluated and its demonstration split; the counts kept are printed and saved
+(tasks.py reads the tasks).
 
 Writes results/<run_name>.json per model, and from every results/*.json: results/table.md and table.csv (rows =
 models, columns = tasks, with chance level, average and example counts) and results/generations.md.
 """
 import argparse
 import csv
-import gzip
 import io
 import json
 import math
 import random
-import re
 import time
-import xml.etree.ElementTree as ET
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -39,221 +37,9 @@ from torch.nn import functional as F
 
 from model import load_checkpoint, read_checkpoint
 from simplify import DEFAULT_VOCAB, load_meta, load_tokenizer, load_vocab, write_atomic
+from tasks import expand_tasks, load_task   # the tasks, their loaders and the paper's filter
 
 ROOT = Path(__file__).resolve().parent
-TASKS_DIR = ROOT / "data" / "tasks"
-
-# -----------------------------------------------------------------------------
-# The simplified-task filter (PAPER.md section 6, as the authors' notebook wrote it)
-
-STRIP = re.compile(r"[0-9!:&“”—\-_,@#$?;’.'()\"]")    # characters deleted from every word (ASCII digits only)
-FRAGMENTS = frozenset({"nt", "s", "re", "t", "d", "ll"})  # what is left of split contractions: n't 's 're 't 'd 'll
-
-
-def keep_example(text, vocab):
-    """True if the example survives the paper's filter. text = the example's fields joined by single spaces in the
-    authors' order. Split on single spaces; skip every word that differs from its lowercase form unless it is the
-    very first word of text; lowercase, delete the STRIP characters; skip empty strings and FRAGMENTS; every
-    remaining word must be in vocab. (Names and sentence-initial words are thus never checked: the authors' rule.)"""
-    for n, word in enumerate(text.split(" ")):
-        if n > 0 and word != word.lower():
-            continue
-        word = STRIP.sub("", word.lower())
-        if word and word not in FRAGMENTS and word not in vocab:
-            return False
-    return True
-
-# -----------------------------------------------------------------------------
-# The paper's tasks: prompts in the harness's default formats. Each maps a row with the hub's field names to
-# (context, choices, index of the right choice, the content fields in the authors' order for the filter).
-
-
-def _copa(r):
-    connector = {"cause": "because", "effect": "therefore"}[r["question"]]
-    lower = lambda c: c[0].lower() + c[1:]  # noqa: E731  (the choice continues the premise's sentence)
-    return (r["premise"].strip()[:-1] + f" {connector}", [lower(r["choice1"]), lower(r["choice2"])], r["label"],
-            [r["premise"], r["choice1"], r["choice2"]])
-
-
-PROMPTS = {
-    "blimp": lambda r: ("", [r["sentence_good"], r["sentence_bad"]], 0, [r["sentence_good"], r["sentence_bad"]]),
-    "copa": _copa,
-    "sst2": lambda r: (f"{r['sentence']}\nQuestion: Is this sentence positive or negative?\nAnswer:",
-                       ["negative", "positive"], r["label"], [r["sentence"]]),
-    "qqp": lambda r: (f"Question 1: {r['question1']}\nQuestion 2: {r['question2']}\nQuestion: Do both questions ask "
-                      "the same thing?\nAnswer:", ["no", "yes"], r["label"], [r["question1"], r["question2"]]),
-    "mrpc": lambda r: (f"Sentence 1: {r['sentence1']}\nSentence 2: {r['sentence2']}\nQuestion: Do both sentences "
-                       "mean the same thing?\nAnswer:", ["no", "yes"], r["label"], [r["sentence1"], r["sentence2"]]),
-    "rte": lambda r: (f"{r['sentence1']}\nQuestion: {r['sentence2']} True or False?\nAnswer:", ["True", "False"],
-                      r["label"], [r["sentence1"], r["sentence2"]]),
-    "mnli": lambda r: (f"{r['premise']}\nQuestion: {r['hypothesis'].strip().removesuffix('.')}. True, False or "
-                       "Neither?\nAnswer:", ["True", "Neither", "False"], r["label"], [r["premise"], r["hypothesis"]]),
-    "piqa": lambda r: (f"Question: {r['goal']}\nAnswer:", [r["sol1"], r["sol2"]], r["label"],
-                       [r["goal"], r["sol1"], r["sol2"]]),
-    "arc_easy": lambda r: (f"Question: {r['question']}\nAnswer:", list(r["choices"]["text"]),
-                           list(r["choices"]["label"]).index(r["answerKey"]), [r["question"], *r["choices"]["text"]]),
-}
-BLIMP_22 = ["anaphor_gender_agreement", "anaphor_number_agreement", "ellipsis_n_bar_1", "ellipsis_n_bar_2",
-            "irregular_past_participle_adjectives", "irregular_past_participle_verbs",
-            "existential_there_quantifiers_1", "existential_there_quantifiers_2", "superlative_quantifiers_1",
-            "superlative_quantifiers_2", "existential_there_object_raising", "existential_there_subject_raising",
-            "expletive_it_object_raising", "tough_vs_raising_1", "distractor_agreement_relative_clause",
-            "irregular_plural_subject_verb_agreement_1", "irregular_plural_subject_verb_agreement_2",
-            "regular_plural_subject_verb_agreement_1", "regular_plural_subject_verb_agreement_2", "adjunct_island",
-            "complex_NP_island", "principle_A_reconstruction"]
-# task: (family, hub dataset, hub config, evaluated split, split of the few-shot demonstrations), as the authors used
-PAPER_TASKS = {f"blimp_{p}": ("blimp", "nyu-mll/blimp", p, "train", None) for p in BLIMP_22}
-PAPER_TASKS.update({
-    "copa": ("copa", "aps/super_glue", "copa", "validation", "train"),
-    "sst2": ("sst2", "nyu-mll/glue", "sst2", "validation", "train"),
-    "qqp": ("qqp", "nyu-mll/glue", "qqp", "validation", "train"),
-    "mrpc": ("mrpc", "nyu-mll/glue", "mrpc", "validation", "train"),
-    "rte": ("rte", "nyu-mll/glue", "rte", "validation", "train"),
-    "mnli": ("mnli", "nyu-mll/glue", "mnli", "validation_matched", "train"),
-    "piqa": ("piqa", "baber/piqa", None, "validation", "train"),
-    "arc_easy": ("arc_easy", "allenai/ai2_arc", "ARC-Easy", "test", "train")})
-
-# -----------------------------------------------------------------------------
-# Reading task files: the originals (GLUE TSV, SuperGLUE/MultiNLI JSONL, COPA XML, PIQA, ARC), the hub, data/tasks/
-
-LABELS = {"entailment": 0, "not_entailment": 1, "neutral": 1, "contradiction": 2}
-# GLUE TSVs and the SuperGLUE-RTE / MultiNLI JSONL variants: file names per split, then column -> hub field name
-FILES = {"train": ["train.tsv", "train.jsonl", "multinli_1.0_train.jsonl"], "validation": ["dev.tsv", "val.jsonl"],
-         "validation_matched": ["dev_matched.tsv", "multinli_1.0_dev_matched.jsonl"]}
-COLUMNS = {"sst2": {"sentence": "sentence", "label": "label"},
-           "qqp": {"question1": "question1", "question2": "question2", "is_duplicate": "label"},
-           "mrpc": {"#1 String": "sentence1", "#2 String": "sentence2", "Quality": "label"},
-           "rte": {"sentence1": "sentence1", "sentence2": "sentence2", "premise": "sentence1",
-                   "hypothesis": "sentence2", "label": "label"},
-           "mnli": {"sentence1": "premise", "sentence2": "hypothesis", "gold_label": "label"}}
-
-
-def read_jsonl(path):
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def read_local(task_dir, family, config, split):
-    """Rows with the hub's field names from the original files under task_dir (the layout: blimp/<paradigm>.jsonl,
-    copa/copa-dev.xml, sst2/dev.tsv, ...; see README). None when the split's file is not there."""
-    d = Path(task_dir) / family
-    if family == "blimp":
-        return read_jsonl(d / f"{config}.jsonl") if (d / f"{config}.jsonl").exists() else None
-    if family == "copa":   # SuperGLUE's splits of the original XML: train = dev ids 1-400, validation = 401-500
-        path = d / ("copa-test.xml" if split == "test" else "copa-dev.xml")
-        if not path.exists():
-            return None
-        rows = [{"premise": it.find("p").text, "choice1": it.find("a1").text, "choice2": it.find("a2").text,
-                 "question": it.get("asks-for"), "label": int(it.get("most-plausible-alternative")) - 1,
-                 "id": int(it.get("id"))} for it in ET.parse(path).getroot()]
-        return [r for r in rows if split == "test" or (r["id"] <= 400) == (split == "train")]
-    if family == "piqa":   # questions and labels come in two aligned files
-        name = {"validation": "valid"}.get(split, split)
-        if not (d / f"{name}.jsonl").exists() or not (d / f"{name}-labels.lst").exists():
-            return None
-        labels = (d / f"{name}-labels.lst").read_text().split()
-        return [dict(r, label=int(lab)) for r, lab in zip(read_jsonl(d / f"{name}.jsonl"), labels, strict=True)]
-    if family == "arc_easy":
-        path = d / f"ARC-Easy-{ {'validation': 'Dev'}.get(split, split.capitalize()) }.jsonl"
-        return [{"question": r["question"]["stem"], "answerKey": r["answerKey"],
-                 "choices": {"text": [c["text"] for c in r["question"]["choices"]],
-                             "label": [c["label"] for c in r["question"]["choices"]]}}
-                for r in read_jsonl(path)] if path.exists() else None
-    path = next((d / f for f in FILES.get(split, []) if (d / f).exists()), None)
-    if path is None:
-        return None
-    if path.suffix == ".tsv":   # GLUE TSVs: unbalanced quotes inside fields (so QUOTE_NONE), MRPC's start with a BOM
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            raw = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    else:
-        raw = read_jsonl(path)
-    rows = []
-    for r in raw:
-        row = {new: r[old] for old, new in COLUMNS[family].items() if old in r}
-        label = str(row.get("label")).strip()
-        if label.isdigit() or label in LABELS:   # unlabeled rows ('-' in MultiNLI) are left out
-            rows.append(dict(row, label=int(label) if label.isdigit() else LABELS[label]))
-    return rows
-
-
-def read_hub(dataset, config, split):
-    try:
-        import datasets
-    except ImportError:
-        raise SystemExit("the paper's tasks come from the Hugging Face hub unless --task_dir names local files: "
-                         "pip install datasets, or pass --task_dir DIR") from None
-    try:
-        return [dict(r) for r in datasets.load_dataset(dataset, config, split=split)]
-    except Exception as e:   # offline, a renamed dataset, a missing split: one line that says what to do
-        raise SystemExit(f"could not load {dataset} {config or ''} {split} from the Hugging Face hub "
-                         f"({type(e).__name__}: {str(e)[:200]}); pass --task_dir with local copies") from None
-
-
-def read_embedded(name):
-    """A file of data/tasks/ (written by data/build_tasks.py) -> (its header, its test examples)."""
-    path = next((p for p in (TASKS_DIR / f"{name}.json", TASKS_DIR / f"{name}.json.gz") if p.exists()), None)
-    if path is None:
-        paper = ", ".join(t for t in PAPER_TASKS if not t.startswith("blimp_"))
-        raise SystemExit(f"task file {TASKS_DIR / name}.json not found: rebuild the embedded tasks with `python "
-                         f"data/build_tasks.py`, or check --tasks (embedded: {', '.join(embedded_names())}; the "
-                         f"paper's: {paper}, blimp_<paradigm>)")
-    with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")) as f:
-        task = json.load(f)
-    convert = {"pairs": lambda e: ("", [e["good"], e["bad"]], 0, [e["good"], e["bad"]]),
-               # passages keep their line breaks; the filter splits on spaces only, so it reads them as spaces
-               "cloze": lambda e: (e["context"], [e["target"]], 0, [" ".join(e["context"].split()), e["target"]]),
-               "choice": lambda e: (e["context"], e["choices"], e["gold"], e["fields"])}[task["kind"]]
-    return task, [convert(e) for e in task["splits"]["test"]]
-
-
-def embedded_names():
-    return sorted(p.name.split(".")[0] for p in TASKS_DIR.glob("*.json*"))
-
-
-def expand_tasks(spec):
-    """'templates,cloze,rte' -> task names. Groups: templates, bigbench (embedded files), blimp, paper, embedded."""
-    groups = {"templates": [n for n in embedded_names() if n.startswith("templates_")],
-              "bigbench": [n for n in embedded_names() if n.startswith("bigbench_")],
-              "blimp": [f"blimp_{p}" for p in BLIMP_22], "paper": list(PAPER_TASKS)}
-    groups["embedded"] = groups["templates"] + ["cloze"] + groups["bigbench"]
-    names = [n for part in spec.split(",") if part.strip() for n in groups.get(part.strip(), [part.strip()])]
-    return list(dict.fromkeys(names))
-
-
-def load_task(name, args, vocab):
-    """-> dict(name, family, kind, chance, eval=[examples], demos=[examples], counts={split: [kept, total]}, ...).
-    An example is dict(context, choices, gold, text); text joins its content fields for the filter. eval is at most
-    --limit examples (a fixed random subset, in file order); demos is the whole filtered demonstration split."""
-    header = {}
-    if name in PAPER_TASKS:
-        family, dataset, config, split, demo_split = PAPER_TASKS[name]
-        read = (lambda s: read_local(args.task_dir, family, config, s)) if args.task_dir else \
-            (lambda s: read_hub(dataset, config, s))
-        rows = read(split)
-        if rows is None:
-            raise SystemExit(f"{name}: no {split} file under {args.task_dir}/{family}/ in the original format "
-                             f"(e.g. {family}/{FILES.get(split, ['...'])[0]}; the layout is in evaluate.read_local)")
-        splits = {split: [PROMPTS[family](r) for r in rows]}
-        demo_rows = read(demo_split) if demo_split else None
-        if demo_rows is not None:
-            splits[demo_split] = [PROMPTS[family](r) for r in demo_rows]
-        elif demo_split:
-            print(f"note: {name}: no {demo_split} split found; few-shot demonstrations come from the {split} split")
-        kind = "pairs" if family == "blimp" else "choice"
-    else:
-        header, examples = read_embedded(name)
-        family, kind, split, demo_split, splits = header["family"], header["kind"], "test", None, {"test": examples}
-    counts, kept = {}, {}
-    for s, examples in splits.items():
-        examples = [dict(context=c, choices=ch, gold=g, text=" ".join(fields)) for c, ch, g, fields in examples]
-        kept[s] = [e for e in examples if keep_example(e["text"], vocab)] if args.filter else examples
-        counts[s] = [len(kept[s]), len(examples)]
-    pool = ev = kept[split]
-    if args.limit and len(pool) > args.limit:
-        ev = [pool[i] for i in sorted(random.Random(f"{args.seed}:{name}").sample(range(len(pool)), args.limit))]
-    chance = 0.0 if kind == "cloze" else float(np.mean([1 / len(e["choices"]) for e in ev])) if ev else None
-    return dict(name=name, family=family, kind=kind, chance=chance, eval=ev, demos=kept.get(demo_split, pool),
-                counts=counts, filtered=bool(args.filter), heldout=header.get("heldout"))
 
 # -----------------------------------------------------------------------------
 # Few-shot prompts

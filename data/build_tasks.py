@@ -33,7 +33,7 @@ import tarfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # simplify.py lives in the repository root
 import simplify  # noqa: E402
-from evaluate import keep_example  # noqa: E402
+from tasks import keep_example  # noqa: E402
 
 TASKS_DIR = os.path.join(HERE, "tasks")
 DOWNLOADS = os.path.join(HERE, "_downloads")

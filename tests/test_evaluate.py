@@ -1,5 +1,5 @@
-"""evaluate.py: the task filter, the scoring arithmetic against direct computations, few-shot sampling, the loaders
-of the original file formats, the embedded tasks, the tables, and a whole run on a tiny checkpoint."""
+"""evaluate.py and tasks.py: the task filter, the scoring arithmetic against direct computations, few-shot sampling,
+the loaders of the original file formats, the embedded tasks, the tables, and a whole run on a tiny checkpoint."""
 import csv
 import json
 import math
@@ -16,8 +16,10 @@ import torch
 from torch.nn import functional as F
 
 import evaluate
-from evaluate import (encode_pair, evaluate_task, fewshot_context, keep_example, load_task, mean_stderr,
-                      sample_demos, score_requests, write_tables)
+import tasks
+from evaluate import (encode_pair, evaluate_task, fewshot_context, mean_stderr, sample_demos, score_requests,
+                      write_tables)
+from tasks import keep_example, load_task
 from model import GPT, GPTConfig
 from simplify import DEFAULT_VOCAB, load_vocab, unit_hash
 
@@ -308,14 +310,14 @@ def test_cloze_is_held_out_and_bigbench_keeps_its_canary():
     assert all(unit_hash(e["doc"], "val") < held["val_fraction"] for e in items)   # simplify.py's val split
     assert all(e["target"].isalpha() and len(e["context"].split()) >= 10 for e in items)
     for path in sorted((ROOT / "data/tasks").glob("bigbench_*.json.gz")):
-        header, examples = evaluate.read_embedded(path.name.split(".")[0])
+        header, examples = tasks.read_embedded(path.name.split(".")[0])
         assert "canary GUID" in header["canary"] and header["license"].startswith("Apache-2.0")
         assert examples and all(0 <= g < len(ch) for _, ch, g, _ in examples)
 
 
 def test_missing_task_file_is_a_clear_error():
     with pytest.raises(SystemExit, match="build_tasks.py"):
-        evaluate.read_embedded("no_such_task")
+        tasks.read_embedded("no_such_task")
 
 # -----------------------------------------------------------------------------
 # Tables and a whole run
