@@ -13,13 +13,13 @@ whose log ends with an "end" event, resumes interrupted ones (--resume) and keep
 side. The fits read each run's config.json and log.jsonl (and evaluate.py's results/*.json for the emergence plot):
     Kaplan et al. 2020     L(X) = (X_c / X)^alpha,  X in {N, N_nonemb, D, C}       fit_power_law(x, y)
     Hoffmann et al. 2022   L(N, D) = E + A / N^alpha + B / D^beta                  fit_chinchilla(N, D, loss)
-and write results/fits.json, results/fits.md (constants, 95% bootstrap intervals, R^2) and results/figures/*.png.
+(the fitting math is fits.py) and write results/fits.json, results/fits.md (constants, 95% bootstrap intervals,
+R^2) and results/figures/*.png.
 N counts every parameter (N_nonemb leaves out the input embedding and the untied head, as Kaplan et al. did), D is
 tokens seen, C = 6 N D (--exact_flops: model.flops_per_token() x D, attention included).
 """
 import argparse
 import contextlib
-import itertools
 import json
 import math
 import os
@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from model import GPT, PAPER_GRID, config_from_name, peak_flops
+from fits import fit_chinchilla, fit_power_law, frontier   # the scaling-law math
 from simplify import read_json  # a JSON file, or {} if missing or unreadable
 
 HERE = Path(__file__).resolve().parent
@@ -302,169 +303,6 @@ def collect(run_dirs):
         except (ValueError, KeyError, TypeError) as e:
             problems.append((run_dir.name, f"unreadable: {e}"))
     return runs, problems
-
-# -----------------------------------------------------------------------------
-# Fits: Kaplan's single-variable power laws and Chinchilla's L(N, D)
-
-
-def fit_power_law(x, y, n_boot=1000, seed=0):
-    """L(X) = (X_c / X)^alpha by least squares in log space: log y = alpha log X_c - alpha log x.
-    Returns {alpha, x_c, log_x_c, r2 (of log y), n, ci: {alpha, x_c: 95% bootstrap percentile intervals}}."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"x and y must be 1-d and of one length, got shapes {x.shape} and {y.shape}")
-    if not (np.isfinite(x).all() and np.isfinite(y).all() and (x > 0).all() and (y > 0).all()):
-        raise ValueError("x and y must be finite and > 0 (a power law is fitted in log space)")
-    if len(x) < 3 or len(np.unique(x)) < 2:
-        raise ValueError(f"a power law needs >= 3 points at >= 2 distinct x, got {len(x)} at {len(np.unique(x))}")
-    lx, ly = np.log(x), np.log(y)
-
-    def solve(idx):        # idx (B, n) resampled point indices -> slope, intercept of each resample, closed form
-        X, Y = lx[idx], ly[idx]
-        xm, ym = X.mean(1, keepdims=True), Y.mean(1, keepdims=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            slope = ((X - xm) * (Y - ym)).sum(1) / ((X - xm) ** 2).sum(1)
-        return slope, ym[:, 0] - slope * xm[:, 0]
-
-    slope, icpt = solve(np.arange(len(x))[None])
-    alpha = -slope[0]
-    r2 = 1 - ((ly - icpt[0] - slope[0] * lx) ** 2).sum() / max(((ly - ly.mean()) ** 2).sum(), 1e-300)
-    bs, bi = solve(np.random.default_rng(seed).integers(0, len(x), (n_boot, len(x))))
-    ok = np.isfinite(bs) & (bs != 0)           # a resample of one distinct x has no slope
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        log_x_c = icpt[0] / alpha if alpha else math.nan                  # X_c overflows when alpha ~ 0
-        x_c = np.exp(log_x_c)
-        ci_xc = np.exp(np.percentile(bi[ok] / -bs[ok], [2.5, 97.5])).tolist() if ok.any() else [math.nan] * 2
-    ci_alpha = np.percentile(-bs[ok], [2.5, 97.5]).tolist() if ok.any() else [math.nan] * 2
-    return {"alpha": float(alpha), "x_c": float(x_c), "log_x_c": float(log_x_c), "r2": float(r2), "n": len(x),
-            "ci": {"alpha": ci_alpha, "x_c": ci_xc}}
-
-
-def huber_objective(p, logN, logD, logL, w, delta):
-    """p (S, 5) = rows of (a, b, e, alpha, beta); w (S or 1, n) point weights (bootstrap counts) ->
-    f (S,) = sum_i w_i Huber_delta(LSE(a - alpha log N_i, b - beta log D_i, e) - log L_i) and its gradient (S, 5)."""
-    a, b, e, al, be = (p[:, i:i + 1] for i in range(5))
-    t = np.stack([a - al * logN, b - be * logD, np.broadcast_to(e, (len(p), len(logN)))])    # (3, S, n)
-    top = t.max(0)
-    ex = np.exp(t - top)
-    lse = top + np.log(ex.sum(0))                             # log(A/N^alpha + B/D^beta + E), without overflow
-    soft = ex / ex.sum(0)                                     # d lse / d t, (3, S, n)
-    r = lse - logL
-    f = (w * np.where(np.abs(r) <= delta, 0.5 * r * r, delta * (np.abs(r) - 0.5 * delta))).sum(1)
-    psi = w * np.clip(r, -delta, delta)                       # Huber'(r)
-    g = np.stack([(psi * soft[0]).sum(1), (psi * soft[1]).sum(1), (psi * soft[2]).sum(1),
-                  -(psi * soft[0] * logN).sum(1), -(psi * soft[1] * logD).sum(1)], 1)
-    return f, g
-
-
-def lbfgs(fg, x0, iters=1000, memory=10, ftol=1e-10):
-    """Minimise S independent problems at once: x0 (S, d) starts, fg(x, rows) -> (f (k,), g (k, d)) for those rows.
-    Plain L-BFGS (two-loop recursion) with a backtracking Armijo line search, all in vectorised numpy: each row keeps
-    its own history, step and stopping point. -> (x (S, d), f (S,))."""
-    x = np.array(x0, float)
-    S, d = x.shape
-    f, g = fg(x, np.arange(S))
-    s_hist, y_hist, rho = np.zeros((memory, S, d)), np.zeros((memory, S, d)), np.zeros((memory, S))
-    gamma, active = 1.0 / np.maximum(np.abs(g).max(1), 1.0), np.ones(S, bool)   # first step: at most ~1 per coordinate
-    for k in range(iters):
-        order = [(k - 1 - i) % memory for i in range(memory)]             # newest pair first
-        q, coef = g.copy(), np.zeros((memory, S))
-        for i in order:
-            coef[i] = rho[i] * (s_hist[i] * q).sum(1)
-            q -= coef[i][:, None] * y_hist[i]
-        q *= gamma[:, None]
-        for i in reversed(order):
-            q += s_hist[i] * (coef[i] - rho[i] * (y_hist[i] * q).sum(1))[:, None]
-        p, slope = -q, -(g * q).sum(1)
-        uphill = slope >= 0                                               # a stale history: fall back to -g
-        p[uphill], slope[uphill], rho[:, uphill] = -g[uphill], -(g[uphill] ** 2).sum(1), 0
-        step, x_new, f_new, g_new = np.ones(S), x.copy(), f.copy(), g.copy()
-        searching = active.copy()
-        for _ in range(50):                                                # halve the step until f drops enough
-            rows = np.flatnonzero(searching)
-            if not len(rows):
-                break
-            xt = x[rows] + step[rows, None] * p[rows]
-            ft, gt = fg(xt, rows)
-            ok = ft <= f[rows] + 1e-4 * step[rows] * slope[rows]
-            x_new[rows[ok]], f_new[rows[ok]], g_new[rows[ok]] = xt[ok], ft[ok], gt[ok]
-            searching[rows[ok]] = False
-            step[rows[~ok]] *= 0.5
-        s, y = x_new - x, g_new - g
-        sy = (s * y).sum(1)
-        curved = sy > 1e-12 * np.sqrt((s * s).sum(1) * (y * y).sum(1)) + 1e-300   # keep only pairs with curvature
-        s_hist[k % memory], y_hist[k % memory] = s, y
-        rho[k % memory] = np.where(curved, 1 / np.where(curved, sy, 1), 0)
-        gamma = np.where(curved, sy / np.maximum((y * y).sum(1), 1e-300), gamma)
-        converged = np.abs(f - f_new) <= ftol * np.maximum(np.abs(f), 1e-12)
-        active &= ~(searching | converged)                                # no acceptable step, or no progress
-        x, f, g = x_new, f_new, g_new
-        if not active.any():
-            break
-    return x, f
-
-
-CHINCHILLA_STARTS = np.array(list(itertools.product(    # Hoffmann et al.'s grid of initialisations: (a, b, e, alpha,
-    np.arange(0, 30, 5.0), np.arange(0, 30, 5.0), np.arange(-1, 1.5, 0.5), np.arange(0, 2.5, 0.5),   # beta)
-    np.arange(0, 2.5, 0.5))))
-
-
-def fit_chinchilla(N, D, loss, delta=1e-3, n_boot=200, keep=64, seed=0):
-    """L(N, D) = E + A / N^alpha + B / D^beta as Hoffmann et al. and Besiroglu et al. fitted it: minimise the summed
-    Huber loss (delta 1e-3) of log L - LSE(a - alpha log N, b - beta log D, e) with A, B, E = exp(a, b, e), by L-BFGS
-    from Hoffmann's grid of 4,500 starts, keeping the best. Only the `keep` starts of lowest initial objective are
-    optimised (on Epoch's points the best 32 already all reach the optimum; the others only cost time).
-    Intervals: 95% percentiles of n_boot refits on resampled points, each started from the best fit and the 3 best
-    grid starts, all in one batch. -> {E, A, B, alpha, beta, r2 (of log L), objective, n, ci, seconds}."""
-    t0 = time.time()
-    N, D, L = (np.asarray(v, float) for v in (N, D, loss))
-    if not N.shape == D.shape == L.shape or N.ndim != 1:
-        raise ValueError(f"N, D and loss must be 1-d and of one length, got shapes {N.shape}, {D.shape}, {L.shape}")
-    if not all(np.isfinite(v).all() and (v > 0).all() for v in (N, D, L)):
-        raise ValueError("N, D and loss must be finite and > 0")
-    if len(N) < 6 or len(np.unique(N)) < 2 or len(np.unique(D)) < 2:
-        raise ValueError(f"L(N, D) has 5 constants: it needs >= 6 points at >= 2 distinct N and D, got {len(N)} "
-                         f"points, {len(np.unique(N))} N, {len(np.unique(D))} D")
-    logs = np.log(N), np.log(D), np.log(L)
-
-    def fg_for(w):
-        return lambda p, rows: huber_objective(p, *logs, w if len(w) == 1 else w[rows], delta)
-    ones = np.ones((1, len(N)))
-    chunks = np.array_split(CHINCHILLA_STARTS, max(1, len(CHINCHILLA_STARTS) * len(N) // 500_000))  # bounded memory
-    f0 = np.concatenate([huber_objective(c, *logs, ones, delta)[0] for c in chunks])
-    starts = CHINCHILLA_STARTS[np.argsort(f0)[:keep]]
-    x, f = lbfgs(fg_for(ones), starts)
-    best = x[np.argmin(f)]
-    out = {"objective": float(f.min()), "n": len(N), "n_starts": len(starts)}
-    pred = np.log(np.exp(best[0] - best[3] * logs[0]) + np.exp(best[1] - best[4] * logs[1]) + np.exp(best[2]))
-    out["r2"] = float(1 - ((logs[2] - pred) ** 2).sum() / max(((logs[2] - logs[2].mean()) ** 2).sum(), 1e-300))
-
-    def params(p):                               # rows of (a, b, e, alpha, beta) -> the named constants
-        return dict(E=np.exp(p[..., 2]), A=np.exp(p[..., 0]), B=np.exp(p[..., 1]), alpha=p[..., 3], beta=p[..., 4])
-    with np.errstate(over="ignore"):
-        out.update({k: float(v) for k, v in params(best).items()})
-    if n_boot:
-        rng = np.random.default_rng(seed)
-        w = np.stack([np.bincount(rng.integers(0, len(N), len(N)), minlength=len(N)) for _ in range(n_boot)])
-        seeds = np.vstack([best, starts[:3]])                                  # (4, 5)
-        xb, fb = lbfgs(fg_for(np.repeat(w, len(seeds), 0).astype(float)), np.tile(seeds, (n_boot, 1)))
-        pick = xb.reshape(n_boot, len(seeds), 5)[np.arange(n_boot), fb.reshape(n_boot, -1).argmin(1)]
-        lo_hi = np.percentile(pick, [2.5, 97.5], axis=0)      # of a, b, e: exp() of a refit may overflow, theirs not
-        with np.errstate(over="ignore"):
-            out["ci"] = {k: v.tolist() for k, v in params(lo_hi).items()}
-        out["n_boot"] = n_boot
-    out["seconds"] = round(time.time() - t0, 2)
-    return out
-
-
-def frontier(C, L):
-    """Indices of the compute-efficient frontier: the points, in order of C, with a lower loss than every point of
-    smaller (or equal) compute. From all runs' eval curves this is Kaplan et al.'s L(C_min) envelope."""
-    C, L = np.asarray(C, float), np.asarray(L, float)
-    order = np.lexsort((L, C))                       # by C, the lower loss first among ties
-    best = np.minimum.accumulate(L[order])
-    keep = np.r_[True, L[order][1:] < best[:-1]][:len(C)]     # a new running minimum
-    return order[keep]
 
 # -----------------------------------------------------------------------------
 # Which points each law is fitted to

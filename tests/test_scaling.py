@@ -10,7 +10,8 @@ import pytest
 
 import scaling
 from model import GPT, config_from_name
-from scaling import chance_crossing, collect, counts, fit_chinchilla, fit_power_law, frontier, lbfgs, run_state
+from fits import fit_chinchilla, fit_power_law, frontier, lbfgs
+from scaling import chance_crossing, collect, counts, run_state
 
 HOFFMANN = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
 
