@@ -33,6 +33,7 @@ import tarfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # simplify.py lives in the repository root
 import simplify  # noqa: E402
+from sources import DEFAULT_SOURCE, iter_documents  # noqa: E402
 from tasks import keep_example  # noqa: E402
 
 TASKS_DIR = os.path.join(HERE, "tasks")
@@ -489,7 +490,7 @@ CLOZE_SENTENCE_END = re.compile(r"(?<= )([A-Za-z]{3,})(?=[.!?])")
 
 def build_cloze(vocab, val_fraction, min_span_len, max_oov, min_context_words=10, max_context_words=60):
     items, docs = [], 0
-    for doc_id, text in simplify.iter_documents(simplify.DEFAULT_SOURCE):
+    for doc_id, text in iter_documents(DEFAULT_SOURCE):
         if simplify.unit_hash(doc_id, "val") >= val_fraction:   # simplify.py's own train/val rule
             continue
         docs += 1

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import simplify
-from simplify import iter_documents, load_vocab, main
+from simplify import load_vocab, main
+from sources import DEFAULT_SOURCE, iter_documents
 
 
 # --- vocabulary
@@ -59,7 +60,7 @@ def test_overlap_with_the_authors_vocabulary(capsys):
     """Report how close the embedded proxy is to the real AO-CHILDES list (runs only when a path to it is given)."""
     ao, proxy = load_vocab(os.environ["AOCHILDES_CSV"]), load_vocab(simplify.DEFAULT_VOCAB)
     assert len(ao) == 21036
-    docs = [t for _, t in iter_documents(os.path.join(simplify.DEFAULT_SOURCE, "brown.jsonl.gz"))]
+    docs = [t for _, t in iter_documents(os.path.join(DEFAULT_SOURCE, "brown.jsonl.gz"))]
     kept = {}  # the complete sentences inside kept spans, per list
     for name, v in (("ao", ao), ("proxy", proxy)):
         spans = [s for d in docs for s in simplify.filter_spans(d, v, 8, 0.0)]
