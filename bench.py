@@ -5,14 +5,17 @@ bench.py: how fast a training step of the paper's models runs, the plain path ag
     python bench.py --models h32-L2,h256-L4,h1024-L8             # a GPU: bf16, compile, fused AdamW, 512 x 128
     python bench.py --models h256-L4 --paths plain,chunked,fused,fused+cg,plain@128 --json out/bench.json
     python bench.py --models h32-L2 --paths plain,auto+cg --profile 15      # and where each path's time goes
+    python bench.py --models h1024-L8 --paths plain,chunked,chunked+ma      # inductor's max-autotune
 
 Every path is the step train.py takes (forward, backward, gradient clipping, AdamW) on the same synthetic random
-tokens (no dataset needed), from the same initial weights. A path is LOSS[+cg][@MICRO]:
+tokens (no dataset needed), from the same initial weights. A path is LOSS[+cg][+ma][@MICRO]:
     LOSS     plain    the full (B*T, V) logits, then the cross-entropy (train.py --loss plain)
              chunked  the head and loss --loss_chunk rows at a time, never the full logits (model.chunked_cross_entropy)
              fused    Triton kernels that never write the logits (fused_loss.py; a GPU)
              auto     what train.py --loss auto picks for the model and device
     +cg      torch.compile mode "reduce-overhead": CUDA graphs replay the compiled kernels without launch overhead
+    +ma      torch.compile mode "max-autotune-no-cudagraphs" (with +cg: "max-autotune"): inductor times Triton
+             matmul templates against cuBLAS and fuses element-wise work into them (minutes of compiling)
     @MICRO   sequences per forward pass (default: the whole batch), the rest accumulated
 The first path is the baseline. Each model prints, per path: tokens/s, step time, MFU (on a GPU against the bf16
 matmul rate measured first, or --peak_flops), peak memory (torch.cuda.max_memory_allocated on a GPU; on a CPU the
@@ -80,15 +83,21 @@ def print_profile(model_name, path_name, run_step, device_type, rows):
     print(prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60))
 
 
+COMPILE_MODES = {(False, False): "default", (True, False): "reduce-overhead",   # (+cg, +ma) -> torch.compile mode
+                 (False, True): "max-autotune-no-cudagraphs", (True, True): "max-autotune"}
+
+
 def parse_path(spec, batch_size):
-    """'fused+cg@128' -> {"name", "loss": "fused", "cuda_graphs": True, "micro": 128}; SystemExit if malformed."""
-    m = re.fullmatch(r"(\w+)(\+cg)?(?:@(\d+))?", spec)
-    if not m or m[1] not in LOSS_KINDS:
-        raise SystemExit(f"--paths: {spec!r} is not LOSS[+cg][@MICRO] with LOSS one of {', '.join(LOSS_KINDS)}")
+    """'fused+cg@128' -> {"name", "loss": "fused", "cuda_graphs": True, "compile_mode": "reduce-overhead",
+    "micro": 128}; SystemExit if malformed."""
+    m = re.fullmatch(r"(\w+)((?:\+cg|\+ma)*)(?:@(\d+))?", spec)
+    if not m or m[1] not in LOSS_KINDS or len(set(m[2].split("+"))) != len(m[2].split("+")):
+        raise SystemExit(f"--paths: {spec!r} is not LOSS[+cg][+ma][@MICRO] with LOSS one of {', '.join(LOSS_KINDS)}")
+    mode = COMPILE_MODES["+cg" in m[2], "+ma" in m[2]]
     micro = int(m[3] or batch_size)
     if micro < 1 or batch_size % micro:
         raise SystemExit(f"--paths: micro-batch {micro} of {spec!r} must divide --batch_size {batch_size}")
-    return {"name": spec, "loss": m[1], "cuda_graphs": bool(m[2]), "micro": micro}
+    return {"name": spec, "loss": m[1], "cuda_graphs": "+cg" in m[2], "compile_mode": mode, "micro": micro}
 
 
 def time_path(model_name, args, device, dtype, path, batches):
@@ -107,8 +116,8 @@ def time_path(model_name, args, device, dtype, path, batches):
                                   fused=device_type == "cuda")
     if args.compile:
         torch._dynamo.reset()   # each path compiles afresh: no shapes marked dynamic by the previous model's graphs
-    mode = "reduce-overhead" if path["cuda_graphs"] else "default"
-    step_model = torch.compile(model, mode=mode) if args.compile or path["cuda_graphs"] else model
+    compiled = args.compile or path["compile_mode"] != "default"
+    step_model = torch.compile(model, mode=path["compile_mode"]) if compiled else model
     autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, dtype))
     micro = path["micro"]
     accum = args.batch_size // micro
@@ -141,8 +150,7 @@ def time_path(model_name, args, device, dtype, path, batches):
         step_s = (time.perf_counter() - t0) / steps
         if args.profile:                               # one more step, kernel by kernel: where the time goes
             print_profile(model_name, path["name"], lambda: (step(batches[0]), sync()), device_type, args.profile)
-    except torch.cuda.OutOfMemoryError:
-        del model, optimizer, step_model
+    except torch.cuda.OutOfMemoryError:   # the model and optimizer are freed on return (gc.collect() next path)
         return {"oom": True, "path": path["name"]}
     tokens_per_s = args.batch_size * args.block_size / step_s
     if device_type == "cuda":
@@ -151,7 +159,8 @@ def time_path(model_name, args, device, dtype, path, batches):
         hwm = _proc_status_kb("VmHWM") if rss_start is not None else None
         peak_mem = max(0, hwm * 1024 - rss_start) if hwm is not None else None   # freed pages can make it < 0
     return {"oom": False, "path": path["name"], "loss": loss_kind, "cuda_graphs": path["cuda_graphs"],
-            "micro_batch_size": micro, "loss_chunk": model.loss_chunk, "timed_steps": steps, "step_s": step_s,
+            "compile_mode": path["compile_mode"] if compiled else None, "micro_batch_size": micro,
+            "loss_chunk": model.loss_chunk, "timed_steps": steps, "step_s": step_s,
             "tokens_per_s": tokens_per_s, "mfu": mfu(model.flops_per_token(), tokens_per_s, args.peak_flops),
             "peak_mem_bytes": peak_mem, "first_loss": first_loss, "params": model.num_params()}
 
@@ -162,10 +171,10 @@ def time_path(model_name, args, device, dtype, path, batches):
 def fmt_row(model_name, r):
     path = r["path"]
     if r["oom"]:
-        return f"{model_name:<10} {path:<12} out of memory"
+        return f"{model_name:<10} {path:<14} out of memory"
     mem = "n/a" if r["peak_mem_bytes"] is None else f"{r['peak_mem_bytes'] / 2**30:.2f} GiB"
     util = "n/a" if r["mfu"] is None else f"{r['mfu']:.1%}"
-    return (f"{model_name:<10} {path:<12} micro {r['micro_batch_size']:<4} | tokens/s {r['tokens_per_s'] / 1e3:9.1f}k"
+    return (f"{model_name:<10} {path:<14} micro {r['micro_batch_size']:<4} | tokens/s {r['tokens_per_s'] / 1e3:9.1f}k"
             f" | step {r['step_s'] * 1e3:8.1f} ms | MFU {util:>6} | peak mem {mem:>10} | first loss "
             f"{r['first_loss']:.4f}")
 
@@ -179,7 +188,7 @@ def parse_args(argv=None):
     p.add_argument("--block_size", type=int, default=128, help="context length (the paper: 128)")
     p.add_argument("--batch_size", type=int, default=512 if gpu else 32, help="sequences per step (the paper: 512)")
     p.add_argument("--paths", default="plain,auto+cg" if gpu else "plain,chunked",
-                   help="comma-separated LOSS[+cg][@MICRO] (see above); the first is the baseline")
+                   help="comma-separated LOSS[+cg][+ma][@MICRO] (see above); the first is the baseline")
     p.add_argument("--loss_chunk", type=int, default=8192, help="rows per chunk of the chunked loss")
     p.add_argument("--steps", type=int, default=5, help="timed steps per path, repeated for --min_seconds")
     p.add_argument("--min_seconds", type=float, default=2.0 if gpu else 0.0, help="time each path at least this long")

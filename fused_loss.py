@@ -1,5 +1,5 @@
 """
-fused_loss.py: the output head and the cross-entropy in three Triton kernels that never write the logits to memory.
+fused_loss.py: the output head and the cross-entropy in two Triton kernels that never write the logits to memory.
 
     from fused_loss import fused_cross_entropy
     loss = fused_cross_entropy(x, weight, targets)   # x (N, C), weight (V, C), targets (N,) with -1 ignored
@@ -9,22 +9,24 @@ Why: at the paper's 512 x 128 tokens per step and V = 15,000 the logits are 65,5
 them (2 GB in bf16), reads them for the softmax, writes their gradient and reads it twice more for the two gradient
 matmuls: some 12 GB through device memory per step, several milliseconds, while the small models' matmuls take less.
 Here each program keeps a tile of logits in registers, FlashAttention-style, and memory sees only x, the weight,
-and one float per row (the log-sum-exp):
+and one float per row (the log-sum-exp).
 
-    forward   one program per BLOCK_N rows, looping over the vocabulary in BLOCK_V columns:
-              z = x @ w.T tile; online max and sum of exp(z) -> lse, and z at the target -> loss_row = lse - z[t]
-    grad_x    one program per BLOCK_N rows, looping over the vocabulary: recompute z, the softmax p = exp(z - lse),
-              dz = (p - onehot(t)) * g / n_valid, accumulate dz @ w          -> (BLOCK_N, C)
-    grad_w    one program per BLOCK_V vocabulary rows, looping over all N rows: recompute z and dz,
-              accumulate dz.T @ x                                            -> (BLOCK_V, C)
+The gradient of the loss of row n w.r.t. its hidden state is  softmax(z_n) @ w - w[t_n]  (z_n = w @ x_n, its logits):
+a softmax-weighted mean of the weight's rows. That is attention, with x as the queries and w as both the keys and
+the values, so the kernel that computes the loss can compute it in the same pass, as FlashAttention's forward does:
 
-The price is recomputing the logits twice (5 matmuls of N x C x V instead of 3), cheap while C is small, where the
-memory traffic dominates; at C >= 512 the matmuls dominate and model.py's chunked loss is the better choice (on an
-H100, whole training steps: 1.29x the plain path's tokens/s at h32-L2, 1.38x at h128-L4, 1.09x at h256-L4, 0.74x at
-h512-L4, 0.77x at h1024-L8; README.md has the table). The
-gradient kernels hold a (BLOCK, C) float32 accumulator in registers, so C is at most MAX_C here.
-Checked against the plain loss on the CPU through Triton's interpreter in float32 (TRITON_INTERPRET=1,
-tests/test_fused_loss.py; the interpreter cannot multiply bf16) and in bf16 on a GPU (tests/test_gpu.py).
+    rows   one program per BLOCK_N rows, looping over the vocabulary in BLOCK_V columns:
+           z = x @ w.T tile; the online max m and sum s of exp(z - m), and (training) acc = sum of exp(z - m) @ w,
+           rescaled whenever m grows          -> lse = m + log s, loss_n = lse - x.w[t], grad_x = acc / s - w[t]
+    vocab  (backward) one program per BLOCK_V vocabulary rows, looping over all N rows: recompute z, the
+           softmax p = exp(z - lse), dz = (p - onehot(t)) * g / n_valid, accumulate dz.T @ x   -> grad_w (BLOCK_V, C)
+
+The price is computing the logits twice (4 matmuls of N x C x V instead of the plain path's 3), cheap while C is
+small, where the memory traffic dominates; at C >= 512 the matmuls dominate and model.py's chunked loss is the
+better choice (README.md has the measured table). The kernels hold a (BLOCK, C) float32 accumulator in registers,
+so C is at most MAX_C here. Checked against the plain loss on the CPU through Triton's interpreter in float32
+(TRITON_INTERPRET=1, tests/test_fused_loss.py; the interpreter cannot multiply bf16) and in bf16 on a GPU
+(tests/test_gpu.py).
 """
 import os
 
@@ -47,74 +49,55 @@ def _load_tile(ptr, idx, ks, n, C):
 
 
 @triton.jit
-def _forward_kernel(x_ptr, w_ptr, t_ptr, lse_ptr, loss_ptr, N, V, C,
-                    BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, CP: tl.constexpr, PRECISION: tl.constexpr):
+def _rows_kernel(x_ptr, w_ptr, t_ptr, scale_ptr, lse_ptr, loss_ptr, gx_ptr, N, V, C, BLOCK_N: tl.constexpr,
+                 BLOCK_V: tl.constexpr, CP: tl.constexpr, PRECISION: tl.constexpr, WITH_GRAD: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)                              # (BN,)
     ks = tl.arange(0, CP)
     x = _load_tile(x_ptr, rows, ks, N, C)                                                  # (BN, CP)
-    t = tl.load(t_ptr + rows, mask=rows < N, other=-1).to(tl.int32)                      # (BN,)
+    t = tl.load(t_ptr + rows, mask=rows < N, other=-1).to(tl.int32)                      # (BN,), -1: ignored
+    w_t = _load_tile(w_ptr, tl.maximum(t, 0), ks, V, C)                                    # (BN, CP) target rows
+    z_t = tl.sum(x.to(tl.float32) * w_t.to(tl.float32), 1)                                # the target's logit
     m = tl.full((BLOCK_N,), float("-inf"), tl.float32)   # running max of the row's logits
     s = tl.zeros((BLOCK_N,), tl.float32)                 # running sum of exp(logit - m)
-    z_t = tl.zeros((BLOCK_N,), tl.float32)               # the target's logit
+    acc = tl.zeros((BLOCK_N, CP), tl.float32)            # running sum of exp(logit - m) * w[v]
     for v0 in range(0, V, BLOCK_V):
         cols = v0 + tl.arange(0, BLOCK_V)                                                  # (BV,)
         w = _load_tile(w_ptr, cols, ks, V, C)                                              # (BV, CP)
         z = tl.dot(x, tl.trans(w), input_precision=PRECISION)                             # (BN, BV) float32
         z = tl.where(cols[None, :] < V, z, float("-inf"))
         m_new = tl.maximum(m, tl.max(z, 1))
-        s = s * tl.exp(m - m_new) + tl.sum(tl.exp(z - m_new[:, None]), 1)   # rescale the old sum to the new max
+        alpha = tl.exp(m - m_new)                        # rescales what was summed under the old max
+        p = tl.exp(z - m_new[:, None])                                                     # (BN, BV)
+        s = s * alpha + tl.sum(p, 1)
+        if WITH_GRAD:
+            acc = acc * alpha[:, None] + tl.dot(p.to(w.dtype), w, input_precision=PRECISION)   # (BN, BV) @ (BV, CP)
         m = m_new
-        z_t += tl.sum(tl.where(cols[None, :] == t[:, None], z, 0.0), 1)
     lse = m + tl.log(s)
     tl.store(lse_ptr + rows, lse, mask=rows < N)
     tl.store(loss_ptr + rows, tl.where(t >= 0, lse - z_t, 0.0), mask=rows < N)
+    if WITH_GRAD:   # (softmax @ w - w[t]) / n_valid; ignored (and out-of-range) rows get no gradient
+        row_scale = tl.where(t >= 0, tl.load(scale_ptr), 0.0)
+        gx = (acc / s[:, None] - w_t.to(tl.float32)) * row_scale[:, None]
+        tl.store(gx_ptr + rows[:, None] * C + ks[None, :], gx.to(gx_ptr.dtype.element_ty),
+                 mask=(rows[:, None] < N) & (ks[None, :] < C))
 
 
 @triton.jit
-def _load_rows(x_ptr, t_ptr, lse_ptr, rows, ks, N, C):
-    """The backward kernels' per-row inputs: x (BN, CP), targets (BN,) (-1 beyond N) and log-sum-exps (BN,)."""
-    x = _load_tile(x_ptr, rows, ks, N, C)
-    t = tl.load(t_ptr + rows, mask=rows < N, other=-1).to(tl.int32)
-    return x, t, tl.load(lse_ptr + rows, mask=rows < N, other=0.0)
-
-
-@triton.jit
-def _dlogits(x, w, cols, t, lse, row_scale, V, PRECISION: tl.constexpr):
-    """d loss / d logits of one (BN, BV) tile, recomputed: (softmax - onehot(target)) * row_scale."""
-    z = tl.dot(x, tl.trans(w), input_precision=PRECISION)                                 # (BN, BV)
-    p = tl.where(cols[None, :] < V, tl.exp(z - lse[:, None]), 0.0)
-    return (p - tl.where(cols[None, :] == t[:, None], 1.0, 0.0)) * row_scale[:, None]
-
-
-@triton.jit
-def _grad_x_kernel(x_ptr, w_ptr, t_ptr, lse_ptr, scale_ptr, gx_ptr, N, V, C,
-                   BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, CP: tl.constexpr, PRECISION: tl.constexpr):
-    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+def _vocab_kernel(x_ptr, w_ptr, t_ptr, lse_ptr, scale_ptr, gw_ptr, N, V, C,
+                  BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, CP: tl.constexpr, PRECISION: tl.constexpr):
+    cols = tl.program_id(0) * BLOCK_V + tl.arange(0, BLOCK_V)                              # (BV,)
     ks = tl.arange(0, CP)
-    x, t, lse = _load_rows(x_ptr, t_ptr, lse_ptr, rows, ks, N, C)
-    row_scale = tl.where(t >= 0, tl.load(scale_ptr), 0.0)      # ignored (and out-of-range) rows get no gradient
-    acc = tl.zeros((BLOCK_N, CP), tl.float32)
-    for v0 in range(0, V, BLOCK_V):
-        cols = v0 + tl.arange(0, BLOCK_V)
-        w = _load_tile(w_ptr, cols, ks, V, C)
-        dz = _dlogits(x, w, cols, t, lse, row_scale, V, PRECISION)
-        acc += tl.dot(dz.to(w.dtype), w, input_precision=PRECISION)                         # (BN, BV) @ (BV, CP)
-    tl.store(gx_ptr + rows[:, None] * C + ks[None, :], acc.to(gx_ptr.dtype.element_ty),
-             mask=(rows[:, None] < N) & (ks[None, :] < C))
-
-
-@triton.jit
-def _grad_w_kernel(x_ptr, w_ptr, t_ptr, lse_ptr, scale_ptr, gw_ptr, N, V, C,
-                   BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, CP: tl.constexpr, PRECISION: tl.constexpr):
-    cols = tl.program_id(0) * BLOCK_V + tl.arange(0, BLOCK_V)
-    ks = tl.arange(0, CP)
-    w = _load_tile(w_ptr, cols, ks, V, C)
+    w = _load_tile(w_ptr, cols, ks, V, C)                                                  # (BV, CP)
     scale = tl.load(scale_ptr)
     acc = tl.zeros((BLOCK_V, CP), tl.float32)
     for n0 in range(0, N, BLOCK_N):
         rows = n0 + tl.arange(0, BLOCK_N)
-        x, t, lse = _load_rows(x_ptr, t_ptr, lse_ptr, rows, ks, N, C)
-        dz = _dlogits(x, w, cols, t, lse, tl.where(t >= 0, scale, 0.0), V, PRECISION)
+        x = _load_tile(x_ptr, rows, ks, N, C)                                              # (BN, CP)
+        t = tl.load(t_ptr + rows, mask=rows < N, other=-1).to(tl.int32)
+        lse = tl.load(lse_ptr + rows, mask=rows < N, other=0.0)
+        z = tl.dot(x, tl.trans(w), input_precision=PRECISION)                             # (BN, BV) recomputed
+        p = tl.where(cols[None, :] < V, tl.exp(z - lse[:, None]), 0.0)                    # the softmax
+        dz = (p - tl.where(cols[None, :] == t[:, None], 1.0, 0.0)) * tl.where(t >= 0, scale, 0.0)[:, None]
         acc += tl.dot(tl.trans(dz.to(x.dtype)), x, input_precision=PRECISION)              # (BV, BN) @ (BN, CP)
     tl.store(gw_ptr + cols[:, None] * C + ks[None, :], acc, mask=(cols[:, None] < V) & (ks[None, :] < C))
 
@@ -125,61 +108,66 @@ def _grad_w_kernel(x_ptr, w_ptr, t_ptr, lse_ptr, scale_ptr, gw_ptr, N, V, C,
 
 def _configs(big_c, swap):
     """Candidate tiles (BLOCK_N, BLOCK_V, warps, pipeline stages): a few, since each costs a compile. Wide hidden
-    sizes need short row tiles to keep the (BLOCK, C) float32 accumulator in registers. grad_w tiles the vocabulary
-    where the other two tile rows (swap: its BLOCK_V takes the row kernels' BLOCK_N)."""
+    sizes need short row tiles to keep the (BLOCK, C) float32 accumulator in registers. The vocab kernel tiles the
+    vocabulary where the rows kernel tiles rows (swap: its BLOCK_V takes the rows kernel's BLOCK_N)."""
     tiles = ([(16, 64, 4, 2), (32, 64, 8, 2), (16, 128, 8, 2), (32, 128, 8, 2)] if big_c else
              [(64, 64, 4, 2), (64, 128, 8, 2), (128, 64, 8, 2), (128, 128, 8, 3)])
     return [triton.Config({"BLOCK_N": bv, "BLOCK_V": bn} if swap else {"BLOCK_N": bn, "BLOCK_V": bv}, num_warps=w,
                           num_stages=s) for bn, bv, w, s in tiles]
 
 
-_KERNELS = {"forward": _forward_kernel, "grad_x": _grad_x_kernel, "grad_w": _grad_w_kernel}
+_KERNELS = {"rows": _rows_kernel, "vocab": _vocab_kernel}
 _TUNED = {}   # (kernel name, C > 256) -> the autotuned kernel
 
 
-def _launch(name, n, *args, CP, PRECISION):
-    """Run kernel `name` over n rows (grad_w: n vocabulary rows), one program per block of them."""
-    block = "BLOCK_V" if name == "grad_w" else "BLOCK_N"
+def _launch(name, n, *args, **constants):
+    """Run kernel `name` over n rows (vocab: n vocabulary rows), one program per block of them."""
+    block = "BLOCK_V" if name == "vocab" else "BLOCK_N"
     if INTERPRET:   # the interpreter: small fixed tiles (Triton's dot needs at least 16 x 16)
         blocks = {"BLOCK_N": 16, "BLOCK_V": 32}
-        _KERNELS[name][(triton.cdiv(n, blocks[block]),)](*args, **blocks, CP=CP, PRECISION=PRECISION)
+        _KERNELS[name][(triton.cdiv(n, blocks[block]),)](*args, **blocks, **constants)
         return
-    key = (name, CP > 256)
-    if key not in _TUNED:
-        _TUNED[key] = triton.autotune(configs=_configs(CP > 256, name == "grad_w"), key=["V", "C"])(_KERNELS[name])
-    _TUNED[key][lambda meta: (triton.cdiv(n, meta[block]),)](*args, CP=CP, PRECISION=PRECISION)
+    key = (name, constants["CP"] > 256)
+    if key not in _TUNED:   # re-tuned per width and vocabulary, and per WITH_GRAD (the rows kernel's two variants)
+        _TUNED[key] = triton.autotune(configs=_configs(key[1], name == "vocab"),
+                                      key=["V", "C"] + ["WITH_GRAD"] * (name == "rows"))(_KERNELS[name])
+    _TUNED[key][lambda meta: (triton.cdiv(n, meta[block]),)](*args, **constants)
 
 
 class FusedLinearCrossEntropy(torch.autograd.Function):
-    """cross_entropy(x @ weight.T, targets, ignore_index=-1): forward saves x, weight and one float per row (lse);
-    backward recomputes the logits tile by tile."""
+    """cross_entropy(x @ weight.T, targets, ignore_index=-1): forward computes the loss and, in the same pass, the
+    gradient w.r.t. x; backward recomputes the logits tile by tile for the gradient w.r.t. the weight."""
 
     @staticmethod
-    def forward(ctx, x, weight, targets):
+    def forward(ctx, x, weight, targets, with_grad_x):
         device_type = x.device.type
         dt = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
         xc, wc, t = x.to(dt).contiguous(), weight.to(dt).contiguous(), targets.contiguous()   # matmuls in dt
         (N, C), V = xc.shape, wc.shape[0]
+        n_valid = (t != -1).sum().to(torch.float32)   # like F.cross_entropy: the mean over targets not ignored
+        scale = (1 / n_valid).reshape(1)              # on the device: no host synchronisation
         lse = torch.empty(N, dtype=torch.float32, device=x.device)
         loss_rows = torch.empty(N, dtype=torch.float32, device=x.device)
+        grad_x = torch.empty(N, C, dtype=x.dtype, device=x.device) if with_grad_x else lse   # (lse: unused stand-in)
         # float32 inputs multiply in full float32 ("ieee"), as the plain path does with TF32 off; bf16/fp16 ignore it
         ctx.cp, ctx.precision = max(16, triton.next_power_of_2(C)), "ieee" if dt.itemsize >= 4 else "tf32"
-        _launch("forward", N, xc, wc, t, lse, loss_rows, N, V, C, CP=ctx.cp, PRECISION=ctx.precision)
-        n_valid = (t != -1).sum().to(torch.float32)   # like F.cross_entropy: the mean over targets not ignored
-        ctx.save_for_backward(xc, wc, t, lse, n_valid)
-        ctx.x_dtype, ctx.w_dtype = x.dtype, weight.dtype
+        _launch("rows", N, xc, wc, t, scale, lse, loss_rows, grad_x, N, V, C, CP=ctx.cp, PRECISION=ctx.precision,
+                WITH_GRAD=with_grad_x)
+        ctx.save_for_backward(xc, wc, t, lse, scale, grad_x if with_grad_x else None)
+        ctx.w_dtype = weight.dtype
         return loss_rows.sum() / n_valid
 
     @staticmethod
     def backward(ctx, grad_loss):
-        xc, wc, t, lse, n_valid = ctx.saved_tensors
+        xc, wc, t, lse, scale, grad_x = ctx.saved_tensors
         (N, C), V = xc.shape, wc.shape[0]
-        scale = (grad_loss.to(torch.float32) / n_valid).reshape(1)   # on the device: no host synchronisation
-        grad_x = torch.empty(N, C, dtype=ctx.x_dtype, device=xc.device)
-        grad_w = torch.empty(V, C, dtype=torch.float32, device=xc.device)
-        _launch("grad_x", N, xc, wc, t, lse, scale, grad_x, N, V, C, CP=ctx.cp, PRECISION=ctx.precision)
-        _launch("grad_w", V, xc, wc, t, lse, scale, grad_w, N, V, C, CP=ctx.cp, PRECISION=ctx.precision)
-        return grad_x, grad_w.to(ctx.w_dtype), None
+        g = grad_loss.to(torch.float32).reshape(1)
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.empty(V, C, dtype=torch.float32, device=xc.device)
+            _launch("vocab", V, xc, wc, t, lse, scale * g, grad_w, N, V, C, CP=ctx.cp, PRECISION=ctx.precision)
+            grad_w = grad_w.to(ctx.w_dtype)
+        return (grad_x * g.to(grad_x.dtype) if grad_x is not None else None), grad_w, None, None
 
 
 def check_supported(device_type, C):
@@ -197,4 +185,5 @@ def fused_cross_entropy(x, weight, targets):
     """The mean next-token loss of hidden states x (N, C) under head weight (V, C) with targets (N,) (-1 ignored),
     never materialising the (N, V) logits. Needs a CUDA device (or TRITON_INTERPRET=1 on CPU) and C <= MAX_C."""
     check_supported(x.device.type, x.size(-1))
-    return FusedLinearCrossEntropy.apply(x, weight, targets)
+    # the gradient w.r.t. x is computed with the loss, so only when it will be wanted (not in evaluation)
+    return FusedLinearCrossEntropy.apply(x, weight, targets, torch.is_grad_enabled() and x.requires_grad)

@@ -55,6 +55,16 @@ def test_benchmark_profile_lists_the_costliest_operations(capsys):
     assert "aten::mm" in table                                                   # the matmuls are among them
 
 
+def test_path_modifiers_pick_the_compile_mode():
+    specs = ("plain", "fused+cg", "chunked+ma@4", "auto+cg+ma", "auto+ma+cg")
+    modes = {spec: bench.parse_path(spec, 8) for spec in specs}
+    assert {spec: p["compile_mode"] for spec, p in modes.items()} == {
+        "plain": "default", "fused+cg": "reduce-overhead", "chunked+ma@4": "max-autotune-no-cudagraphs",
+        "auto+cg+ma": "max-autotune", "auto+ma+cg": "max-autotune"}
+    assert modes["chunked+ma@4"]["micro"] == 4 and not modes["chunked+ma@4"]["cuda_graphs"]
+    assert modes["auto+cg+ma"]["cuda_graphs"] and modes["auto+cg+ma"]["loss"] == "auto"
+
+
 def test_benchmark_refuses_bad_flags():
     with pytest.raises(SystemExit, match="--models: model name 'gpt2'"):
         bench.parse_args(["--models", "gpt2"])
@@ -62,3 +72,5 @@ def test_benchmark_refuses_bad_flags():
         bench.parse_args(["--batch_size", "8", "--paths", "plain,fused@3"])
     with pytest.raises(SystemExit, match="'fast' is not LOSS"):
         bench.parse_args(["--paths", "plain,fast"])
+    with pytest.raises(SystemExit, match="'fused[+]cg[+]cg' is not LOSS"):
+        bench.parse_args(["--paths", "plain,fused+cg+cg"])

@@ -42,6 +42,22 @@ def test_fused_equals_plain_in_float32(N, C, V):
         assert abs(fused_cross_entropy(x, weight, targets).item() - ref[0].item()) < 1e-5
 
 
+@pytest.mark.parametrize("frozen", ["x", "weight"])
+def test_fused_gradient_of_one_input_alone(frozen):
+    """Only the gradients asked for are computed (the rows kernel skips its gradient work for a frozen x, backward
+    skips the vocab kernel for a frozen weight), and they are the plain loss's."""
+    g = torch.Generator().manual_seed(7)
+    x, weight = torch.randn(40, 32, generator=g).to(DEVICE), torch.randn(70, 32, generator=g).to(DEVICE)
+    targets = torch.randint(0, 70, (40,), generator=g).to(DEVICE)
+    grads = []
+    for fn in (lambda a, w: F.cross_entropy(a @ w.T, targets), lambda a, w: fused_cross_entropy(a, w, targets)):
+        a, w = x.clone().requires_grad_(frozen != "x"), weight.clone().requires_grad_(frozen != "weight")
+        fn(a, w).backward()
+        assert (a.grad is None) == (frozen == "x") and (w.grad is None) == (frozen == "weight")
+        grads.append(w.grad if frozen == "x" else a.grad)
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-5, rtol=1e-5)
+
+
 def test_model_with_fused_loss_trains_like_the_plain_one():
     torch.manual_seed(2)
     model = GPT(GPTConfig(n_layer=2, n_embd=32, vocab_size=500, block_size=16)).to(DEVICE)
