@@ -21,20 +21,24 @@ The first path is the baseline. Each model prints, per path: tokens/s, step time
 matmul rate measured first, or --peak_flops), peak memory (torch.cuda.max_memory_allocated on a GPU; on a CPU the
 growth of the process's peak resident memory, "n/a" where Linux does not report it) and the first step's loss (the
 paths must agree); then each path's ratios to the baseline. On a GPU the default paths are plain (bf16 +
-torch.compile + fused AdamW) and auto+cg, what README.md recommends.
+torch.compile + fused AdamW) and auto+cg, what README.md recommends. First it times train.py's data loading (the
+host's share of a step), which must stay under the step times for the GPU never to wait.
 """
 import argparse
 import gc
 import json
 import re
+import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from model import GPT, LOSS_KINDS, config_from_name, mfu, peak_flops
 from simplify import write_atomic
+from train import TokenBlocks, block_ids
 
 # -----------------------------------------------------------------------------
 # Measuring
@@ -70,6 +74,25 @@ def measure_matmul_peak(device, n=8192, reps=20):
     end.record()
     torch.cuda.synchronize(device)
     return 2 * n ** 3 * reps / (start.elapsed_time(end) / 1e3)
+
+
+def time_data_loading(args, device, reps=20):
+    """Seconds train.py's host side takes to fetch one batch: the block order, the gather from a memmapped token file
+    and the copy to the device. The GPU runs ahead while the host fetches, so this must stay well under a step."""
+    with tempfile.TemporaryDirectory() as d:
+        dtype = np.uint16 if args.vocab_size < 2 ** 16 else np.uint32
+        n_blocks = 64 * args.batch_size
+        tokens = np.random.default_rng(args.seed).integers(0, args.vocab_size, n_blocks * args.block_size + 1)
+        tokens.astype(dtype).tofile(Path(d) / "train.bin")
+        data = TokenBlocks(Path(d) / "train.bin", dtype, args.block_size, args.vocab_size)
+        sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+        data.get(block_ids(0, args.batch_size, data.n, args.seed), device)
+        sync()
+        t0 = time.perf_counter()
+        for i in range(1, reps + 1):
+            data.get(block_ids(i * args.batch_size, args.batch_size, data.n, args.seed), device)
+        sync()
+        return (time.perf_counter() - t0) / reps
 
 
 def print_profile(model_name, path_name, run_step, device_type, rows):
@@ -220,10 +243,10 @@ def parse_args(argv=None):
     return args
 
 
-def write_json(args, device_name, dtype, results):
+def write_json(args, device_name, dtype, data_s, results):
     out = {"device": device_name, "dtype": dtype, "compile": args.compile, "vocab_size": args.vocab_size,
            "batch_size": args.batch_size, "block_size": args.block_size, "torch": torch.__version__,
-           "results": results}
+           "data_loading_s_per_batch": data_s, "results": results}
     write_atomic(args.json, lambda p: Path(p).write_text(json.dumps(out, indent=1)))
 
 
@@ -242,6 +265,9 @@ def main(argv=None):
     print(f"bench: {name}, {dtype}, compile {args.compile}, V={args.vocab_size}, {args.batch_size} x {args.block_size}"
           f" tokens per step, {args.warmup} warm-up + {args.steps} timed steps per path; chunked loss: "
           f"{args.loss_chunk} rows")
+    data_s = time_data_loading(args, device)
+    print(f"bench: train.py's data loading takes {data_s * 1e3:.2f} ms per batch on the host (block order, memmap "
+          f"gather, copy to {device}), hidden behind any step longer than that")
     g = torch.Generator().manual_seed(args.seed)
     batches = torch.randint(0, args.vocab_size, (3, args.batch_size, args.block_size + 1), generator=g).to(device)
     results = []
@@ -263,7 +289,7 @@ def main(argv=None):
                   + f", first loss difference {abs(r['first_loss'] - base['first_loss']):.2e}", flush=True)
         results.append({"model": model_name, "paths": rows, "over_baseline": ratios})
         if args.json:
-            write_json(args, name, dtype, results)   # after each model: a run cut short keeps what it measured
+            write_json(args, name, dtype, data_s, results)   # after each model: a run cut short keeps what it measured
     return results
 
 

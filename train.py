@@ -136,8 +136,10 @@ class TokenBlocks:
 
     def get(self, block_ids, device):
         """block_ids (b,) -> inputs x and targets y, both (b, T) int64 on device."""
-        T = self.T
-        buf = torch.from_numpy(np.stack([self.tokens[i * T: i * T + T + 1] for i in block_ids]).astype(np.int64))
+        idx = np.asarray(block_ids, np.int64)[:, None] * self.T + np.arange(self.T + 1)   # (b, T + 1) positions
+        # one gather from the memmap: a slice per block costs ~5 us each, 2.7 ms for 512 blocks, as long as a
+        # small model's whole GPU step
+        buf = torch.from_numpy(self.tokens[idx].astype(np.int64))
         buf = buf.pin_memory().to(device, non_blocking=True) if device.startswith("cuda") else buf.to(device)
         return buf[:, :-1], buf[:, 1:]
 

@@ -16,6 +16,8 @@ def test_benchmark_prints_every_path_and_its_ratio_to_the_first(tmp_path, capsys
     finally:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
+    data_ms = re.search(r"train.py's data loading takes ([\d.]+) ms per batch on the host", out)
+    assert data_ms and 0 < float(data_ms[1]) < 1000, out
     rows = {}
     for path, micro in (("plain", 4), ("chunked", 4), ("auto@2", 2)):
         m = re.search(rf"h32-L2 +{path} +micro {micro} +\| tokens/s +([\d.]+)k \| step +([\d.]+) ms \| MFU +n/a \| "
@@ -37,6 +39,7 @@ def test_benchmark_prints_every_path_and_its_ratio_to_the_first(tmp_path, capsys
     assert (chunked["loss"], chunked["loss_chunk"], plain["loss"], plain["loss_chunk"]) == ("chunked", 100, "plain", 0)
     assert auto["loss"] == "plain" and plain["timed_steps"] == 2      # auto is plain on a CPU
     saved = json.loads((tmp_path / "b.json").read_text())
+    assert saved["data_loading_s_per_batch"] == pytest.approx(float(data_ms[1]) / 1e3, abs=1e-5)
     assert saved["vocab_size"] == 2000 and saved["results"][0]["over_baseline"]["chunked"]["tokens_per_s"] > 0
 
 

@@ -67,6 +67,15 @@ def test_unigram_baseline_by_hand(tmp_path):
     assert b["unigram_val_xent"] == pytest.approx(-(np.log(p[0]) + np.log(p[3])) / 2)
 
 
+def test_blocks_are_the_file_cut_in_T_with_targets_shifted_by_one(tmp_path):
+    np.arange(23, dtype=np.uint16).tofile(tmp_path / "t.bin")        # 23 tokens, T = 5: (23 - 1) // 5 = 4 blocks
+    data = TokenBlocks(tmp_path / "t.bin", "uint16", 5, 100)
+    x, y = data.get(np.array([3, 0, 3]), "cpu")
+    assert data.n == 4 and x.dtype == y.dtype == torch.int64
+    assert x.tolist() == [[15, 16, 17, 18, 19], [0, 1, 2, 3, 4], [15, 16, 17, 18, 19]]
+    assert y.tolist() == [[16, 17, 18, 19, 20], [1, 2, 3, 4, 5], [16, 17, 18, 19, 20]]   # the next token of each
+
+
 def test_cli_flags_come_from_the_dataclass():
     cfg = parse_args(["--lr", "1e-3", "--max_tokens", "2.1e9", "--compile", "--model", "h256-L4"])
     assert cfg.lr == 1e-3 and cfg.max_tokens == 2_100_000_000 and cfg.compile is True and cfg.model == "h256-L4"
