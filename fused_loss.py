@@ -106,18 +106,23 @@ def _vocab_kernel(x_ptr, w_ptr, t_ptr, lse_ptr, scale_ptr, gw_ptr, N, V, C,
 # the interpreter runs one small fixed configuration.
 
 
-def _configs(big_c, swap):
-    """Candidate tiles (BLOCK_N, BLOCK_V, warps, pipeline stages): a few, since each costs a compile. Wide hidden
-    sizes need short row tiles to keep the (BLOCK, C) float32 accumulator in registers. The vocab kernel tiles the
-    vocabulary where the rows kernel tiles rows (swap: its BLOCK_V takes the rows kernel's BLOCK_N)."""
-    tiles = ([(16, 64, 4, 2), (32, 64, 8, 2), (16, 128, 8, 2), (32, 128, 8, 2)] if big_c else
-             [(64, 64, 4, 2), (64, 128, 8, 2), (128, 64, 8, 2), (128, 128, 8, 3)])
+def _configs(cp, swap):
+    """Candidate tiles (BLOCK_N, BLOCK_V, warps, pipeline stages) for width CP: a few, since each costs a compile.
+    The (BLOCK, CP) float32 accumulator must sit in registers: compiled for an H100 (sm_90, Triton 3.7), the 64- and
+    128-row tiles stay within its 255 registers per thread up to CP = 64; at CP = 128 most of them and at CP = 256
+    all of them spill to local memory (160 to 1,950 bytes per thread), where 32-row tiles with 8 warps still fit.
+    Smaller tiles reread x and w more often, so both kinds are offered there and the autotuner times them. Wide
+    hidden sizes need short row tiles. The vocab kernel tiles the vocabulary where the rows kernel tiles rows (swap:
+    its BLOCK_V takes the rows kernel's BLOCK_N)."""
+    large = [(64, 64, 4, 2), (64, 128, 8, 2), (128, 64, 8, 2), (128, 128, 8, 3)]
+    tiles = ([(16, 64, 4, 2), (32, 64, 8, 2), (16, 128, 8, 2), (32, 128, 8, 2)] if cp > 256 else
+             large + [(32, 32, 8, 2), (32, 64, 8, 2)] if cp > 64 else large)
     return [triton.Config({"BLOCK_N": bv, "BLOCK_V": bn} if swap else {"BLOCK_N": bn, "BLOCK_V": bv}, num_warps=w,
                           num_stages=s) for bn, bv, w, s in tiles]
 
 
 _KERNELS = {"rows": _rows_kernel, "vocab": _vocab_kernel}
-_TUNED = {}   # (kernel name, C > 256) -> the autotuned kernel
+_TUNED = {}   # (kernel name, CP) -> the autotuned kernel
 
 
 def _launch(name, n, *args, **constants):
@@ -127,7 +132,7 @@ def _launch(name, n, *args, **constants):
         blocks = {"BLOCK_N": 16, "BLOCK_V": 32}
         _KERNELS[name][(triton.cdiv(n, blocks[block]),)](*args, **blocks, **constants)
         return
-    key = (name, constants["CP"] > 256)
+    key = (name, constants["CP"])
     if key not in _TUNED:   # re-tuned per width and vocabulary, and per WITH_GRAD (the rows kernel's two variants)
         _TUNED[key] = triton.autotune(configs=_configs(key[1], name == "vocab"),
                                       key=["V", "C"] + ["WITH_GRAD"] * (name == "rows"))(_KERNELS[name])

@@ -2,6 +2,12 @@
 
 Without a GPU the Triton kernels run in Triton's CPU interpreter (conftest.py sets TRITON_INTERPRET=1), which
 multiplies float32 and float64 but not bf16; tests/test_gpu.py checks bf16 on a GPU."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -118,3 +124,22 @@ def test_compiled_model_calls_the_fused_loss_through_a_graph_break():
     plain.backward()
     assert abs(loss.item() - plain.item()) < 1e-5
     torch.testing.assert_close(grad, model.lm_head.weight.grad, atol=1e-6, rtol=1e-4)
+
+
+
+@pytest.mark.skipif(not (Path(fused_loss.triton.__file__).parent / "backends/nvidia/bin/cuobjdump").exists(),
+                    reason="needs Triton's bundled CUDA tools (its Linux x86-64 wheels have them)")
+@pytest.mark.parametrize("cp", [32, 256])
+def test_every_candidate_tile_fits_an_h100(cp):
+    """Compiled offline for sm_90 (tests/h100_resources.py): every tile the autotuner may try fits the H100's 227 KiB
+    of shared memory per block (one that does not would be dropped silently at run time); at CP = 32 none spills
+    registers to local memory; at CP = 256, where the four large tiles spill, the two small ones do not."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}   # compile for real, not interpret
+    out = subprocess.run([sys.executable, str(Path(__file__).parent / "h100_resources.py"), str(cp)], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    usage = json.loads(out)
+    for name, rows in usage.items():
+        assert len(rows) == len(fused_loss._configs(cp, name == "vocab"))
+        assert all(r["shared"] <= 227 * 1024 for r in rows), (name, rows)
+        spills = [r["stack"] > 0 for r in rows]
+        assert not any(spills if cp == 32 else spills[4:]), (name, rows)   # 256: the two 32-row tiles added
