@@ -21,6 +21,14 @@ the values, so the kernel that computes the loss can compute it in the same pass
     vocab  (backward) one program per BLOCK_V vocabulary rows, looping over all N rows: recompute z, the
            softmax p = exp(z - lse), dz = (p - onehot(t)) * g / n_valid, accumulate dz.T @ x   -> grad_w (BLOCK_V, C)
 
+At small C these loops are bound by instructions per logit, not by the matmuls (tensor cores) or memory, so the
+element-wise work is kept lean: exponentials as exp2 of a multiply-add (tl.exp compiles to six instructions with
+denormal handling; softmax terms below 2^-126 do not matter), only the rows kernel's last tile masks the columns
+past V, the vocab kernel never masks them (those rows of its accumulator are not stored) and scales its tile once
+at the end. Compiled for an H100 (tests/h100_resources.py), a 64 x 64 tile at C = 32 takes 259 instructions per
+thread in the rows loop and 300 in the vocab loop, from 454 and 629 with tl.exp and masks everywhere; the earlier
+three-kernel version that README.md's GPU table measured took 518 + 474 + 629.
+
 The price is computing the logits twice (4 matmuls of N x C x V instead of the plain path's 3), cheap while C is
 small, where the memory traffic dominates; at C >= 512 the matmuls dominate and model.py's chunked loss is the
 better choice (README.md has the measured table). The kernels hold a (BLOCK, C) float32 accumulator in registers,
@@ -34,6 +42,7 @@ import torch
 import triton
 import triton.language as tl
 
+LOG2E = tl.constexpr(1.4426950408889634)   # exp(x) = exp2(x * LOG2E): exp2 is the GPU's one-instruction exponential
 MAX_C = 1024   # widest hidden size the kernels take (the register accumulators grow with C)
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"   # Triton's CPU interpreter: tests run the kernels on CPU
 
@@ -49,6 +58,23 @@ def _load_tile(ptr, idx, ks, n, C):
 
 
 @triton.jit
+def _softmax_tile(x, w, cols, V, m, s, acc, LAST: tl.constexpr, WITH_GRAD: tl.constexpr, PRECISION: tl.constexpr):
+    """One vocabulary tile of the rows kernel: logits z = x @ w.T, then the running max m, the sum s of exp(z - m)
+    and (training) acc, the sum of exp(z - m) * w[v], each rescaled when m grows. LAST: the tile that runs past the
+    vocabulary (only that one pays for masking the columns >= V)."""
+    z = tl.dot(x, tl.trans(w), input_precision=PRECISION)                                 # (BN, BV) float32
+    if LAST:
+        z = tl.where(cols[None, :] < V, z, float("-inf"))
+    m_new = tl.maximum(m, tl.max(z, 1))
+    alpha = tl.math.exp2((m - m_new) * LOG2E)            # rescales what was summed under the old max
+    p = tl.math.exp2(z * LOG2E - (m_new * LOG2E)[:, None])   # exp(z - m_new): one multiply-add and one exp2
+    s = s * alpha + tl.sum(p, 1)
+    if WITH_GRAD:
+        acc = acc * alpha[:, None] + tl.dot(p.to(w.dtype), w, input_precision=PRECISION)     # (BN, BV) @ (BV, CP)
+    return m_new, s, acc
+
+
+@triton.jit
 def _rows_kernel(x_ptr, w_ptr, t_ptr, scale_ptr, lse_ptr, loss_ptr, gx_ptr, N, V, C, BLOCK_N: tl.constexpr,
                  BLOCK_V: tl.constexpr, CP: tl.constexpr, PRECISION: tl.constexpr, WITH_GRAD: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)                              # (BN,)
@@ -60,18 +86,15 @@ def _rows_kernel(x_ptr, w_ptr, t_ptr, scale_ptr, lse_ptr, loss_ptr, gx_ptr, N, V
     m = tl.full((BLOCK_N,), float("-inf"), tl.float32)   # running max of the row's logits
     s = tl.zeros((BLOCK_N,), tl.float32)                 # running sum of exp(logit - m)
     acc = tl.zeros((BLOCK_N, CP), tl.float32)            # running sum of exp(logit - m) * w[v]
-    for v0 in range(0, V, BLOCK_V):
+    v_full = V - V % BLOCK_V
+    for v0 in range(0, v_full, BLOCK_V):
         cols = v0 + tl.arange(0, BLOCK_V)                                                  # (BV,)
-        w = _load_tile(w_ptr, cols, ks, V, C)                                              # (BV, CP)
-        z = tl.dot(x, tl.trans(w), input_precision=PRECISION)                             # (BN, BV) float32
-        z = tl.where(cols[None, :] < V, z, float("-inf"))
-        m_new = tl.maximum(m, tl.max(z, 1))
-        alpha = tl.exp(m - m_new)                        # rescales what was summed under the old max
-        p = tl.exp(z - m_new[:, None])                                                     # (BN, BV)
-        s = s * alpha + tl.sum(p, 1)
-        if WITH_GRAD:
-            acc = acc * alpha[:, None] + tl.dot(p.to(w.dtype), w, input_precision=PRECISION)   # (BN, BV) @ (BV, CP)
-        m = m_new
+        m, s, acc = _softmax_tile(x, _load_tile(w_ptr, cols, ks, V, C), cols, V, m, s, acc, False, WITH_GRAD,
+                                  PRECISION)
+    if v_full < V:
+        cols = v_full + tl.arange(0, BLOCK_V)
+        m, s, acc = _softmax_tile(x, _load_tile(w_ptr, cols, ks, V, C), cols, V, m, s, acc, True, WITH_GRAD,
+                                  PRECISION)
     lse = m + tl.log(s)
     tl.store(lse_ptr + rows, lse, mask=rows < N)
     tl.store(loss_ptr + rows, tl.where(t >= 0, lse - z_t, 0.0), mask=rows < N)
@@ -88,17 +111,18 @@ def _vocab_kernel(x_ptr, w_ptr, t_ptr, lse_ptr, scale_ptr, gw_ptr, N, V, C,
     cols = tl.program_id(0) * BLOCK_V + tl.arange(0, BLOCK_V)                              # (BV,)
     ks = tl.arange(0, CP)
     w = _load_tile(w_ptr, cols, ks, V, C)                                                  # (BV, CP)
-    scale = tl.load(scale_ptr)
     acc = tl.zeros((BLOCK_V, CP), tl.float32)
     for n0 in range(0, N, BLOCK_N):
         rows = n0 + tl.arange(0, BLOCK_N)
         x = _load_tile(x_ptr, rows, ks, N, C)                                              # (BN, CP)
         t = tl.load(t_ptr + rows, mask=rows < N, other=-1).to(tl.int32)
         lse = tl.load(lse_ptr + rows, mask=rows < N, other=0.0)
+        shift = tl.where(t >= 0, lse * LOG2E, float("inf"))   # ignored rows: exp2(-inf) = 0, and t = -1 hits no column
         z = tl.dot(x, tl.trans(w), input_precision=PRECISION)                             # (BN, BV) recomputed
-        p = tl.where(cols[None, :] < V, tl.exp(z - lse[:, None]), 0.0)                    # the softmax
-        dz = (p - tl.where(cols[None, :] == t[:, None], 1.0, 0.0)) * tl.where(t >= 0, scale, 0.0)[:, None]
+        # softmax - onehot(t); columns past the vocabulary get garbage here, but their rows of acc are never stored
+        dz = tl.math.exp2(z * LOG2E - shift[:, None]) - tl.where(cols[None, :] == t[:, None], 1.0, 0.0)
         acc += tl.dot(tl.trans(dz.to(x.dtype)), x, input_precision=PRECISION)              # (BV, BN) @ (BN, CP)
+    acc *= tl.load(scale_ptr)                            # g / n_valid, once per program rather than per logit
     tl.store(gw_ptr + cols[:, None] * C + ks[None, :], acc, mask=(cols[:, None] < V) & (ks[None, :] < C))
 
 # -----------------------------------------------------------------------------
@@ -108,15 +132,16 @@ def _vocab_kernel(x_ptr, w_ptr, t_ptr, lse_ptr, scale_ptr, gw_ptr, N, V, C,
 
 def _configs(cp, swap):
     """Candidate tiles (BLOCK_N, BLOCK_V, warps, pipeline stages) for width CP: a few, since each costs a compile.
-    The (BLOCK, CP) float32 accumulator must sit in registers: compiled for an H100 (sm_90, Triton 3.7), the 64- and
-    128-row tiles stay within its 255 registers per thread up to CP = 64; at CP = 128 most of them and at CP = 256
-    all of them spill to local memory (160 to 1,950 bytes per thread), where 32-row tiles with 8 warps still fit.
-    Smaller tiles reread x and w more often, so both kinds are offered there and the autotuner times them. Wide
-    hidden sizes need short row tiles. The vocab kernel tiles the vocabulary where the rows kernel tiles rows (swap:
-    its BLOCK_V takes the rows kernel's BLOCK_N)."""
-    large = [(64, 64, 4, 2), (64, 128, 8, 2), (128, 64, 8, 2), (128, 128, 8, 3)]
-    tiles = ([(16, 64, 4, 2), (32, 64, 8, 2), (16, 128, 8, 2), (32, 128, 8, 2)] if cp > 256 else
-             large + [(32, 32, 8, 2), (32, 64, 8, 2)] if cp > 64 else large)
+    The (BLOCK, CP) float32 accumulator must sit in registers and the tiles of x and w in shared memory, so wider
+    hidden sizes take shorter tiles. Chosen by compiling each for an H100 (sm_90, Triton 3.7) without a GPU
+    (tests/h100_resources.py; a test checks every one fits its 227 KiB of shared memory): up to CP = 128 none
+    spills registers; at 256 the 64- and 128-row tiles spill up to 600 bytes per thread and 32-row ones little, so
+    both kinds are offered and the autotuner times them. The vocab kernel tiles the vocabulary where the rows kernel
+    tiles rows (swap: its BLOCK_V takes the rows kernel's BLOCK_N)."""
+    tiles = ([(64, 64, 4, 2), (64, 128, 8, 2), (128, 64, 8, 2), (128, 128, 8, 3)] if cp <= 128 else
+             [(64, 64, 4, 2), (64, 128, 8, 2), (128, 64, 8, 2), (32, 32, 8, 2), (32, 64, 8, 2)] if cp <= 256 else
+             [(16, 64, 4, 2), (32, 64, 8, 2), (16, 128, 8, 2), (32, 128, 8, 2)] if cp <= 512 else
+             [(16, 32, 4, 2), (16, 64, 4, 2), (16, 32, 8, 2), (32, 32, 8, 2)])
     return [triton.Config({"BLOCK_N": bv, "BLOCK_V": bn} if swap else {"BLOCK_N": bn, "BLOCK_V": bv}, num_warps=w,
                           num_stages=s) for bn, bv, w, s in tiles]
 

@@ -1,11 +1,13 @@
 """Compile fused_loss.py's kernels for an H100 (sm_90) without a GPU and print, per candidate tile of the autotuner,
-the shared memory and the local-memory stack (register spills) each needs, as JSON:
+the shared memory and the local-memory stack (register spills) each needs and the number of machine instructions
+per thread in its main loop (one pass over a tile of logits), as JSON:
 
     python tests/h100_resources.py 256        # CP, the hidden size rounded up to a power of two
 
 Uses Triton's compiler and the CUDA tools its Linux wheels bundle (ptxas, cuobjdump); TRITON_INTERPRET must be unset.
 tests/test_fused_loss.py runs it; it is also how the tiles in fused_loss._configs were chosen."""
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -27,16 +29,29 @@ def resources(kernel, config, cp):
            else "i32" if a in ("N", "V", "C") else "constexpr" for a in kernel.arg_names}
     constants = {k: v for k, v in dict(config.kwargs, CP=cp, PRECISION="tf32", WITH_GRAD=True).items()
                  if k in kernel.arg_names}
-    compiled = triton.compile(ASTSource(fn=kernel, signature=sig, constexprs=constants),
+    # what Triton's launcher tells the compiler at run time: pointers 16-byte aligned, integers divisible by 16 marked
+    # so (here the paper's step: N = 512 x 128 rows, V = 15,000, C = cp)
+    sizes = {"N": 512 * 128, "V": 15000, "C": cp}
+    attrs = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(kernel.arg_names)
+             if sig[a].startswith("*") or (sig[a] == "i32" and sizes[a] % 16 == 0)}
+    compiled = triton.compile(ASTSource(fn=kernel, signature=sig, constexprs=constants, attrs=attrs),
                               target=GPUTarget("cuda", 90, 32),
                               options={"num_warps": config.num_warps, "num_stages": config.num_stages})
     with tempfile.TemporaryDirectory() as d:
         cubin = Path(d) / "kernel.cubin"
         cubin.write_bytes(compiled.asm["cubin"])
-        usage = subprocess.run([str(CUOBJDUMP), "-res-usage", str(cubin)], capture_output=True, text=True,
-                               check=True).stdout
-    return compiled.metadata.shared, int(usage.split("STACK:")[1].split()[0])
+        usage, sass = (subprocess.run([str(CUOBJDUMP), flag, str(cubin)], capture_output=True, text=True,
+                                      check=True).stdout for flag in ("-res-usage", "-sass"))
+    return compiled.metadata.shared, int(usage.split("STACK:")[1].split()[0]), loop_instructions(sass)
 
+
+def loop_instructions(sass):
+    """Instructions in the longest loop of a SASS listing: from a backward branch's target to the branch."""
+    lines = re.findall(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)                      # (address, instruction)
+    addresses = [int(a, 16) for a, _ in lines]
+    loops = [(int(m[1], 16), a) for a, (_, text) in zip(addresses, lines)
+             if (m := re.search(r"BRA (0x[0-9a-f]+)", text)) and int(m[1], 16) < a]
+    return max((sum(start <= a <= end for a in addresses) for start, end in loops), default=0)
 
 if __name__ == "__main__":
     cp = int(sys.argv[1])
@@ -44,7 +59,7 @@ if __name__ == "__main__":
     for name, kernel in fused_loss._KERNELS.items():
         out[name] = []
         for config in fused_loss._configs(cp, name == "vocab"):
-            shared, stack = resources(kernel, config, cp)
+            shared, stack, loop = resources(kernel, config, cp)
             out[name].append({**config.kwargs, "warps": config.num_warps, "stages": config.num_stages,
-                              "shared": shared, "stack": stack})
+                              "shared": shared, "stack": stack, "loop_instructions": loop})
     print(json.dumps(out, indent=1))

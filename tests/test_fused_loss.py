@@ -28,8 +28,9 @@ def loss_and_grads(fn, x, weight, targets):
     return loss.detach(), a.grad, w.grad
 
 
-# N rows not a multiple of any tile; C a power of two, or not (padded to CP in the kernels); V not a multiple of 32
-@pytest.mark.parametrize("N,C,V", [(45, 32, 300), (100, 48, 515), (16, 64, 33)])
+# N rows not a multiple of any tile; C a power of two, or not (padded to CP in the kernels); V not a multiple of the
+# interpreter's 32-column tile (the rows kernel's last tile is masked), or one (no partial tile)
+@pytest.mark.parametrize("N,C,V", [(45, 32, 300), (100, 48, 515), (16, 64, 33), (37, 16, 96)])
 def test_fused_equals_plain_in_float32(N, C, V):
     g = torch.Generator().manual_seed(N + C + V)
     x = torch.randn(N, C, generator=g).to(DEVICE)
@@ -129,17 +130,15 @@ def test_compiled_model_calls_the_fused_loss_through_a_graph_break():
 
 @pytest.mark.skipif(not (Path(fused_loss.triton.__file__).parent / "backends/nvidia/bin/cuobjdump").exists(),
                     reason="needs Triton's bundled CUDA tools (its Linux x86-64 wheels have them)")
-@pytest.mark.parametrize("cp", [32, 256])
+@pytest.mark.parametrize("cp", [32, 256, 1024])
 def test_every_candidate_tile_fits_an_h100(cp):
     """Compiled offline for sm_90 (tests/h100_resources.py): every tile the autotuner may try fits the H100's 227 KiB
-    of shared memory per block (one that does not would be dropped silently at run time); at CP = 32 none spills
-    registers to local memory; at CP = 256, where the four large tiles spill, the two small ones do not."""
+    of shared memory per block (one that does not would fail to launch, and be dropped silently at run time), and at
+    the smallest width, where the loss is most of a step, none spills registers to local memory."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}   # compile for real, not interpret
     out = subprocess.run([sys.executable, str(Path(__file__).parent / "h100_resources.py"), str(cp)], env=env,
                          capture_output=True, text=True, check=True).stdout
-    usage = json.loads(out)
-    for name, rows in usage.items():
-        assert len(rows) == len(fused_loss._configs(cp, name == "vocab"))
+    for name, rows in json.loads(out).items():
+        assert len(rows) == len(fused_loss._configs(cp, name == "vocab")) >= 4
         assert all(r["shared"] <= 227 * 1024 for r in rows), (name, rows)
-        spills = [r["stack"] > 0 for r in rows]
-        assert not any(spills if cp == 32 else spills[4:]), (name, rows)   # 256: the two 32-row tiles added
+        assert cp > 32 or not any(r["stack"] for r in rows), (name, rows)
