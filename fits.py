@@ -172,3 +172,9 @@ def frontier(C, L):
     best = np.minimum.accumulate(L[order])
     keep = np.r_[True, L[order][1:] < best[:-1]][:len(C)]     # a new running minimum
     return order[keep]
+
+
+def flop_per_token(run, exact_flops):
+    """C / D of a run: 6N (Kaplan's and Hoffmann's approximation), or model.py's exact count (no FLOPs for the
+    embedding lookup, attention's 12 L h T included)."""
+    return run["flops_per_token"] if exact_flops else 6 * run["N"]

@@ -14,7 +14,7 @@ side. The fits read each run's config.json and log.jsonl (and evaluate.py's resu
     Kaplan et al. 2020     L(X) = (X_c / X)^alpha,  X in {N, N_nonemb, D, C}       fit_power_law(x, y)
     Hoffmann et al. 2022   L(N, D) = E + A / N^alpha + B / D^beta                  fit_chinchilla(N, D, loss)
 (the fitting math is fits.py) and write results/fits.json, results/fits.md (constants, 95% bootstrap intervals,
-R^2) and results/figures/*.png.
+R^2) and results/figures/*.png (drawn by report.py).
 N counts every parameter (N_nonemb leaves out the input embedding and the untied head, as Kaplan et al. did), D is
 tokens seen, C = 6 N D (--exact_flops: model.flops_per_token() x D, attention included).
 """
@@ -34,15 +34,13 @@ import numpy as np
 import torch
 
 from model import GPT, PAPER_GRID, config_from_name, peak_flops
-from fits import fit_chinchilla, fit_power_law, frontier   # the scaling-law math
+from fits import fit_chinchilla, fit_power_law, flop_per_token, frontier   # the scaling-law math
+from report import plot_curves, plot_emergence, plot_law, read_results, table   # figures, fits.md
 from simplify import read_json  # a JSON file, or {} if missing or unreadable
 
 HERE = Path(__file__).resolve().parent
 BLOCK = 128                      # the paper's context length; train.py's default
 PAPER_TRAIN_TOKENS = 2_130_447_357   # the paper's corpus size, assumed by --dry-run when a dataset is not built yet
-PUBLISHED = {   # L(N, D) constants to compare ours with (PAPER.md section 7)
-    "Hoffmann et al. 2022": dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28),
-    "Besiroglu et al. 2024 (Epoch refit)": dict(E=1.82, A=482.0, B=2085.0, alpha=0.35, beta=0.37)}
 
 # -----------------------------------------------------------------------------
 # The grid: which runs, with which settings
@@ -317,12 +315,6 @@ def attempt(fit, *arrays, about, **kw):
     return {**out, "about": about, "points": [np.asarray(a, float).tolist() for a in arrays]}
 
 
-def flop_per_token(run, exact_flops):
-    """C / D of a run: 6N (Kaplan's and Hoffmann's approximation), or model.py's exact count (no FLOPs for the
-    embedding lookup, attention's 12 L h T included)."""
-    return run["flops_per_token"] if exact_flops else 6 * run["N"]
-
-
 def fit_corpus(runs, exact_flops=False, n_boot=1000, seed=0):
     """Every law for one corpus' finished runs -> {law: fit dict with its points, or {"skipped": why}}."""
     def most(key, distinct):   # the group of runs sharing `key` with the most distinct `distinct` values
@@ -351,205 +343,6 @@ def fit_corpus(runs, exact_flops=False, n_boot=1000, seed=0):
     fits["L(N, D)"] = attempt(fit_chinchilla, N, D, L, n_boot=min(n_boot, 200), seed=seed,
                               about=f"{len(L)} evals after warmup from {len(runs)} runs")
     return fits
-
-# -----------------------------------------------------------------------------
-# Figures (black and white readable: corpora differ in line style and marker fill, not only colour) and tables
-
-STYLE = {"simplified": dict(color="black", ls="-", marker="o", mfc="black"),
-         "unrestricted": dict(color="0.4", ls="--", marker="s", mfc="white")}
-
-
-def style(corpus):
-    return STYLE.get(corpus, dict(color="0.6", ls=":", marker="^", mfc="white"))
-
-
-@contextlib.contextmanager
-def figure(path, ncols=1, nrows=1, **kw):
-    """with figure(path, ncols, nrows) as axes: draw on the flat list of panels; saved to path on leaving."""
-    import matplotlib
-    matplotlib.use("Agg")                        # files only, no display needed
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4 * nrows), squeeze=False, **kw)
-    yield axes.ravel()
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(f"{path}.tmp.png", dpi=120)
-    os.replace(f"{path}.tmp.png", path)           # never a half-written figure
-    plt.close(fig)
-
-
-def plain_ticks(ax):
-    """Log axes: losses labelled 3.5, not 3.5 x 10^0; on x, only the minor ticks at 2 and 5 x 10^k are labelled
-    (2e5), so a range of less than a decade still gets labels and a wide one does not crowd."""
-    from matplotlib.ticker import FuncFormatter
-    if ax.get_yscale() == "log":
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.0e}".replace("+0", "").replace("+", "") if v > 0
-                                               and round(v / 10 ** math.floor(math.log10(v))) in (2, 5) else ""))
-
-
-def curve(run, per_token=1):
-    """A run's val losses against tokens seen (x per_token: compute), the step-0 eval left off the log axis."""
-    ok = run["curve_tokens"] > 0
-    return per_token * run["curve_tokens"][ok], run["curve_loss"][ok]
-
-
-def plot_curves(runs, path):
-    """Val loss against tokens seen, one panel per corpus, one line per run (style by model, grey by size)."""
-    corpora, sizes = sorted({r["corpus"] for r in runs}), sorted({r["N"] for r in runs})
-    with figure(path, len(corpora), sharey=True) as axes:
-        for ax, corpus in zip(axes, corpora):
-            for i, r in enumerate(sorted((r for r in runs if r["corpus"] == corpus), key=lambda r: (r["N"], r["D"]))):
-                ax.plot(*curve(r), ls=["-", "--", "-.", ":"][i % 4], marker="osd^v<>"[i % 7], ms=3,
-                        color=str(0.6 * sizes.index(r["N"]) / max(1, len(sizes) - 1)),
-                        label=f"{r['model']}, {r['budget']} tokens")
-            ax.set(xscale="log", xlabel="tokens seen", ylabel="val loss (nats/token)", title=corpus)
-            plain_ticks(ax)
-            ax.legend(fontsize=7)
-
-
-def plot_law(fits, runs, keys, path, exact_flops=False):
-    """Final loss (or the frontier) against X with each corpus' fitted law, both corpora on the same axes."""
-    names = {"N": "parameters N", "N_nonemb": "non-embedding parameters", "D": "tokens seen D", "C": "compute C (FLOP)"}
-    with figure(path, len(keys)) as axes:
-        for ax, key in zip(axes, keys):
-            skipped = []
-            for corpus, f in fits.items():
-                s, fit = style(corpus), f[f"L({key})"]
-                if key == "C":                           # every run's curve in the background, the frontier on top
-                    for r in (r for r in runs if r["corpus"] == corpus):
-                        ax.plot(*curve(r, flop_per_token(r, exact_flops)), color=s["color"], ls=s["ls"], lw=0.6,
-                                alpha=0.5)
-                if "skipped" in fit:
-                    skipped.append(f"{corpus}: not fitted ({fit['skipped'].split(',')[0]})")
-                    continue
-                x, y = map(np.array, fit["points"])
-                ax.plot(x, y, ls="none", marker=s["marker"], mfc=s["mfc"], color=s["color"])
-                grid = np.geomspace(x.min(), x.max(), 50)
-                ax.plot(grid, np.exp(fit["alpha"] * (fit["log_x_c"] - np.log(grid))), color=s["color"], ls=s["ls"],
-                        label=f"{corpus}: alpha {fit['alpha']:.3f}, R$^2$ {fit['r2']:.3f}")
-            ax.set(xscale="log", yscale="log", xlabel=names[key], ylabel="val loss (nats/token)",
-                   title=f"L({key}) = ({key}_c / {key})^alpha")
-            plain_ticks(ax)
-            ax.text(0.02, 0.02, "\n".join(skipped), transform=ax.transAxes, fontsize=7, va="bottom")
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=8)
-
-
-def read_results(results_dir):
-    """evaluate.py's results/<run>.json files (other JSON there, like fits.json, is not a run's results)."""
-    found = [read_json(p) for p in sorted(Path(results_dir).glob("*.json"))]
-    return [d for d in found if isinstance(d, dict) and isinstance(d.get("results"), list) and "train_flops_6nd" in d]
-
-
-def chance_crossing(C, acc, chance):
-    """The compute from which accuracy stays above chance: interpolated (in log C) between the last point at or below
-    chance and the next one; C[0] if every point is above, None if the last point is not."""
-    below = np.flatnonzero(np.asarray(acc) <= chance)
-    if not len(below):
-        return float(C[0])
-    i = below[-1]
-    if i == len(C) - 1:
-        return None
-    t = (chance - acc[i]) / (acc[i + 1] - acc[i])
-    return float(np.exp(np.log(C[i]) + t * (np.log(C[i + 1]) - np.log(C[i]))))
-
-
-def emergence(results):
-    """evaluate.py's results -> series {(level, name, shots, corpus): [(C, acc, stderr, chance)] by C} for every task
-    and every task family (the family's mean accuracy over its tasks at each compute, stderr of that mean), and
-    {(family, shots): number of tasks}. k-shot prompts longer than the context count too (read with RoPE
-    interpolation, as the paper did)."""
-    tasks, families, n_tasks = {}, {}, {}
-    for d in results:
-        for e in d["results"]:
-            if e.get("acc") is None:
-                continue
-            key = (e.get("shots", 0), d["corpus"])
-            point = (d["train_flops_6nd"], e["acc"], e.get("acc_stderr") or 0.0, e["chance"])
-            tasks.setdefault(("task", e["task"], *key), []).append(point)
-            families.setdefault(("family", e.get("family", e["task"]), *key), {}).setdefault(point[0], []).append(
-                point[1:])
-    series = {k: sorted(v) for k, v in tasks.items()}
-    for k, by_c in families.items():
-        series[k] = []
-        for c, p in sorted(by_c.items()):
-            p = np.array(p)                                   # (tasks, 3): acc, stderr, chance
-            series[k].append((c, p[:, 0].mean(), np.sqrt((p[:, 1] ** 2).sum()) / len(p), p[:, 2].mean()))
-        n_tasks[k[1:3]] = max(n_tasks.get(k[1:3], 0), max(map(len, by_c.values())))
-    return series, n_tasks
-
-
-def plot_emergence(results, path):
-    """Mean accuracy of each task family against training compute, one panel per (family, shots), a line per corpus,
-    the chance line dotted and a triangle where the corpus' accuracy rises above chance for good.
-    -> [{level (task | family), name, shots, corpus, chance, crossing, last_acc}] for every task and family."""
-    (series, n_tasks), crossings = emergence(results), []
-    for (level, name, shots, corpus), pts in sorted(series.items()):
-        C, acc, _, chance = map(np.array, zip(*pts))
-        crossings.append(dict(level=level, name=name, shots=shots, corpus=corpus, chance=float(chance.mean()),
-                              crossing=chance_crossing(C, acc, chance.mean()), last_acc=float(acc[-1]),
-                              above_throughout=bool((acc > chance.mean()).all())))
-    panels = sorted({(name, shots) for level, name, shots, _ in series if level == "family"})
-    with figure(path, min(4, len(panels)), math.ceil(len(panels) / 4)) as axes:
-        for ax, (family, shots) in zip(axes, panels):
-            for x in (x for x in crossings if (x["level"], x["name"], x["shots"]) == ("family", family, shots)):
-                C, acc, err, _ = map(np.array, zip(*series[("family", family, shots, x["corpus"])]))
-                s = style(x["corpus"])
-                ax.errorbar(C, acc, yerr=err, color=s["color"], ls=s["ls"], marker=s["marker"], mfc=s["mfc"], ms=4,
-                            capsize=2, label=x["corpus"])
-                if x["crossing"] is not None:
-                    ax.plot([x["crossing"]], [x["chance"]], marker="^", ms=10, color=s["color"], mfc=s["mfc"],
-                            ls="none")
-            n = n_tasks[(family, shots)]
-            ax.axhline(x["chance"], color="black", ls=":", lw=1, label="chance")
-            ax.set(xscale="log", xlabel="training compute 6ND (FLOP)", ylabel="accuracy",
-                   title=f"{family}, {shots}-shot" + (f" (mean of {n} tasks)" if n > 1 else ""))
-            ax.legend(fontsize=7)
-        for ax in axes[len(panels):]:
-            ax.axis("off")
-    return crossings
-
-
-def ci(fit, key):
-    lo, hi = fit.get("ci", {}).get(key, [math.nan] * 2)
-    return f"{fit[key]:.3g} [{lo:.3g}, {hi:.3g}]"
-
-
-def table(fits, problems, crossings, exact_flops):
-    """fits.md: the constants with 95% bootstrap intervals and R^2, the published ones beside ours."""
-    c = "model.flops_per_token() x D" if exact_flops else "6ND"
-    out = ["# Scaling-law fits", "", f"N counts every parameter (N_nonemb leaves out the embedding and the head), "
-           f"D = tokens seen, C = {c}. Brackets: 95% bootstrap percentile intervals (points resampled).", "",
-           "## Kaplan et al.: L(X) = (X_c / X)^alpha", "", "| corpus | law | fitted to | X_c | alpha | R^2 |",
-           "|---|---|---|---|---|---|"]
-    for corpus, f in fits.items():
-        for law in ("L(N)", "L(N_nonemb)", "L(D)", "L(C)"):
-            fit = f[law]
-            cells = (["skipped: " + fit["skipped"], "", ""] if "skipped" in fit
-                     else [ci(fit, "x_c"), ci(fit, "alpha"), f"{fit['r2']:.3f}"])
-            out.append(f"| {corpus} | {law} | {fit['about']} | " + " | ".join(cells) + " |")
-    out += ["", "## Hoffmann et al.: L(N, D) = E + A / N^alpha + B / D^beta", "",
-            "Summed Huber loss (delta 1e-3) on log-loss residuals, L-BFGS from a grid of starts.", "",
-            "| fit | points | E | A | B | alpha | beta | R^2 |", "|---|---|---|---|---|---|---|---|"]
-    for corpus, f in fits.items():
-        fit = f["L(N, D)"]
-        cells = (["skipped: " + fit["skipped"]] + [""] * 5 if "skipped" in fit else
-                 [ci(fit, k) for k in ("E", "A", "B", "alpha", "beta")] + [f"{fit['r2']:.3f}"])
-        out.append(f"| {corpus} | {fit['about']} | " + " | ".join(cells) + " |")
-    for who, p in PUBLISHED.items():
-        out.append(f"| {who} (published) | Chinchilla's runs | " + " | ".join(f"{p[k]:g}" for k in p) + " | |")
-    if crossings:
-        out += ["", "## Emergence: compute (6ND) from which accuracy stays above chance", "",
-                "Task families (mean accuracy over their tasks); every task's crossing is in fits.json.", "",
-                "| family | shots | corpus | chance | crossing | accuracy at the largest compute |",
-                "|---|---|---|---|---|---|"]
-        out += [f"| {x['name']} | {x['shots']} | {x['corpus']} | {x['chance']:.3g} | "
-                + ("never" if x["crossing"] is None else ("<= " if x["above_throughout"] else "")
-                   + f"{x['crossing']:.3g}") + f" | {x['last_acc']:.3f} |" for x in crossings if x["level"] == "family"]
-    out += ["", "## Runs left out", ""] + [f"- {name}: {why}" for name, why in problems] + ["none"][:not problems]
-    return "\n".join(out) + "\n"
 
 # -----------------------------------------------------------------------------
 # Main: plan, run (or reuse), fit, draw

@@ -11,7 +11,8 @@ import pytest
 import scaling
 from model import GPT, config_from_name
 from fits import fit_chinchilla, fit_power_law, frontier, lbfgs
-from scaling import chance_crossing, collect, counts, run_state
+from report import chance_crossing, emergence
+from scaling import collect, counts, run_state
 
 HOFFMANN = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
 
@@ -334,7 +335,7 @@ def test_emergence_means_a_family_over_its_tasks():
     res = [{"corpus": "simplified", "train_flops_6nd": 1e12, "results": [
         {"task": "t1", "family": "f", "shots": 0, "chance": 0.5, "acc": 0.4, "acc_stderr": 0.03, "rope_scale": 1},
         {"task": "t2", "family": "f", "shots": 0, "chance": 0.25, "acc": 0.6, "acc_stderr": 0.04, "rope_scale": 2}]}]
-    series, n_tasks = scaling.emergence(res)
+    series, n_tasks = emergence(res)
     C, acc, se, chance = series[("family", "f", 0, "simplified")][0]
     assert (C, acc, chance) == (1e12, pytest.approx(0.5), pytest.approx(0.375)) and se == pytest.approx(0.05 / 2)
     # a prompt read with RoPE interpolation counts too (the paper's few-shot setting)
