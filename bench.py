@@ -6,6 +6,7 @@ bench.py: how fast a training step of the paper's models runs, the plain path ag
     python bench.py --models h256-L4 --paths plain,chunked,fused,fused+cg,plain@128 --json out/bench.json
     python bench.py --models h32-L2 --paths plain,auto+cg --profile 15      # and where each path's time goes
     python bench.py --models h1024-L8 --paths plain,chunked,chunked+ma      # inductor's max-autotune
+    python bench.py --models h32-L2,h128-L4,h256-L4,h512-L4,h1024-L8 --sweep     # + the paper's 36 runs, estimated
 
 Every path is the step train.py takes (forward, backward, gradient clipping, AdamW) on the same synthetic random
 tokens (no dataset needed), from the same initial weights. A path is LOSS[+cg][+ma][@MICRO]:
@@ -36,7 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import GPT, LOSS_KINDS, config_from_name, mfu, peak_flops
+from model import GPT, LOSS_KINDS, PAPER_GRID, config_from_name, mfu, peak_flops
+from scaling import PAPER_TRAIN_TOKENS
 from simplify import write_atomic
 from train import TokenBlocks, block_ids
 
@@ -188,6 +190,48 @@ def time_path(model_name, args, device, dtype, path, batches):
             "peak_mem_bytes": peak_mem, "first_loss": first_loss, "params": model.num_params()}
 
 # -----------------------------------------------------------------------------
+# The paper's sweep, estimated from the measured models
+
+
+def sweep_features(model_name, vocab_size, block_size):
+    """What a step's time per token grows with: training FLOPs per token (the matmuls), layers x width (the
+    element-wise traffic around them), 1 (a fixed cost per token: the loss over V, launches)."""
+    with torch.device("meta"):                         # shapes only: no memory, no initialisation cost
+        model = GPT(config_from_name(model_name, vocab_size=vocab_size, block_size=block_size))
+    return [model.flops_per_token(), model.config.n_layer * model.config.n_embd, 1.0]
+
+
+def sweep_estimate(results, paths, vocab_size, block_size, tokens=PAPER_TRAIN_TOKENS):
+    """GPU-hours of the paper's 36 runs (PAPER_GRID's 18 models x 2 corpora, `tokens` each) on each path, from the
+    measured tokens/s: a measured model at its speed, the others from a least-squares fit over the measured ones of
+    seconds per token = a x FLOPs per token + b x layers x width + c. A path measured on fewer than 3 models is left
+    out; "fastest" takes each model's fastest path. -> {path or "fastest": {"hours", "measured", "fit_max_error",
+    "seconds_per_token": {model: s}}}"""
+    features = {m: np.array(sweep_features(m, vocab_size, block_size)) for m in PAPER_GRID}
+    out = {}
+    for i, path in enumerate(paths):
+        measured = {r["model"]: 1 / r["paths"][i]["tokens_per_s"] for r in results if not r["paths"][i]["oom"]}
+        if len(measured) < 3:
+            continue
+        X = np.array([features.get(m, sweep_features(m, vocab_size, block_size)) for m in measured])
+        y = np.array(list(measured.values()))
+        norm = np.abs(X).max(0)                        # columns of 1e9 FLOPs and of 1: solve on a common scale
+        coef = np.linalg.lstsq(X / norm, y, rcond=None)[0] / norm
+        per_token = {m: measured.get(m, float(f @ coef)) for m, f in features.items()}
+        if min(per_token.values()) <= 0:
+            print(f"bench: sweep estimate for {path['name']} skipped: the fit predicts a time <= 0 for a grid model "
+                  "(measure a wider range of sizes)")
+            continue
+        out[path["name"]] = {"measured": sorted(measured), "fit_max_error": float(np.abs(X @ coef / y - 1).max()),
+                             "seconds_per_token": per_token}
+    if len(out) > 1:
+        out["fastest"] = {"seconds_per_token": {m: min(e["seconds_per_token"][m] for e in out.values())
+                                                for m in PAPER_GRID}}
+    for e in out.values():
+        e["hours"] = 2 * tokens * sum(e["seconds_per_token"].values()) / 3600
+    return out
+
+# -----------------------------------------------------------------------------
 # The command line
 
 
@@ -224,6 +268,8 @@ def parse_args(argv=None):
                    help="one device's peak FLOP/s for MFU (0: measured with a bf16 matmul on a GPU, none on CPU)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--sweep", action="store_true", help="also estimate the paper's 36 runs from the models measured "
+                   "(3 or more, e.g. h32-L2,h128-L4,h256-L4,h512-L4,h1024-L8)")
     p.add_argument("--json", default="", help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -243,10 +289,10 @@ def parse_args(argv=None):
     return args
 
 
-def write_json(args, device_name, dtype, data_s, results):
+def write_json(args, device_name, dtype, data_s, results, sweep=None):
     out = {"device": device_name, "dtype": dtype, "compile": args.compile, "vocab_size": args.vocab_size,
            "batch_size": args.batch_size, "block_size": args.block_size, "torch": torch.__version__,
-           "data_loading_s_per_batch": data_s, "results": results}
+           "data_loading_s_per_batch": data_s, "results": results, "sweep_estimate": sweep}
     write_atomic(args.json, lambda p: Path(p).write_text(json.dumps(out, indent=1)))
 
 
@@ -290,6 +336,17 @@ def main(argv=None):
         results.append({"model": model_name, "paths": rows, "over_baseline": ratios})
         if args.json:
             write_json(args, name, dtype, data_s, results)   # after each model: a run cut short keeps what it measured
+    if args.sweep:
+        sweep = sweep_estimate(results, args.paths, args.vocab_size, args.block_size)
+        print(f"bench: the paper's 36 runs (18 models x 2 corpora x {PAPER_TRAIN_TOKENS:,} tokens) on this device, "
+              "measured models at their speed, the others from seconds per token = a x FLOPs + b x layers x width + c"
+              + ("" if sweep else ": needs 3 or more models measured on a path"))
+        for path, e in sweep.items():
+            how = (f"fit within {e['fit_max_error']:.1%} on {', '.join(e['measured'])}" if "measured" in e else
+                   "each model on its fastest path")
+            print(f"  {path:<14} {e['hours']:8.2f} device-hours ({how})")
+        if args.json:
+            write_json(args, name, dtype, data_s, results, sweep)
     return results
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import bench
+from model import PAPER_GRID
 
 
 def test_benchmark_prints_every_path_and_its_ratio_to_the_first(tmp_path, capsys):
@@ -12,10 +13,11 @@ def test_benchmark_prints_every_path_and_its_ratio_to_the_first(tmp_path, capsys
     try:
         results = bench.main(["--models", "h32-L2", "--steps", "2", "--batch_size", "4", "--vocab_size", "2000",
                               "--paths", "plain,chunked,auto@2", "--loss_chunk", "100", "--threads", "1",
-                              "--json", str(tmp_path / "b.json")])
+                              "--json", str(tmp_path / "b.json"), "--sweep"])
     finally:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
+    assert "needs 3 or more models measured on a path" in out               # --sweep with one model
     data_ms = re.search(r"train.py's data loading takes ([\d.]+) ms per batch on the host", out)
     assert data_ms and 0 < float(data_ms[1]) < 1000, out
     rows = {}
@@ -56,6 +58,25 @@ def test_benchmark_profile_lists_the_costliest_operations(capsys):
     seps = [i for i, line in enumerate(lines) if line.startswith("-----")]
     assert "Self CPU" in lines[seps[0] + 1] and seps[2] - seps[1] - 1 == 5      # a header, then 5 operations
     assert "aten::mm" in table                                                   # the matmuls are among them
+
+
+def test_sweep_estimate_recovers_a_known_speed_law():
+    """Speeds that follow seconds per token = a F + b L h + c exactly on four measured models: the fit recovers the
+    law, so every one of the 18 models (measured or not) and the 36-run total come out as the law says."""
+    a, b, c = 2e-15, 3e-12, 4e-9
+    law = {m: a * f + b * lh + c for m in PAPER_GRID for f, lh, _ in [bench.sweep_features(m, 15000, 128)]}
+    measured = ["h32-L2", "h128-L4", "h512-L2", "h1024-L8"]
+    results = [{"model": m, "paths": [{"oom": False, "tokens_per_s": 1 / law[m]},
+                                      {"oom": False, "tokens_per_s": 0.5 / law[m]}]} for m in measured]
+    results.append({"model": "h64-L2", "paths": [{"oom": True}, {"oom": True}]})       # left out, not a zero
+    out = bench.sweep_estimate(results, [{"name": "fast"}, {"name": "slow"}], 15000, 128, tokens=1e9)
+    assert out["fast"]["measured"] == sorted(measured) and out["fast"]["fit_max_error"] < 1e-9
+    for m in PAPER_GRID:
+        assert out["fast"]["seconds_per_token"][m] == pytest.approx(law[m], rel=1e-9)
+        assert out["slow"]["seconds_per_token"][m] == pytest.approx(2 * law[m], rel=1e-9)
+    assert out["fast"]["hours"] == pytest.approx(2 * 1e9 * sum(law.values()) / 3600, rel=1e-9)   # 18 models x 2
+    assert out["fastest"]["hours"] == pytest.approx(out["fast"]["hours"], rel=1e-12)
+    assert bench.sweep_estimate(results[:2], [{"name": "fast"}, {"name": "slow"}], 15000, 128) == {}   # < 3 models
 
 
 def test_path_modifiers_pick_the_compile_mode():
