@@ -213,7 +213,7 @@ def sweep_estimate(results, paths, vocab_size, block_size, tokens=PAPER_TRAIN_TO
         measured = {r["model"]: 1 / r["paths"][i]["tokens_per_s"] for r in results if not r["paths"][i]["oom"]}
         if len(measured) < 3:
             continue
-        X = np.array([features.get(m, sweep_features(m, vocab_size, block_size)) for m in measured])
+        X = np.array([features[m] if m in features else sweep_features(m, vocab_size, block_size) for m in measured])
         y = np.array(list(measured.values()))
         norm = np.abs(X).max(0)                        # columns of 1e9 FLOPs and of 1: solve on a common scale
         coef = np.linalg.lstsq(X / norm, y, rcond=None)[0] / norm
