@@ -135,11 +135,11 @@ def _configs(cp, swap):
     The (BLOCK, CP) float32 accumulator must sit in registers and the tiles of x and w in shared memory, so wider
     hidden sizes take shorter tiles. Chosen by compiling each for an H100 (sm_90, Triton 3.7) without a GPU
     (tests/h100_resources.py; a test checks every one fits its 227 KiB of shared memory): up to CP = 128 none
-    spills registers; at 256 the 64- and 128-row tiles spill up to 600 bytes per thread and 32-row ones little, so
-    both kinds are offered and the autotuner times them. The vocab kernel tiles the vocabulary where the rows kernel
-    tiles rows (swap: its BLOCK_V takes the rows kernel's BLOCK_N)."""
+    spills registers; at 256 a 64-row tile spills 590 bytes per thread with 4 warps and none with 8, a 128-row one
+    580 with 8, so mostly 64-row tiles with 8 warps are offered there. The vocab kernel tiles the vocabulary where
+    the rows kernel tiles rows (swap: its BLOCK_V takes the rows kernel's BLOCK_N)."""
     tiles = ([(64, 64, 4, 2), (64, 128, 8, 2), (128, 64, 8, 2), (128, 128, 8, 3)] if cp <= 128 else
-             [(64, 64, 4, 2), (64, 128, 8, 2), (128, 64, 8, 2), (32, 32, 8, 2), (32, 64, 8, 2)] if cp <= 256 else
+             [(64, 64, 8, 2), (64, 32, 8, 2), (64, 128, 8, 2), (32, 64, 8, 2), (128, 64, 8, 2)] if cp <= 256 else
              [(16, 64, 4, 2), (32, 64, 8, 2), (16, 128, 8, 2), (32, 128, 8, 2)] if cp <= 512 else
              [(16, 32, 4, 2), (16, 64, 4, 2), (16, 32, 8, 2), (32, 32, 8, 2)])
     return [triton.Config({"BLOCK_N": bv, "BLOCK_V": bn} if swap else {"BLOCK_N": bn, "BLOCK_V": bv}, num_warps=w,
