@@ -97,15 +97,38 @@ def time_data_loading(args, device, reps=20):
         return (time.perf_counter() - t0) / reps
 
 
-def print_profile(model_name, path_name, run_step, device_type, rows):
-    """Profile run_step() and print its `rows` most expensive operations (GPU kernels on a GPU) by total time."""
+# What each kernel (GPU) or operation (CPU) of a step is, by name (cuBLAS, CUTLASS, inductor's Triton kernels and
+# templates, flash attention, the fused loss, fused AdamW, ...); the first match wins, the rest is "other"
+KINDS = [("loss", r"_rows_kernel|_vocab_kernel|cross_entropy|softmax|nll|logsumexp"),
+         ("attention", r"flash|fmha|attention|sdpa"),
+         ("matmul", r"gemm|cutlass|xmma|nvjet|triton_tem|aten::(mm|addmm|bmm)$"),
+         ("optimizer", r"adam|multi_tensor|foreach"),
+         ("embedding", r"embedding|index_select|indexing|sort|scatter|segment|grad_weight"),
+         ("element-wise", r"triton_|elementwise|vectorized|reduce|copy|fill|cat|aten::(mul|add|sub|div|pow|mean|"
+                          r"rsqrt|silu|neg|exp|where|sum|to|_to_copy|clone|pad|sigmoid)")]
+
+
+def profile_step(model_name, path_name, run_step, device_type, rows):
+    """Profile run_step(), print its `rows` most expensive operations (GPU kernels on a GPU) and its time by kind
+    (KINDS: matmul, element-wise, loss, attention, optimizer, ...); returns {kind: milliseconds}."""
     activities = [torch.profiler.ProfilerActivity.CPU] + (
         [torch.profiler.ProfilerActivity.CUDA] if device_type == "cuda" else [])
     with torch.profiler.profile(activities=activities) as prof:
         run_step()
+    events = prof.key_averages()
     key = "cuda_time_total" if device_type == "cuda" else "self_cpu_time_total"
     print(f"profile of one step, {model_name} {path_name}:")
-    print(prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60))
+    print(events.table(sort_by=key, row_limit=rows, max_name_column_width=60))
+    kinds = {}
+    for e in events:   # self times: a kernel (or an op's own work) counted once, not again in the op that called it
+        us = e.self_device_time_total if device_type == "cuda" else e.self_cpu_time_total
+        if us > 0:
+            kind = next((k for k, pattern in KINDS if re.search(pattern, e.key, re.IGNORECASE)), "other")
+            kinds[kind] = kinds.get(kind, 0.0) + us / 1e3
+    total = sum(kinds.values())
+    print(f"{model_name} {path_name} by kind: " + ", ".join(
+        f"{k} {ms:.2f} ms ({ms / total:.0%})" for k, ms in sorted(kinds.items(), key=lambda kv: -kv[1])))
+    return kinds
 
 
 COMPILE_MODES = {(False, False): "default", (True, False): "reduce-overhead",   # (+cg, +ma) -> torch.compile mode
@@ -173,8 +196,10 @@ def time_path(model_name, args, device, dtype, path, batches):
                 steps += 1
             sync()
         step_s = (time.perf_counter() - t0) / steps
+        profile = None
         if args.profile:                               # one more step, kernel by kernel: where the time goes
-            print_profile(model_name, path["name"], lambda: (step(batches[0]), sync()), device_type, args.profile)
+            profile = profile_step(model_name, path["name"], lambda: (step(batches[0]), sync()), device_type,
+                                   args.profile)
     except torch.cuda.OutOfMemoryError:   # the model and optimizer are freed on return (gc.collect() next path)
         return {"oom": True, "path": path["name"]}
     tokens_per_s = args.batch_size * args.block_size / step_s
@@ -187,7 +212,8 @@ def time_path(model_name, args, device, dtype, path, batches):
             "compile_mode": path["compile_mode"] if compiled else None, "micro_batch_size": micro,
             "loss_chunk": model.loss_chunk, "timed_steps": steps, "step_s": step_s,
             "tokens_per_s": tokens_per_s, "mfu": mfu(model.flops_per_token(), tokens_per_s, args.peak_flops),
-            "peak_mem_bytes": peak_mem, "first_loss": first_loss, "params": model.num_params()}
+            "peak_mem_bytes": peak_mem, "first_loss": first_loss, "params": model.num_params(),
+            "profile_ms_by_kind": profile}
 
 # -----------------------------------------------------------------------------
 # The paper's sweep, estimated from the measured models
@@ -260,7 +286,8 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=5, help="timed steps per path, repeated for --min_seconds")
     p.add_argument("--min_seconds", type=float, default=2.0 if gpu else 0.0, help="time each path at least this long")
     p.add_argument("--warmup", type=int, default=3 if gpu else 1, help="untimed steps first (compilation included)")
-    p.add_argument("--profile", type=int, default=0, help="> 0: also print each path's N costliest operations")
+    p.add_argument("--profile", type=int, default=0, help="> 0: also print each path's N costliest operations and "
+                   "its time by kind (matmul, element-wise, loss, ...)")
     p.add_argument("--device", default="cuda" if gpu else "cpu")
     p.add_argument("--dtype", default="auto", help="auto (bfloat16 on a GPU, float32 on CPU) | bfloat16 | float32")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=gpu, help="torch.compile (GPU: on)")

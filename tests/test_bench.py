@@ -45,14 +45,20 @@ def test_benchmark_prints_every_path_and_its_ratio_to_the_first(tmp_path, capsys
     assert saved["vocab_size"] == 2000 and saved["results"][0]["over_baseline"]["chunked"]["tokens_per_s"] > 0
 
 
-def test_benchmark_profile_lists_the_costliest_operations(capsys):
+def test_benchmark_profile_lists_the_costliest_operations_and_the_time_by_kind(capsys):
     threads = torch.get_num_threads()
     try:
-        bench.main(["--models", "h32-L2", "--steps", "1", "--batch_size", "2", "--vocab_size", "500", "--paths",
-                    "plain", "--threads", "1", "--profile", "5"])
+        results = bench.main(["--models", "h32-L2", "--steps", "1", "--batch_size", "2", "--vocab_size", "500",
+                              "--paths", "plain", "--threads", "1", "--profile", "5"])
     finally:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
+    kinds = results[0]["paths"][0]["profile_ms_by_kind"]
+    assert {"matmul", "loss", "attention", "element-wise"} <= kinds.keys() and min(kinds.values()) > 0
+    line = re.search(r"h32-L2 plain by kind: (.*)", out)[1]
+    shares = {k: int(p) for k, p in re.findall(r"([\w-]+) [\d.]+ ms \((\d+)%\)", line)}
+    assert shares.keys() == kinds.keys() and abs(sum(shares.values()) - 100) <= len(shares)   # rounded percentages
+    assert list(shares.values()) == sorted(shares.values(), reverse=True)                   # largest first
     table = out[out.index("profile of one step, h32-L2 plain:"):]
     lines = table.splitlines()
     seps = [i for i, line in enumerate(lines) if line.startswith("-----")]
