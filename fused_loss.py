@@ -25,9 +25,9 @@ At small C these loops are bound by instructions per logit, not by the matmuls (
 element-wise work is kept lean: exponentials as exp2 of a multiply-add (tl.exp compiles to six instructions with
 denormal handling; softmax terms below 2^-126 do not matter), only the rows kernel's last tile masks the columns
 past V, the vocab kernel never masks them (those rows of its accumulator are not stored) and scales its tile once
-at the end. Compiled for an H100 (tests/h100_resources.py), a 64 x 64 tile at C = 32 takes 259 instructions per
-thread in the rows loop and 300 in the vocab loop, from 454 and 629 with tl.exp and masks everywhere; the earlier
-three-kernel version that README.md's GPU table measured took 518 + 474 + 629.
+at the end. Compiled for an H100 (tests/h100_resources.py), a 64 x 64 tile at C = 32 with 4 warps takes 259
+instructions per thread in the rows loop and 300 in the vocab loop (17.5 per logit), from 454 and 629 with tl.exp and
+masks everywhere; the earlier three-kernel version that README.md's GPU table measured took 518 + 474 + 629 (50.7).
 
 The price is computing the logits twice (4 matmuls of N x C x V instead of the plain path's 3), cheap while C is
 small, where the memory traffic dominates; at C >= 512 the matmuls dominate and model.py's chunked loss is the
@@ -130,20 +130,31 @@ def _vocab_kernel(x_ptr, w_ptr, t_ptr, lse_ptr, scale_ptr, gw_ptr, N, V, C,
 # the interpreter runs one small fixed configuration.
 
 
-def _configs(cp, swap):
-    """Candidate tiles (BLOCK_N, BLOCK_V, warps, pipeline stages) for width CP: a few, since each costs a compile.
-    The (BLOCK, CP) float32 accumulator must sit in registers and the tiles of x and w in shared memory, so wider
-    hidden sizes take shorter tiles. Chosen by compiling each for an H100 (sm_90, Triton 3.7) without a GPU
-    (tests/h100_resources.py; a test checks every one fits its 227 KiB of shared memory): up to CP = 128 none
-    spills registers; at 256 a 64-row tile spills 590 bytes per thread with 4 warps and none with 8, a 128-row one
-    580 with 8, so mostly 64-row tiles with 8 warps are offered there. The vocab kernel tiles the vocabulary where
-    the rows kernel tiles rows (swap: its BLOCK_V takes the rows kernel's BLOCK_N)."""
-    tiles = ([(64, 64, 4, 2), (64, 128, 8, 2), (128, 64, 8, 2), (128, 128, 8, 3)] if cp <= 128 else
-             [(64, 64, 8, 2), (64, 32, 8, 2), (64, 128, 8, 2), (32, 64, 8, 2), (128, 64, 8, 2)] if cp <= 256 else
-             [(16, 64, 4, 2), (32, 64, 8, 2), (16, 128, 8, 2), (32, 128, 8, 2)] if cp <= 512 else
-             [(16, 32, 4, 2), (16, 64, 4, 2), (16, 32, 8, 2), (32, 32, 8, 2)])
-    return [triton.Config({"BLOCK_N": bv, "BLOCK_V": bn} if swap else {"BLOCK_N": bn, "BLOCK_V": bv}, num_warps=w,
-                          num_stages=s) for bn, bv, w, s in tiles]
+# Candidate tiles (BLOCK_N, BLOCK_V, warps) of each kernel, by width (the first key >= CP); the autotuner times them
+# on the GPU. Chosen by compiling 32 tiles per kernel and width for an H100 (sm_90, Triton 3.7) without a GPU
+# (tests/h100_resources.py): of those that fit its 227 KiB of shared memory, the ones with the fewest loop
+# instructions per logit and the fewest register spills inside the loop (none for the first up to C = 256),
+# preferring large tiles (x and w are reread once per tile) and, for the vocab kernel, enough programs (V / BLOCK_V)
+# to fill 132 SMs. Loop instructions
+# per logit of the first tile: rows 6.1 at C = 32, 12.3 at 256, 181 at 1024 (with 24 spill loads and stores: at that
+# width every fast tile spills); vocab 7.8, 12.8, 145. Too few warps for a tile spill; too many make each warp group
+# repeat the softmax (64 x 64 with 8 warps at C = 256: 28.4 per logit).
+TILES = {64: {"rows": [(128, 128, 4), (128, 128, 8), (64, 128, 4), (128, 64, 4)],
+              "vocab": [(64, 128, 4), (128, 128, 8), (128, 64, 4), (64, 64, 4)]},
+         128: {"rows": [(128, 128, 4), (128, 128, 8), (64, 128, 4), (64, 64, 4)],
+               "vocab": [(128, 128, 8), (128, 64, 4), (64, 64, 4), (128, 64, 8)]},
+         256: {"rows": [(128, 128, 8), (128, 64, 8), (64, 64, 4), (64, 128, 8)],
+               "vocab": [(64, 64, 4), (128, 64, 8), (32, 128, 8), (32, 64, 4)]},
+         512: {"rows": [(64, 64, 8), (32, 128, 8), (32, 64, 8), (64, 32, 8)],
+               "vocab": [(64, 32, 4), (128, 32, 8), (32, 64, 8), (32, 32, 4)]},
+         1024: {"rows": [(16, 64, 4), (32, 32, 8), (16, 32, 8), (16, 32, 4)],
+                "vocab": [(32, 32, 8), (64, 32, 8), (16, 32, 8), (16, 16, 4)]}}
+
+
+def _configs(name, cp):
+    """The autotuner's candidates for kernel `name` at width CP (a power of two <= MAX_C)."""
+    tiles = TILES[min(k for k in TILES if k >= cp)][name]
+    return [triton.Config({"BLOCK_N": bn, "BLOCK_V": bv}, num_warps=w, num_stages=2) for bn, bv, w in tiles]
 
 
 _KERNELS = {"rows": _rows_kernel, "vocab": _vocab_kernel}
@@ -159,7 +170,7 @@ def _launch(name, n, *args, **constants):
         return
     key = (name, constants["CP"])
     if key not in _TUNED:   # re-tuned per width and vocabulary, and per WITH_GRAD (the rows kernel's two variants)
-        _TUNED[key] = triton.autotune(configs=_configs(key[1], name == "vocab"),
+        _TUNED[key] = triton.autotune(configs=_configs(name, key[1]),
                                       key=["V", "C"] + ["WITH_GRAD"] * (name == "rows"))(_KERNELS[name])
     _TUNED[key][lambda meta: (triton.cdiv(n, meta[block]),)](*args, **constants)
 

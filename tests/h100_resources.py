@@ -1,11 +1,11 @@
 """Compile fused_loss.py's kernels for an H100 (sm_90) without a GPU and print, per candidate tile of the autotuner,
-the shared memory and the local-memory stack (register spills) each needs and the number of machine instructions
-per thread in its main loop (one pass over a tile of logits), as JSON:
+the shared memory and the local memory (register spills) each needs, and the machine instructions of its main loop
+(one pass over a tile of logits: per thread, and of all threads per logit), as JSON:
 
     python tests/h100_resources.py 256        # CP, the hidden size rounded up to a power of two
 
 Uses Triton's compiler and the CUDA tools its Linux wheels bundle (ptxas, cuobjdump); TRITON_INTERPRET must be unset.
-tests/test_fused_loss.py runs it; it is also how the tiles in fused_loss._configs were chosen."""
+tests/test_fused_loss.py runs it; it is also how fused_loss.TILES were chosen."""
 import json
 import re
 import subprocess
@@ -24,7 +24,10 @@ CUOBJDUMP = Path(triton.__file__).parent / "backends/nvidia/bin/cuobjdump"
 
 
 def resources(kernel, config, cp):
-    """(shared memory bytes, stack bytes per thread) of `kernel` compiled for sm_90 with this config at width cp."""
+    """`kernel` compiled for sm_90 with this config at width cp -> {shared: bytes of shared memory, stack: bytes of
+    local memory per thread (register spills, wherever they are), loop_instructions: machine instructions per thread
+    in its main loop, loop_local: local-memory loads and stores among them (spills that cost every iteration),
+    per_logit: loop instructions of all threads per logit of the tile}."""
     sig = {a: ("*bf16" if a in ("x_ptr", "w_ptr") else "*i64" if a == "t_ptr" else "*fp32") if a.endswith("_ptr")
            else "i32" if a in ("N", "V", "C") else "constexpr" for a in kernel.arg_names}
     constants = {k: v for k, v in dict(config.kwargs, CP=cp, PRECISION="tf32", WITH_GRAD=True).items()
@@ -42,24 +45,28 @@ def resources(kernel, config, cp):
         cubin.write_bytes(compiled.asm["cubin"])
         usage, sass = (subprocess.run([str(CUOBJDUMP), flag, str(cubin)], capture_output=True, text=True,
                                       check=True).stdout for flag in ("-res-usage", "-sass"))
-    return compiled.metadata.shared, int(usage.split("STACK:")[1].split()[0]), loop_instructions(sass)
+    loop = main_loop(sass)
+    return {"shared": compiled.metadata.shared, "stack": int(usage.split("STACK:")[1].split()[0]),
+            "loop_instructions": len(loop), "loop_local": sum(op.startswith(("LDL", "STL")) for op in loop),
+            "per_logit": round(len(loop) * 32 * config.num_warps / (config.kwargs["BLOCK_N"] *
+                                                                    config.kwargs["BLOCK_V"]), 2)}
 
 
-def loop_instructions(sass):
-    """Instructions in the longest loop of a SASS listing: from a backward branch's target to the branch."""
-    lines = re.findall(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)                      # (address, instruction)
-    addresses = [int(a, 16) for a, _ in lines]
-    loops = [(int(m[1], 16), a) for a, (_, text) in zip(addresses, lines)
-             if (m := re.search(r"BRA (0x[0-9a-f]+)", text)) and int(m[1], 16) < a]
-    return max((sum(start <= a <= end for a in addresses) for start, end in loops), default=0)
+def main_loop(sass):
+    """The opcodes of the longest loop of a SASS listing: from a backward branch's target to the branch."""
+    lines = [(int(a, 16), text.split()) for a, text in re.findall(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)]
+    ops = [(a, words[1] if words[0].startswith("@") else words[0]) for a, words in lines]   # skip a predicate
+    loops = [(int(m[1], 16), a) for a, words in lines
+             if (m := re.search(r"BRA (0x[0-9a-f]+)", " ".join(words))) and int(m[1], 16) < a]
+    start, end = max(loops, key=lambda se: se[1] - se[0], default=(0, -1))
+    return [op for a, op in ops if start <= a <= end]
 
 if __name__ == "__main__":
     cp = int(sys.argv[1])
     out = {}
     for name, kernel in fused_loss._KERNELS.items():
         out[name] = []
-        for config in fused_loss._configs(cp, name == "vocab"):
-            shared, stack, loop = resources(kernel, config, cp)
+        for config in fused_loss._configs(name, cp):
             out[name].append({**config.kwargs, "warps": config.num_warps, "stages": config.num_stages,
-                              "shared": shared, "stack": stack, "loop_instructions": loop})
+                              **resources(kernel, config, cp)})
     print(json.dumps(out, indent=1))

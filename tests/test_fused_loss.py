@@ -130,15 +130,17 @@ def test_compiled_model_calls_the_fused_loss_through_a_graph_break():
 
 @pytest.mark.skipif(not (Path(fused_loss.triton.__file__).parent / "backends/nvidia/bin/cuobjdump").exists(),
                     reason="needs Triton's bundled CUDA tools (its Linux x86-64 wheels have them)")
-@pytest.mark.parametrize("cp", [32, 256, 1024])
+@pytest.mark.parametrize("cp", [32, 128, 256, 1024])
 def test_every_candidate_tile_fits_an_h100(cp):
     """Compiled offline for sm_90 (tests/h100_resources.py): every tile the autotuner may try fits the H100's 227 KiB
-    of shared memory per block (one that does not would fail to launch, and be dropped silently at run time), and at
-    the smallest width, where the loss is most of a step, none spills registers to local memory."""
+    of shared memory per block (one that does not would fail to launch, and be dropped silently at run time); the
+    first, the one with the fewest loop instructions per logit, spills no registers inside its loop up to C = 256."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}   # compile for real, not interpret
     out = subprocess.run([sys.executable, str(Path(__file__).parent / "h100_resources.py"), str(cp)], env=env,
                          capture_output=True, text=True, check=True).stdout
     for name, rows in json.loads(out).items():
-        assert len(rows) == len(fused_loss._configs(cp, name == "vocab")) >= 4
+        assert len(rows) == len(fused_loss._configs(name, cp)) == 4
         assert all(r["shared"] <= 227 * 1024 for r in rows), (name, rows)
-        assert cp > 32 or not any(r["stack"] for r in rows), (name, rows)
+        if cp <= 256:   # at 1024 every fast tile spills: the autotuner's timing alone decides there
+            assert rows[0]["loop_local"] == 0, (name, rows)
+            assert rows[0]["per_logit"] == min(r["per_logit"] for r in rows if not r["loop_local"]), (name, rows)
