@@ -128,17 +128,15 @@ def _vocab_kernel(x_ptr, w_ptr, t_ptr, lse_ptr, scale_ptr, gw_ptr, N, V, C,
 # -----------------------------------------------------------------------------
 # Launching: on a GPU each kernel picks its block sizes by timing a few candidates once per (C, V) (triton.autotune);
 # the interpreter runs one small fixed configuration.
-
-
+#
 # Candidate tiles (BLOCK_N, BLOCK_V, warps) of each kernel, by width (the first key >= CP); the autotuner times them
 # on the GPU. Chosen by compiling 32 tiles per kernel and width for an H100 (sm_90, Triton 3.7) without a GPU
 # (tests/h100_resources.py): of those that fit its 227 KiB of shared memory, the ones with the fewest loop
 # instructions per logit and the fewest register spills inside the loop (none for the first up to C = 256),
 # preferring large tiles (x and w are reread once per tile) and, for the vocab kernel, enough programs (V / BLOCK_V)
-# to fill 132 SMs. Loop instructions
-# per logit of the first tile: rows 6.1 at C = 32, 12.3 at 256, 181 at 1024 (with 24 spill loads and stores: at that
-# width every fast tile spills); vocab 7.8, 12.8, 145. Too few warps for a tile spill; too many make each warp group
-# repeat the softmax (64 x 64 with 8 warps at C = 256: 28.4 per logit).
+# to fill 132 SMs. Loop instructions per logit of the first tile: rows 6.1 at C = 32, 12.3 at 256, 181 at 1024 (with
+# 24 spill loads and stores: at that width every fast tile spills); vocab 7.8, 12.8, 145. Too few warps for a tile
+# spill; too many make each warp group repeat the softmax (64 x 64 with 8 warps at C = 256: 28.4 per logit).
 TILES = {64: {"rows": [(128, 128, 4), (128, 128, 8), (64, 128, 4), (128, 64, 4)],
               "vocab": [(64, 128, 4), (128, 128, 8), (128, 64, 4), (64, 64, 4)]},
          128: {"rows": [(128, 128, 4), (128, 128, 8), (64, 128, 4), (64, 64, 4)],
