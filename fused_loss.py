@@ -41,6 +41,7 @@ import os
 import torch
 import triton
 import triton.language as tl
+from triton.runtime.errors import OutOfResources
 
 LOG2E = tl.constexpr(1.4426950408889634)   # exp(x) = exp2(x * LOG2E): exp2 is the GPU's one-instruction exponential
 MAX_C = 1024   # widest hidden size the kernels take (the register accumulators grow with C)
@@ -170,7 +171,11 @@ def _launch(name, n, *args, **constants):
     if key not in _TUNED:   # re-tuned per width and vocabulary, and per WITH_GRAD (the rows kernel's two variants)
         _TUNED[key] = triton.autotune(configs=_configs(name, key[1]),
                                       key=["V", "C"] + ["WITH_GRAD"] * (name == "rows"))(_KERNELS[name])
-    _TUNED[key][lambda meta: (triton.cdiv(n, meta[block]),)](*args, **constants)
+    try:
+        _TUNED[key][lambda meta: (triton.cdiv(n, meta[block]),)](*args, **constants)
+    except OutOfResources as e:   # smaller GPUs (an RTX 4090 has 99 KiB of shared memory) at the widest sizes
+        raise RuntimeError(f"the fused loss: no tile of its {name} kernel fits this GPU at hidden size "
+                           f"{constants['CP']} ({e}); use the chunked loss") from None
 
 
 class FusedLinearCrossEntropy(torch.autograd.Function):

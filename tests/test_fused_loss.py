@@ -100,6 +100,21 @@ def test_loss_choice_and_refusals(monkeypatch):
         fused_cross_entropy(x[:, :32], w[:, :32], t)
 
 
+def test_a_gpu_too_small_for_every_tile_gets_a_clear_error(monkeypatch):
+    """When no candidate tile fits a GPU's shared memory, Triton's autotuner ends in OutOfResources; the message says
+    what to use instead."""
+    class TooSmall:   # stands in for the autotuned kernel: kernel[grid](*args) raises as Triton's does
+        def __getitem__(self, grid):
+            def run(*args, **kwargs):
+                raise fused_loss.OutOfResources(196608, 101376, "shared memory")
+            return run
+    monkeypatch.setattr(fused_loss, "INTERPRET", False)
+    monkeypatch.setitem(fused_loss._TUNED, ("rows", 1024), TooSmall())
+    with pytest.raises(RuntimeError, match="the fused loss: no tile of its rows kernel fits this GPU at hidden size "
+                                           "1024 .*Required: 196608, Hardware limit: 101376.*; use the chunked loss"):
+        fused_loss._launch("rows", 10, CP=1024)
+
+
 def test_train_refuses_a_fused_loss_it_cannot_run(tiny_data, tmp_path, monkeypatch):
     from test_train import run
     monkeypatch.setattr(fused_loss, "INTERPRET", False)   # a CPU without the interpreter, as a user's would be
