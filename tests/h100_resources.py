@@ -4,18 +4,20 @@ the shared memory and the local memory (register spills) each needs, and the mac
 
     python tests/h100_resources.py 256        # CP, the hidden size rounded up to a power of two
 
-Uses Triton's compiler and the CUDA tools its Linux wheels bundle (ptxas, cuobjdump); TRITON_INTERPRET must be unset.
+Uses Triton's compiler and the CUDA tools its Linux wheels bundle (ptxas, cuobjdump).
 tests/test_fused_loss.py runs it; it is also how fused_loss.TILES were chosen."""
 import json
+import os
 import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
+os.environ.pop("TRITON_INTERPRET", None)   # compile for real: the interpreter (tests' conftest.py) compiles nothing
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import fused_loss  # noqa: E402
