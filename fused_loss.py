@@ -21,8 +21,8 @@ the values, so the kernel that computes the loss can compute it in the same pass
     vocab  (backward) one program per BLOCK_V vocabulary rows, looping over all N rows: recompute z, the
            softmax p = exp(z - lse), dz = (p - onehot(t)) * g / n_valid, accumulate dz.T @ x   -> grad_w (BLOCK_V, C)
 
-At small C these loops are bound by instructions per logit, not by the matmuls (tensor cores) or memory, so the
-element-wise work is kept lean: exponentials as exp2 of a multiply-add (tl.exp compiles to six instructions with
+At small C these loops are bound by what each SM can issue (128 instructions per clock) and by its exponential unit
+(16 per clock, one per logit), not by the matmuls (tensor cores) or memory, so the element-wise work is kept lean: exponentials as exp2 of a multiply-add (tl.exp compiles to six instructions with
 denormal handling; softmax terms below 2^-126 do not matter), only the rows kernel's last tile masks the columns
 past V, the vocab kernel never masks them (those rows of its accumulator are not stored) and scales its tile once
 at the end. Compiled for an H100 (tests/h100_resources.py), a 64 x 64 tile at C = 32 with 4 warps takes 259
