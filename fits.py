@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+
 def fit_power_law(x, y, n_boot=1000, seed=0):
     """L(X) = (X_c / X)^alpha by least squares in log space: log y = alpha log X_c - alpha log x.
     Returns {alpha, x_c, log_x_c, r2 (of log y), n, ci: {alpha, x_c: 95% bootstrap percentile intervals}}."""

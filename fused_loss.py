@@ -22,12 +22,13 @@ the values, so the kernel that computes the loss can compute it in the same pass
            softmax p = exp(z - lse), dz = (p - onehot(t)) * g / n_valid, accumulate dz.T @ x   -> grad_w (BLOCK_V, C)
 
 At small C these loops are bound by what each SM can issue (128 instructions per clock) and by its exponential unit
-(16 per clock, one per logit), not by the matmuls (tensor cores) or memory, so the element-wise work is kept lean: exponentials as exp2 of a multiply-add (tl.exp compiles to six instructions with
-denormal handling; softmax terms below 2^-126 do not matter), only the rows kernel's last tile masks the columns
-past V, the vocab kernel never masks them (those rows of its accumulator are not stored) and scales its tile once
-at the end. Compiled for an H100 (tests/h100_resources.py), a 64 x 64 tile at C = 32 with 4 warps takes 259
-instructions per thread in the rows loop and 300 in the vocab loop (17.5 per logit), from 454 and 629 with tl.exp and
-masks everywhere; the earlier three-kernel version that README.md's GPU table measured took 518 + 474 + 629 (50.7).
+(16 per clock, one per logit), not by the matmuls (tensor cores) or memory, so the element-wise work is kept lean:
+exponentials as exp2 of a multiply-add (tl.exp compiles to six instructions with denormal handling; softmax terms
+below 2^-126 do not matter), only the rows kernel's last tile masks the columns past V, the vocab kernel never masks
+them (those rows of its accumulator are not stored) and scales its tile once at the end. Compiled for an H100
+(tests/h100_resources.py), a 64 x 64 tile at C = 32 with 4 warps takes 259 instructions per thread in the rows loop
+and 300 in the vocab loop (17.5 per logit), from 454 and 629 with tl.exp and masks everywhere; the earlier
+three-kernel version that README.md's GPU table measured took 518 + 474 + 629 (50.7).
 
 The price is computing the logits twice (4 matmuls of N x C x V instead of the plain path's 3), cheap while C is
 small, where the memory traffic dominates; at C >= 512 the matmuls dominate and model.py's chunked loss is the

@@ -63,6 +63,7 @@ def main_loop(sass):
     start, end = max(loops, key=lambda se: se[1] - se[0], default=(0, -1))
     return [op for a, op in ops if start <= a <= end]
 
+
 if __name__ == "__main__":
     cp = int(sys.argv[1])
     out = {}

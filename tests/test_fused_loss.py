@@ -141,7 +141,6 @@ def test_compiled_model_calls_the_fused_loss_through_a_graph_break():
     torch.testing.assert_close(grad, model.lm_head.weight.grad, atol=1e-6, rtol=1e-4)
 
 
-
 @pytest.mark.skipif(not (Path(fused_loss.triton.__file__).parent / "backends/nvidia/bin/cuobjdump").exists(),
                     reason="needs Triton's bundled CUDA tools (its Linux x86-64 wheels have them)")
 @pytest.mark.parametrize("cp", [32, 128, 256, 1024])
