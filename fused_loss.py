@@ -193,13 +193,14 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
         scale = (1 / n_valid).reshape(1)              # on the device: no host synchronisation
         lse = torch.empty(N, dtype=torch.float32, device=x.device)
         loss_rows = torch.empty(N, dtype=torch.float32, device=x.device)
-        grad_x = torch.empty(N, C, dtype=x.dtype, device=x.device) if with_grad_x else lse   # (lse: unused stand-in)
+        # float32 until backward scales it (it holds 1 / n_valid already: tiny numbers, too small for float16)
+        grad_x = torch.empty(N, C, dtype=torch.float32, device=x.device) if with_grad_x else lse   # (lse: a stand-in)
         # float32 inputs multiply in full float32 ("ieee"), as the plain path does with TF32 off; bf16/fp16 ignore it
         ctx.cp, ctx.precision = max(16, triton.next_power_of_2(C)), "ieee" if dt.itemsize >= 4 else "tf32"
         _launch("rows", N, xc, wc, t, scale, lse, loss_rows, grad_x, N, V, C, CP=ctx.cp, PRECISION=ctx.precision,
                 WITH_GRAD=with_grad_x)
         ctx.save_for_backward(xc, wc, t, lse, scale, grad_x if with_grad_x else None)
-        ctx.w_dtype = weight.dtype
+        ctx.x_dtype, ctx.w_dtype = x.dtype, weight.dtype
         return loss_rows.sum() / n_valid
 
     @staticmethod
@@ -212,7 +213,7 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
             grad_w = torch.empty(V, C, dtype=torch.float32, device=xc.device)
             _launch("vocab", V, xc, wc, t, lse, scale * g, grad_w, N, V, C, CP=ctx.cp, PRECISION=ctx.precision)
             grad_w = grad_w.to(ctx.w_dtype)
-        return (grad_x * g.to(grad_x.dtype) if grad_x is not None else None), grad_w, None, None
+        return ((grad_x * g).to(ctx.x_dtype) if grad_x is not None else None), grad_w, None, None
 
 
 def check_supported(device_type, C):

@@ -160,14 +160,14 @@ class Block(nn.Module):
 
 def _chunk_loss_and_grads(x, weight, targets, chunk, with_grads):
     """x (N, C), weight (V, C), targets (N,) with -1 ignored -> mean loss (a float32 scalar), and if with_grads its
-    gradients w.r.t. x (x's dtype) and weight (weight's dtype). Matmuls run in the autocast dtype when autocast is
-    on (as lm_head would), the softmax in float32 (float64 for float64 inputs)."""
+    gradients w.r.t. x and weight (float32). Matmuls run in the autocast dtype when autocast is on (as lm_head
+    would), the softmax and the sums in float32 (float64 for float64 inputs)."""
     device_type = x.device.type
     dt = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
     acc = torch.promote_types(dt, torch.float32)   # softmax and accumulation dtype
     n_valid = (targets != -1).sum().to(acc)        # like F.cross_entropy: the mean over the targets not ignored
     loss = torch.zeros((), dtype=acc, device=x.device)
-    grad_x = torch.empty_like(x) if with_grads else None
+    grad_x = torch.empty(x.shape, dtype=acc, device=x.device) if with_grads else None
     grad_w = torch.zeros(weight.shape, dtype=acc, device=x.device) if with_grads else None
     w = weight.to(dt)
     with torch.autocast(device_type, enabled=False):
@@ -179,14 +179,14 @@ def _chunk_loss_and_grads(x, weight, targets, chunk, with_grads):
             lse = torch.logsumexp(logits, dim=-1)                              # (n,)
             loss += ((lse - logits.gather(1, safe[:, None])[:, 0]) * keep).sum()
             if with_grads:
-                # d loss / d logits = (softmax - onehot(target)) / n_valid on kept rows, 0 on ignored ones
+                # d loss / d logits = (softmax - onehot(target)) / n_valid on kept rows, 0 on ignored ones; the
+                # 1 / n_valid comes after the matmuls, so g stays in [-1, 1] (float16 would flush g / n_valid to 0)
                 g = torch.exp(logits.sub_(lse[:, None]))                       # softmax, in place of the logits
                 g.scatter_add_(1, safe[:, None], -keep[:, None].to(acc))
-                g.mul_((keep.to(acc) / n_valid)[:, None])
-                g = g.to(dt)
-                grad_x[s:s + chunk] = (g @ w).to(x.dtype)                      # (n, C)
+                g = g.mul_(keep.to(acc)[:, None]).to(dt)
+                grad_x[s:s + chunk] = (g @ w).to(acc) / n_valid                # (n, C)
                 grad_w += (g.t() @ xc).to(acc)                                 # (V, C)
-    return loss / n_valid, grad_x, (grad_w.to(weight.dtype) if with_grads else None)
+    return loss / n_valid, grad_x, (grad_w / n_valid if with_grads else None)
 
 
 class ChunkedLinearCrossEntropy(torch.autograd.Function):
@@ -196,12 +196,14 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
     def forward(ctx, x, weight, targets, chunk):
         loss, grad_x, grad_w = _chunk_loss_and_grads(x, weight, targets, chunk, with_grads=True)
         ctx.save_for_backward(grad_x, grad_w)
+        ctx.dtypes = x.dtype, weight.dtype
         return loss
 
     @staticmethod
-    def backward(ctx, grad_loss):
+    def backward(ctx, grad_loss):   # scaled in float32: a GradScaler's 65536 is infinite in float16
         grad_x, grad_w = ctx.saved_tensors
-        return grad_x * grad_loss.to(grad_x.dtype), grad_w * grad_loss.to(grad_w.dtype), None, None
+        g = grad_loss.to(grad_x.dtype)
+        return (grad_x * g).to(ctx.dtypes[0]), (grad_w * g).to(ctx.dtypes[1]), None, None
 
 
 def chunked_cross_entropy(x, weight, targets, chunk):

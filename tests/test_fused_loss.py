@@ -64,6 +64,22 @@ def test_fused_gradient_of_one_input_alone(frozen):
     torch.testing.assert_close(grads[1], grads[0], atol=1e-5, rtol=1e-5)
 
 
+def test_fused_loss_in_float16_under_a_grad_scaler():
+    """float16 inputs and an upstream gradient of 65536 (a GradScaler's first scale, infinite in float16): the
+    kernels' float32 gradients are scaled before the cast, so they are finite and right to float16 rounding."""
+    g = torch.Generator().manual_seed(4)
+    x, weight = torch.randn(3000, 32, generator=g).half(), (0.3 * torch.randn(200, 32, generator=g)).half()
+    targets = torch.randint(0, 200, (3000,), generator=g)
+    ref = [t.double().requires_grad_() for t in (x, weight)]
+    F.cross_entropy(ref[0] @ ref[1].T, targets).backward()
+    a, w = x.to(DEVICE).requires_grad_(), weight.to(DEVICE).requires_grad_()
+    (65536.0 * fused_cross_entropy(a, w, targets.to(DEVICE))).backward()
+    assert a.grad.dtype == w.grad.dtype == torch.float16
+    for got, want in ((a.grad, ref[0].grad), (w.grad, ref[1].grad)):
+        assert torch.isfinite(got).all()
+        assert ((got.double().cpu() / 65536 - want).norm() / want.norm()).item() < 2e-3
+
+
 def test_model_with_fused_loss_trains_like_the_plain_one():
     torch.manual_seed(2)
     model = GPT(GPTConfig(n_layer=2, n_embd=32, vocab_size=500, block_size=16)).to(DEVICE)

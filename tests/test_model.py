@@ -217,6 +217,23 @@ def test_chunked_cross_entropy_equals_plain(dtype, tol, chunk):
         chunked_cross_entropy(x, weight, targets, 0)
 
 
+def test_chunked_cross_entropy_in_float16_under_a_grad_scaler():
+    """float16 inputs and an upstream gradient of 65536 (a GradScaler's first scale, beyond float16's 65504): the
+    gradients are scaled in float32, and dlogits stay unscaled through the float16 matmuls, so nothing overflows or
+    flushes to zero (g / n_valid is under float16's smallest normal number here)."""
+    g = torch.Generator().manual_seed(4)
+    x, weight = torch.randn(3000, 32, generator=g).half(), (0.3 * torch.randn(200, 32, generator=g)).half()
+    targets = torch.randint(0, 200, (3000,), generator=g)
+    ref = [t.double().requires_grad_() for t in (x, weight)]
+    F.cross_entropy(ref[0] @ ref[1].T, targets).backward()
+    a, w = x.clone().requires_grad_(), weight.clone().requires_grad_()
+    (65536.0 * chunked_cross_entropy(a, w, targets, 1000)).backward()
+    assert a.grad.dtype == w.grad.dtype == torch.float16
+    for got, want in ((a.grad, ref[0].grad), (w.grad, ref[1].grad)):
+        assert torch.isfinite(got).all()
+        assert ((got.double() / 65536 - want).norm() / want.norm()).item() < 2e-3   # float16 rounding, 2^-11
+
+
 def model_loss_and_grads(model, idx, targets, chunk, autocast=False):
     """The model's loss and parameter gradients. For a float64 model the plain path's loss (taken in float32) is
     recomputed from its logits in float64, so float64 can be compared at float64 precision."""
