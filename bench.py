@@ -27,7 +27,6 @@ host's share of a step), which must stay under the step times for the GPU never 
 """
 import argparse
 import gc
-import json
 import re
 import tempfile
 import time
@@ -39,7 +38,7 @@ import torch
 
 from model import GPT, LOSS_KINDS, PAPER_GRID, config_from_name, mfu, peak_flops
 from scaling import PAPER_TRAIN_TOKENS
-from simplify import write_atomic
+from simplify import write_json
 from train import TokenBlocks, block_ids
 
 # -----------------------------------------------------------------------------
@@ -316,11 +315,11 @@ def parse_args(argv=None):
     return args
 
 
-def write_json(args, device_name, dtype, data_s, results, sweep=None):
-    out = {"device": device_name, "dtype": dtype, "compile": args.compile, "vocab_size": args.vocab_size,
-           "batch_size": args.batch_size, "block_size": args.block_size, "torch": torch.__version__,
-           "data_loading_s_per_batch": data_s, "results": results, "sweep_estimate": sweep}
-    write_atomic(args.json, lambda p: Path(p).write_text(json.dumps(out, indent=1)))
+def save_json(args, device_name, dtype, data_s, results, sweep=None):
+    write_json(args.json, {"device": device_name, "dtype": dtype, "compile": args.compile,
+                           "vocab_size": args.vocab_size, "batch_size": args.batch_size, "block_size": args.block_size,
+                           "torch": torch.__version__, "data_loading_s_per_batch": data_s, "results": results,
+                           "sweep_estimate": sweep})
 
 
 def main(argv=None):
@@ -362,7 +361,7 @@ def main(argv=None):
                   + f", first loss difference {abs(r['first_loss'] - base['first_loss']):.2e}", flush=True)
         results.append({"model": model_name, "paths": rows, "over_baseline": ratios})
         if args.json:
-            write_json(args, name, dtype, data_s, results)   # after each model: a run cut short keeps what it measured
+            save_json(args, name, dtype, data_s, results)   # after each model: a run cut short keeps what it measured
     if args.sweep:
         sweep = sweep_estimate(results, args.paths, args.vocab_size, args.block_size)
         print(f"bench: the paper's 36 runs (18 models x 2 corpora x {PAPER_TRAIN_TOKENS:,} tokens) on this device, "
@@ -373,7 +372,7 @@ def main(argv=None):
                    "each model on its fastest path")
             print(f"  {path:<14} {e['hours']:8.2f} device-hours ({how})")
         if args.json:
-            write_json(args, name, dtype, data_s, results, sweep)
+            save_json(args, name, dtype, data_s, results, sweep)
     return results
 
 

@@ -9,8 +9,8 @@ model.py: the paper's LLaMA-style decoder-only transformer (section 4), small en
     model = GPT(config_from_name("h256-L4", vocab_size=15000))
     logits, loss = model(idx, targets)          # idx, targets: (B, T) int64 -> logits (B, T, V), scalar loss
     model, info = load_checkpoint("out/h64-L2-simplified")   # a model trained by train.py, and its configs
-    model.loss_chunk = 8192                     # training speed: loss over 8192-row chunks, logits never whole
-    model.fused_loss = True                     # or (a GPU): Triton kernels that never write the logits at all
+    model.set_loss("chunked")                   # training speed: loss over 8192-row chunks, logits never whole
+    model.set_loss("fused")                     # or (a GPU): Triton kernels that never write the logits at all
     logits, loss = model(idx, targets)          # -> logits None (not computed), the same loss and gradients
 
 The paper's 18 models are named h<hidden>-L<layers> (PAPER_GRID). Parameters per layer: attention 4h^2, SwiGLU 12h^2
@@ -281,8 +281,8 @@ class GPT(nn.Module):
 
     def forward(self, idx, targets=None):
         """idx (B, T) int64 -> logits (B, T, V), and the mean next-token cross-entropy if targets (B, T) are given
-        (target -1 is ignored). With self.loss_chunk > 0 and targets given, logits is None: the loss is computed
-        chunk by chunk and the full logits never exist."""
+        (target -1 is ignored). With a chunked or fused loss set (set_loss) and targets given, logits is None: the
+        full logits never exist."""
         B, T = idx.shape
         if T > self.max_seq_len:
             raise ValueError(f"input of {T} tokens exceeds the model's {self.max_seq_len} (block_size "

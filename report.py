@@ -11,13 +11,12 @@ Figures are readable in black and white: the corpora differ in line style and ma
 """
 import contextlib
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
 from fits import flop_per_token
-from simplify import read_json  # a JSON file, or {} if missing or unreadable
+from simplify import read_json, write_atomic  # read_json: a JSON file, or {} if missing or unreadable
 
 PUBLISHED = {   # L(N, D) constants to compare ours with (PAPER.md section 7)
     "Hoffmann et al. 2022": dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28),
@@ -44,8 +43,7 @@ def figure(path, ncols=1, nrows=1, **kw):
     yield axes.ravel()
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(f"{path}.tmp.png", dpi=120)
-    os.replace(f"{path}.tmp.png", path)           # never a half-written figure
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))   # never a half-written figure
     plt.close(fig)
 
 

@@ -36,7 +36,7 @@ import torch
 from model import GPT, PAPER_GRID, config_from_name, peak_flops
 from fits import fit_chinchilla, fit_power_law, flop_per_token, frontier   # the scaling-law math
 from report import plot_curves, plot_emergence, plot_law, read_results, table   # figures, fits.md
-from simplify import read_json  # a JSON file, or {} if missing or unreadable
+from simplify import read_json, write_atomic  # read_json: a JSON file, or {} if missing or unreadable
 
 HERE = Path(__file__).resolve().parent
 BLOCK = 128                      # the paper's context length; train.py's default
@@ -468,8 +468,7 @@ def main(argv=None):
               "runs": [{k: v for k, v in r.items() if not k.startswith("curve")} for r in done]}
     for path, text in ((out / "fits.json", json.dumps(record, indent=1, default=float) + "\n"),
                        (out / "fits.md", table(fits, problems, crossings, args.exact_flops))):
-        Path(f"{path}.tmp").write_text(text)
-        os.replace(f"{path}.tmp", path)
+        write_atomic(path, lambda tmp: Path(tmp).write_text(text))
     print(f"wrote {out / 'fits.md'}, {out / 'fits.json'} and {figs}/*.png")
 
 
