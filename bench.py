@@ -39,7 +39,7 @@ import torch
 from model import GPT, LOSS_KINDS, PAPER_GRID, config_from_name, mfu, peak_flops
 from scaling import PAPER_TRAIN_TOKENS
 from simplify import write_json
-from train import TokenBlocks, block_ids
+from train import COMPILE_MODES, TokenBlocks, block_ids
 
 # -----------------------------------------------------------------------------
 # Measuring
@@ -130,8 +130,9 @@ def profile_step(model_name, path_name, run_step, device_type, rows):
     return kinds
 
 
-COMPILE_MODES = {(False, False): "default", (True, False): "reduce-overhead",   # (+cg, +ma) -> torch.compile mode
-                 (False, True): "max-autotune-no-cudagraphs", (True, True): "max-autotune"}
+PATH_MODES = {(False, False): "default", (True, False): "reduce-overhead",   # (+cg, +ma) -> torch.compile mode
+              (False, True): "max-autotune-no-cudagraphs", (True, True): "max-autotune"}
+assert set(PATH_MODES.values()) == set(COMPILE_MODES)   # train.py's --compile_mode takes what bench.py times
 
 
 def parse_path(spec, batch_size):
@@ -140,7 +141,7 @@ def parse_path(spec, batch_size):
     m = re.fullmatch(r"(\w+)((?:\+cg|\+ma)*)(?:@(\d+))?", spec)
     if not m or m[1] not in LOSS_KINDS or len(set(m[2].split("+"))) != len(m[2].split("+")):
         raise SystemExit(f"--paths: {spec!r} is not LOSS[+cg][+ma][@MICRO] with LOSS one of {', '.join(LOSS_KINDS)}")
-    mode = COMPILE_MODES["+cg" in m[2], "+ma" in m[2]]
+    mode = PATH_MODES["+cg" in m[2], "+ma" in m[2]]
     micro = int(m[3] or batch_size)
     if micro < 1 or batch_size % micro:
         raise SystemExit(f"--paths: micro-batch {micro} of {spec!r} must divide --batch_size {batch_size}")

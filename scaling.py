@@ -37,6 +37,7 @@ from model import GPT, PAPER_GRID, config_from_name, peak_flops
 from fits import fit_chinchilla, fit_power_law, flop_per_token, frontier   # the scaling-law math
 from report import plot_curves, plot_emergence, plot_law, read_results, table   # figures, fits.md
 from simplify import read_json, write_atomic  # read_json: a JSON file, or {} if missing or unreadable
+from train import hms                          # seconds -> h:mm:ss
 
 HERE = Path(__file__).resolve().parent
 BLOCK = 128                      # the paper's context length; train.py's default
@@ -163,11 +164,6 @@ def command(run, args, state):
             "--eval_interval", str(args.eval_interval), "--sample_tokens", "0"]
     cmd += ["--threads", str(args.threads)] if args.threads else []
     return cmd + {"resume": ["--resume"], "restart": ["--overwrite"]}.get(state, []) + shlex.split(args.train_args)
-
-
-def hms(seconds):
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def measured_speeds(out_dir):

@@ -46,6 +46,8 @@ from simplify import load_meta, load_tokenizer, write_atomic  # write_atomic: te
 # -----------------------------------------------------------------------------
 # Hyperparameters: every field is a command-line flag (its comment is the --help text)
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
+
 
 @dataclass
 class TrainConfig:
@@ -300,9 +302,8 @@ def _train(cfg, rank, world, device):
         raise SystemExit(f"--loss_chunk must be >= 1 rows, got {cfg.loss_chunk}")
     if cfg.loss not in LOSS_KINDS:
         raise SystemExit(f"--loss {cfg.loss!r}: use one of {', '.join(LOSS_KINDS)}")
-    modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-    if cfg.compile_mode not in modes:
-        raise SystemExit(f"--compile_mode {cfg.compile_mode!r}: use one of {', '.join(modes)}")
+    if cfg.compile_mode not in COMPILE_MODES:
+        raise SystemExit(f"--compile_mode {cfg.compile_mode!r}: use one of {', '.join(COMPILE_MODES)}")
 
     # --- data and batch geometry
     meta = read_meta(cfg.data_dir)
