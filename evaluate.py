@@ -23,6 +23,7 @@ models, columns = tasks, with chance level, average and example counts) and resu
 """
 import argparse
 import csv
+import hashlib
 import io
 import json
 import math
@@ -132,7 +133,8 @@ def mean_stderr(values):
 
 
 def evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast):
-    """One task at one number of shots -> a results entry (INTERFACES.md), or None when it does not apply."""
+    """One task at one number of shots -> a results entry (the `results` list of results/<run>.json), or None when
+    it does not apply."""
     if shots and task["kind"] != "choice":
         return None      # minimal pairs and cloze are zero-shot tasks (BLiMP's harness config says num_fewshot: 0)
     requests, spans, scales = [], [], []
@@ -151,6 +153,9 @@ def evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast):
     acc, acc_norm = [], []
     for ex, (start, n) in zip(task["eval"], spans):
         ll = np.array([scored[start + c][0] for c in range(n)])
+        if np.isnan(ll).any():   # np.argmax would pick choice 0, often the gold one: a NaN model would look perfect
+            raise SystemExit(f"{task['name']}: the model gives NaN log-probabilities (a diverged checkpoint, or "
+                             "float16 overflow: try --dtype float32)")
         if task["kind"] == "cloze":
             acc.append(float(scored[start][1]))
             continue
@@ -200,7 +205,22 @@ def generate(model, enc, prefix, sos, stop, prompts, args, device):
     return out
 
 
-def evaluate_model(path, tasks, shots_list, args, device, autocast):
+def applies(task, shots):
+    """Whether a task is scored at this number of shots: minimal pairs and cloze are zero-shot tasks (BLiMP's
+    harness config says num_fewshot: 0), and a task the filter left empty has nothing to score."""
+    return bool(task["eval"]) and (shots == 0 or task["kind"] == "choice")
+
+
+def checkpoint_id(info):
+    """A checkpoint as it is now: its settings and how far it trained (retraining or resuming changes it)."""
+    key = [info.get(k) for k in ("model_config", "train_config", "step", "tokens", "val_loss")]
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None):
+    """Score a run on every task that applies at each number of shots -> its results dict (results/<run>.json).
+    old: that file's earlier contents for this very checkpoint and settings (previous_results): entries for the
+    same examples are kept rather than scored again, and entries for other tasks stay in the file."""
     model, info, enc, meta = load_run(path, device, args.data_dir)
     run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
     specials = meta["tokenizer"]["special_tokens"]
@@ -212,6 +232,7 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast):
     print(f"{run_dir.name}: {meta['name']} corpus, {n_params:,} parameters, {tokens:,} tokens seen, prompts start "
           f"with {'<|endoftext|><s>' if sos else '<|endoftext|>'}")
     results, t0 = [], time.time()
+    reuse = {(e["task"], e["shots"], e.get("data_sha")): e for e in (old or {}).get("results", [])}
     for task in tasks:
         held = task.get("heldout")
         if held and (Path(str(meta.get("source"))).parts[-2:] != ("data", "corpus")
@@ -219,23 +240,32 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast):
             print(f"  warning: {task['name']} passages come from the embedded corpus' validation split at "
                   f"val_fraction {held['val_fraction']}; this model's dataset ({meta.get('source')}, val_fraction "
                   f"{meta.get('val_fraction')}) may have trained on some of them")
-        for shots in shots_list:
+        for shots in [s for s in shots_list if applies(task, s)]:
             t = time.time()
-            r = evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast)
-            if r is None or not r["n"]:
-                continue
+            r = reuse.get((task["name"], shots, task["data_sha"]))
+            kept = r is not None
+            r = r or {**evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast),
+                      "data_sha": task["data_sha"]}
             results.append(r)
             norm = f", acc_norm {r['acc_norm']:.3f}" if r["acc_norm"] is not None else ""
             print(f"  {task['name']:<50} {shots}-shot  n={r['n']:<5} acc {r['acc']:.3f} ± {r['acc_stderr'] or 0:.3f}"
-                  f"{norm} (chance {r['chance']:.2f}, rope x{r['rope_scale']}) {time.time() - t:.1f}s", flush=True)
-    return {"run_dir": str(run_dir), "run_name": run_dir.name, "corpus": meta["name"],
+                  f"{norm} (chance {r['chance']:.2f}, rope x{r['rope_scale']}) "
+                  + ("kept from before" if kept else f"{time.time() - t:.1f}s"), flush=True)
+    asked = {(e["task"], e["shots"]) for e in results}
+    results += [e for e in (old or {}).get("results", []) if (e["task"], e["shots"]) not in asked]   # other tasks
+    gen = generation_settings(args)
+    same_gen = old and old.get("eval", {}).get("generation") == gen
+    return {"run_dir": str(run_dir), "run_name": run_dir.name, "checkpoint_id": checkpoint_id(info),
+            "corpus": meta["name"],
             "model": (info.get("train_config") or {}).get("model"), "n_params": n_params,
             "n_params_non_embedding": model.num_params(non_embedding=True), "tokens_seen": tokens,
             "train_flops_6nd": 6.0 * n_params * tokens, "val_loss": info.get("val_loss"), "results": results,
-            "generations": generate(model, enc, prefix, sos, set(specials.values()), args.prompts, args, device),
-            "filter_counts": {t["name"]: t["counts"] for t in tasks},
+            "generations": old["generations"] if same_gen else
+            generate(model, enc, prefix, sos, set(specials.values()), args.prompts, args, device),
+            "filter_counts": {**(old or {}).get("filter_counts", {}), **{t["name"]: t["counts"] for t in tasks}},
             "eval": {"shots": shots_list, "limit": args.limit, "vocab": args.vocab, "filter": args.filter,
-                     "sos": args.sos, "prefix_sos": sos, "long": args.long, "seed": args.seed, "seconds": round(time.time() - t0, 1)}}
+                     **{k: getattr(args, k) for k in SHARED_SETTINGS}, "prefix_sos": sos, "generation": gen,
+                     "seconds": round(time.time() - t0, 1)}}
 
 # -----------------------------------------------------------------------------
 # Tables in the paper's layout (rows = models, columns = tasks) from every results/*.json
@@ -251,16 +281,18 @@ def read_results(results_dir):
         if isinstance(r, dict) and "results" in r and "run_name" in r:   # skip other files (scaling.py's fits.json)
             runs.append(r)
     corpus_rank = {"simplified": 0, "unrestricted": 1}
-    return sorted(runs, key=lambda r: (corpus_rank.get(r["corpus"], 2), r["n_params"], r["run_name"]))
+    return sorted(runs, key=lambda r: (corpus_rank.get(r["corpus"], 2), r["n_params"], r.get("tokens_seen") or 0,
+                                       r["run_name"]))
 
 
 def table_rows(runs, shots, cols):
     """Cells of one table: a row per model, then the chance row and the example-count row."""
-    rows, first = [], {}
+    rows, first, ns = [], {}, {c: set() for c in cols}
     for r in runs:
         got = {e["task"]: e for e in r["results"] if e["shots"] == shots}
         for c in cols:
             first[c] = first.get(c) or got.get(c)
+            ns[c] |= {got[c]["n"]} if c in got else set()
         accs = [got[c]["acc"] for c in cols if c in got]
         avg = f"{100 * np.mean(accs):.1f}" if accs and len(accs) == len(cols) else "-"   # only over a complete row
         rows.append([r["run_name"], r["model"] or "-", r["corpus"], f"{r['n_params'] / 1e6:.2f}M",
@@ -268,7 +300,9 @@ def table_rows(runs, shots, cols):
     chance = [first[c]["chance"] if first.get(c) else None for c in cols]
     rows.append(["chance", "", "", "", *[f"{100 * x:.1f}" if x is not None else "-" for x in chance],
                  f"{100 * np.mean(chance):.1f}" if cols and None not in chance else "-"])
-    rows.append(["n", "", "", "", *[str(first[c]["n"]) if first.get(c) else "-" for c in cols], ""])
+    # runs scored on different numbers of examples (--limit, another vocabulary) show the range: compare with care
+    rows.append(["n", "", "", "", *["-".join(map(str, sorted({min(ns[c]), max(ns[c])}))) if ns[c] else "-"
+                                    for c in cols], ""])
     return rows
 
 
@@ -284,14 +318,17 @@ def write_tables(results_dir):
     all_cols = list(dict.fromkeys(e["task"] for e in entries))
     head = ["run", "model", "corpus", "params"]
     md = ["# Results", "", "Accuracy (%); rows = models, columns = tasks. `avg`: the mean over the columns; "
-          "`chance`: the accuracy of guessing; `n`: examples per task, after the vocabulary filter.", ""]
+          "`chance`: the accuracy of guessing; `n`: examples per task, after the vocabulary filter (a range where runs "
+          "were scored on different numbers of examples).", ""]
     lines = [["shots", *head, *all_cols, "avg"]]
     for shots in sorted({e["shots"] for e in entries}):
         cols = [c for c in all_cols if any(e["task"] == c and e["shots"] == shots for e in entries)]
         rows = table_rows(runs, shots, cols)
         md += [f"## {shots}-shot", "", "| " + " | ".join([*head, *cols, "avg"]) + " |",
                "|" + "---|" * len(head) + "---:|" * (len(cols) + 1), *("| " + " | ".join(r) + " |" for r in rows), ""]
-        lines += [[shots, *row] for row in table_rows(runs, shots, all_cols)]
+        at = {c: i for i, c in enumerate(cols, start=len(head))}      # the CSV has every column, blank where n/a
+        lines += [[shots, *row[:len(head)], *(row[at[c]] if c in at else "" for c in all_cols), row[-1]]
+                  for row in rows]
     write_text(out / "table.md", "\n".join(md) + "\n")
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(lines)
@@ -309,19 +346,32 @@ def write_tables(results_dir):
 # Command line
 
 
-def is_current(path, tasks, args):
-    """A run's results file already holds these tasks and settings for the checkpoint as it is now."""
+SHARED_SETTINGS = ("long", "seed", "sos")   # scored with these, every entry of a results file is comparable
+
+
+def generation_settings(args):
+    return {"prompts": args.prompts, "temperature": args.temperature, "max_new_tokens": args.max_new_tokens,
+            "seed": args.seed}
+
+
+def previous_results(path, args):
+    """results/<run>.json if it was written for this checkpoint as it is now and with these settings (its entries
+    may be reused and must be kept), else None. Each entry also carries the fingerprint of the examples it scored
+    (tasks.load_task's data_sha: task files, vocabulary filter, --limit), checked per entry."""
     run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
     try:
         old = json.loads((Path(args.results_dir) / f"{run_dir.name}.json").read_text())
-        ckpt = read_checkpoint(run_dir, "cpu")
+        info = read_checkpoint(run_dir, "cpu")
     except (OSError, ValueError):
-        return False
-    settings = {"shots": args.shots, "limit": args.limit, "vocab": args.vocab, "filter": args.filter,
-                "long": args.long, "seed": args.seed, "sos": args.sos}
-    return (old.get("tokens_seen") == int(ckpt.get("tokens") or 0)
-            and all(old.get("eval", {}).get(k) == v for k, v in settings.items())
-            and {r["task"] for r in old.get("results", [])} >= {t["name"] for t in tasks})
+        return None
+    if not isinstance(old, dict) or Path(str(old.get("run_dir"))).resolve() != run_dir.resolve():
+        if isinstance(old, dict):
+            print(f"note: {args.results_dir}/{run_dir.name}.json holds another run's results ({old.get('run_dir')}); "
+                  "this run's replace them")
+        return None
+    same = old.get("checkpoint_id") == checkpoint_id(info) and all(old.get("eval", {}).get(k) == getattr(args, k)
+                                                                   for k in SHARED_SETTINGS)
+    return old if same else None
 
 
 def get_args(argv=None):
@@ -388,12 +438,18 @@ def main(argv=None):
         print(f"task {t['name']}: {counts} kept by the vocabulary filter{'' if args.filter else ' (off)'}; "
               f"evaluating {len(t['eval']):,}")
     Path(args.results_dir).mkdir(parents=True, exist_ok=True)
+    for t in tasks:
+        if t["eval"] and not any(applies(t, s) for s in args.shots):
+            print(f"note: {t['name']} is scored zero-shot only (minimal pairs and cloze); --shots has no 0")
     for path in ckpts:
-        if not args.force and is_current(path, tasks, args):
-            print(f"{Path(path).name}: results/{Path(path).name}.json is up to date with this checkpoint and these "
-                  "settings, reusing it (--force redoes it)")
+        old = None if args.force else previous_results(path, args)
+        have = {(e["task"], e["shots"], e.get("data_sha")) for e in (old or {}).get("results", [])}
+        if old and old["eval"].get("generation") == generation_settings(args) and all(
+                (t["name"], s, t["data_sha"]) in have for t in tasks for s in args.shots if applies(t, s)):
+            print(f"{Path(path).name}: {args.results_dir}/{Path(path).name}.json is up to date with this checkpoint, "
+                  "these tasks and settings, reusing it (--force redoes it)")
             continue
-        res = evaluate_model(path, tasks, args.shots, args, device, autocast)
+        res = evaluate_model(path, tasks, args.shots, args, device, autocast, old)
         write_text(Path(args.results_dir) / f"{res['run_name']}.json", json.dumps(res, indent=1) + "\n")
         for g in res["generations"]:
             print(f"  > {g['prompt']}{g['text']!r}")

@@ -14,6 +14,7 @@ data/build_tasks.py (read_embedded).
 """
 import csv
 import gzip
+import hashlib
 import json
 import random
 import re
@@ -114,16 +115,33 @@ def read_jsonl(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def local_files(family, config, split):
+    """What read_local looks for under task_dir/family/ for a split, in words (for the error when it is missing)."""
+    if family == "blimp":
+        return f"{config}.jsonl"
+    if family == "copa":
+        return ("copa-test.xml" if split == "test" else "copa-dev.xml (or SuperGLUE's "
+                f"{ {'train': 'train', 'validation': 'val'}.get(split, split) }.jsonl)")
+    if family == "piqa":
+        name = {"validation": "valid"}.get(split, split)
+        return f"{name}.jsonl and {name}-labels.lst"
+    if family == "arc_easy":
+        return f"ARC-Easy-{ {'validation': 'Dev'}.get(split, split.capitalize()) }.jsonl"
+    return " or ".join(FILES.get(split, ["?"]))
+
+
 def read_local(task_dir, family, config, split):
     """Rows with the hub's field names from the original files under task_dir (the layout: blimp/<paradigm>.jsonl,
     copa/copa-dev.xml, sst2/dev.tsv, ...; see README). None when the split's file is not there."""
     d = Path(task_dir) / family
     if family == "blimp":
-        return read_jsonl(d / f"{config}.jsonl") if (d / f"{config}.jsonl").exists() else None
+        path = d / local_files(family, config, split)
+        return read_jsonl(path) if path.exists() else None
     if family == "copa":   # SuperGLUE's splits of the original XML: train = dev ids 1-400, validation = 401-500
         path = d / ("copa-test.xml" if split == "test" else "copa-dev.xml")
-        if not path.exists():
-            return None
+        if not path.exists():   # or SuperGLUE's own JSONL files (train.jsonl, val.jsonl), already in hub fields
+            jsonl = d / {"train": "train.jsonl", "validation": "val.jsonl"}.get(split, "test.jsonl")
+            return read_jsonl(jsonl) if jsonl.exists() else None
         rows = [{"premise": it.find("p").text, "choice1": it.find("a1").text, "choice2": it.find("a2").text,
                  "question": it.get("asks-for"), "label": int(it.get("most-plausible-alternative")) - 1,
                  "id": int(it.get("id"))} for it in ET.parse(path).getroot()]
@@ -135,7 +153,7 @@ def read_local(task_dir, family, config, split):
         labels = (d / f"{name}-labels.lst").read_text().split()
         return [dict(r, label=int(lab)) for r, lab in zip(read_jsonl(d / f"{name}.jsonl"), labels, strict=True)]
     if family == "arc_easy":
-        path = d / f"ARC-Easy-{ {'validation': 'Dev'}.get(split, split.capitalize()) }.jsonl"
+        path = d / local_files(family, config, split)
         return [{"question": r["question"]["stem"], "answerKey": r["answerKey"],
                  "choices": {"text": [c["text"] for c in r["question"]["choices"]],
                              "label": [c["label"] for c in r["question"]["choices"]]}}
@@ -212,8 +230,8 @@ def load_task(name, args, vocab):
             (lambda s: read_hub(dataset, config, s))
         rows = read(split)
         if rows is None:
-            raise SystemExit(f"{name}: no {split} file under {args.task_dir}/{family}/ in the original format "
-                             f"(e.g. {family}/{FILES.get(split, ['...'])[0]}; the layout is in tasks.read_local)")
+            raise SystemExit(f"{name}: no {split} split under {args.task_dir}/{family}/: expected "
+                             f"{local_files(family, config, split)} in the original format (README: evaluate.py)")
         splits = {split: [PROMPTS[family](r) for r in rows]}
         demo_rows = read(demo_split) if demo_split else None
         if demo_rows is not None:
@@ -233,5 +251,8 @@ def load_task(name, args, vocab):
     if args.limit and len(pool) > args.limit:
         ev = [pool[i] for i in sorted(random.Random(f"{args.seed}:{name}").sample(range(len(pool)), args.limit))]
     chance = 0.0 if kind == "cloze" else float(np.mean([1 / len(e["choices"]) for e in ev])) if ev else None
-    return dict(name=name, family=family, kind=kind, chance=chance, eval=ev, demos=kept.get(demo_split, pool),
-                counts=counts, filtered=bool(args.filter), heldout=header.get("heldout"))
+    demos = kept.get(demo_split, pool)
+    # What was evaluated, as a fingerprint: results are reused only for the same examples (files, filter, --limit)
+    data_sha = hashlib.sha256(json.dumps([ev, demos if kind == "choice" else []]).encode()).hexdigest()[:16]
+    return dict(name=name, family=family, kind=kind, chance=chance, eval=ev, demos=demos, counts=counts,
+                filtered=bool(args.filter), heldout=header.get("heldout"), data_sha=data_sha)

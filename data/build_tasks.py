@@ -396,18 +396,16 @@ def ellipsis_n_bar(rng):
     verb, obj = _counted(rng)
     adj = rng.choice(["big", "little", "red", "new", "old", "nice", "small", "blue"])
     n1, n2 = rng.sample(["one"] + NUMBERS, 2)
-    if n1 == "one":
-        obj1 = {"cookies": "cookie", "apples": "apple", "cakes": "cake", "dogs": "dog", "cats": "cat",
-                "birds": "bird", "cars": "car", "toys": "toy", "books": "book", "balls": "ball", "keys": "key",
-                "hats": "hat", "letters": "letter", "pictures": "picture", "flowers": "flower", "friends": "friend",
-                "teachers": "teacher", "doctors": "doctor", "shoes": "shoe"}[obj]
-    else:
-        obj1 = obj
+    one = {"cookies": "cookie", "apples": "apple", "cakes": "cake", "dogs": "dog", "cats": "cat", "birds": "bird",
+           "cars": "car", "toys": "toy", "books": "book", "balls": "ball", "keys": "key", "hats": "hat",
+           "letters": "letter", "pictures": "picture", "flowers": "flower", "friends": "friend",
+           "teachers": "teacher", "doctors": "doctor", "shoes": "shoe"}[obj]
+    obj1, obj2 = (one if n == "one" else obj for n in (n1, n2))   # "one cat", "two cats"
     if rng.random() < 0.5:  # _1: the elided noun may follow a number, not an adjective
         return (f"{a} {verb} {n1} {adj} {obj1} and {b} {verb} {n2}.",
                 f"{a} {verb} {n1} {obj1} and {b} {verb} {n2} {adj}.")
     adj2 = rng.choice([x for x in ["big", "little", "red", "new", "old", "nice", "small", "blue"] if x != adj])
-    return (f"{a} {verb} {n1} {obj1} and {b} {verb} {n2} {adj2} {obj}.",
+    return (f"{a} {verb} {n1} {obj1} and {b} {verb} {n2} {adj2} {obj2}.",
             f"{a} {verb} {n1} {adj} {obj1} and {b} {verb} {n2} {adj2}.")
 
 

@@ -1,9 +1,11 @@
 """evaluate.py and tasks.py: the task filter, the scoring arithmetic against direct computations, few-shot sampling,
 the loaders of the original file formats, the embedded tasks, the tables, and a whole run on a tiny checkpoint."""
+import contextlib
 import csv
 import json
 import math
 import random
+import re
 import sys
 import types
 from dataclasses import asdict
@@ -266,9 +268,18 @@ def test_local_loaders_read_the_original_formats(tmp_path):
     blimp = got["blimp_adjunct_island"]
     assert blimp["kind"] == "pairs" and blimp["eval"][0]["choices"] == ["Who ran?", "Who?"]
     assert got["piqa"]["demos"] == got["piqa"]["eval"]                     # no train file: demos from validation
-    with pytest.raises(SystemExit, match="no train file|no validation file|no .* file"):
-        load_task("rte", types.SimpleNamespace(task_dir=str(tmp_path / "nothing"), filter=False, limit=0, seed=0),
-                  frozenset())
+    missing = types.SimpleNamespace(task_dir=str(tmp_path / "nothing"), filter=False, limit=0, seed=0)
+    for name, expected in [("rte", "dev.tsv or val.jsonl"), ("copa", "copa-dev.xml (or SuperGLUE's val.jsonl)"),
+                           ("piqa", "valid.jsonl and valid-labels.lst"), ("arc_easy", "ARC-Easy-Test.jsonl"),
+                           ("blimp_adjunct_island", "adjunct_island.jsonl")]:   # the error names the file to add
+        with pytest.raises(SystemExit, match=re.escape(f"expected {expected} in the original format")):
+            load_task(name, missing, frozenset())
+    # COPA as SuperGLUE distributes it (JSONL in the hub's fields) reads like the original XML
+    write(tmp_path / "sg/copa/val.jsonl", json.dumps({"premise": "The sun rose.", "choice1": "It got light.",
+                                                      "choice2": "It got dark.", "question": "effect", "label": 0}))
+    copa = load_task("copa", types.SimpleNamespace(task_dir=str(tmp_path / "sg"), filter=False, limit=0, seed=0),
+                     frozenset())
+    assert copa["eval"][0]["gold"] == 0 and copa["eval"][0]["choices"][0].startswith("it got light")
 
 
 def test_filter_and_limit_are_applied_per_split(tmp_path):
@@ -347,7 +358,17 @@ def test_table_layout(tmp_path):
     assert md[i + 7] == "| chance |  |  |  | 50.0 | 50.0 | 50.0 |" and md[i + 8] == "| n |  |  |  | 10 | 20 |  |"
     rows = list(csv.reader(open(tmp_path / "table.csv")))
     assert rows[0] == ["shots", "run", "model", "corpus", "params", "taskA", "taskB", "avg"]
-    assert rows[1][:6] == ["0", "h64-L2-s", "h64", "simplified", "2.00M", "50.0"] and len(rows) == 6
+    assert rows[1] == ["0", "h64-L2-s", "h64", "simplified", "2.00M", "50.0", "90.0", "70.0"] and len(rows) == 6
+    # a 3-shot table with only taskA: the CSV leaves taskB blank and averages what applies; runs scored on
+    # different numbers of examples show the range of n
+    runs[0]["results"].append({"task": "taskA", "family": "x", "shots": 3, "n": 10, "chance": 0.5, "acc": 0.8})
+    runs[1]["results"].append({"task": "taskA", "family": "x", "shots": 3, "n": 7, "chance": 0.5, "acc": 0.6})
+    for r in runs:
+        (tmp_path / f"{r['run_name']}.json").write_text(json.dumps(r))
+    write_tables(tmp_path)
+    rows = list(csv.reader(open(tmp_path / "table.csv")))
+    assert ["3", "h64-L2-s", "h64", "simplified", "2.00M", "60.0", "", "60.0"] in rows
+    assert ["3", "n", "", "", "", "7-10", "", ""] in rows and ["3", "chance", "", "", "", "50.0", "", "50.0"] in rows
     gen = (tmp_path / "generations.md").read_text()
     assert "| prompt | h64-L2-s | h128-L2-s | h128-L2-u |" in gen and "| Hi |  from h64-L2-s |" in gen
 
@@ -374,7 +395,7 @@ def test_whole_run_writes_results_as_the_interface_says(tiny_data, tmp_path):
     assert res["run_name"] == "tiny-run" and res["corpus"] == "tiny" and res["model"] == "h16-L1"
     assert res["tokens_seen"] == 1536 and res["train_flops_6nd"] == 6.0 * res["n_params"] * 1536
     keys = {"task", "family", "shots", "n", "chance", "acc", "acc_stderr", "acc_norm", "acc_norm_stderr",
-            "rope_scale", "filtered"}
+            "rope_scale", "filtered", "data_sha"}
     assert all(set(e) == keys for e in res["results"])
     got = {(e["task"], e["shots"]): e for e in res["results"]}
     assert set(got) == {("templates_anaphor_gender_agreement", 0), ("cloze", 0), ("bigbench_cause_and_effect", 0),
@@ -382,6 +403,42 @@ def test_whole_run_writes_results_as_the_interface_says(tiny_data, tmp_path):
     assert got[("cloze", 0)]["family"] == "cloze" and got[("cloze", 0)]["n"] == 8
     assert got[("bigbench_cause_and_effect", 2)]["acc_norm"] is not None and got[("cloze", 0)]["acc_norm"] is None
     assert len(res["generations"]) == 4 and (results / "table.md").exists() and (results / "table.csv").exists()
+
+
+def test_results_are_reused_merged_and_redone_only_when_stale(tiny_data, tmp_path, capsys):
+    sha = json.loads((tiny_data / "meta.json").read_text())["tokenizer"]["sha256"]
+    run = make_checkpoint(tmp_path / "out" / "tiny-run", tiny_data, sha)
+    results, path = tmp_path / "results", tmp_path / "results" / "tiny-run.json"
+    pairs, choice = "templates_anaphor_gender_agreement", "bigbench_cause_and_effect"
+    ev = lambda *a: evaluate.main(["--ckpt", str(run), "--results_dir", str(results), "--max_new_tokens", "2",  # noqa
+                                   "--shots", "0", *a])
+    ev("--tasks", pairs, "--limit", "6")
+    first = path.read_text()
+    ev("--tasks", pairs, "--limit", "6")                        # nothing changed: not scored again
+    assert "up to date" in capsys.readouterr().out and path.read_text() == first
+    ev("--tasks", choice, "--limit", "6")                       # another task: added, the first one kept
+    res = json.loads(path.read_text())
+    assert {(e["task"], e["n"]) for e in res["results"]} == {(pairs, 6), (choice, 6)}
+    assert res["generations"] == json.loads(first)["generations"]
+    ev("--tasks", pairs, "--limit", "4")                        # other examples (--limit): that entry is redone
+    assert {(e["task"], e["n"]) for e in json.loads(path.read_text())["results"]} == {(pairs, 4), (choice, 6)}
+    ev("--tasks", pairs, "--limit", "4", "--shots", "2")        # pairs are zero-shot only: said, nothing redone
+    assert "zero-shot only" in capsys.readouterr().out
+    ckpt = torch.load(run / "ckpt.pt", weights_only=False)      # the run trained on: every entry is stale
+    ckpt["step"], ckpt["tokens"] = 6, 3072
+    torch.save(ckpt, run / "ckpt.pt")
+    ev("--tasks", pairs, "--limit", "4")
+    res = json.loads(path.read_text())
+    assert [e["task"] for e in res["results"]] == [pairs] and res["tokens_seen"] == 3072
+
+
+def test_nan_scores_are_an_error_not_a_perfect_score(tiny, monkeypatch):
+    model, enc = tiny
+    task = {"name": "t", "kind": "choice", "eval": [dict(context="a", choices=["b", "c"], gold=0)], "demos": []}
+    monkeypatch.setattr(evaluate, "score_requests", lambda *a, **k: [(float("nan"), False)] * 2)
+    args = types.SimpleNamespace(seed=0, long="rope", batch_tokens=256)
+    with pytest.raises(SystemExit, match="NaN"):
+        evaluate_task(model, enc, [256], False, task, 0, args, "cpu", contextlib.nullcontext())
 
 
 def test_checkpoint_tokenizer_mismatch_is_a_clear_error(tiny_data, tmp_path):
