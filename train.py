@@ -197,7 +197,7 @@ def lr_at(step, total_steps, peak_lr, warmup_steps, final_frac=0.5):
 # Checkpoints
 
 
-def check_resumable(ckpt, cfg, model_config, meta, n_train_blocks):
+def check_resumable(ckpt, cfg, model_config, meta, n_train_blocks, dtype):
     """Refuse a checkpoint from another model, tokenizer, dataset or optimisation setting, saying which."""
     def differ(old, new, keys):
         return {k: (old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)}
@@ -205,7 +205,8 @@ def check_resumable(ckpt, cfg, model_config, meta, n_train_blocks):
         ("model settings", differ(ckpt["model_config"], asdict(model_config), asdict(model_config))),
         ("training settings", differ(ckpt.get("train_config", {}), asdict(cfg), RESUME_MUST_MATCH)),
         ("tokenizers", differ(ckpt, {"tokenizer_sha256": meta["tokenizer"]["sha256"]}, ["tokenizer_sha256"])),
-        ("train.bin sizes", differ(ckpt, {"n_train_blocks": n_train_blocks}, ["n_train_blocks"]))) if d]
+        ("train.bin sizes", differ(ckpt, {"n_train_blocks": n_train_blocks}, ["n_train_blocks"])),
+        ("precisions", differ(ckpt, {"dtype": dtype}, ["dtype"] if "dtype" in ckpt else []))) if d]
     if problems:
         raise SystemExit(f"cannot resume from {cfg.out_dir}/{cfg.run_name}/ckpt.pt: {'; '.join(problems)}. "
                          "Pass the run's original flags and dataset, or start a new --run_name")
@@ -300,10 +301,21 @@ def _train(cfg, rank, world, device):
             raise SystemExit(f"--{name} must be >= 1, got {getattr(cfg, name)}")
     if cfg.loss_chunk < 1:
         raise SystemExit(f"--loss_chunk must be >= 1 rows, got {cfg.loss_chunk}")
+    for name in ("micro_batch_size", "warmup_steps", "grad_clip", "weight_decay"):   # < 0 would run, wrongly
+        if getattr(cfg, name) < 0:
+            raise SystemExit(f"--{name} must be >= 0, got {getattr(cfg, name)}")
+    if cfg.lr <= 0:
+        raise SystemExit(f"--lr must be > 0, got {cfg.lr}")
     if cfg.loss not in LOSS_KINDS:
         raise SystemExit(f"--loss {cfg.loss!r}: use one of {', '.join(LOSS_KINDS)}")
     if cfg.compile_mode not in COMPILE_MODES:
         raise SystemExit(f"--compile_mode {cfg.compile_mode!r}: use one of {', '.join(COMPILE_MODES)}")
+    if cfg.compile_mode != "default" and not cfg.compile:
+        raise SystemExit(f"--compile_mode {cfg.compile_mode} needs --compile")
+    try:
+        config_from_name(cfg.model)             # before anything is written or deleted
+    except ValueError as e:
+        raise SystemExit(f"--model: {e}") from None
 
     # --- data and batch geometry
     meta = read_meta(cfg.data_dir)
@@ -320,7 +332,10 @@ def _train(cfg, rank, world, device):
     tokens_per_step = cfg.batch_size * cfg.block_size
     wanted = cfg.max_tokens if cfg.max_tokens > 0 else cfg.epochs * train_data.n * cfg.block_size
     total_steps = int(wanted // tokens_per_step)
-    if total_steps < 1 or val_data.n < 1:
+    if cfg.max_tokens > 0 and total_steps < 1:
+        raise SystemExit(f"--max_tokens {cfg.max_tokens:,.0f} is less than one step of {cfg.batch_size} x "
+                         f"{cfg.block_size} = {tokens_per_step:,} tokens: raise it or lower --batch_size")
+    if total_steps < 1 or train_data.n < 1 or val_data.n < 1:
         raise SystemExit(f"{cfg.data_dir}: {train_data.n} train / {val_data.n} val blocks of {cfg.block_size} tokens,"
                          f" too few for one batch of {cfg.batch_size} and one val block: more data or a smaller "
                          "--batch_size")
@@ -353,10 +368,15 @@ def _train(cfg, rank, world, device):
     scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")
     step, elapsed_before, last_val = 0, 0.0, None
     if cfg.resume:   # every process reads the checkpoint (multi-node runs need a shared out_dir)
-        ckpt = read_checkpoint(ckpt_path, device)
-        check_resumable(ckpt, cfg, model_config, meta, train_data.n)
+        try:
+            ckpt = read_checkpoint(ckpt_path, device)
+        except ValueError as e:
+            raise SystemExit(f"--resume: {e}") from None
+        check_resumable(ckpt, cfg, model_config, meta, train_data.n, dtype)
         raw_model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
+        for group in optimizer.param_groups:     # the saved groups carry the saving device's choice of kernel
+            group["fused"] = device_type == "cuda"
         if ckpt["scaler"]:                       # empty unless the run used fp16
             scaler.load_state_dict(ckpt["scaler"])
         set_rng_states(ckpt["rng"])
@@ -394,8 +414,14 @@ def _train(cfg, rank, world, device):
         run_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(run_dir / "config.json", lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
         if cfg.resume:   # keep the log up to the checkpoint: the steps after it are about to be redone
-            lines = log_path.read_text().splitlines(keepends=True) if log_path.exists() else []
-            lines = [x for x in lines if json.loads(x).get("step", 0) <= step]
+            lines = []   # a line torn by a kill, and the end of a finished run (it ends again), are left out
+            for x in log_path.read_text().splitlines(keepends=True) if log_path.exists() else []:
+                try:
+                    rec = json.loads(x)
+                except ValueError:
+                    continue
+                if rec.get("step", 0) <= step and rec.get("event") != "end":
+                    lines.append(x if x.endswith("\n") else x + "\n")
             lines.append(json.dumps({"event": "resume", "step": step, "env": env}) + "\n")
             write_atomic(log_path, lambda p: Path(p).write_text("".join(lines)))
             say(f"resumed from step {step} ({step * tokens_per_step:,} tokens seen)")
@@ -416,7 +442,7 @@ def _train(cfg, rank, world, device):
                 "data_position": step * cfg.batch_size, "n_train_blocks": train_data.n, "rng": rng_states(),
                 "elapsed_s": elapsed_before + time.time() - t_start, "val_loss": val, "data_dir": cfg.data_dir,
                 "model_config": asdict(model_config), "train_config": asdict(cfg),
-                "tokenizer_sha256": meta["tokenizer"]["sha256"], "vocab_size": V}, p))
+                "tokenizer_sha256": meta["tokenizer"]["sha256"], "vocab_size": V, "dtype": dtype}, p))
         if world > 1:
             dist.barrier()
 
@@ -431,6 +457,7 @@ def _train(cfg, rank, world, device):
         log({"event": "step", "step": 0, "tokens": 0, "train_loss": None, "val_loss": last_val, "lr": 0.0,
              "grad_norm": None, "tokens_per_s": None, "mfu": None, "elapsed_s": 0.0})
         say(f"step {0:>6}/{total_steps} | val {last_val:.4f}")
+        t_last = time.time()                    # the first rate and ETA are of training steps, not this evaluation
     while step < total_steps:
         lr = lr_at(step, total_steps, cfg.lr, cfg.warmup_steps, cfg.final_lr_frac)
         for group in optimizer.param_groups:

@@ -128,6 +128,12 @@ def test_resumed_run_equals_uninterrupted_run(tiny_data, tmp_path):
     for k, v in sd_whole["model"].items():
         assert torch.equal(v, sd_split["model"][k]), k
     assert sd_split["step"] == sd_whole["step"] == 24 and sd_split["data_position"] == 24 * 8
+    # a finished run resumed again ends once; a line torn by a kill is dropped, not a crash
+    with open(tmp_path / "split" / "log.jsonl", "a") as f:
+        f.write('{"event": "step", "step": 25, "tok')
+    run(tiny_data, tmp_path, max_tokens=24 * 256, run_name="split", resume=True)
+    assert len(records(tmp_path / "split", "end")) == 1 and [r["step"] for r in records(tmp_path / "split")] == \
+        list(range(25))
 
 
 def test_mismatched_checkpoints_and_runs_are_refused(tiny_data, tmp_path):
@@ -145,8 +151,18 @@ def test_mismatched_checkpoints_and_runs_are_refused(tiny_data, tmp_path):
     (other / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(SystemExit, match="tokenizers differ"):
         run(other, tmp_path, max_tokens=12 * 256, run_name="r", resume=True)
+    with pytest.raises(SystemExit, match=r"precisions differ.*float32.*bfloat16"):
+        run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", dtype="bfloat16", resume=True)
     with pytest.raises(SystemExit, match="nothing to resume"):
         run(tiny_data, tmp_path, run_name="never", resume=True)
+    with pytest.raises(SystemExit, match="--model: model name 'h64'"):       # refused before --overwrite deletes
+        run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", model="h64", overwrite=True)
+    assert (tmp_path / "r" / "ckpt.pt").exists()
+    good = (tmp_path / "r" / "ckpt.pt").read_bytes()
+    (tmp_path / "r" / "ckpt.pt").write_bytes(good[:1000])
+    with pytest.raises(SystemExit, match="--resume: .*corrupt"):
+        run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", resume=True)
+    (tmp_path / "r" / "ckpt.pt").write_bytes(good)
     # --overwrite starts afresh
     assert run(tiny_data, tmp_path, max_tokens=4 * 256, run_name="r", overwrite=True)["step"] == 4
     # load_checkpoint: missing and corrupt files
@@ -171,6 +187,13 @@ def test_bad_datasets_are_refused(tiny_data, tmp_path):
         run(tiny_data, tmp_path, batch_size=4096)
     with pytest.raises(SystemExit, match="must divide"):
         run(tiny_data, tmp_path, micro_batch_size=3)
+    with pytest.raises(SystemExit, match="less than one step of 8 x 32 = 256 tokens"):
+        run(tiny_data, tmp_path, max_tokens=100)
+    for flag, value in [("micro_batch_size", -2), ("grad_clip", -1.0), ("warmup_steps", -3), ("lr", 0.0)]:
+        with pytest.raises(SystemExit, match=f"--{flag} must be"):               # would train, wrongly
+            run(tiny_data, tmp_path, **{flag: value})
+    with pytest.raises(SystemExit, match="needs --compile"):
+        run(tiny_data, tmp_path, compile_mode="reduce-overhead")
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
