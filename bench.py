@@ -231,10 +231,11 @@ def sweep_estimate(results, paths, vocab_size, block_size, tokens=PAPER_TRAIN_TO
     """GPU-hours of the paper's 36 runs (PAPER_GRID's 18 models x 2 corpora, `tokens` each) on each path, from the
     measured tokens/s: a measured model at its speed, the others from a least-squares fit over the measured ones of
     seconds per token = a x FLOPs per token + b x layers x width + c. A path measured on fewer than 3 models is left
-    out; "fastest" takes each model's fastest path. -> {path or "fastest": {"hours", "measured", "fit_max_error",
-    "seconds_per_token": {model: s}}}"""
+    out; "fastest" takes each model's fastest path. A grid model that ran out of memory on a path cannot train there:
+    that path gets no total (it is left out, with a note) and "fastest" takes the model from the other paths.
+    -> {path or "fastest": {"hours", "measured", "fit_max_error", "seconds_per_token": {model: s}}}"""
     features = {m: np.array(sweep_features(m, vocab_size, block_size)) for m in PAPER_GRID}
-    out = {}
+    out, runnable = {}, {}        # runnable: every estimated path, each without the grid models it has no memory for
     for i, path in enumerate(paths):
         measured = {r["model"]: 1 / r["paths"][i]["tokens_per_s"] for r in results if not r["paths"][i]["oom"]}
         if len(measured) < 3:
@@ -248,11 +249,19 @@ def sweep_estimate(results, paths, vocab_size, block_size, tokens=PAPER_TRAIN_TO
             print(f"bench: sweep estimate for {path['name']} skipped: the fit predicts a time <= 0 for a grid model "
                   "(measure a wider range of sizes)")
             continue
+        oom = [r["model"] for r in results if r["paths"][i]["oom"] and r["model"] in features]
+        runnable[path["name"]] = {m: t for m, t in per_token.items() if m not in oom}
+        if oom:
+            print(f"bench: no sweep total for {path['name']}: {', '.join(oom)} ran out of memory on it (try a smaller "
+                  "micro-batch, PATH@MICRO); \"fastest\" takes them from the other paths")
+            continue
         out[path["name"]] = {"measured": sorted(measured), "fit_max_error": float(np.abs(X @ coef / y - 1).max()),
                              "seconds_per_token": per_token}
-    if len(out) > 1:
-        out["fastest"] = {"seconds_per_token": {m: min(e["seconds_per_token"][m] for e in out.values())
-                                                for m in PAPER_GRID}}
+    nowhere = [m for m in PAPER_GRID if not any(m in t for t in runnable.values())]
+    if len(runnable) > 1 and nowhere:
+        print(f"bench: no \"fastest\" sweep total: {', '.join(nowhere)} ran out of memory on every path")
+    elif len(runnable) > 1:
+        out["fastest"] = {"seconds_per_token": {m: min(t[m] for t in runnable.values() if m in t) for m in PAPER_GRID}}
     for e in out.values():
         e["hours"] = 2 * tokens * sum(e["seconds_per_token"].values()) / 3600
     return out

@@ -37,8 +37,10 @@ def fit_power_law(x, y, n_boot=1000, seed=0):
     slope, icpt = solve(np.arange(len(x))[None])
     alpha = -slope[0]
     r2 = 1 - ((ly - icpt[0] - slope[0] * lx) ** 2).sum() / max(((ly - ly.mean()) ** 2).sum(), 1e-300)
-    bs, bi = solve(np.random.default_rng(seed).integers(0, len(x), (n_boot, len(x))))
-    ok = np.isfinite(bs) & (bs != 0)           # a resample of one distinct x has no slope
+    idx = np.random.default_rng(seed).integers(0, len(x), (n_boot, len(x)))
+    bs, bi = solve(idx)
+    # A resample of one distinct x has no slope; its mean's rounding can still give a finite, wild one: drop it.
+    ok = np.isfinite(bs) & (np.ptp(lx[idx], 1) > 0)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         log_x_c = icpt[0] / alpha if alpha else math.nan                  # X_c overflows when alpha ~ 0
         x_c = np.exp(log_x_c)

@@ -23,6 +23,7 @@ import contextlib
 import json
 import math
 import os
+import platform
 import re
 import shlex
 import subprocess
@@ -37,7 +38,8 @@ from model import GPT, PAPER_GRID, config_from_name, peak_flops
 from fits import fit_chinchilla, fit_power_law, flop_per_token, frontier   # the scaling-law math
 from report import plot_curves, plot_emergence, plot_law, read_results, table   # figures, fits.md
 from simplify import read_json, write_atomic  # read_json: a JSON file, or {} if missing or unreadable
-from train import hms                          # seconds -> h:mm:ss
+from train import RESUME_MUST_MATCH, hms       # the settings that shape a run; seconds -> h:mm:ss
+from train import parse_args as train_config    # train.py's own reading of its command line
 
 HERE = Path(__file__).resolve().parent
 BLOCK = 128                      # the paper's context length; train.py's default
@@ -106,6 +108,15 @@ def plan(args):
                              have_data=meta is not None, max_tokens=budget, D=D, steps=steps,
                              lr=float(f"{args.lr or lr_for(model):.3g}"), batch_size=args.batch_size,
                              warmup_steps=args.warmup_steps, C=6 * c["N"] * D, C_exact=c["flops_per_token"] * D, **c))
+            # the dataset by content, as config.json records it: a moved checkout or --data_root is the same data
+            runs[-1]["dataset"] = {} if not meta else {"name": meta.get("name"), "train_tokens": train_tokens,
+                                                       "tokenizer_sha256": meta.get("tokenizer", {}).get("sha256")}
+            cmd = command(runs[-1], args, "todo")
+            try:       # what train.py will run with: --train_args (seed, weight_decay, ...) included
+                runs[-1]["train"] = vars(train_config(cmd[cmd.index(str(HERE / "train.py")) + 1:]))
+            except SystemExit:
+                raise SystemExit(f"--train_args {args.train_args!r}: train.py refuses them (see the line above and "
+                                 "`python train.py --help`)") from None
     names = [r["name"] for r in runs]
     if len(set(names)) < len(names):
         raise SystemExit(f"two runs share a name in {names}: give budgets that differ at 3 significant digits")
@@ -116,11 +127,13 @@ def plan(args):
 
 
 def read_log(path):
-    """log.jsonl -> its events, [] without one; a line that does not parse (a run killed while writing it) is skipped."""
+    """log.jsonl -> its events, [] without one; a line that does not parse (a run killed while writing it) is skipped.
+    Bytes that are not UTF-8 raise ValueError: that file is not a log train.py wrote."""
     events = []
     for line in Path(path).read_text().splitlines() if Path(path).exists() else []:
         with contextlib.suppress(ValueError):
-            events.append(json.loads(line))
+            if isinstance(event := json.loads(line), dict):
+                events.append(event)
     return events
 
 
@@ -129,7 +142,8 @@ STATES = {"todo": "not started", "done": "finished (log has an end event): reuse
           "resume": "interrupted after a checkpoint: continued with --resume",
           "restart": "interrupted before its first checkpoint: started again with --overwrite",
           "diverged": "stopped on a non-finite loss: not relaunched (lower --lr, or delete the directory)",
-          "conflict": "holds a run with other settings: not touched (delete it or change --out_dir)"}
+          "conflict": "holds a run with other settings: not touched (delete it or change --out_dir)",
+          "unreadable": "its config.json or log.jsonl is not train.py's: not touched (delete the directory)"}
 
 
 def run_state(run_dir, run=None):
@@ -140,13 +154,21 @@ def run_state(run_dir, run=None):
     if not ckpt and not (run_dir / "log.jsonl").exists():
         return "todo", ""
     config = read_json(run_dir / "config.json")
+    try:
+        events = read_log(run_dir / "log.jsonl")
+    except ValueError as e:
+        return "unreadable", f"log.jsonl: {e}"
+    if not isinstance(config, dict) or not all(isinstance(config.get(k, {}), dict) for k in ("train", "dataset")):
+        return "unreadable", "config.json is not a JSON object with 'train' and 'dataset' objects"
     if run is not None and config:
-        have = dict(config.get("train", {}), data_dir=config.get("dataset", {}).get("dir_abs"))
-        want = {k: run[k] for k in ("model", "max_tokens", "lr", "batch_size", "warmup_steps")}
-        want["data_dir"] = str(Path(run["data_dir"]).resolve())
-        if diff := {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}:
+        # train.py's own list of the settings that shape a run, the evals the fits read, and the dataset by content.
+        # A setting an older config.json lacks is not compared; device, compile, threads and the like change the
+        # speed, not the numbers, so --fit_only need not repeat them.
+        keys = (*RESUME_MUST_MATCH, "eval_interval", "eval_blocks")
+        have = {**config.get("train", {}), **{f"dataset {k}": v for k, v in config.get("dataset", {}).items()}}
+        want = {**{k: run["train"][k] for k in keys}, **{f"dataset {k}": v for k, v in run["dataset"].items()}}
+        if diff := {k: (have[k], v) for k, v in want.items() if k in have and v is not None and have[k] != v}:
             return "conflict", f"settings differ (there vs planned): {diff}"
-    events = read_log(run_dir / "log.jsonl")
     if any(e.get("event") == "end" for e in events):
         return "done", ""
     if events and events[-1].get("event") == "stopped":
@@ -166,26 +188,48 @@ def command(run, args, state):
     return cmd + {"resume": ["--resume"], "restart": ["--overwrite"]}.get(state, []) + shlex.split(args.train_args)
 
 
+def speed_key(train, env):
+    """What one train.py process's speed depends on: its model and batch, compile, the device, CPU threads and the
+    process count. A speed measured with other settings (batch 512 on a GPU vs 16 on a CPU) predicts nothing."""
+    return (train["model"], train["batch_size"], bool(train.get("compile")), env["device_name"], env["threads"],
+            env["world_size"])
+
+
+def planned_env(train, args):
+    """The part of config.json's env that speed_key reads, as train.py will record it for a planned run."""
+    device = train["device"] if train["device"] != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor() or device
+    return {"device_name": name, "threads": train["threads"] or torch.get_num_threads(),
+            "world_size": args.nproc_per_node}
+
+
 def measured_speeds(out_dir):
-    """Tokens/s one train.py process reached per model (eval and start-up included): the median of the finished runs
-    in out_dir. On a CPU, small models are bound by per-step overheads more than by FLOPs (h32-L2 and h128-L2 both
-    ran ~8k tokens/s here), so a model's own past speed predicts its time better than a FLOP rate."""
+    """Tokens/s one train.py process reached per speed_key (eval and start-up included): the median of the finished
+    runs in out_dir. On a CPU, small models are bound by per-step overheads more than by FLOPs (h32-L2 and h128-L2
+    both ran ~8k tokens/s here), so a model's own past speed predicts its time better than a FLOP rate. A speed is
+    taken as measured: runs that shared a GPU (--runs_per_gpu) or cores were as slow as that sharing made them."""
     speeds = {}
     for log in Path(out_dir).glob("*/log.jsonl"):
-        config, end = read_json(log.parent / "config.json"), [e for e in read_log(log) if e.get("event") == "end"]
-        if config and end and end[-1].get("elapsed_s"):
-            speeds.setdefault(config["train"]["model"], []).append(end[-1]["tokens"] / end[-1]["elapsed_s"])
-    return {m: float(np.median(v)) for m, v in speeds.items()}
+        try:     # an unreadable run directory is reported by run_state; here it only has no speed
+            config, end = read_json(log.parent / "config.json"), [e for e in read_log(log) if e.get("event") == "end"]
+            if end and end[-1].get("elapsed_s"):
+                key = speed_key(config["train"], config["env"])
+                speeds.setdefault(key, []).append(end[-1]["tokens"] / end[-1]["elapsed_s"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return {k: float(np.median(v)) for k, v in speeds.items()}
 
 
 def seconds_for(run, speeds, args):
-    """Predicted wall time of one run: D over its model's measured speed, else a guess from its FLOPs (evals of 200
-    val blocks included, forward only: a third of a training token) at 2e10 FLOP/s per CPU thread (these models on
-    this 2-core machine: 0.9-4.5e10) or 30% of a known GPU's peak, plus ~3 s of start-up."""
-    if run["model"] in speeds:
-        return run["D"] / speeds[run["model"]]
+    """Predicted wall time of one run: D over the measured speed of its model with its settings (speed_key), else a
+    guess from its FLOPs (evals of 200 val blocks included, forward only: a third of a training token) at 2e10 FLOP/s
+    per CPU thread (these models on this 2-core machine: 0.9-4.5e10) or 30% of a known GPU's peak, shared by the runs
+    on that GPU (--runs_per_gpu, or --parallel without --gpus), plus ~3 s of start-up."""
+    if run["speed_key"] in speeds:
+        return run["D"] / speeds[run["speed_key"]]
     if torch.cuda.is_available():
-        rate = 0.3 * (peak_flops(torch.cuda.get_device_name()) or 1e14) * args.nproc_per_node
+        per_gpu = args.runs_per_gpu if args.gpus else args.parallel
+        rate = 0.3 * (peak_flops(torch.cuda.get_device_name()) or 1e14) * args.nproc_per_node / per_gpu
     else:
         rate = 2e10 * (args.threads or max(1, (os.cpu_count() or 1) // args.parallel))
     evals = run["steps"] // args.eval_interval + 2
@@ -216,8 +260,8 @@ def launch(jobs, slots, progress_s=30.0):
     pending, running, codes, free = list(jobs), {}, {}, list(slots)
     # per run: (run, tokens already logged (a resumed run), tokens left, predicted seconds left)
     todo = {}
-    for r, _, t in jobs:
-        before = logged_tokens(r["dir"])
+    for r, cmd, t in jobs:
+        before = 0 if "--overwrite" in cmd else logged_tokens(r["dir"])     # --overwrite starts a new log
         todo[r["name"]] = (r, before, max(r["D"] - before, 1), t * (1 - before / r["D"]))
     total = max(sum(t for *_, t in todo.values()), 1e-9)
     t0 = last = time.time()
@@ -244,11 +288,14 @@ def launch(jobs, slots, progress_s=30.0):
                           flush=True)
             if time.time() - last >= progress_s or not (pending or running):
                 last, dt = time.time(), time.time() - t0
-                tokens = {k: (r["D"] if k in codes else logged_tokens(r["dir"])) - before
+                # a failed run counts the tokens it logged, not its whole budget
+                tokens = {k: (r["D"] if codes.get(k) == 0 else logged_tokens(r["dir"])) - before
                           for k, (r, before, _, _) in todo.items() if k in codes or k in running}
                 frac = sum(todo[k][3] * v / todo[k][2] for k, v in tokens.items()) / total
                 flops = sum(todo[k][0]["flops_per_token"] * v for k, v in tokens.items())
-                print(f"progress: {len(codes)}/{len(jobs)} runs ended, {len(running)} running | {frac:.0%} done | "
+                failed = sum(1 for v in codes.values() if v)
+                print(f"progress: {len(codes)}/{len(jobs)} runs ended" + (f" ({failed} failed)" if failed else "")
+                      + f", {len(running)} running | {frac:.0%} done | "
                       f"{sum(tokens.values()) / dt:,.0f} tokens/s, {flops / dt / 1e9:.1f} GFLOP/s | {hms(dt)} elapsed"
                       + (f", ETA {hms(dt * (1 - frac) / frac)}" if frac > 0 else ""), flush=True)
     except KeyboardInterrupt:
@@ -267,7 +314,7 @@ def read_run(run_dir):
     """A run directory -> {name, state, model, corpus, N, N_nonemb, flops_per_token, budget, warmup_tokens, D (tokens
     seen), loss (final val loss), curve_tokens, curve_loss (every eval)}; ValueError says what is missing."""
     config = read_json(run_dir / "config.json")
-    if not config or not {"train", "derived", "dataset"} <= config.keys():
+    if not isinstance(config, dict) or not {"train", "derived", "dataset"} <= config.keys():
         raise ValueError(f"no readable config.json in {run_dir}")
     t, d = config["train"], config["derived"]
     evals = [e for e in read_log(run_dir / "log.jsonl") if e.get("event") == "step" and e.get("val_loss") is not None]
@@ -360,7 +407,7 @@ def parse_args(argv=None):
     p.add_argument("--parallel", type=int, help="runs side by side (cpu: 0 = one per core, 1 with a GPU)")
     p.add_argument("--threads", type=int, help="CPU threads per run, 0 = torch's default (cpu: 1)")
     p.add_argument("--gpus", default="", help="one run per GPU at a time: 'all' or ids '0,1,2' (sets --parallel)")
-    p.add_argument("--runs_per_gpu", type=int, default=1, help="with --gpus: runs sharing each GPU at a time")
+    p.add_argument("--runs_per_gpu", type=int, help="with --gpus: runs sharing each GPU at a time (default 1)")
     p.add_argument("--nproc_per_node", type=int, default=1, help="> 1: launch each run with torchrun on this many GPUs")
     p.add_argument("--train_args", default="", help="extra train.py flags, e.g. '--device cuda --compile'")
     p.add_argument("--out_dir", default="out", help="run directories")
@@ -377,13 +424,26 @@ def parse_args(argv=None):
         args.parallel = 1 if torch.cuda.is_available() else os.cpu_count() or 1
     if args.nproc_per_node > 1:
         args.parallel = 1                         # one multi-GPU run at a time
-    args.gpus = (list(range(torch.cuda.device_count())) if args.gpus == "all" else
-                 [int(g) for g in args.gpus.split(",") if g.strip()] if re.fullmatch(r"[\d,\s]*", args.gpus) else None)
-    if args.gpus is None or args.runs_per_gpu < 1 or (args.gpus and args.nproc_per_node > 1):
+    spec, visible, k = args.gpus, torch.cuda.device_count(), args.runs_per_gpu
+    k = 1 if k is None else k
+    args.gpus = (list(range(visible)) if spec == "all" else
+                 [int(g) for g in spec.split(",") if g.strip()] if re.fullmatch(r"[\d,\s]*", spec) else None)
+    if args.gpus is None or k < 1 or (args.gpus and args.nproc_per_node > 1):
         raise SystemExit("--gpus takes 'all' or comma-separated ids, --runs_per_gpu >= 1, and they replace "
                          "--nproc_per_node (one GPU per run)")
+    if spec and (not args.gpus or max(args.gpus) >= visible):     # else the runs would train on the CPU, silently
+        raise SystemExit(f"--gpus {spec}: torch sees {visible} GPUs here (ids count from 0 within "
+                         "CUDA_VISIBLE_DEVICES); leave --gpus out to train on CPU cores")
+    if args.runs_per_gpu is not None and not args.gpus:
+        raise SystemExit("--runs_per_gpu needs --gpus (on CPU cores, --parallel sets the runs side by side)")
+    # A child's CUDA_VISIBLE_DEVICES names the system's devices; ours, if set, renumbers them (with 2,3 our GPU 0 is
+    # the system's 2), so map each id through it. The GPUs are interleaved: k runs go to k GPUs before one doubles up.
+    mask = os.environ.get("CUDA_VISIBLE_DEVICES")
+    args.gpus = [mask.split(",")[g].strip() if mask else str(g) for g in args.gpus]
+    args.runs_per_gpu = k
     if args.gpus:
-        args.parallel = len(args.gpus) * args.runs_per_gpu
+        args.parallel = len(args.gpus) * k
+    args.slots = [g for _ in range(k) for g in args.gpus] or [None] * args.parallel
     try:
         for m in args.models.split(",") + [args.series_model]:
             config_from_name(m)                   # a clear error for a bad name, before anything runs
@@ -399,18 +459,24 @@ def main(argv=None):
     runs, speeds = plan(args), measured_speeds(args.out_dir)
     for r in runs:
         r["state"], r["detail"] = run_state(r["dir"], r)
+        r["speed_key"] = speed_key(r["train"], planned_env(r["train"], args))
         r["seconds"] = seconds_for(r, speeds, args)
-    todo = sorted((r for r in runs if r["state"] in ("todo", "resume", "restart")), key=lambda r: -r["seconds"])
+        # the share still to train: a resumed run continues from its log, as launch() counts it too
+        r["left"] = 1 - min(logged_tokens(r["dir"]) / r["D"], 1) if r["state"] == "resume" else 1
+    todo = sorted((r for r in runs if r["state"] in ("todo", "resume", "restart")),
+                  key=lambda r: -r["seconds"] * r["left"])
+    measured = sorted({r["model"] for r in todo if r["speed_key"] in speeds})
     print(f"grid {args.grid}: {len(runs)} runs, {len(todo)} to launch ({args.parallel} side by side); N counts every "
           "parameter, C = 6ND (exact: model.flops_per_token() x D)")
     for r in runs:
-        print(f"  {r['name']:<30} {r['state']:<8} N {r['N']:>11,} ({r['N_nonemb']:,} non-emb.)  D {r['D']:>13,}  "
+        print(f"  {r['name']:<30} {r['state']:<10} N {r['N']:>11,} ({r['N_nonemb']:,} non-emb.)  D {r['D']:>13,}  "
               f"C {r['C']:.2e} (exact {r['C_exact']:.2e})  lr {r['lr']:.3g}  {r['detail']}")
-    print(f"compute to launch: {sum(r['C'] for r in todo):.3e} FLOP 6ND, {sum(r['C_exact'] for r in todo):.3e} exact; "
-          f"estimated {hms(schedule_seconds([r['seconds'] for r in todo], args.parallel))} on {args.parallel} "
-          f"slots (" + (f"measured speeds of {', '.join(speeds)} in {args.out_dir}, else " if speeds else "")
+    print(f"compute to launch: {sum(r['C'] * r['left'] for r in todo):.3e} FLOP 6ND, "
+          f"{sum(r['C_exact'] * r['left'] for r in todo):.3e} exact; estimated "
+          f"{hms(schedule_seconds([r['seconds'] * r['left'] for r in todo], args.parallel))} on {args.parallel} "
+          f"slots (" + (f"measured speeds of {', '.join(measured)} in {args.out_dir}, else " if measured else "")
           + "a guess from FLOPs)")
-    for r in (r for r in runs if r["state"] in ("diverged", "conflict")):
+    for r in (r for r in runs if r["state"] in ("diverged", "conflict", "unreadable")):
         print(f"note: {r['name']} {STATES[r['state']]} {r['detail']}")
     missing = sorted({str(r["data_dir"]) for r in runs if not r["have_data"]})
     if missing:
@@ -420,13 +486,13 @@ def main(argv=None):
         for r in todo:
             print(shlex.join(command(r, args, r["state"])))
         return
+    failed = {}
     if not args.fit_only and todo:
         if missing:
             raise SystemExit(f"cannot train: {', '.join(missing)} not built (run `python simplify.py`, or pass "
                              "--data_root / --corpora)")
-        slots = [g for g in args.gpus for _ in range(args.runs_per_gpu)] or [None] * args.parallel
-        codes = launch([(r, command(r, args, r["state"]), r["seconds"]) for r in todo], slots)
-        failed = [k for k, v in codes.items() if v]
+        codes = launch([(r, command(r, args, r["state"]), r["seconds"]) for r in todo], args.slots)
+        failed = {k: v for k, v in codes.items() if v}
         if failed:
             print(f"{len(failed)} runs failed (their train.out says why); fitting the others: {', '.join(failed)}")
 
@@ -436,10 +502,14 @@ def main(argv=None):
     else:      # the grid's runs; one made with other settings is not the plan's point
         done, problems = collect([r["dir"] for r in runs if r["state"] != "conflict"])
         problems += [(r["name"], f"conflict: {r['detail']}") for r in runs if r["state"] == "conflict"]
+    problems = [(n, f"failed (exit {failed[n]}), see {Path(args.out_dir) / n / 'train.out'}" if n in failed else why)
+                for n, why in problems]
     for name, why in problems:
         print(f"left out of the fits: {name}: {why}")
     if not done:
-        raise SystemExit(f"no finished runs to fit in {args.out_dir}: run `python scaling.py` without --fit_only")
+        raise SystemExit(f"no finished runs to fit in {args.out_dir}: " + (
+            f"{len(failed)} failed, see {Path(args.out_dir) / next(iter(failed)) / 'train.out'}" if failed else
+            "run `python scaling.py` without --fit_only"))
     fits = {}
     for corpus in sorted({r["corpus"] for r in done}):
         t0 = time.time()

@@ -74,7 +74,7 @@ def test_sweep_estimate_recovers_a_known_speed_law():
     measured = ["h32-L2", "h128-L4", "h512-L2", "h1024-L8"]
     results = [{"model": m, "paths": [{"oom": False, "tokens_per_s": 1 / law[m]},
                                       {"oom": False, "tokens_per_s": 0.5 / law[m]}]} for m in measured]
-    results.append({"model": "h64-L2", "paths": [{"oom": True}, {"oom": True}]})       # left out, not a zero
+    results.append({"model": "h2048-L8", "paths": [{"oom": True}, {"oom": True}]})     # left out, not a zero
     out = bench.sweep_estimate(results, [{"name": "fast"}, {"name": "slow"}], 15000, 128, tokens=1e9)
     assert out["fast"]["measured"] == sorted(measured) and out["fast"]["fit_max_error"] < 1e-9
     for m in PAPER_GRID:
@@ -83,6 +83,26 @@ def test_sweep_estimate_recovers_a_known_speed_law():
     assert out["fast"]["hours"] == pytest.approx(2 * 1e9 * sum(law.values()) / 3600, rel=1e-9)   # 18 models x 2
     assert out["fastest"]["hours"] == pytest.approx(out["fast"]["hours"], rel=1e-12)
     assert bench.sweep_estimate(results[:2], [{"name": "fast"}, {"name": "slow"}], 15000, 128) == {}   # < 3 models
+
+
+def test_sweep_estimate_gives_no_time_to_a_model_out_of_memory_on_a_path(capsys):
+    """h1024-L8 ran out of memory on the fast path: that path has no total (an extrapolated time for a run that
+    cannot train there is no estimate), and "fastest" takes h1024-L8 from the slow path, the rest from the fast one."""
+    a, b, c = 2e-15, 3e-12, 4e-9
+    law = {m: a * f + b * lh + c for m in PAPER_GRID for f, lh, _ in [bench.sweep_features(m, 15000, 128)]}
+    results = [{"model": m, "paths": [{"oom": False, "tokens_per_s": 1 / law[m]},
+                                      {"oom": False, "tokens_per_s": 0.5 / law[m]}]}
+               for m in ("h32-L2", "h128-L4", "h512-L2", "h512-L8")]
+    results.append({"model": "h1024-L8", "paths": [{"oom": True},
+                                                   {"oom": False, "tokens_per_s": 0.5 / law["h1024-L8"]}]})
+    out = bench.sweep_estimate(results, [{"name": "fast"}, {"name": "slow"}], 15000, 128, tokens=1e9)
+    assert "fast" not in out and "slow" in out
+    assert "no sweep total for fast: h1024-L8 ran out of memory" in capsys.readouterr().out
+    fastest = out["fastest"]["seconds_per_token"]
+    assert fastest["h1024-L8"] == pytest.approx(2 * law["h1024-L8"], rel=1e-9)
+    assert fastest["h32-L2"] == pytest.approx(law["h32-L2"], rel=1e-9)
+    results[-1]["paths"][1] = {"oom": True}                              # out of memory everywhere: no "fastest"
+    assert bench.sweep_estimate(results, [{"name": "fast"}, {"name": "slow"}], 15000, 128) == {}
 
 
 def test_path_modifiers_pick_the_compile_mode():

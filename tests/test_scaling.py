@@ -39,6 +39,15 @@ def test_power_law_recovers_a_known_exponent_with_noise():
     assert exact["r2"] == pytest.approx(1.0)
 
 
+def test_power_law_bootstrap_drops_resamples_of_one_distinct_x():
+    """Three nearly collinear points: a resample of one x repeated has a mean that rounds, so a finite, wild 'slope';
+    kept, it spread the alpha interval to [-0.125, 0.138] around an alpha of 0.137."""
+    f = fit_power_law([228012.76989211596, 520078.83886637003, 1063607.6266031447],
+                      [5.458279917779254, 4.87829011678795, 4.420794303868725])
+    lo, hi = f["ci"]["alpha"]
+    assert 0.135 < lo <= f["alpha"] <= hi < 0.139
+
+
 @pytest.mark.parametrize("x, y, words", [([1, 2, 3], [1, 2], "one length"), ([1, 2, -3], [1, 2, 3], "> 0"),
                                          ([1, 2, np.nan], [1, 2, 3], "finite"), ([1, 2], [3, 2], ">= 3 points"),
                                          ([5, 5, 5], [3, 2, 1], "2 distinct")])
@@ -208,6 +217,99 @@ def test_run_states_say_what_the_sweep_does(tmp_path):
     assert len(left_out) == 11                                   # only h64-L2-simplified-1M is fitted
 
 
+def one_run(tmp_path, *flags, sha="aaa"):
+    """The plan of one h64-L2 run on a 'simplified' dataset whose meta.json has a tokenizer, and its parsed args."""
+    meta = dataset(tmp_path / "data", "simplified") / "meta.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "tokenizer": {"sha256": sha}}))
+    args = scaling.parse_args(["--data_root", str(tmp_path / "data"), "--out_dir", str(tmp_path / "out"), "--corpora",
+                               "simplified", "--models", "h64-L2", "--series", "", *flags])
+    return scaling.plan(args)[0], args
+
+
+def test_a_run_with_other_train_args_or_data_conflicts_and_a_moved_one_does_not(tmp_path):
+    run, _ = one_run(tmp_path)
+    d = fake_run(tmp_path / "out", run["name"], data_dir="/elsewhere/data/simplified")   # a moved checkout
+    config = json.loads((d / "config.json").read_text())
+    config["train"].update(seed=1337, weight_decay=0.1, block_size=128, eval_interval=50, eval_blocks=200)
+    config["dataset"].update(tokenizer_sha256="aaa", train_tokens=2_925_780)
+    (d / "config.json").write_text(json.dumps(config))
+    assert run_state(d, run) == ("done", "")
+    for flags, key in ((["--train_args=--seed 1"], "seed"), (["--train_args=--weight_decay 0"], "weight_decay"),
+                       (["--train_args=--block_size 64"], "block_size"), (["--eval_interval", "10"], "eval_interval")):
+        state, detail = run_state(d, one_run(tmp_path, *flags)[0])
+        assert state == "conflict" and key in detail, (flags, detail)
+    assert run_state(d, one_run(tmp_path, "--train_args=--compile --threads 2")[0])[0] == "done"   # speed only
+    state, detail = run_state(d, one_run(tmp_path, sha="bbb")[0])       # rebuilt with another tokenizer
+    assert state == "conflict" and "tokenizer_sha256" in detail
+
+
+def test_measured_speeds_count_only_runs_with_the_same_settings(tmp_path):
+    run, args = one_run(tmp_path)
+    env = scaling.planned_env(run["train"], args)
+    for name, device, elapsed in (("here", env["device_name"], 10.0), ("gpu", "NVIDIA H100 80GB HBM3", 0.1)):
+        d = fake_run(tmp_path / "out", name)
+        config = json.loads((d / "config.json").read_text())
+        (d / "config.json").write_text(json.dumps({**config, "env": {**env, "device_name": device}}))
+        lines = (d / "log.jsonl").read_text().replace('"elapsed_s": 10.0', f'"elapsed_s": {elapsed}')
+        (d / "log.jsonl").write_text(lines)
+    run["speed_key"] = scaling.speed_key(run["train"], env)
+    assert scaling.seconds_for(run, scaling.measured_speeds(tmp_path / "out"), args) == pytest.approx(
+        run["D"] / (run["D"] / 10.0))                       # the CPU run's speed alone, not a median with the GPU's
+
+
+def test_runs_sharing_a_gpu_share_its_rate(tmp_path, monkeypatch):
+    monkeypatch.setattr(scaling.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(scaling.torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(scaling.torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 80GB HBM3")
+    seconds = {}
+    for k in (1, 4):
+        run, args = one_run(tmp_path, "--gpus", "all", "--runs_per_gpu", str(k))
+        run["speed_key"] = None
+        seconds[k] = scaling.seconds_for(run, {}, args) - 3                  # less the start-up
+    assert seconds[4] == pytest.approx(4 * seconds[1])
+
+
+def test_dry_run_counts_only_what_a_resumed_run_has_left(tmp_path, capsys):
+    run, _ = one_run(tmp_path)
+    d = fake_run(tmp_path / "out", run["name"], end=False, data_dir=tmp_path / "data" / "simplified")
+    lines = [x for x in (d / "log.jsonl").read_text().splitlines() if json.loads(x)["tokens" if "tokens" in x else
+                                                                                    "step"] <= run["D"] // 2]
+    (d / "log.jsonl").write_text("\n".join(lines) + "\n")
+    left = 1 - scaling.logged_tokens(d) / run["D"]
+    assert 0.4 < left < 0.6
+    scaling.main(["--data_root", str(tmp_path / "data"), "--out_dir", str(tmp_path / "out"), "--corpora", "simplified",
+                  "--models", "h64-L2", "--series", "", "--dry-run"])
+    text = capsys.readouterr().out
+    assert " resume " in text and f"compute to launch: {run['C'] * left:.3e} FLOP 6ND" in text, text
+
+
+def test_a_corrupt_run_directory_is_reported_not_a_crash(tmp_path, capsys):
+    for name in ("simplified", "unrestricted"):
+        dataset(tmp_path / "data", name)
+    out, sim = tmp_path / "out", tmp_path / "data" / "simplified"
+    fake_run(out, "h64-L2-simplified-1M", data_dir=sim)
+    (fake_run(out, "h32-L2-simplified-1M", "h32-L2", data_dir=sim) / "config.json").write_text("[1, 2]")
+    (fake_run(out, "h64-L4-simplified-1M", "h64-L4", data_dir=sim) / "log.jsonl").write_bytes(b"\xff\xfe{}\n")
+    args = ["--data_root", str(tmp_path / "data"), "--out_dir", str(out), "--results_dir", str(tmp_path / "r")]
+    scaling.main(args + ["--dry-run"])
+    text = capsys.readouterr().out
+    for name in ("h32-L2-simplified-1M", "h64-L4-simplified-1M"):     # neither relaunched (it would be overwritten)
+        assert f"note: {name} its config.json or log.jsonl is not train.py's" in text
+    assert "12 runs, 9 to launch" in text
+    scaling.main(args + ["--fit_only", "--n_boot", "10"])
+    left_out = {x["run"]: x["why"] for x in json.loads((tmp_path / "r" / "fits.json").read_text())["left_out"]}
+    assert left_out["h32-L2-simplified-1M"].startswith("unreadable")
+    assert left_out["h64-L4-simplified-1M"].startswith("unreadable")
+
+
+def test_failed_runs_are_reported_as_failed_with_their_output(tmp_path, monkeypatch):
+    run, args = one_run(tmp_path)
+    monkeypatch.setattr(scaling, "launch", lambda jobs, slots: {r["name"]: 1 for r, *_ in jobs})
+    with pytest.raises(SystemExit, match=f"1 failed, see {tmp_path / 'out' / run['name'] / 'train.out'}"):
+        scaling.main(["--data_root", str(tmp_path / "data"), "--out_dir", str(tmp_path / "out"), "--corpora",
+                      "simplified", "--models", "h64-L2", "--series", "", "--results_dir", str(tmp_path / "r")])
+
+
 def test_dry_run_prints_commands_compute_and_time_and_launches_nothing(tmp_path, capsys):
     for name in ("simplified", "unrestricted"):
         dataset(tmp_path / "data", name)
@@ -245,20 +347,23 @@ def test_launch_runs_side_by_side_and_reports_failures(tmp_path, capsys):
     codes = scaling.launch(jobs, [None] * 4, progress_s=0.1)
     assert codes == {"r0": 0, "r1": 0, "r2": 1, "r3": 0}
     text = capsys.readouterr().out
-    assert "r2: FAILED (exit 1)" in text and "progress: 4/4 runs ended" in text
+    assert "r2: FAILED (exit 1)" in text and "progress: 4/4 runs ended (1 failed)" in text
+    assert "| 75% done |" in text                       # the failed run logged no tokens: not counted as done
     assert (tmp_path / "r3" / "train.out").exists()
 
 
-def test_launch_gives_each_run_a_gpu_slot(tmp_path, capsys):
+def test_launch_gives_each_run_a_gpu_slot(tmp_path, capsys, monkeypatch):
     """--gpus 3,5 --runs_per_gpu 2: four slots; each run sees one GPU (CUDA_VISIBLE_DEVICES), never more than two runs
     on a GPU at a time, and a slot freed by a finished run is reused."""
     script = ("import os, sys, time; t = time.time(); time.sleep(0.4); "
               "print(os.environ['CUDA_VISIBLE_DEVICES'], t, time.time())")
     jobs = [({"name": f"r{i}", "dir": tmp_path / f"r{i}", "D": 1, "flops_per_token": 1},
              [sys.executable, "-c", script], 1.0) for i in range(6)]
+    monkeypatch.setattr(scaling.torch.cuda, "device_count", lambda: 6)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     args = scaling.parse_args(["--gpus", "3,5", "--runs_per_gpu", "2"])
-    assert args.gpus == [3, 5] and args.parallel == 4
-    assert scaling.launch(jobs, [3, 3, 5, 5], progress_s=10) == {f"r{i}": 0 for i in range(6)}
+    assert args.gpus == ["3", "5"] and args.parallel == 4
+    assert scaling.launch(jobs, args.slots, progress_s=10) == {f"r{i}": 0 for i in range(6)}
     spans = [(g, float(a), float(b)) for g, a, b in
              (((tmp_path / f"r{i}" / "train.out").read_text().split()) for i in range(6))]
     assert {g for g, *_ in spans} == {"3", "5"} and "on GPU 5" in capsys.readouterr().out
@@ -268,6 +373,29 @@ def test_launch_gives_each_run_a_gpu_slot(tmp_path, capsys):
     for bad in (["--gpus", "0,x"], ["--gpus", "0", "--runs_per_gpu", "0"], ["--gpus", "0,1", "--nproc_per_node", "2"]):
         with pytest.raises(SystemExit, match="--gpus takes 'all' or comma-separated ids"):
             scaling.parse_args(bad)
+
+
+def test_gpu_slots_interleave_the_gpus_and_follow_the_parents_mask(monkeypatch):
+    """Two runs on two GPUs take one each (not both on GPU 0); under CUDA_VISIBLE_DEVICES=2,3 our GPU 0 is the
+    system's 2, which is what a child's CUDA_VISIBLE_DEVICES must name."""
+    monkeypatch.setattr(scaling.torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert scaling.parse_args(["--gpus", "all", "--runs_per_gpu", "2"]).slots == ["0", "1", "0", "1"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert scaling.parse_args(["--gpus", "all"]).slots == ["2", "3"]
+    assert scaling.parse_args(["--gpus", "1", "--runs_per_gpu", "2"]).slots == ["3", "3"]
+    with pytest.raises(SystemExit, match="torch sees 2 GPUs"):
+        scaling.parse_args(["--gpus", "2"])                            # the system's 2 is our 0
+
+
+def test_gpus_without_a_gpu_or_runs_per_gpu_without_gpus_is_an_error(monkeypatch):
+    monkeypatch.setattr(scaling.torch.cuda, "device_count", lambda: 0)
+    for bad in (["--gpus", "all"], ["--gpus", "0"]):        # not a silent CPU run
+        with pytest.raises(SystemExit, match="torch sees 0 GPUs here.*leave --gpus out"):
+            scaling.parse_args(bad)
+    with pytest.raises(SystemExit, match="--runs_per_gpu needs --gpus"):
+        scaling.parse_args(["--runs_per_gpu", "4"])
+    assert scaling.parse_args([]).slots == [None] * scaling.parse_args([]).parallel
 
 # -----------------------------------------------------------------------------
 # End to end on fake runs: fits, figures, tables
