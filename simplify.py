@@ -48,7 +48,7 @@ def load_vocab(path):
     if not os.path.isfile(path):
         raise SystemExit(f"vocabulary file {path} not found: pass --vocab with a ,word,frequency CSV or a word list")
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # -sig: a byte-order mark (Excel's CSVs) is not part of a word
             lines = [line.rstrip("\r\n") for line in f]
     except UnicodeDecodeError as e:
         raise SystemExit(f"vocabulary file {path} is not UTF-8 ({e}): re-save it as UTF-8")
@@ -283,22 +283,38 @@ def write_json(path, obj):
     write_atomic(path, write)
 
 
+def filter_key(args):
+    """The settings the filter's output depends on: a shard is reused, and shards are built together, only if equal."""
+    return dict(min_span_len=args.min_span_len, max_oov=args.max_oov, from_sentence_start=args.from_sentence_start,
+                source=args.source, vocab_sha256=file_sha256(args.vocab), text_field=args.text_field,
+                max_docs=args.max_docs, control_fraction=args.control_fraction)
+
+
+def source_files(source):
+    """The data itself, for the filter's cache: every file's real path, size and modification time (a hub dataset:
+    None), so that the same relative path from another directory or a file edited in place is not taken for the old
+    data. Reading the file list also stops a wrong --source before anything is written."""
+    if source.startswith("hf:"):
+        return None
+    files = [(os.path.realpath(f), os.path.getsize(f), os.stat(f).st_mtime_ns) for f in list_files(source)]
+    return hashlib.sha256(json.dumps(files).encode()).hexdigest()
+
+
 def filter_stage(args, vocab, shard, num_shards):
     """Filter this shard's documents; write simplified docs, the raw docs for the control, and the counts."""
     tag = f"{shard}-of-{num_shards}"
     dirs = {k: os.path.join(args.out_dir, k) for k in ("simplified", "unrestricted")}
     done_path = os.path.join(dirs["simplified"], f"filter-{tag}.json")
     settings = dict(min_span_len=args.min_span_len, max_oov=args.max_oov, from_sentence_start=args.from_sentence_start)
-    key = dict(settings, source=args.source, vocab_sha256=file_sha256(args.vocab), text_field=args.text_field,
-               max_docs=args.max_docs, control_fraction=args.control_fraction)
+    key = dict(filter_key(args), files=source_files(args.source))
+    outs = {k: os.path.join(d, f"docs-{tag}.jsonl.gz") for k, d in dirs.items()}
     if os.path.exists(done_path):
-        if read_json(done_path).get("key") == key and not args.force:
+        if read_json(done_path).get("key") == key and all(map(os.path.exists, outs.values())) and not args.force:
             print(f"filter {tag}: already done with these settings ({done_path}), reusing it")
             return
         os.remove(done_path)  # this shard is about to be redone: unmark it first
     for d in dirs.values():
         os.makedirs(d, exist_ok=True)
-    outs = {k: os.path.join(d, f"docs-{tag}.jsonl.gz") for k, d in dirs.items()}
     tmps = {k: f"{p}.tmp" for k, p in outs.items()}
     files = {k: gzip.open(p, "wt", encoding="utf-8", compresslevel=3) for k, p in tmps.items()}
     c = dict(docs_in=0, docs_out=0, bytes_in=0, words_in=0, words_out=0, spans=0, control_docs=0)
@@ -311,8 +327,7 @@ def filter_stage(args, vocab, shard, num_shards):
             c["bytes_in"] += len(text.encode("utf-8", "surrogatepass"))
             c["words_in"] += len(text.split())
             if spans:
-                doc = format_document(spans)
-                files["simplified"].write(json.dumps({"id": doc_id, "text": doc}) + "\n")
+                files["simplified"].write(json.dumps({"id": doc_id, "spans": spans}) + "\n")
                 c["docs_out"] += 1
                 c["spans"] += len(spans)
                 c["words_out"] += sum(len(s.split()) for s in spans)
@@ -323,28 +338,34 @@ def filter_stage(args, vocab, shard, num_shards):
         fraction = (len(files_seen) - 1) / n_files * num_shards if n_files and n_files > num_shards else None
         progress(c["bytes_in"] / 1e6, fraction, f", kept {c['words_out'] / max(c['words_in'], 1):.1%} of words")
 
-    docs = itertools.islice(iter_documents(args.source, shard, num_shards, args.text_field), args.max_docs)
-    batches = iter(lambda: list(itertools.islice(docs, 64)), [])
-    if args.workers <= 1:
-        _init_worker(vocab, settings)
-        for batch in batches:
-            handle(batch, _filter_batch([t for _, t in batch]))
-    else:  # a bounded window of batches in flight: a hub stream is never read far ahead of the workers
-        with multiprocessing.Pool(args.workers, _init_worker, (vocab, settings)) as pool:
-            pending = collections.deque()
-            for batch in itertools.chain(batches, [None]):
-                if batch is not None:
-                    pending.append((batch, pool.apply_async(_filter_batch, ([t for _, t in batch],))))
-                while pending and (batch is None or len(pending) >= 4 * args.workers):
-                    batch_done, result = pending.popleft()
-                    handle(batch_done, result.get())
-    for f in files.values():
-        f.close()
-    progress(c["bytes_in"] / 1e6, final=True)
-    if c["docs_in"] == 0:
-        raise SystemExit(f"filter {tag}: the source {args.source} gave no documents")
-    for k in outs:
-        os.replace(tmps[k], outs[k])
+    try:  # a failed or interrupted run leaves no temp files behind
+        docs = itertools.islice(iter_documents(args.source, shard, num_shards, args.text_field), args.max_docs)
+        batches = iter(lambda: list(itertools.islice(docs, 64)), [])
+        if args.workers <= 1:
+            _init_worker(vocab, settings)
+            for batch in batches:
+                handle(batch, _filter_batch([t for _, t in batch]))
+        else:  # a bounded window of batches in flight: a hub stream is never read far ahead of the workers
+            with multiprocessing.Pool(args.workers, _init_worker, (vocab, settings)) as pool:
+                pending = collections.deque()
+                for batch in itertools.chain(batches, [None]):
+                    if batch is not None:
+                        pending.append((batch, pool.apply_async(_filter_batch, ([t for _, t in batch],))))
+                    while pending and (batch is None or len(pending) >= 4 * args.workers):
+                        batch_done, result = pending.popleft()
+                        handle(batch_done, result.get())
+        for f in files.values():
+            f.close()
+        progress(c["bytes_in"] / 1e6, final=True)
+        if c["docs_in"] == 0:
+            raise SystemExit(f"filter {tag}: the source {args.source} gave no documents")
+        for k in outs:
+            os.replace(tmps[k], outs[k])
+    finally:
+        for k, f in files.items():
+            f.close()
+            if os.path.exists(tmps[k]):
+                os.remove(tmps[k])
     write_json(done_path, dict(key=key, counts=c))  # written last: its presence means the shard is complete
     print(f"filter {tag}: {c['docs_out']:,}/{c['docs_in']:,} documents and {c['words_out']:,}/{c['words_in']:,} words "
           f"kept ({c['words_out'] / max(c['words_in'], 1):.1%}) in {c['spans']:,} spans")
@@ -353,22 +374,31 @@ def filter_stage(args, vocab, shard, num_shards):
 # Stage 2, build: tokenizers, token files, the token-matched control, statistics
 
 def read_docs(folder, num_shards):
-    """All (id, text) the filter stage wrote (docs-K-of-N.jsonl.gz), in a fixed pseudo-random order."""
+    """All (id, text) the filter stage wrote (docs-K-of-N.jsonl.gz), in a fixed pseudo-random order. A simplified
+    document's "text" is its list of spans (see encode_docs)."""
     docs = []
     for k in range(num_shards):
         with gzip.open(os.path.join(folder, f"docs-{k}-of-{num_shards}.jsonl.gz"), "rt", encoding="utf-8") as f:
-            docs.extend((row["id"], row["text"]) for row in map(json.loads, f))
+            docs.extend((row["id"], row["text"] if "text" in row else row["spans"]) for row in map(json.loads, f))
     docs.sort(key=lambda d: unit_hash(d[0], "order"))
     return docs
 
 
-def encode_docs(enc, docs, budget, special, workers):
+def encode_docs(enc, docs, budget, workers, spans=False):
     """Encode documents in order, each followed by <|endoftext|>, until `budget` tokens (None: all). -> (uint32 ids,
-    the texts used). The last document is cut so that the total is exactly the budget."""
+    the documents used). The last document is cut so that the total is exactly the budget. Text is encoded as plain
+    text. With spans=True a document is a list of spans, encoded as format_document writes it with the markers as
+    their special ids: encoding the formatted text with "<s>" allowed would make a literal "<s>" in a span a marker."""
     eot, chunks, n, used = enc.eot_token, [], 0, []
+    start, end, space = enc.encode_single_token("<s>"), enc.encode_single_token("</s>"), enc.encode_ordinary(" ")
     for i in range(0, len(docs), 512):
         texts = [t for _, t in docs[i:i + 512]]
-        ids = enc.encode_batch(texts, num_threads=workers, allowed_special=special, disallowed_special=())
+        if spans:  # "<s> a </s> <s> b </s>": special, " a ", special, " ", special, " b ", special
+            pieces = iter(enc.encode_ordinary_batch([f" {x} " for t in texts for x in t], num_threads=workers))
+            ids = [list(itertools.chain.from_iterable([start] + next(pieces) + [end] + space for _ in t))[:-len(space)]
+                   for t in texts]
+        else:
+            ids = enc.encode_ordinary_batch(texts, num_threads=workers)
         for text, doc in zip(texts, ids):
             if budget is not None and n >= budget:
                 break
@@ -401,13 +431,19 @@ def corpus_stats(texts, vocab):
 
 def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta):
     """Train this corpus' tokenizer, write train.bin/val.bin (train capped at budget tokens), meta.json last."""
-    d = os.path.join(out_dir, name)
+    d, spans = os.path.join(out_dir, name), name == "simplified"  # simplified documents are lists of spans
+    more = " or a larger --control_fraction" if name == "unrestricted" and args.control_fraction < 1 else ""
+    for split, docs in (("train", train_docs), ("val", val_docs)):
+        if not docs:
+            raise SystemExit(f"{name}: no documents for the {split} split ({len(train_docs) + len(val_docs):,} in "
+                             f"all, --val_fraction {args.val_fraction}): use a larger source{more} or another "
+                             f"--val_fraction")
     sample, size = [], 0
-    for _, text in train_docs:  # the tokenizer learns from a sample of the training documents (all of them if small)
+    for _, doc in train_docs:  # the tokenizer learns from a sample of the training documents (all of them if small)
         if size > args.tokenizer_sample_mb * 1e6:
             break
-        sample.append(text)
-        size += len(text)
+        sample.append(format_document(doc) if spans else doc)
+        size += len(sample[-1].encode("utf-8", "surrogatepass"))  # bytes, as --tokenizer_sample_mb says
     if os.path.exists(os.path.join(d, "meta.json")):
         os.remove(os.path.join(d, "meta.json"))  # the old token files are about to be replaced: unmark the dir first
     print(f"{name}: training a {args.vocab_size:,}-token BPE on {size / 1e6:.1f} MB")
@@ -415,12 +451,15 @@ def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta)
     specials = {s: len(ranks) + i for i, s in enumerate(SPECIAL_TOKENS)}  # right after the ranks
     save_ranks(os.path.join(d, "tokenizer.tiktoken"), ranks)
     enc = make_encoding(name, ranks, specials)
-    allowed = {"<s>", "</s>"} if name == "simplified" else set()  # raw text never yields special tokens
-    train, train_used = encode_docs(enc, train_docs, budget[0], allowed, args.workers)
-    val, val_used = encode_docs(enc, val_docs, budget[1], allowed, args.workers)
-    if len(train) < (budget[0] or 0) or len(val) < (budget[1] or 0):
-        raise SystemExit(f"{name}: only {len(train):,} train / {len(val):,} val tokens for a budget of "
-                         f"{budget[0]:,} / {budget[1]:,}: the control needs more raw text (raise --control_fraction)")
+    train, train_used = encode_docs(enc, train_docs, budget[0], args.workers, spans)
+    val, val_used = encode_docs(enc, val_docs, budget[1], args.workers, spans)
+    if budget[1] is None and budget[0] is not None and len(train) < budget[0]:  # --max_train_tokens is a cap
+        print(f"{name}: {len(train):,} train tokens, fewer than --max_train_tokens {budget[0]:,}: using them all")
+    if budget[1] is not None and (len(train) < budget[0] or len(val) < budget[1]):  # the control must match
+        why = (f"raise --control_fraction (now {args.control_fraction})" if args.control_fraction < 1 else
+               "the filter keeps nearly all of this source: use a larger one")
+        raise SystemExit(f"{name}: its raw documents give only {len(train):,} train / {len(val):,} val tokens, fewer "
+                         f"than the simplified corpus' {budget[0]:,} / {budget[1]:,}: {why}")
     dtype = "uint16" if len(ranks) + len(specials) <= 65536 else "uint32"
     for split, ids in (("train", train), ("val", val)):
         write_atomic(os.path.join(d, f"{split}.bin"), lambda tmp: ids.astype(dtype).tofile(tmp))
@@ -448,7 +487,18 @@ def build_stage(args, vocab):
     missing = [p for p in done if not os.path.exists(p)]
     if missing:
         raise SystemExit(f"filter stage not finished: {missing[0]} is missing (run that shard with --stage filter)")
-    filters = [read_json(p) for p in done]
+    filters, settings = [read_json(p) for p in done], filter_key(args)
+    for k, f in enumerate(filters):
+        docs = f"docs-{k}-of-{num_shards}.jsonl.gz"
+        if not {"key", "counts"} <= f.keys() or f["key"].keys() != settings.keys() | {"files"} or not all(
+                os.path.exists(os.path.join(args.out_dir, n, docs)) for n in ("simplified", "unrestricted")):
+            raise SystemExit(f"{done[k]} is unreadable or from an older simplify.py, or its documents are missing: "
+                             f"redo shard {k} (--stage filter --shard {k}/{num_shards})")
+        differ = ", ".join(f"{n} {f['key'].get(n)!r} there, {v!r} here" for n, v in settings.items()
+                           if f["key"].get(n) != v)
+        if differ:  # shards made with other settings would be mixed, and meta.json would record the wrong ones
+            raise SystemExit(f"shard {k} was filtered with other settings ({differ}): build with the flags the filter "
+                             f"used, or redo the filter with these")
     counts = {k: sum(f["counts"][k] for f in filters) for k in filters[0]["counts"]}
     key = dict(filters=[f["key"] for f in filters], vocab_size=args.vocab_size, val_fraction=args.val_fraction,
                max_train_tokens=args.max_train_tokens, tokenizer_sample_mb=args.tokenizer_sample_mb)
@@ -457,7 +507,9 @@ def build_stage(args, vocab):
             os.path.exists(os.path.join(args.out_dir, n, "meta.json")) for n in ("simplified", "unrestricted")):
         print(f"build: datasets already built with these settings ({stats_path}), reusing them")
         return
-    common = dict(source=args.source, filter=dict(filters[0]["key"], shards=num_shards),
+    if os.path.exists(stats_path):
+        os.remove(stats_path)  # the datasets are about to be rebuilt: unmark the build first (written last, below)
+    common = dict(source=args.source, filter=dict(settings, shards=num_shards),
                   vocab_file=os.path.abspath(args.vocab), vocab_sha256=file_sha256(args.vocab),
                   val_fraction=args.val_fraction, command=" ".join(sys.argv))
     is_val = lambda doc: unit_hash(doc[0], "val") < args.val_fraction  # same original document -> same split in both
@@ -480,10 +532,11 @@ def build_stage(args, vocab):
     unr = dict(docs_in=len(raw), docs_out=len(used_u[0]) + len(used_u[1]), words_in=words(t for _, t in raw),
                words_out=words(used_u[0]) + words(used_u[1]), mean_span_words=None)
     freqs = {}
-    for name, st, meta, used in (("simplified", sim, meta_s, used_s), ("unrestricted", unr, meta_u, used_u)):
+    for name, st, meta, texts in (("simplified", sim, meta_s, map(format_document, used_s[0])),
+                                  ("unrestricted", unr, meta_u, used_u[0])):
         st["kept_word_fraction"] = st["words_out"] / max(st["words_in"], 1)
         st.update({k: meta[k] for k in ("vocab_size", "train_tokens", "val_tokens", "train_documents")})
-        more, freqs[name] = corpus_stats(used[0], vocab)
+        more, freqs[name] = corpus_stats(texts, vocab)
         st.update(more)
     table = stats_table(sim, unr)
     print(table)
@@ -608,10 +661,15 @@ def get_args(argv=None):
     p.add_argument("--force", action="store_true", help="redo stages even if their outputs match the settings")
     p.add_argument("--benchmark", action="store_true", help="print the filter's MB/s on the source and exit")
     args = p.parse_args(argv)
-    if args.paper:
-        args.min_span_len, args.max_oov, args.vocab_size, args.val_fraction = 32, 0.01, 15000, 0.003
+    if args.paper:  # the paper's values become the defaults: a flag given explicitly still wins
+        p.set_defaults(min_span_len=32, max_oov=0.01, vocab_size=15000, val_fraction=0.003)
+        args = p.parse_args(argv)
     if args.min_span_len < 0 or not 0 <= args.max_oov <= 1 or not 0 < args.val_fraction < 1:
         p.error("need --min_span_len >= 0, 0 <= --max_oov <= 1 and 0 < --val_fraction < 1")
+    if any(v is not None and v < 1 for v in (args.workers, args.max_docs, args.max_train_tokens)) or not (
+            0 < args.control_fraction <= 1 and args.tokenizer_sample_mb > 0):  # (None: no limit)
+        p.error("need --workers, --max_docs and --max_train_tokens >= 1, 0 < --control_fraction <= 1 and "
+                "--tokenizer_sample_mb > 0")
     if not 256 + len(SPECIAL_TOKENS) < args.vocab_size <= 2 ** 32:
         p.error(f"--vocab_size must exceed {256 + len(SPECIAL_TOKENS)} (256 bytes + special tokens)")
     return args

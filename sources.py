@@ -30,42 +30,63 @@ def list_files(source):
     return files
 
 
+def check_text(text, where, text_field):
+    """A document's text must be a string: a number or a list in the text field is refused, never stringified."""
+    if not isinstance(text, str):
+        raise SystemExit(f"{where}: field {text_field!r} is not a string ({type(text).__name__}): fix the data or "
+                         f"pass --text_field with the field that holds the documents")
+    return text
+
+
 def read_file(path, text_field="text"):
     """Yield the documents of one file: a .txt file is one document; .jsonl (.gz, .zst) and .parquet have one per
-    row, in the column `text_field` (SlimPajama's layout)."""
-    if path.endswith((".txt", ".txt.gz")):
-        with (gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8")) as f:
-            yield f.read()
-        return
-    if path.endswith(".parquet"):
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise SystemExit(f"reading {path} needs pyarrow: pip install pyarrow")
-        table = pq.ParquetFile(path)
-        if text_field not in table.schema_arrow.names:
-            raise SystemExit(f"{path} has no column {text_field!r} (columns: {table.schema_arrow.names}): "
-                             f"pass --text_field")
-        for batch in table.iter_batches(columns=[text_field]):
-            yield from (t for t in batch.column(0).to_pylist() if t)
-        return
-    if path.endswith(".zst"):
-        import zstandard  # SlimPajama's chunks are .jsonl.zst
-        f = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(open(path, "rb")), encoding="utf-8")
-    else:
-        f = gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8")
-    with f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
+    row, in the column `text_field` (SlimPajama's layout). A file that cannot be read (not UTF-8, truncated, not the
+    format its name says) stops the run with one line naming it and, where there is one, the line."""
+    n, errors = 0, (OSError, EOFError, ValueError)  # n: lines read, for messages
+    try:
+        if path.endswith((".txt", ".txt.gz")):
+            with (gzip.open(path) if path.endswith(".gz") else open(path, "rb")) as f:
+                data = f.read()
             try:
-                row = json.loads(line)
-                text = row[text_field]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise SystemExit(f"{path} line {n}: expected a JSON object with a {text_field!r} field; "
-                                 f"fix the file or pass --text_field")
-            if text:
-                yield text
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                line = data.count(b"\n", 0, e.start) + 1
+                raise SystemExit(f"{path} line {line}: not UTF-8 ({e}); re-save the file as UTF-8")
+            yield text.replace("\r\n", "\n").replace("\r", "\n")  # newlines as Python's text mode reads them
+            return
+        if path.endswith(".parquet"):
+            try:
+                import pyarrow.parquet as pq
+            except ImportError:
+                raise SystemExit(f"reading {path} needs pyarrow: pip install pyarrow")
+            table = pq.ParquetFile(path)
+            if text_field not in table.schema_arrow.names:
+                raise SystemExit(f"{path} has no column {text_field!r} (columns: {table.schema_arrow.names}): "
+                                 f"pass --text_field")
+            for batch in table.iter_batches(columns=[text_field]):
+                yield from (check_text(t, path, text_field) for t in batch.column(0).to_pylist() if t)
+            return
+        if path.endswith(".zst"):
+            import zstandard  # SlimPajama's chunks are .jsonl.zst
+            errors += (zstandard.ZstdError,)
+            f = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb")))
+        else:
+            f = gzip.open(path) if path.endswith(".gz") else open(path, "rb")
+        with f:  # read as bytes and decoded line by line, so that an error names its line
+            for n, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    text = json.loads(line.decode("utf-8"))[text_field]
+                except (ValueError, KeyError, TypeError) as e:  # ValueError: not JSON, or not UTF-8
+                    raise SystemExit(f"{path} line {n}: expected a UTF-8 JSON object with a {text_field!r} field "
+                                     f"({type(e).__name__}: {e}); fix the file or pass --text_field")
+                if text:
+                    yield check_text(text, f"{path} line {n}", text_field)
+    except errors as e:
+        where = f"{path} after line {n}" if n else path
+        raise SystemExit(f"{where}: cannot read it ({type(e).__name__}: {e}): the file is corrupt, truncated or "
+                         f"not the format its name says; fix or remove it")
 
 
 def iter_documents(source, shard=0, num_shards=1, text_field="text", split="train"):
@@ -81,7 +102,7 @@ def iter_documents(source, shard=0, num_shards=1, text_field="text", split="trai
             ds = ds.shard(num_shards=num_shards, index=shard)
         for i, row in enumerate(ds):
             if row.get(text_field):
-                yield f"{source}/{shard}:{i}", row[text_field]
+                yield f"{source}/{shard}:{i}", check_text(row[text_field], f"{source} row {i}", text_field)
         return
     files = list_files(source)
     by_file = len(files) >= num_shards

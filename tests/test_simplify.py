@@ -29,6 +29,14 @@ def test_load_vocab_word_list(tmp_path):
     assert v == {"the", "cat", "sat"} and isinstance(v, frozenset)
 
 
+def test_load_vocab_ignores_a_byte_order_mark(tmp_path):
+    p = tmp_path / "v.csv"
+    p.write_text("\ufeff,word,frequency\n0,cat,3\n", encoding="utf-8")  # as Excel saves a CSV
+    assert load_vocab(str(p)) == {"cat"}
+    p.write_text("\ufeffcat\ndog\n", encoding="utf-8")
+    assert load_vocab(str(p)) == {"cat", "dog"}
+
+
 @pytest.mark.parametrize("content, message", [
     ("", "is empty"),
     ("\n\n", "is empty"),
@@ -115,6 +123,37 @@ def test_source_errors(tmp_path):
     bad.write_text('{"text": "ok"}\nnot json\n')
     with pytest.raises(SystemExit, match="line 2"):
         list(iter_documents(str(bad)))
+
+
+def _junk_parquet(p):
+    p.write_bytes(b"junk")
+
+
+def _int_parquet(p):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    pq.write_table(pa.table({"text": [1, 2]}), p)
+
+
+def _truncated_gz(p):
+    data = gzip.compress(b"".join(b'{"text": "row %d"}\n' % i for i in range(500)))
+    p.write_bytes(data[:len(data) // 2])
+
+
+@pytest.mark.parametrize("name, write, message", [
+    ("bad.txt", lambda p: p.write_bytes(b"fine\n\xff\n"), "bad.txt line 2: not UTF-8"),
+    ("bad.jsonl", lambda p: p.write_bytes(b'{"text": "ok"}\n{"text": "\xff"}\n'), "bad.jsonl line 2"),
+    ("bad.jsonl", lambda p: p.write_text('{"text": "ok"}\n{"text": 5}\n'), "bad.jsonl line 2: field 'text' is not a str"),
+    ("bad.parquet", _int_parquet, "bad.parquet: field 'text' is not a string"),
+    ("bad.parquet", _junk_parquet, "bad.parquet: cannot read it"),
+    ("bad.jsonl.gz", _truncated_gz, "bad.jsonl.gz after line .*: cannot read it"),
+    ("bad.jsonl.gz", lambda p: p.write_text('{"text": "not compressed"}\n'), "bad.jsonl.gz: cannot read it"),
+    ("bad.jsonl.zst", lambda p: p.write_bytes(b"junk"), "bad.jsonl.zst: cannot read it"),
+])
+def test_unreadable_files_stop_with_one_line_naming_them(tmp_path, name, write, message):
+    write(tmp_path / name)
+    with pytest.raises(SystemExit, match=message):
+        list(iter_documents(str(tmp_path / name)))
 
 
 def test_hub_source_streams_rows_like_slimpajama(tmp_path, monkeypatch):
@@ -263,6 +302,147 @@ def test_pipeline_errors(tmp_path):
     (tmp_path / "ok" / "unrestricted" / "tokenizer.tiktoken").write_text("garbage\n")
     with pytest.raises(SystemExit, match="sha256"):
         simplify.load_tokenizer(str(tmp_path / "ok" / "unrestricted"))
+
+
+def test_failed_filter_leaves_nothing_behind(tmp_path, monkeypatch):
+    src, vocab = _corpus(tmp_path / "src")
+    (tmp_path / "empty.jsonl").write_text("")
+    out = tmp_path / "o"
+    with pytest.raises(SystemExit, match="gave no documents"):
+        main(["--source", str(tmp_path / "empty.jsonl"), "--vocab", vocab, "--out_dir", str(out), "--workers", "1"])
+    assert not list(out.rglob("*.tmp"))
+    with pytest.raises(SystemExit, match="not found"):  # a missing source: checked before anything is created
+        main(["--source", str(tmp_path / "nope"), "--vocab", vocab, "--out_dir", str(tmp_path / "o2")])
+    assert not (tmp_path / "o2").exists()
+
+    def interrupt(texts):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(simplify, "_filter_batch", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        main(["--source", src, "--vocab", vocab, "--out_dir", str(out), "--workers", "1"])
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_filter_reuse_checks_its_files_and_the_data(tmp_path, monkeypatch, capsys):
+    src, vocab = _corpus(tmp_path / "src")
+    out = tmp_path / "out"
+    run = lambda source=src: main(["--source", source, "--vocab", vocab, "--out_dir", str(out), "--stage", "filter",
+                                   "--workers", "1", "--min_span_len", "3"])
+    run()
+    done = out / "simplified" / "filter-0-of-1.json"
+    with pytest.raises(SystemExit, match="not found"):  # a typo in --source keeps the finished shard
+        run(src + "x")
+    assert done.exists()
+    (out / "unrestricted" / "docs-0-of-1.jsonl.gz").unlink()  # a shard whose files are gone is redone
+    capsys.readouterr()
+    run()
+    assert "reusing" not in capsys.readouterr().out and (out / "unrestricted" / "docs-0-of-1.jsonl.gz").exists()
+    with open(tmp_path / "src" / "part0.jsonl", "a") as f:  # a file edited in place is new data
+        f.write(json.dumps({"text": "The cat sat on the mat."}) + "\n")
+    run()
+    assert "reusing" not in capsys.readouterr().out and json.loads(done.read_text())["counts"]["docs_in"] == 121
+    other = tmp_path / "elsewhere"  # the same relative path from another directory is other data
+    other.mkdir()
+    _corpus(other / "src", n_docs=40, seed=1)
+    for cwd, docs_in in ((tmp_path, 121), (other, 40)):
+        monkeypatch.chdir(cwd)
+        run("src")
+        assert json.loads(done.read_text())["counts"]["docs_in"] == docs_in
+
+
+def test_build_checks_the_filter_records_and_settings(tmp_path):
+    src, vocab = _corpus(tmp_path / "src")
+    out = str(tmp_path / "out")
+    common = ["--source", src, "--vocab", vocab, "--out_dir", out, "--workers", "1", "--vocab_size", "300"]
+    for k, min_len in ((0, "3"), (1, "4")):
+        main(common + ["--stage", "filter", "--shard", f"{k}/2", "--min_span_len", min_len])
+    with pytest.raises(SystemExit, match="shard 1 was filtered with other settings \\(min_span_len 4 there, 3 here"):
+        main(common + ["--stage", "build", "--min_span_len", "3"])
+    with pytest.raises(SystemExit, match="shard 0 was filtered with other settings"):
+        main(common + ["--stage", "build"])  # the build's own flags must be what the filter used (meta.json says so)
+    main(common + ["--stage", "filter", "--shard", "1/2", "--min_span_len", "3"])
+    main(common + ["--stage", "build", "--min_span_len", "3"])
+    assert simplify.load_meta(os.path.join(out, "simplified"))["filter"]["min_span_len"] == 3
+    record = tmp_path / "out" / "simplified" / "filter-1-of-2.json"
+    old = json.loads(record.read_text())
+    del old["key"]["files"]  # written by an older simplify.py (its simplified documents were formatted text)
+    record.write_text(json.dumps(old))
+    with pytest.raises(SystemExit, match="older simplify.py.*redo shard 1"):
+        main(common + ["--stage", "build", "--min_span_len", "3"])
+    record.write_text("{")
+    with pytest.raises(SystemExit, match="unreadable.*redo shard 1"):
+        main(common + ["--stage", "build", "--min_span_len", "3"])
+
+
+def test_interrupted_build_is_never_reused(tmp_path, monkeypatch, capsys):
+    src, vocab = _corpus(tmp_path / "src")
+    out = tmp_path / "out"
+    run = lambda size: main(["--source", src, "--vocab", vocab, "--out_dir", str(out), "--workers", "1",
+                             "--min_span_len", "3", "--vocab_size", size])
+    run("300")
+    real = simplify.corpus_stats
+    monkeypatch.setattr(simplify, "corpus_stats", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):  # both datasets rebuilt with 320, interrupted during the statistics
+        run("320")
+    monkeypatch.setattr(simplify, "corpus_stats", real)
+    capsys.readouterr()
+    run("300")
+    assert "datasets already built" not in capsys.readouterr().out
+    assert simplify.load_meta(str(out / "unrestricted"))["vocab_size"] == 300
+
+
+def test_max_train_tokens_is_a_cap_and_the_control_must_match(tmp_path, capsys):
+    src, vocab = _corpus(tmp_path / "src")
+    common = ["--source", src, "--vocab", vocab, "--workers", "1", "--min_span_len", "3", "--vocab_size", "300"]
+    main(common + ["--out_dir", str(tmp_path / "a"), "--max_train_tokens", "10000000"])
+    assert "fewer than --max_train_tokens 10,000,000: using them all" in capsys.readouterr().out
+    assert simplify.load_meta(str(tmp_path / "a" / "unrestricted"))["train_tokens"] > 1000
+    with pytest.raises(SystemExit, match="unrestricted: its raw documents give only .* raise --control_fraction"):
+        main(common + ["--out_dir", str(tmp_path / "b"), "--control_fraction", "0.3"])
+    with pytest.raises(SystemExit, match="simplified: no documents for the val split"):
+        main(common + ["--out_dir", str(tmp_path / "c"), "--val_fraction", "0.001"])
+
+
+def test_literal_markers_in_the_text_stay_text():
+    from bpe import SPECIAL_TOKENS, make_encoding
+    enc = make_encoding("bytes", {bytes([i]): i for i in range(256)}, SPECIAL_TOKENS)
+    s, e, eot = 257, 258, 256
+    ids, used = simplify.encode_docs(enc, [("d", ["I <s> like", "x </s> y"])], None, 1, spans=True)
+    assert ids.tolist() == [s, *b" I <s> like ", e, 32, s, *b" x </s> y ", e, eot]
+    assert used == [["I <s> like", "x </s> y"]]
+    # without literal markers: exactly what tiktoken gives for the formatted document with the markers allowed
+    spans = ["The cat sat.", "A dog ran!"]
+    ids, _ = simplify.encode_docs(enc, [("d", spans)], None, 1, spans=True)
+    assert ids.tolist() == enc.encode(simplify.format_document(spans), allowed_special={"<s>", "</s>"}) + [eot]
+    ids, _ = simplify.encode_docs(enc, [("d", "raw <s> text")], None, 1)
+    assert ids.tolist() == [*b"raw <s> text", eot]
+
+
+def test_tokenizer_sample_is_counted_in_bytes(tmp_path):
+    src, vocab = _corpus(tmp_path / "src")
+    with open(tmp_path / "src" / "part0.jsonl", "a") as f:
+        for i in range(20):
+            f.write(json.dumps({"text": "Caf\u00e9 \u00e9t\u00e9 na\u00efve. " * 20}) + "\n")
+    out = tmp_path / "out"
+    main(["--source", src, "--vocab", vocab, "--out_dir", str(out), "--workers", "1", "--min_span_len", "3",
+          "--vocab_size", "300"])
+    raw = simplify.read_docs(str(out / "unrestricted"), 1)
+    train_bytes = sum(len(t.encode()) for i, t in raw if simplify.unit_hash(i, "val") >= 0.01)
+    assert simplify.load_meta(str(out / "unrestricted"))["tokenizer"]["sample_bytes"] == train_bytes
+
+
+@pytest.mark.parametrize("flags", [["--workers", "0"], ["--max_docs", "-1"], ["--max_docs", "0"],
+                                   ["--max_train_tokens", "0"], ["--max_train_tokens", "-5"],
+                                   ["--control_fraction", "0"], ["--tokenizer_sample_mb", "0"]])
+def test_bad_arguments_are_refused(flags):
+    with pytest.raises(SystemExit):
+        simplify.get_args(flags)
+
+
+def test_paper_settings_are_defaults_that_flags_override():
+    args = simplify.get_args(["--paper", "--vocab_size", "8000"])
+    assert (args.vocab_size, args.min_span_len, args.max_oov, args.val_fraction) == (8000, 32, 0.01, 0.003)
+    assert simplify.get_args(["--paper"]).vocab_size == 15000
 
 
 def test_corpus_stats_numbers():
