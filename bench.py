@@ -20,7 +20,8 @@ tokens (no dataset needed), from the same initial weights. A path is LOSS[+cg][+
     @MICRO   sequences per forward pass (default: the whole batch), the rest accumulated
 The first path is the baseline. Each model prints, per path: tokens/s, step time, MFU (on a GPU against the bf16
 matmul rate measured first, or --peak_flops), peak memory (torch.cuda.max_memory_allocated on a GPU; on a CPU the
-growth of the process's peak resident memory, "n/a" where Linux does not report it) and the first step's loss (the
+process's peak resident memory while the path ran, libraries and earlier paths' freed pages included, so only a rough
+comparison; "n/a" where Linux does not report it) and the first step's loss (the
 paths must agree); then each path's ratios to the baseline. On a GPU the default paths are plain (bf16 +
 torch.compile + fused AdamW) and auto+cg, what README.md recommends. First it times train.py's data loading (the
 host's share of a step), which must stay under the step times for the GPU never to wait.
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import GPT, LOSS_KINDS, PAPER_GRID, config_from_name, mfu, peak_flops
+from model import GPT, LOSS_KINDS, PAPER_GRID, choose_loss, config_from_name, fused_loss_module, mfu, peak_flops
 from scaling import PAPER_TRAIN_TOKENS
 from simplify import write_json
 from train import COMPILE_MODES, TokenBlocks, block_ids
@@ -46,13 +47,13 @@ from train import COMPILE_MODES, TokenBlocks, block_ids
 
 
 def cpu_peak_rss_reset():
-    """Reset the process's peak resident memory (Linux: VmHWM) and return the current resident bytes, or None."""
+    """Reset the process's peak resident memory (Linux: VmHWM); True where that worked."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-        return _proc_status_kb("VmRSS") * 1024
-    except (OSError, TypeError):
-        return None
+        return True
+    except OSError:
+        return False
 
 
 def _proc_status_kb(key):
@@ -156,15 +157,15 @@ def time_path(model_name, args, device, dtype, path, batches):
     if device_type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    rss_start = cpu_peak_rss_reset() if device_type == "cpu" else None
+    hwm_reset = device_type == "cpu" and cpu_peak_rss_reset()
     torch.manual_seed(args.seed)
     model = GPT(config_from_name(model_name, vocab_size=args.vocab_size, block_size=args.block_size)).to(device)
     loss_kind = model.set_loss(path["loss"], args.loss_chunk)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-4, weight_decay=0.1,
                                   fused=device_type == "cuda")
-    if args.compile:
-        torch._dynamo.reset()   # each path compiles afresh: no shapes marked dynamic by the previous model's graphs
     compiled = args.compile or path["compile_mode"] != "default"
+    if compiled:
+        torch._dynamo.reset()   # each path compiles afresh: no shapes marked dynamic by the previous model's graphs
     step_model = torch.compile(model, mode=path["compile_mode"]) if compiled else model
     autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, dtype))
     micro = path["micro"]
@@ -202,12 +203,15 @@ def time_path(model_name, args, device, dtype, path, batches):
                                    args.profile)
     except torch.cuda.OutOfMemoryError:   # the model and optimizer are freed on return (gc.collect() next path)
         return {"oom": True, "path": path["name"]}
+    except RuntimeError as e:             # e.g. no tile of the fused loss fits this GPU's shared memory
+        print(f"bench: {model_name} {path['name']} cannot run here: {str(e).splitlines()[0]}")
+        return {"oom": True, "path": path["name"], "error": str(e).splitlines()[0]}
     tokens_per_s = args.batch_size * args.block_size / step_s
     if device_type == "cuda":
         peak_mem = torch.cuda.max_memory_allocated(device)
     else:
-        hwm = _proc_status_kb("VmHWM") if rss_start is not None else None
-        peak_mem = max(0, hwm * 1024 - rss_start) if hwm is not None else None   # freed pages can make it < 0
+        hwm = _proc_status_kb("VmHWM") if hwm_reset else None
+        peak_mem = hwm * 1024 if hwm is not None else None
     return {"oom": False, "path": path["name"], "loss": loss_kind, "cuda_graphs": path["cuda_graphs"],
             "compile_mode": path["compile_mode"] if compiled else None, "micro_batch_size": micro,
             "loss_chunk": model.loss_chunk, "timed_steps": steps, "step_s": step_s,
@@ -231,8 +235,9 @@ def sweep_estimate(results, paths, vocab_size, block_size, tokens=PAPER_TRAIN_TO
     """GPU-hours of the paper's 36 runs (PAPER_GRID's 18 models x 2 corpora, `tokens` each) on each path, from the
     measured tokens/s: a measured model at its speed, the others from a least-squares fit over the measured ones of
     seconds per token = a x FLOPs per token + b x layers x width + c. A path measured on fewer than 3 models is left
-    out; "fastest" takes each model's fastest path. A grid model that ran out of memory on a path cannot train there:
-    that path gets no total (it is left out, with a note) and "fastest" takes the model from the other paths.
+    out; "fastest" takes each model's fastest path. A grid model that could not run on a path (out of memory)
+    cannot train there: that path gets no total (it is left out, with a note) and "fastest" takes the model from the
+    other paths.
     -> {path or "fastest": {"hours", "measured", "fit_max_error", "seconds_per_token": {model: s}}}"""
     features = {m: np.array(sweep_features(m, vocab_size, block_size)) for m in PAPER_GRID}
     out, runnable = {}, {}        # runnable: every estimated path, each without the grid models it has no memory for
@@ -252,14 +257,14 @@ def sweep_estimate(results, paths, vocab_size, block_size, tokens=PAPER_TRAIN_TO
         oom = [r["model"] for r in results if r["paths"][i]["oom"] and r["model"] in features]
         runnable[path["name"]] = {m: t for m, t in per_token.items() if m not in oom}
         if oom:
-            print(f"bench: no sweep total for {path['name']}: {', '.join(oom)} ran out of memory on it (try a smaller "
-                  "micro-batch, PATH@MICRO); \"fastest\" takes them from the other paths")
+            print(f"bench: no sweep total for {path['name']}: {', '.join(oom)} could not run on it (out of memory: "
+                  "try a smaller micro-batch, PATH@MICRO); \"fastest\" takes them from the other paths")
             continue
         out[path["name"]] = {"measured": sorted(measured), "fit_max_error": float(np.abs(X @ coef / y - 1).max()),
                              "seconds_per_token": per_token}
     nowhere = [m for m in PAPER_GRID if not any(m in t for t in runnable.values())]
     if len(runnable) > 1 and nowhere:
-        print(f"bench: no \"fastest\" sweep total: {', '.join(nowhere)} ran out of memory on every path")
+        print(f"bench: no \"fastest\" sweep total: {', '.join(nowhere)} could not run on any path")
     elif len(runnable) > 1:
         out["fastest"] = {"seconds_per_token": {m: min(t[m] for t in runnable.values() if m in t) for m in PAPER_GRID}}
     for e in out.values():
@@ -273,7 +278,7 @@ def sweep_estimate(results, paths, vocab_size, block_size, tokens=PAPER_TRAIN_TO
 def fmt_row(model_name, r):
     path = r["path"]
     if r["oom"]:
-        return f"{model_name:<10} {path:<14} out of memory"
+        return f"{model_name:<10} {path:<14} {r.get('error') or 'out of memory'}"
     mem = "n/a" if r["peak_mem_bytes"] is None else f"{r['peak_mem_bytes'] / 2**30:.2f} GiB"
     util = "n/a" if r["mfu"] is None else f"{r['mfu']:.1%}"
     return (f"{model_name:<10} {path:<14} micro {r['micro_batch_size']:<4} | tokens/s {r['tokens_per_s'] / 1e3:9.1f}k"
@@ -298,7 +303,8 @@ def parse_args(argv=None):
     p.add_argument("--profile", type=int, default=0, help="> 0: also print each path's N costliest operations and "
                    "its time by kind (matmul, element-wise, loss, ...)")
     p.add_argument("--device", default="cuda" if gpu else "cpu")
-    p.add_argument("--dtype", default="auto", help="auto (bfloat16 on a GPU, float32 on CPU) | bfloat16 | float32")
+    p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
+                   help="auto: bfloat16 on a GPU, float32 on CPU")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=gpu, help="torch.compile (GPU: on)")
     p.add_argument("--peak_flops", type=float, default=0.0,
                    help="one device's peak FLOP/s for MFU (0: measured with a bf16 matmul on a GPU, none on CPU)")
@@ -322,6 +328,15 @@ def parse_args(argv=None):
         raise SystemExit("--paths: name at least one path")
     if args.warmup < 1:
         raise SystemExit("--warmup must be >= 1: the first step (allocation, compilation) is never timed")
+    for m in args.models:     # a path that cannot run here is refused now, not after the others have been timed
+        for path in args.paths:
+            try:
+                if choose_loss(path["loss"], config_from_name(m).n_embd, args.device.split(":")[0]) == "fused":
+                    fused_loss_module().check_supported(args.device.split(":")[0], config_from_name(m).n_embd)
+            except ValueError as e:
+                raise SystemExit(f"--paths {path['name']} at {m}: {e}") from None
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     return args
 
 
@@ -363,7 +378,7 @@ def main(argv=None):
             if base["oom"] or r["oom"]:
                 continue
             ratio = {"tokens_per_s": r["tokens_per_s"] / base["tokens_per_s"]}
-            if base["peak_mem_bytes"] and r["peak_mem_bytes"]:
+            if base["peak_mem_bytes"] is not None and r["peak_mem_bytes"] is not None:
                 ratio["peak_mem"] = r["peak_mem_bytes"] / base["peak_mem_bytes"]
             ratios[r["path"]] = ratio
             print(f"{model_name:<10} {r['path']}/{base['path']}: tokens/s x{ratio['tokens_per_s']:.2f}, peak mem "

@@ -44,6 +44,8 @@ import triton
 import triton.language as tl
 from triton.runtime.errors import OutOfResources
 
+from model import check_targets   # the target rule every loss shares
+
 LOG2E = tl.constexpr(1.4426950408889634)   # exp(x) = exp2(x * LOG2E): exp2 is the GPU's one-instruction exponential
 MAX_C = 1024   # widest hidden size the kernels take (the register accumulators grow with C)
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"   # Triton's CPU interpreter: tests run the kernels on CPU
@@ -190,7 +192,8 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
         xc, wc, t = x.to(dt).contiguous(), weight.to(dt).contiguous(), targets.contiguous()   # matmuls in dt
         (N, C), V = xc.shape, wc.shape[0]
         n_valid = (t != -1).sum().to(torch.float32)   # like F.cross_entropy: the mean over targets not ignored
-        scale = (1 / n_valid).reshape(1)              # on the device: no host synchronisation
+        # on the device (no host synchronisation); every target ignored: loss NaN as F.cross_entropy, gradients 0
+        scale = (1 / n_valid.clamp(min=1)).reshape(1)
         lse = torch.empty(N, dtype=torch.float32, device=x.device)
         loss_rows = torch.empty(N, dtype=torch.float32, device=x.device)
         # float32 until backward scales it (it holds 1 / n_valid already: tiny numbers, too small for float16)
@@ -231,5 +234,6 @@ def fused_cross_entropy(x, weight, targets):
     """The mean next-token loss of hidden states x (N, C) under head weight (V, C) with targets (N,) (-1 ignored),
     never materialising the (N, V) logits. Needs a CUDA device (or TRITON_INTERPRET=1 on CPU) and C <= MAX_C."""
     check_supported(x.device.type, x.size(-1))
+    check_targets(targets, weight.size(0))
     # the gradient w.r.t. x is computed with the loss, so only when it will be wanted (not in evaluation)
     return FusedLinearCrossEntropy.apply(x, weight, targets, torch.is_grad_enabled() and x.requires_grad)

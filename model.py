@@ -165,7 +165,9 @@ def _chunk_loss_and_grads(x, weight, targets, chunk, with_grads):
     device_type = x.device.type
     dt = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
     acc = torch.promote_types(dt, torch.float32)   # softmax and accumulation dtype
+    check_targets(targets, weight.size(0))
     n_valid = (targets != -1).sum().to(acc)        # like F.cross_entropy: the mean over the targets not ignored
+    grad_scale = 1 / n_valid.clamp(min=1)          # every target ignored: loss NaN (as F.cross_entropy), grads 0
     loss = torch.zeros((), dtype=acc, device=x.device)
     grad_x = torch.empty(x.shape, dtype=acc, device=x.device) if with_grads else None
     grad_w = torch.zeros(weight.shape, dtype=acc, device=x.device) if with_grads else None
@@ -176,17 +178,22 @@ def _chunk_loss_and_grads(x, weight, targets, chunk, with_grads):
             logits = (xc @ w.t()).to(acc)                                      # (n, V), in acc
             keep = tc != -1
             safe = tc.clamp(min=0)                                             # ignored rows pick 0, then drop out
-            lse = torch.logsumexp(logits, dim=-1)                              # (n,)
-            loss += ((lse - logits.gather(1, safe[:, None])[:, 0]) * keep).sum()
+            target_logit = logits.gather(1, safe[:, None])[:, 0]               # (n,)
+            # softmax as exp(z - max) / sum, in place of the logits: exp(z - lse) would carry lse's rounding into
+            # every probability, which a large shared offset of the logits makes large
+            top = logits.amax(dim=-1, keepdim=True)                            # (n, 1)
+            g = logits.sub_(top).exp_()                                        # (n, V)
+            total = g.sum(dim=-1, keepdim=True)                                # (n, 1)
+            loss += ((top[:, 0] + total[:, 0].log() - target_logit) * keep).sum()   # lse - target logit
             if with_grads:
                 # d loss / d logits = (softmax - onehot(target)) / n_valid on kept rows, 0 on ignored ones; the
                 # 1 / n_valid comes after the matmuls, so g stays in [-1, 1] (float16 would flush g / n_valid to 0)
-                g = torch.exp(logits.sub_(lse[:, None]))                       # softmax, in place of the logits
+                g.div_(total)
                 g.scatter_add_(1, safe[:, None], -keep[:, None].to(acc))
                 g = g.mul_(keep.to(acc)[:, None]).to(dt)
-                grad_x[s:s + chunk] = (g @ w).to(acc) / n_valid                # (n, C)
+                grad_x[s:s + chunk] = (g @ w).to(acc) * grad_scale             # (n, C)
                 grad_w += (g.t() @ xc).to(acc)                                 # (V, C)
-    return loss / n_valid, grad_x, (grad_w / n_valid if with_grads else None)
+    return loss / n_valid, grad_x, (grad_w * grad_scale if with_grads else None)
 
 
 class ChunkedLinearCrossEntropy(torch.autograd.Function):
@@ -204,6 +211,14 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         grad_x, grad_w = ctx.saved_tensors
         g = grad_loss.to(grad_x.dtype)
         return (grad_x * g).to(ctx.dtypes[0]), (grad_w * g).to(ctx.dtypes[1]), None, None
+
+
+def check_targets(targets, V):
+    """RuntimeError unless every target is -1 (ignored) or a token id in [0, V): the plain loss refuses others, and
+    the chunked and fused ones would silently count them wrong. Asynchronous on a GPU (no host synchronisation)."""
+    if not torch.compiler.is_compiling():
+        torch._assert_async(((targets == -1) | ((targets >= 0) & (targets < V))).all(),
+                            "loss targets must be -1 (ignored) or token ids in [0, vocab_size)")
 
 
 def chunked_cross_entropy(x, weight, targets, chunk):
@@ -318,6 +333,8 @@ class GPT(nn.Module):
         on. Returns the kind set; ValueError (saying what to use instead) for a fused loss that cannot run here."""
         device_type = self.lm_head.weight.device.type
         kind = choose_loss(kind, self.config.n_embd, device_type)
+        if kind == "chunked" and chunk < 1:
+            raise ValueError(f"loss chunk must be >= 1 rows, got {chunk}")
         if kind == "fused":
             fused_loss_module().check_supported(device_type, self.config.n_embd)
         self.fused_loss, self.loss_chunk = kind == "fused", chunk if kind == "chunked" else 0
@@ -352,7 +369,7 @@ class GPT(nn.Module):
                 next_id = logits.argmax(dim=-1, keepdim=True)
             else:
                 logits = logits / temperature
-                if top_k is not None:
+                if top_k:                                          # None or 0: no cut
                     kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
                     logits = logits.masked_fill(logits < kth, float("-inf"))
                 next_id = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)  # (B, 1)
@@ -385,8 +402,12 @@ def load_checkpoint(path, device="cpu"):
     tokens, val_loss, data_dir, tokenizer_sha256, vocab_size, ...). Raises FileNotFoundError / ValueError with a
     message saying what is wrong."""
     ckpt = read_checkpoint(path, device)
-    model = GPT(GPTConfig(**ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
+    try:
+        model = GPT(GPTConfig(**ckpt["model_config"]))
+        model.load_state_dict(ckpt["model"])
+    except (TypeError, ValueError, RuntimeError) as e:   # a config or weights of another model, or another version
+        raise ValueError(f"{path}: its model_config or weights do not make this project's GPT ({type(e).__name__}: "
+                         f"{str(e)[:200]})") from None
     info = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scaler", "rng")}
     return model.to(device).eval(), info
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import bench
-from model import PAPER_GRID
+from model import PAPER_GRID, fused_loss_module
 
 
 def test_benchmark_prints_every_path_and_its_ratio_to_the_first(tmp_path, capsys):
@@ -97,7 +97,7 @@ def test_sweep_estimate_gives_no_time_to_a_model_out_of_memory_on_a_path(capsys)
                                                    {"oom": False, "tokens_per_s": 0.5 / law["h1024-L8"]}]})
     out = bench.sweep_estimate(results, [{"name": "fast"}, {"name": "slow"}], 15000, 128, tokens=1e9)
     assert "fast" not in out and "slow" in out
-    assert "no sweep total for fast: h1024-L8 ran out of memory" in capsys.readouterr().out
+    assert "no sweep total for fast: h1024-L8 could not run on it (out of memory" in capsys.readouterr().out
     fastest = out["fastest"]["seconds_per_token"]
     assert fastest["h1024-L8"] == pytest.approx(2 * law["h1024-L8"], rel=1e-9)
     assert fastest["h32-L2"] == pytest.approx(law["h32-L2"], rel=1e-9)
@@ -124,3 +124,14 @@ def test_benchmark_refuses_bad_flags():
         bench.parse_args(["--paths", "plain,fast"])
     with pytest.raises(SystemExit, match="'fused[+]cg[+]cg' is not LOSS"):
         bench.parse_args(["--paths", "plain,fused+cg+cg"])
+
+
+def test_paths_that_cannot_run_and_bad_flags_are_refused_before_timing(tmp_path, monkeypatch):
+    pytest.importorskip("triton")
+    monkeypatch.setattr(fused_loss_module(), "INTERPRET", False)     # a CPU without the interpreter
+    with pytest.raises(SystemExit, match="--paths fused at h32-L2: the fused loss runs Triton kernels on a CUDA"):
+        bench.parse_args(["--models", "h32-L2", "--paths", "plain,fused", "--device", "cpu"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--dtype", "bf16"])
+    bench.parse_args(["--json", str(tmp_path / "new" / "dir" / "b.json")])
+    assert (tmp_path / "new" / "dir").is_dir()                        # written after each model: made up front

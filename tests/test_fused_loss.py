@@ -172,3 +172,19 @@ def test_every_candidate_tile_fits_an_h100(cp):
         if cp <= 256:   # at 1024 every fast tile spills: the autotuner's timing alone decides there
             assert rows[0]["loop_local"] == 0, (name, rows)
             assert rows[0]["per_logit"] == min(r["per_logit"] for r in rows if not r["loop_local"]), (name, rows)
+
+
+def test_fused_loss_edge_cases_of_targets():
+    """Every target ignored: NaN loss, zero gradients (the weight's was NaN: 0 x 1/0); a target that is neither -1
+    nor a token id: an error (the kernels would ignore it but count it, or read a row past the weight)."""
+    g = torch.Generator().manual_seed(0)
+    x, weight = torch.randn(20, 16, generator=g).to(DEVICE), torch.randn(50, 16, generator=g).to(DEVICE)
+    loss, gx, gw = loss_and_grads(fused_cross_entropy, x, weight, torch.full((20,), -1, device=DEVICE))
+    assert loss.isnan() and gx.abs().max() == 0 and gw.abs().max() == 0
+    if DEVICE == "cuda":     # there the check is a device-side assert, which would end this process's CUDA context
+        return
+    for bad in (-100, 50):
+        targets = torch.randint(0, 50, (20,), generator=g)
+        targets[3] = bad
+        with pytest.raises(RuntimeError, match="targets must be -1"):
+            fused_cross_entropy(x, weight, targets)

@@ -1,4 +1,5 @@
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -6,8 +7,8 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from model import (GPT, PAPER_GRID, GPTConfig, apply_rope, chunked_cross_entropy, config_from_name, mfu, peak_flops,
-                   rope_cos_sin)
+from model import (GPT, PAPER_GRID, GPTConfig, apply_rope, chunked_cross_entropy, config_from_name, load_checkpoint,
+                   mfu, peak_flops, rope_cos_sin)
 
 # The paper's parameter table (V = 15,000), rows h, columns L = 2, 4, 8.
 PAPER_TABLE = {
@@ -282,3 +283,41 @@ def test_model_chunked_loss_under_bf16_autocast():
         # chunked vs plain bf16: equal but for the head weight, whose chunks are summed in fp32 (~0.5% of an entry)
         assert (cgrads[name] - g).abs().max().item() < 0.015 * scale, name
         assert torch.nn.functional.cosine_similarity(cgrads[name].flatten(), g.flatten(), dim=0) > 0.999, name
+
+
+def test_losses_agree_on_the_edge_cases_of_targets_and_offsets():
+    """Every target ignored: NaN loss (as F.cross_entropy) and zero gradients; a target outside [0, V) other than
+    -1: an error, never a silent miscount; logits sharing a large offset: the chunked gradients keep float32's
+    precision (a softmax taken as exp(z - lse) carried lse's rounding into every probability)."""
+    torch.manual_seed(0)
+    x, weight = torch.randn(64, 32), torch.randn(300, 32)
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, vocab_size=50, block_size=8))
+    with pytest.raises(ValueError, match="chunk must be >= 1"):
+        model.set_loss("chunked", 0)
+    for bad in (-100, 300):
+        targets = torch.randint(0, 300, (64,))
+        targets[5] = bad
+        with pytest.raises(RuntimeError, match="targets must be -1"):
+            chunked_cross_entropy(x, weight, targets, 16)
+    ignored = torch.full((64,), -1)
+    a, w = x.clone().requires_grad_(), weight.clone().requires_grad_()
+    loss = chunked_cross_entropy(a, w, ignored, 16)
+    loss.backward()
+    assert loss.isnan() and a.grad.abs().max() == 0 and w.grad.abs().max() == 0
+    x[:, 0] = weight[:, 0] = 100.0              # every logit shifted by 10,000
+    targets = torch.randint(0, 300, (64,))
+    (_, ref_gx, ref_gw), = plain_and_chunked(x.double(), weight.double(), targets, 1000)[:1]
+    (_, gx, gw), = plain_and_chunked(x, weight, targets, 16)[1:]
+    for got, want in ((gx, ref_gx), (gw, ref_gw)):
+        assert ((got.double() - want).norm() / want.norm()).item() < 1e-3   # exp(z - lse): 4e-2
+
+
+def test_load_checkpoint_and_generate_refuse_clearly(tmp_path):
+    cfg = GPTConfig(n_layer=1, n_head=2, n_embd=16, vocab_size=50, block_size=8)
+    model = GPT(cfg)
+    torch.save({"model": model.state_dict(), "model_config": {**asdict(cfg), "dropout": 0.1}, "step": 1},
+               tmp_path / "ckpt.pt")
+    with pytest.raises(ValueError, match="do not make this project's GPT"):
+        load_checkpoint(tmp_path)
+    idx = torch.zeros(1, 1, dtype=torch.long)
+    assert model.generate(idx, 3, top_k=0, generator=torch.Generator().manual_seed(0)).shape == (1, 4)  # 0: no cut
