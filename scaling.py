@@ -4,7 +4,7 @@ scaling.py: sweeps of train.py over the paper's model grid, and the scaling laws
     python scaling.py                   # default CPU grid: train (or reuse) 12 small runs, fit, draw (8-12 min)
     python scaling.py --dry-run         # print the commands, their compute and estimated time; run nothing
     python scaling.py --fit_only        # fit the grid's runs already in out/ (missing ones are reported)
-    python scaling.py --grid paper --data_root data/paper --gpus all --train_args "--compile"   # 18 x 2 runs, 1 GPU each
+    python scaling.py --grid paper --data_root data/paper --gpus all --train_args "--compile"   # 44 runs, 1 GPU each
     python scaling.py --grid paper --data_root data/paper --nproc_per_node 8     # or each run on 8 GPUs, torchrun
     python scaling.py --models h32-L2,h64-L2 --corpora simplified --tokens 2e6 --series 0.25,0.5
 

@@ -64,7 +64,7 @@ class TrainConfig:
     # optimisation
     batch_size: int = 32  # global batch in sequences per optimizer step, whatever the process count (paper: 512)
     micro_batch_size: int = 0  # sequences per forward pass in each process (0: batch_size / processes)
-    lr: float = 3e-3  # peak learning rate (paper: 2.8e-3 for the smallest model, else 8e-4 by default)
+    lr: float = 3e-3  # peak learning rate (the paper: 2.8e-3 for its smallest model; scaling.py sets one per width)
     warmup_steps: int = 30  # linear warmup steps (paper: 1000)
     final_lr_frac: float = 0.5  # the quarter-cycle cosine ends at this fraction of the peak LR
     beta1: float = 0.9  # AdamW (paper: 0.9, 0.95, eps 1e-4)
@@ -85,7 +85,7 @@ class TrainConfig:
     device: str = "auto"  # auto (cuda if available, else cpu) | cpu | cuda | mps
     dtype: str = "auto"  # auto (bfloat16 if supported, else float16, float32 on CPU) | bfloat16 | float16 | float32
     compile: bool = False  # torch.compile the model (GPUs: faster after a minute of compiling)
-    compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune
+    compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune[-no-cudagraphs] (--compile)
     loss: str = "auto"  # plain | chunked | fused (Triton, GPU) | auto (plain on CPU; GPU: fused to h256, chunked)
     loss_chunk: int = 8192  # rows per chunk of the chunked loss
     threads: int = 0  # CPU threads per process (0: torch's default)
