@@ -40,7 +40,7 @@ def fit_power_law(x, y, n_boot=1000, seed=0):
     idx = np.random.default_rng(seed).integers(0, len(x), (n_boot, len(x)))
     bs, bi = solve(idx)
     # A resample of one distinct x has no slope; its mean's rounding can still give a finite, wild one: drop it.
-    ok = np.isfinite(bs) & (np.ptp(lx[idx], 1) > 0)
+    ok = np.isfinite(bs) & (bs != 0) & (np.ptp(lx[idx], 1) > 0)   # a flat resample has no X_c
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         log_x_c = icpt[0] / alpha if alpha else math.nan                  # X_c overflows when alpha ~ 0
         x_c = np.exp(log_x_c)

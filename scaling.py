@@ -198,9 +198,13 @@ def speed_key(train, env):
 def planned_env(train, args):
     """The part of config.json's env that speed_key reads, as train.py will record it for a planned run."""
     device = train["device"] if train["device"] != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
-    name = torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor() or device
-    return {"device_name": name, "threads": train["threads"] or torch.get_num_threads(),
-            "world_size": args.nproc_per_node}
+    if device.startswith("cuda"):   # a plan made where no GPU is visible (a dry run, a refit) matches no GPU speed
+        name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cuda (not visible here)"
+    else:
+        name = platform.processor() or device
+    # threads 0: torch's default, which torchrun (--nproc_per_node > 1) sets to OMP_NUM_THREADS, 1 unless given
+    default = int(os.environ.get("OMP_NUM_THREADS", 1)) if args.nproc_per_node > 1 else torch.get_num_threads()
+    return {"device_name": name, "threads": train["threads"] or default, "world_size": args.nproc_per_node}
 
 
 def measured_speeds(out_dir):

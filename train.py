@@ -374,9 +374,9 @@ def _train(cfg, rank, world, device):
             raise SystemExit(f"--resume: {e}") from None
         check_resumable(ckpt, cfg, model_config, meta, train_data.n, dtype)
         raw_model.load_state_dict(ckpt["model"])
+        for group in ckpt["optimizer"]["param_groups"]:   # the saved groups carry the saving device's kernel choice;
+            group["fused"] = device_type == "cuda"        # set before loading, which places the step counts by it
         optimizer.load_state_dict(ckpt["optimizer"])
-        for group in optimizer.param_groups:     # the saved groups carry the saving device's choice of kernel
-            group["fused"] = device_type == "cuda"
         if ckpt["scaler"]:                       # empty unless the run used fp16
             scaler.load_state_dict(ckpt["scaler"])
         set_rng_states(ckpt["rng"])

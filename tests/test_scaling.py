@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import scaling
 from model import GPT, config_from_name
@@ -46,6 +47,8 @@ def test_power_law_bootstrap_drops_resamples_of_one_distinct_x():
                       [5.458279917779254, 4.87829011678795, 4.420794303868725])
     lo, hi = f["ci"]["alpha"]
     assert 0.135 < lo <= f["alpha"] <= hi < 0.139
+    flat = fit_power_law([1e6, 2e6, 4e6], [3.0, 3.0, 2.5])["ci"]   # a resample of two equal losses is flat: no X_c
+    assert all(np.isfinite(flat["x_c"])) and flat["alpha"][0] > 0
 
 
 @pytest.mark.parametrize("x, y, words", [([1, 2, 3], [1, 2], "one length"), ([1, 2, -3], [1, 2, 3], "> 0"),
@@ -320,6 +323,10 @@ def test_dry_run_prints_commands_compute_and_time_and_launches_nothing(tmp_path,
     assert "12 runs, 11 to launch" in text and "estimated 0:" in text and "FLOP 6ND" in text
     assert text.count("train.py --model") == 11 and "--run_name h64-L2-simplified-1M" not in text   # done: skipped
     assert sorted(p.name for p in out.iterdir()) == ["h64-L2-simplified-1M"]
+    if not torch.cuda.is_available():      # a plan for GPUs, made where none is visible: printed, not a crash
+        scaling.main(["--data_root", str(tmp_path / "data"), "--out_dir", str(out), "--dry-run",
+                      "--train_args=--device cuda --compile"])
+        assert "--device cuda --compile" in capsys.readouterr().out
 
 
 def test_collect_reports_every_run_it_leaves_out(tmp_path):
