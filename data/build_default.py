@@ -683,8 +683,8 @@ def measure(vocab_path, names):
     vocab = load_vocab(vocab_path)
     settings = [(8, 0.0), (32, 0.01)]
     log(f"\n[measure] words kept by simplify.filter_spans with {len(vocab):,}-word {os.path.basename(vocab_path)}")
-    log(f"| source | documents | words | kept 8/0 | % | kept 32/0.01 | % |")
-    log(f"|---|---:|---:|---:|---:|---:|---:|")
+    log("| source | documents | words | kept 8/0 | % | kept 32/0.01 | % |")
+    log("|---|---:|---:|---:|---:|---:|---:|")
     total = [0, 0, 0, 0]
     for name in names:
         docs = read_jsonl_gz(os.path.join(CORPUS_DIR, f"{name}.jsonl.gz"))

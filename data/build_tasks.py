@@ -21,7 +21,6 @@ Everything is deterministic (fixed seeds and order), so a rebuild gives byte-ide
 """
 import argparse
 import gzip
-import hashlib
 import json
 import os
 import random
