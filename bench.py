@@ -39,7 +39,7 @@ import torch
 
 from model import GPT, LOSS_KINDS, PAPER_GRID, choose_loss, config_from_name, fused_loss_module, mfu, peak_flops
 from scaling import PAPER_TRAIN_TOKENS
-from simplify import write_json
+from files import write_json
 from train import COMPILE_MODES, TokenBlocks, block_ids
 
 # -----------------------------------------------------------------------------

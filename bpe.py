@@ -10,9 +10,11 @@ The result is a plain tiktoken ranks table, so encoding at train/eval time runs 
 Fast because nothing is recounted from scratch: an index pair -> chunks containing it means each merge only
 touches the chunks it changes, and a heap yields the next most frequent pair.
 """
-import base64, heapq, os, time
+import base64, heapq, time
 from collections import Counter, defaultdict
 import regex, tiktoken
+
+from files import write_atomic
 
 # GPT-4 (cl100k) style: contractions, letters with at most one leading non-letter (" the", "(the"), numbers in
 # groups of up to 3 digits, punctuation runs, newlines, other whitespace. `regex` and tiktoken split identically.
@@ -173,10 +175,11 @@ def encode_reference(text, merges):
 
 def save_ranks(path, ranks):
     """Write tiktoken's ranks file, "base64(token bytes) rank" per line in rank order; atomic (temp + rename)."""
-    tmp, by_rank = f"{path}.tmp{os.getpid()}", sorted(ranks.items(), key=lambda kv: kv[1])
-    with open(tmp, "w", encoding="ascii") as f:
-        f.writelines(f"{base64.b64encode(tok).decode()} {rank}\n" for tok, rank in by_rank)
-    os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+    by_rank = sorted(ranks.items(), key=lambda kv: kv[1])
+    def write(tmp):   # readers see the old file or the new one, never half of one
+        with open(tmp, "w", encoding="ascii") as f:
+            f.writelines(f"{base64.b64encode(tok).decode()} {rank}\n" for tok, rank in by_rank)
+    write_atomic(path, write)
 
 
 def load_ranks(path):

@@ -37,7 +37,9 @@ import torch
 from torch.nn import functional as F
 
 from model import load_checkpoint, read_checkpoint
-from simplify import DEFAULT_VOCAB, load_meta, load_tokenizer, load_vocab, write_atomic
+from files import write_atomic
+from simplify import load_meta, load_tokenizer
+from spans import DEFAULT_VOCAB, load_vocab
 from tasks import expand_tasks, load_task   # the tasks, their loaders and the paper's filter
 
 ROOT = Path(__file__).resolve().parent

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from fits import flop_per_token
-from simplify import read_json, write_atomic  # read_json: a JSON file, or {} if missing or unreadable
+from files import read_json, write_atomic  # read_json: a JSON file, or {} if missing or unreadable
 
 PUBLISHED = {   # L(N, D) constants to compare ours with (PAPER.md section 7)
     "Hoffmann et al. 2022": dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28),

@@ -37,7 +37,7 @@ import torch
 from model import GPT, PAPER_GRID, config_from_name, peak_flops
 from fits import fit_chinchilla, fit_power_law, flop_per_token, frontier   # the scaling-law math
 from report import plot_curves, plot_emergence, plot_law, read_results, table   # figures, fits.md
-from simplify import read_json, write_atomic  # read_json: a JSON file, or {} if missing or unreadable
+from files import read_json, write_atomic     # read_json: a JSON file, or {} if missing or unreadable
 from train import RESUME_MUST_MATCH, hms       # the settings that shape a run; seconds -> h:mm:ss
 from train import parse_args as train_config    # train.py's own reading of its command line
 

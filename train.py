@@ -41,7 +41,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from model import GPT, LOSS_KINDS, config_from_name, mfu, peak_flops, read_checkpoint
-from simplify import load_meta, load_tokenizer, write_atomic  # write_atomic: temp file + rename
+from files import write_atomic                         # temp file + rename
+from simplify import load_meta, load_tokenizer         # the dataset simplify.py wrote
 
 # -----------------------------------------------------------------------------
 # Hyperparameters: every field is a command-line flag (its comment is the --help text)

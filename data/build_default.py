@@ -677,7 +677,7 @@ SOURCES = {
 def measure(vocab_path, names):
     sys.path.insert(0, os.path.dirname(HERE))
     try:
-        from simplify import filter_spans, load_vocab
+        from spans import filter_spans, load_vocab
     except ImportError as e:
         raise SystemExit(f"--measure needs filter_spans and load_vocab from simplify.py in the repository root ({e})")
     vocab = load_vocab(vocab_path)

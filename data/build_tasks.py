@@ -10,7 +10,7 @@ What it writes (every file: a JSON object {"name", "family", "kind", "descriptio
   raising, ellipsis, islands). Every word of every sentence is checked against the vocabulary (default:
   data/vocab/spoken_10k.txt), so the suites are in-vocabulary by construction.
 - cloze.json: LAMBADA-style items {"context", "target", "doc"}: predict the last word of a sentence in passages that
-  neither default model trained on. The passages are the simplified spans (simplify.filter_spans with simplify.py's
+  neither default model trained on. The passages are the simplified spans (spans.filter_spans with simplify.py's
   default settings) of the embedded corpus documents that simplify.py puts in the VALIDATION split
   (unit_hash(doc_id, "val") < 0.01), so they are held out from both data/simplified and data/unrestricted.
 - bigbench_<task>.json: multiple-choice items {"context", "choices", "gold", "fields"} converted from five BIG-bench
@@ -30,8 +30,10 @@ import subprocess
 import tarfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))  # simplify.py lives in the repository root
+sys.path.insert(0, os.path.dirname(HERE))  # simplify.py and spans.py live in the repository root
 import simplify  # noqa: E402
+import spans  # noqa: E402
+from files import file_sha256  # noqa: E402
 from sources import DEFAULT_SOURCE, iter_documents  # noqa: E402
 from tasks import keep_example  # noqa: E402
 
@@ -491,7 +493,7 @@ def build_cloze(vocab, val_fraction, min_span_len, max_oov, min_context_words=10
         if simplify.unit_hash(doc_id, "val") >= val_fraction:   # simplify.py's own train/val rule
             continue
         docs += 1
-        for span in simplify.filter_spans(text, vocab, min_span_len=min_span_len, max_oov=max_oov):
+        for span in spans.filter_spans(text, vocab, min_span_len=min_span_len, max_oov=max_oov):
             ends = [m for m in CLOZE_SENTENCE_END.finditer(span)
                     if len(span[:m.start()].split()) >= min_context_words]
             if not ends:
@@ -538,7 +540,7 @@ def fetch_bigbench():
     """The sdist, with pip, checked against its sha256. Its setup.py names a direct-URL dependency, so pip can only
     download it with --no-deps --no-build-isolation, which needs setuptools and wheel: they go in a throwaway venv."""
     path = os.path.join(DOWNLOADS, "bigbench-1.0.0.tar.gz")
-    if not (os.path.exists(path) and simplify.file_sha256(path) == BIGBENCH_SHA256):
+    if not (os.path.exists(path) and file_sha256(path) == BIGBENCH_SHA256):
         venv = os.path.join(DOWNLOADS, "pip-venv")
         pip = os.path.join(venv, "bin", "pip")
         print("downloading bigbench-1.0.0.tar.gz (358 MB) with pip ...", flush=True)
@@ -547,7 +549,7 @@ def fetch_bigbench():
         subprocess.run([pip, "install", "-q", "setuptools", "wheel"], check=True)
         subprocess.run([pip, "download", "-q", "--no-deps", "--no-build-isolation", "bigbench==1.0.0", "-d", DOWNLOADS],
                        check=True)
-        if simplify.file_sha256(path) != BIGBENCH_SHA256:
+        if file_sha256(path) != BIGBENCH_SHA256:
             raise SystemExit(f"{path}: sha256 differs from the pinned {BIGBENCH_SHA256}; delete it and retry")
     return path
 
@@ -597,19 +599,19 @@ def write_task(name, task):
             f.write(data)
     os.replace(path + ".tmp", path)
     n = sum(len(v) for v in task["splits"].values())
-    print(f"  {os.path.basename(path)}: {n} examples, sha256 {simplify.file_sha256(path)}")
+    print(f"  {os.path.basename(path)}: {n} examples, sha256 {file_sha256(path)}")
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--vocab", default=simplify.DEFAULT_VOCAB, help="in-vocabulary check for templates and cloze")
+    p.add_argument("--vocab", default=spans.DEFAULT_VOCAB, help="in-vocabulary check for templates and cloze")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val_fraction", type=float, default=0.01, help="simplify.py's --val_fraction (default 0.01)")
     p.add_argument("--min_span_len", type=int, default=8, help="simplify.py's --min_span_len (default 8)")
     p.add_argument("--max_oov", type=float, default=0.0, help="simplify.py's --max_oov (default 0)")
     p.add_argument("--bigbench", action=argparse.BooleanOptionalAction, default=True)
     args = p.parse_args(argv)
-    vocab = simplify.load_vocab(args.vocab)
+    vocab = spans.load_vocab(args.vocab)
     os.makedirs(TASKS_DIR, exist_ok=True)
     tasks = build_templates(vocab, args.seed)
     tasks.update(build_cloze(vocab, args.val_fraction, args.min_span_len, args.max_oov))

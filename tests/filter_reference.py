@@ -1,6 +1,6 @@
 """A plain, token-by-token transcription of the authors' span filter (PAPER.md section 2), kept deliberately simple.
 
-simplify.filter_spans is the fast version; tests/test_filter.py checks that both give the same spans, byte for byte.
+spans.filter_spans is the fast version; tests/test_filter.py checks that both give the same spans, byte for byte.
 Works on UTF-8 bytes, as the authors' C++ kernel did."""
 
 DELIMITERS = set(b" .,:;?!\n\t-()[]{}=<>\"'&^%$#@*+/|\\~")

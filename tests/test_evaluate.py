@@ -23,7 +23,8 @@ from evaluate import (encode_pair, evaluate_task, fewshot_context, mean_stderr, 
                       write_tables)
 from tasks import keep_example, load_task
 from model import GPT, GPTConfig
-from simplify import DEFAULT_VOCAB, load_vocab, unit_hash
+from simplify import unit_hash
+from spans import DEFAULT_VOCAB, load_vocab
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECIAL = {"<|endoftext|>": 256, "<s>": 257, "</s>": 258}

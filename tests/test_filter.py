@@ -4,7 +4,7 @@ import random
 import pytest
 
 from filter_reference import filter_spans_reference, tokenize
-from simplify import DELIMITERS, WORD_RE, filter_spans, format_document
+from spans import DELIMITERS, WORD_RE, filter_spans, format_document
 
 V = frozenset("the a cat dog sat on mat is big and i don t s it was very happy to see you".split())
 

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 import simplify
-from simplify import load_vocab, main
+from simplify import main
+from spans import DEFAULT_VOCAB, filter_spans, format_document, load_vocab
+from files import write_atomic
 from sources import DEFAULT_SOURCE, iter_documents
 
 
@@ -56,7 +58,7 @@ def test_load_vocab_rejects_bad_files(tmp_path, content, message):
 
 
 def test_embedded_vocab_is_a_sane_proxy():
-    v = load_vocab(simplify.DEFAULT_VOCAB)
+    v = load_vocab(DEFAULT_VOCAB)
     assert len(v) == 10_037  # the top 10,000 spoken words, plus single letters and contraction pieces
     assert set("abcdefghijklmnopqrstuvwxyz") <= v and {"s", "t", "re", "ll", "d", "ve", "m", "don", "isn"} <= v
     assert {"the", "dog", "happy", "mommy"} <= v and not {"fuck", "shit"} & v
@@ -66,12 +68,12 @@ def test_embedded_vocab_is_a_sane_proxy():
 @pytest.mark.skipif(not os.environ.get("AOCHILDES_CSV"), reason="set AOCHILDES_CSV=path/to/AOChildes_word_frequency.csv")
 def test_overlap_with_the_authors_vocabulary(capsys):
     """Report how close the embedded proxy is to the real AO-CHILDES list (runs only when a path to it is given)."""
-    ao, proxy = load_vocab(os.environ["AOCHILDES_CSV"]), load_vocab(simplify.DEFAULT_VOCAB)
+    ao, proxy = load_vocab(os.environ["AOCHILDES_CSV"]), load_vocab(DEFAULT_VOCAB)
     assert len(ao) == 21036
     docs = [t for _, t in iter_documents(os.path.join(DEFAULT_SOURCE, "brown.jsonl.gz"))]
     kept = {}  # the complete sentences inside kept spans, per list
     for name, v in (("ao", ao), ("proxy", proxy)):
-        spans = [s for d in docs for s in simplify.filter_spans(d, v, 8, 0.0)]
+        spans = [s for d in docs for s in filter_spans(d, v, 8, 0.0)]
         kept[name] = {x for s in spans for x in re.split(r"(?<=[.?!])\s+", s) if x.endswith((".", "?", "!"))}
     jaccard = len(kept["ao"] & kept["proxy"]) / len(kept["ao"] | kept["proxy"])
     with capsys.disabled():
@@ -196,7 +198,7 @@ def test_write_atomic_never_leaves_a_half_file(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        simplify.write_atomic(str(target), crash)
+        write_atomic(str(target), crash)
     assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["train.bin"]
 
 
@@ -413,7 +415,7 @@ def test_literal_markers_in_the_text_stay_text():
     # without literal markers: exactly what tiktoken gives for the formatted document with the markers allowed
     spans = ["The cat sat.", "A dog ran!"]
     ids, _ = simplify.encode_docs(enc, [("d", spans)], None, 1, spans=True)
-    assert ids.tolist() == enc.encode(simplify.format_document(spans), allowed_special={"<s>", "</s>"}) + [eot]
+    assert ids.tolist() == enc.encode(format_document(spans), allowed_special={"<s>", "</s>"}) + [eot]
     ids, _ = simplify.encode_docs(enc, [("d", "raw <s> text")], None, 1)
     assert ids.tolist() == [*b"raw <s> text", eot]
 
