@@ -23,7 +23,6 @@ import contextlib
 import json
 import math
 import os
-import platform
 import re
 import shlex
 import subprocess
@@ -188,23 +187,13 @@ def command(run, args, state):
     return cmd + {"resume": ["--resume"], "restart": ["--overwrite"]}.get(state, []) + shlex.split(args.train_args)
 
 
-def speed_key(train, env):
-    """What one train.py process's speed depends on: its model and batch, compile, the device, CPU threads and the
-    process count. A speed measured with other settings (batch 512 on a GPU vs 16 on a CPU) predicts nothing."""
-    return (train["model"], train["batch_size"], bool(train.get("compile")), env["device_name"], env["threads"],
-            env["world_size"])
-
-
-def planned_env(train, args):
-    """The part of config.json's env that speed_key reads, as train.py will record it for a planned run."""
-    device = train["device"] if train["device"] != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):   # a plan made where no GPU is visible (a dry run, a refit) matches no GPU speed
-        name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cuda (not visible here)"
-    else:
-        name = platform.processor() or device
-    # threads 0: torch's default, which torchrun (--nproc_per_node > 1) sets to OMP_NUM_THREADS, 1 unless given
-    default = int(os.environ.get("OMP_NUM_THREADS", 1)) if args.nproc_per_node > 1 else torch.get_num_threads()
-    return {"device_name": name, "threads": train["threads"] or default, "world_size": args.nproc_per_node}
+def speed_key(train, device, world_size):
+    """What one train.py process's speed depends on: its model, batch, compile and --threads flags, the kind of device
+    (cpu, cuda) and the process count. A speed measured with other settings (batch 512 on a GPU vs 16 on a CPU)
+    predicts nothing. device: as config.json's env records it ("cuda:0"), or train.py's --device for a planned run."""
+    kind = "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
+    return (train["model"], train["batch_size"], bool(train.get("compile")), train.get("threads", 0),
+            kind.split(":")[0], world_size)
 
 
 def measured_speeds(out_dir):
@@ -217,7 +206,7 @@ def measured_speeds(out_dir):
         try:     # an unreadable run directory is reported by run_state; here it only has no speed
             config, end = read_json(log.parent / "config.json"), [e for e in read_log(log) if e.get("event") == "end"]
             if end and end[-1].get("elapsed_s"):
-                key = speed_key(config["train"], config["env"])
+                key = speed_key(config["train"], config["env"]["device"], config["env"]["world_size"])
                 speeds.setdefault(key, []).append(end[-1]["tokens"] / end[-1]["elapsed_s"])
         except (ValueError, KeyError, TypeError):
             continue
@@ -463,7 +452,7 @@ def main(argv=None):
     runs, speeds = plan(args), measured_speeds(args.out_dir)
     for r in runs:
         r["state"], r["detail"] = run_state(r["dir"], r)
-        r["speed_key"] = speed_key(r["train"], planned_env(r["train"], args))
+        r["speed_key"] = speed_key(r["train"], r["train"]["device"], args.nproc_per_node)
         r["seconds"] = seconds_for(r, speeds, args)
         # the share still to train: a resumed run continues from its log, as launch() counts it too
         r["left"] = 1 - min(logged_tokens(r["dir"]) / r["D"], 1) if r["state"] == "resume" else 1

@@ -248,16 +248,19 @@ def test_a_run_with_other_train_args_or_data_conflicts_and_a_moved_one_does_not(
 
 def test_measured_speeds_count_only_runs_with_the_same_settings(tmp_path):
     run, args = one_run(tmp_path)
-    env = scaling.planned_env(run["train"], args)
-    for name, device, elapsed in (("here", env["device_name"], 10.0), ("gpu", "NVIDIA H100 80GB HBM3", 0.1)):
+    # the same model and flags measured on this CPU (10 s) and on a GPU (0.1 s), and with another batch size (1 s)
+    for name, device, batch, elapsed in (("cpu", "cpu", None, 10.0), ("gpu", "cuda:0", None, 0.1),
+                                         ("batch", "cpu", 512, 1.0)):
         d = fake_run(tmp_path / "out", name)
         config = json.loads((d / "config.json").read_text())
-        (d / "config.json").write_text(json.dumps({**config, "env": {**env, "device_name": device}}))
+        train = {**run["train"], "batch_size": batch or run["train"]["batch_size"]}
+        env = {**config.get("env", {}), "device": device, "world_size": 1}
+        (d / "config.json").write_text(json.dumps({**config, "train": train, "env": env}))
         lines = (d / "log.jsonl").read_text().replace('"elapsed_s": 10.0', f'"elapsed_s": {elapsed}')
         (d / "log.jsonl").write_text(lines)
-    run["speed_key"] = scaling.speed_key(run["train"], env)
+    run["speed_key"] = scaling.speed_key(run["train"], "cpu", 1)
     assert scaling.seconds_for(run, scaling.measured_speeds(tmp_path / "out"), args) == pytest.approx(
-        run["D"] / (run["D"] / 10.0))                       # the CPU run's speed alone, not a median with the GPU's
+        run["D"] / (run["D"] / 10.0))          # the CPU run's speed alone, not a median with the GPU's or the batch's
 
 
 def test_runs_sharing_a_gpu_share_its_rate(tmp_path, monkeypatch):
