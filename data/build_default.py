@@ -672,14 +672,14 @@ SOURCES = {
 
 
 # -----------------------------------------------------------------------------
-# Measuring what the span filter keeps (optional: uses simplify.py from the repository root)
+# Measuring what the span filter keeps (optional: uses spans.py from the repository root)
 
 def measure(vocab_path, names):
     sys.path.insert(0, os.path.dirname(HERE))
     try:
         from spans import filter_spans, load_vocab
     except ImportError as e:
-        raise SystemExit(f"--measure needs filter_spans and load_vocab from simplify.py in the repository root ({e})")
+        raise SystemExit(f"--measure needs filter_spans and load_vocab from spans.py in the repository root ({e})")
     vocab = load_vocab(vocab_path)
     settings = [(8, 0.0), (32, 0.01)]
     log(f"\n[measure] words kept by simplify.filter_spans with {len(vocab):,}-word {os.path.basename(vocab_path)}")
