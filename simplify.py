@@ -362,6 +362,8 @@ def load_meta(dataset_dir):
         raise SystemExit(f"{path} not found: build the dataset with `python simplify.py` (or check --data_dir)")
     try:
         meta = json.load(open(path))
+        if meta["dtype"] not in ("uint16", "uint32") or "sha256" not in meta["tokenizer"]:
+            raise ValueError("meta.json lacks a uint16/uint32 dtype or the tokenizer's sha256")
         itemsize = np.dtype(meta["dtype"]).itemsize
         for split in ("train", "val"):
             size = os.path.getsize(os.path.join(dataset_dir, f"{split}.bin"))

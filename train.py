@@ -117,17 +117,6 @@ def parse_args(argv=None):
 # Data: a token file seen as 128-token blocks, visited in a seeded shuffled order
 
 
-def read_meta(data_dir):
-    """The dataset's meta.json (simplify.load_meta checks it against the token files)."""
-    if not (Path(data_dir) / "train.bin").is_file():
-        raise SystemExit(f"{Path(data_dir) / 'train.bin'} not found: run `python simplify.py` first (or pass "
-                         "--data_dir)")
-    meta = load_meta(data_dir)
-    if meta.get("dtype") not in ("uint16", "uint32") or "sha256" not in meta.get("tokenizer", {}):
-        raise SystemExit(f"{data_dir}/meta.json lacks a uint16/uint32 dtype or tokenizer.sha256: rebuild the dataset")
-    return meta
-
-
 class TokenBlocks:
     """A flat token file as n non-overlapping blocks: block i is tokens[i*T : i*T+T] and its targets are the same
     positions shifted by one, so every token of a block is predicted once."""
@@ -319,7 +308,7 @@ def _train(cfg, rank, world, device):
         raise SystemExit(f"--model: {e}") from None
 
     # --- data and batch geometry
-    meta = read_meta(cfg.data_dir)
+    meta = load_meta(cfg.data_dir)              # checked against its token files (simplify.py)
     V = int(meta["vocab_size"])
     train_data, val_data = (TokenBlocks(Path(cfg.data_dir) / f"{split}.bin", meta["dtype"], cfg.block_size, V)
                             for split in ("train", "val"))

@@ -174,7 +174,7 @@ def test_mismatched_checkpoints_and_runs_are_refused(tiny_data, tmp_path):
 
 
 def test_bad_datasets_are_refused(tiny_data, tmp_path):
-    with pytest.raises(SystemExit, match=r"train.bin not found: run `python simplify.py` first"):
+    with pytest.raises(SystemExit, match=r"meta.json not found: build the dataset with `python simplify.py`"):
         run(tmp_path / "missing", tmp_path)
     small_vocab = tmp_path / "small_vocab"
     shutil.copytree(tiny_data, small_vocab)
