@@ -328,11 +328,13 @@ def parse_args(argv=None):
         raise SystemExit("--paths: name at least one path")
     if args.warmup < 1:
         raise SystemExit("--warmup must be >= 1: the first step (allocation, compilation) is never timed")
+    device_type = args.device.split(":")[0]
     for m in args.models:     # a path that cannot run here is refused now, not after the others have been timed
+        width = config_from_name(m).n_embd
         for path in args.paths:
             try:
-                if choose_loss(path["loss"], config_from_name(m).n_embd, args.device.split(":")[0]) == "fused":
-                    fused_loss_module().check_supported(args.device.split(":")[0], config_from_name(m).n_embd)
+                if choose_loss(path["loss"], width, device_type) == "fused":
+                    fused_loss_module().check_supported(device_type, width)
             except ValueError as e:
                 raise SystemExit(f"--paths {path['name']} at {m}: {e}") from None
     if args.json:

@@ -363,7 +363,7 @@ def previous_results(path, args):
     run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
     try:
         old = json.loads((Path(args.results_dir) / f"{run_dir.name}.json").read_text())
-        info = read_checkpoint(run_dir, "cpu")
+        info = read_checkpoint(run_dir, "cpu", mmap=True)   # its settings and counters, not its weights
     except (OSError, ValueError):
         return None
     if not isinstance(old, dict) or Path(str(old.get("run_dir"))).resolve() != run_dir.resolve():

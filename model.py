@@ -380,15 +380,16 @@ class GPT(nn.Module):
 # Loading a trained model (train.py writes out/<run>/ckpt.pt)
 
 
-def read_checkpoint(path, device="cpu"):
-    """The checkpoint dict of a run directory or ckpt.pt path, with clear errors for a missing or corrupt file."""
+def read_checkpoint(path, device="cpu", mmap=False):
+    """The checkpoint dict of a run directory or ckpt.pt path, with clear errors for a missing or corrupt file.
+    mmap=True maps the tensors instead of reading them: cheap when only the settings and counters are wanted."""
     path = Path(path)
     if path.is_dir():
         path = path / "ckpt.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: give a run directory holding ckpt.pt (train one with train.py)")
     try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
+        ckpt = torch.load(path, map_location=device, weights_only=True, mmap=mmap)
     except Exception as e:
         raise ValueError(f"{path} is not a readable checkpoint, perhaps truncated or corrupt ({type(e).__name__}: "
                          f"{str(e)[:200]})") from None
