@@ -178,8 +178,10 @@ def encode_docs(enc, docs, budget, workers, spans=False):
         texts = [t for _, t in docs[i:i + 512]]
         if spans:  # "<s> a </s> <s> b </s>": special, " a ", special, " ", special, " b ", special
             pieces = iter(enc.encode_ordinary_batch([f" {x} " for t in texts for x in t], num_threads=workers))
-            ids = [list(itertools.chain.from_iterable([start] + next(pieces) + [end] + space for _ in t))[:-len(space)]
-                   for t in texts]
+            ids = []
+            for t in texts:                       # every span as <s> " span " </s>, joined by " "
+                doc = [tok for _ in t for tok in [start, *next(pieces), end, *space]]
+                ids.append(doc[:-len(space)])
         else:
             ids = enc.encode_ordinary_batch(texts, num_threads=workers)
         for text, doc in zip(texts, ids):
