@@ -18,6 +18,8 @@ tokens (no dataset needed), from the same initial weights. A path is LOSS[+cg][+
     +ma      torch.compile mode "max-autotune-no-cudagraphs" (with +cg: "max-autotune"): inductor times Triton
              matmul templates against cuBLAS and fuses element-wise work into them (minutes of compiling)
     @MICRO   sequences per forward pass (default: the whole batch), the rest accumulated
+With FUSED_LOSS_TRACE=1 in the environment, compiled paths trace the fused loss's kernels into their graphs rather
+than calling them through a graph break (fused_loss.py; an experiment, not yet timed on a GPU).
 The first path is the baseline. Each model prints, per path: tokens/s, step time, MFU (on a GPU against the bf16
 matmul rate measured first, or --peak_flops), peak memory (torch.cuda.max_memory_allocated on a GPU; on a CPU the
 process's peak resident memory while the path ran, libraries and earlier paths' freed pages included, so only a rough
@@ -28,6 +30,7 @@ host's share of a step), which must stay under the step times for the GPU never 
 """
 import argparse
 import gc
+import os
 import re
 import tempfile
 import time
@@ -131,6 +134,7 @@ def profile_step(model_name, path_name, run_step, device_type, rows):
     return kinds
 
 
+FUSED_LOSS_TRACE = os.environ.get("FUSED_LOSS_TRACE") == "1"   # fused_loss.py: how torch.compile calls the kernels
 PATH_MODES = {(False, False): "default", (True, False): "reduce-overhead",   # (+cg, +ma) -> torch.compile mode
               (False, True): "max-autotune-no-cudagraphs", (True, True): "max-autotune"}
 assert set(PATH_MODES.values()) == set(COMPILE_MODES)   # train.py's --compile_mode takes what bench.py times
@@ -345,7 +349,8 @@ def parse_args(argv=None):
 def save_json(args, device_name, dtype, data_s, results, sweep=None):
     write_json(args.json, {"device": device_name, "dtype": dtype, "compile": args.compile,
                            "vocab_size": args.vocab_size, "batch_size": args.batch_size, "block_size": args.block_size,
-                           "torch": torch.__version__, "data_loading_s_per_batch": data_s, "results": results,
+                           "torch": torch.__version__, "fused_loss_trace": FUSED_LOSS_TRACE,
+                           "data_loading_s_per_batch": data_s, "results": results,
                            "sweep_estimate": sweep})
 
 
@@ -363,7 +368,8 @@ def main(argv=None):
               f"{(peak_flops(name) or float('nan')) / 1e12:.0f}); MFU below is against the measured peak")
     print(f"bench: {name}, {dtype}, compile {args.compile}, V={args.vocab_size}, {args.batch_size} x {args.block_size}"
           f" tokens per step, {args.warmup} warm-up + {args.steps} timed steps per path; chunked loss: "
-          f"{args.loss_chunk} rows")
+          f"{args.loss_chunk} rows; compiled paths call the fused loss "
+          + ("traced into their graphs (FUSED_LOSS_TRACE=1)" if FUSED_LOSS_TRACE else "through a graph break"))
     data_s = time_data_loading(args, device)
     print(f"bench: train.py's data loading takes {data_s * 1e3:.2f} ms per batch on the host (block order, memmap "
           f"gather, copy to {device}), hidden behind any step longer than that")

@@ -160,7 +160,10 @@ def _configs(name, cp):
 
 
 _KERNELS = {"rows": _rows_kernel, "vocab": _vocab_kernel}
-_TUNED = {}   # (kernel name, CP) -> the autotuned kernel
+# (kernel name, CP) -> the autotuned kernel, re-tuned per width and vocabulary, and per WITH_GRAD (the rows kernel's
+# two variants). Made here, not at the first call, so that torch.compile can trace a call (nothing compiles until then)
+_TUNED = {(name, cp): triton.autotune(configs=_configs(name, cp), key=["V", "C"] + ["WITH_GRAD"] * (name == "rows"))(k)
+          for name, k in _KERNELS.items() for cp in (16, 32, 64, 128, 256, 512, 1024)}
 
 
 def _launch(name, n, *args, **constants):
@@ -170,12 +173,8 @@ def _launch(name, n, *args, **constants):
         blocks = {"BLOCK_N": 16, "BLOCK_V": 32}
         _KERNELS[name][(triton.cdiv(n, blocks[block]),)](*args, **blocks, **constants)
         return
-    key = (name, constants["CP"])
-    if key not in _TUNED:   # re-tuned per width and vocabulary, and per WITH_GRAD (the rows kernel's two variants)
-        _TUNED[key] = triton.autotune(configs=_configs(name, key[1]),
-                                      key=["V", "C"] + ["WITH_GRAD"] * (name == "rows"))(_KERNELS[name])
     try:
-        _TUNED[key][lambda meta: (triton.cdiv(n, meta[block]),)](*args, **constants)
+        _TUNED[name, constants["CP"]][lambda meta: (triton.cdiv(n, meta[block]),)](*args, **constants)
     except OutOfResources as e:   # smaller GPUs (an RTX 4090 has 99 KiB of shared memory) at the widest sizes
         raise RuntimeError(f"the fused loss: no tile of its {name} kernel fits this GPU at hidden size "
                            f"{constants['CP']} ({e}); use the chunked loss") from None
@@ -229,7 +228,6 @@ def check_supported(device_type, C):
                          "loss")
 
 
-@torch.compiler.disable   # the kernels run as they are; a compiled model calls them through a graph break
 def fused_cross_entropy(x, weight, targets):
     """The mean next-token loss of hidden states x (N, C) under head weight (V, C) with targets (N,) (-1 ignored),
     never materialising the (N, V) logits. Needs a CUDA device (or TRITON_INTERPRET=1 on CPU) and C <= MAX_C."""
@@ -237,3 +235,13 @@ def fused_cross_entropy(x, weight, targets):
     check_targets(targets, weight.size(0))
     # the gradient w.r.t. x is computed with the loss, so only when it will be wanted (not in evaluation)
     return FusedLinearCrossEntropy.apply(x, weight, targets, torch.is_grad_enabled() and x.requires_grad)
+
+
+# Under torch.compile: by default the kernels run as they are, through a graph break (the compiled graph stops before
+# the loss and a second one starts after it; launches outside the graphs are not replayed by CUDA graphs). With
+# FUSED_LOSS_TRACE=1 torch.compile traces them into the model's graph instead (the autotuned kernels are made at import
+# for that: tracing cannot create them), so inductor compiles them with the rest and CUDA graphs cover the whole step.
+# Traced and checked on CPU (tests/test_fused_loss.py), not yet timed or run on a GPU: hence opt-in.
+TRACE = os.environ.get("FUSED_LOSS_TRACE") == "1"
+if not TRACE:
+    fused_cross_entropy = torch.compiler.disable(fused_cross_entropy)

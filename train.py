@@ -229,7 +229,8 @@ def environment(device, world_size):
     return {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(), "argv": sys.argv,
             "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
             "cuda": torch.version.cuda, "device": device, "device_name": name, "world_size": world_size,
-            "threads": torch.get_num_threads(), "git_commit": commit}
+            "threads": torch.get_num_threads(), "git_commit": commit,
+            "fused_loss_trace": os.environ.get("FUSED_LOSS_TRACE") == "1"}   # how torch.compile calls fused_loss.py
 
 
 def hms(seconds):

@@ -140,7 +140,7 @@ def test_train_refuses_a_fused_loss_it_cannot_run(tiny_data, tmp_path, monkeypat
 
 
 def test_compiled_model_calls_the_fused_loss_through_a_graph_break():
-    """torch.compile traces the model and leaves the kernels to run as they are (fused_cross_entropy is
+    """torch.compile traces the model and leaves the kernels to run as they are (by default fused_cross_entropy is
     torch.compiler.disable'd): the same loss and head gradient as the plain, uncompiled model."""
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=2, n_embd=32, vocab_size=300, block_size=16)).to(DEVICE)
@@ -155,6 +155,51 @@ def test_compiled_model_calls_the_fused_loss_through_a_graph_break():
     plain.backward()
     assert abs(loss.item() - plain.item()) < 1e-5
     torch.testing.assert_close(grad, model.lm_head.weight.grad, atol=1e-6, rtol=1e-4)
+
+
+# Traces a compiled model with the fused loss (fullgraph=True: a graph break is an error) and prints how many Triton
+# kernel calls the graph holds, forward and backward bodies of the loss's autograd.Function included. Without a GPU the
+# kernels cannot run (nor can dynamo see interpreter kernels as kernels), so dynamo is told Triton has a device, and the
+# graph is recorded, not run: the compiled function returns zeros of its outputs' shapes.
+TRACE_SCRIPT = """
+import json, torch, torch.utils._triton
+torch.utils._triton.has_triton = lambda: True
+import fused_loss
+from model import GPT, GPTConfig
+fused_loss.check_supported = lambda *a: None
+graphs = []
+def record(gm, example_inputs):
+    graphs.append(gm)
+    vals = [o.meta["example_value"] for o in gm.graph.output_node().args[0]]
+    return lambda *args: tuple(torch.zeros(v.shape, dtype=v.dtype) for v in vals)
+model = GPT(GPTConfig(n_layer=2, n_embd=32, vocab_size=300, block_size=16))
+model.fused_loss = True
+idx = torch.randint(0, 300, (2, 16))
+try:
+    torch.compile(model, backend=record, fullgraph=True)(idx, idx)
+except torch._dynamo.exc.Unsupported as e:
+    print(json.dumps("graph break: " + str(e).splitlines()[0]))
+else:
+    from torch._higher_order_ops.triton_kernel_wrap import kernel_side_table
+    kernels = [kernel_side_table.get_kernel(n.kwargs["kernel_idx"]) for g in graphs for m in g.modules()
+               for n in m.graph.nodes if "triton_kernel_wrapper" in str(n.target)]
+    print(json.dumps(sorted(k.fn.__name__ for k in kernels)))
+"""
+
+
+@pytest.mark.parametrize("trace", ["1", ""])
+def test_fused_loss_traces_into_the_compiled_graph_only_with_fused_loss_trace(trace):
+    """FUSED_LOSS_TRACE=1: the whole model traces into one graph, the loss's two kernels included (the rows kernel
+    in its forward, the vocab kernel in its backward), which CUDA graphs can replay whole. Default: a graph break."""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", TRACE_SCRIPT], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).parent.parent, env=dict(env, FUSED_LOSS_TRACE=trace))
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if trace:
+        assert result == ["_rows_kernel", "_vocab_kernel"]
+    else:
+        assert result == "graph break: Skip calling `torch.compiler.disable()`d function"
 
 
 @pytest.mark.skipif(not (Path(fused_loss.triton.__file__).parent / "backends/nvidia/bin/cuobjdump").exists(),

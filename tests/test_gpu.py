@@ -73,3 +73,43 @@ def test_train_on_gpu_matches_the_plain_run_and_resumes(tiny_data, tmp_path, ext
     assert fast[-1]["val_loss"] == pytest.approx(plain[-1]["val_loss"], rel=2e-2)
     assert resumed[-1]["step"] == fast[-1]["step"] == 16
     assert resumed[-1]["val_loss"] == pytest.approx(fast[-1]["val_loss"], rel=1e-3)
+
+
+TRACED_SCRIPT = """
+import json, torch
+from model import GPT, GPTConfig
+torch.manual_seed(0)
+model = GPT(GPTConfig(n_layer=2, n_embd=64, vocab_size=15000, block_size=128)).cuda()
+idx, targets = torch.randint(0, 15000, (2, 16, 128), device="cuda")
+out = {}
+for name, kind, mode in (("plain", "plain", None), ("traced", "fused", "default"), ("traced+cg", "fused", "reduce-overhead")):
+    model.set_loss(kind)
+    torch._dynamo.reset()
+    step = torch.compile(model, mode=mode, fullgraph=True) if mode else model
+    for _ in range(3):   # CUDA graphs record on a later call than the first
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            _, loss = step(idx, targets)
+        loss.backward()
+    grads = torch.cat([p.grad.flatten().float() for p in model.parameters()])
+    out[name] = (loss.item(), grads)
+ref = out["plain"][1]
+print(json.dumps({k: [loss, ((g - ref).norm() / ref.norm()).item()] for k, (loss, g) in out.items()}))
+"""
+
+
+def test_fused_loss_traced_into_the_compiled_graph_trains_as_the_plain_loss():
+    """FUSED_LOSS_TRACE=1: the model compiles whole (fullgraph=True), with and without CUDA graphs, and gives the
+    plain eager loss and gradients to bf16 rounding."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    out = subprocess.run([sys.executable, "-c", TRACED_SCRIPT], capture_output=True, text=True, timeout=600,
+                         cwd=Path(__file__).parent.parent, env=dict(os.environ, FUSED_LOSS_TRACE="1"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    for name in ("traced", "traced+cg"):
+        assert result[name][0] == pytest.approx(result["plain"][0], rel=1e-2), result
+        assert result[name][1] < 3e-2, result
