@@ -215,10 +215,10 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
 
 def check_targets(targets, V):
     """RuntimeError unless every target is -1 (ignored) or a token id in [0, V): the plain loss refuses others, and
-    the chunked and fused ones would silently count them wrong. Asynchronous on a GPU (no host synchronisation)."""
-    if not torch.compiler.is_compiling():
-        torch._assert_async(((targets == -1) | ((targets >= 0) & (targets < V))).all(),
-                            "loss targets must be -1 (ignored) or token ids in [0, vocab_size)")
+    the chunked and fused ones would silently count them wrong. Asynchronous on a GPU (no host synchronisation);
+    compiled, it becomes a device-side assert in the generated kernels."""
+    torch._assert_async(((targets == -1) | ((targets >= 0) & (targets < V))).all(),
+                        "loss targets must be -1 (ignored) or token ids in [0, vocab_size)")
 
 
 def chunked_cross_entropy(x, weight, targets, chunk):

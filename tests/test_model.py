@@ -285,6 +285,33 @@ def test_model_chunked_loss_under_bf16_autocast():
         assert torch.nn.functional.cosine_similarity(cgrads[name].flatten(), g.flatten(), dim=0) > 0.999, name
 
 
+COMPILED_BAD_TARGET = """
+import torch
+from model import GPT, GPTConfig
+model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, vocab_size=50, block_size=8))
+model.set_loss("chunked", 4)
+step = torch.compile(model)
+idx = torch.randint(0, 50, (2, 8))
+print("good", step(idx, idx)[1].item(), flush=True)
+idx2 = idx.clone()
+idx2[0, 3] = -100
+print("bad", step(idx, idx2)[1].item(), flush=True)
+"""
+
+
+def test_a_compiled_model_still_refuses_bad_targets():
+    """Compiled, the target check is a device-side assert in the generated code (it was skipped while tracing, so a
+    compiled chunked or fused loss counted -100 as a target): the process stops with the message, no loss printed.
+    (A failed device assert ends the process, on a CPU as on a GPU: hence a subprocess.)"""
+    import subprocess
+    import sys
+    from pathlib import Path
+    out = subprocess.run([sys.executable, "-c", COMPILED_BAD_TARGET], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).parent.parent)
+    assert out.returncode != 0 and out.stdout.startswith("good ") and "bad" not in out.stdout, out
+    assert "loss targets must be -1 (ignored) or token ids in [0, vocab_size)" in out.stderr
+
+
 def test_losses_agree_on_the_edge_cases_of_targets_and_offsets():
     """Every target ignored: NaN loss (as F.cross_entropy) and zero gradients; a target outside [0, V) other than
     -1: an error, never a silent miscount; logits sharing a large offset: the chunked gradients keep float32's
