@@ -23,7 +23,6 @@ import argparse
 import bz2
 import glob
 import gzip
-import hashlib
 import html
 import io
 import json
@@ -39,6 +38,8 @@ import xml.etree.ElementTree as ET
 import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # files.py lives in the repository root (standard library only)
+from files import file_sha256  # noqa: E402
 DOWNLOADS = os.path.join(HERE, "_downloads")
 CORPUS_DIR = os.path.join(HERE, "corpus")
 VOCAB_DIR = os.path.join(HERE, "vocab")
@@ -76,14 +77,6 @@ def log(msg):
     print(msg, flush=True)
 
 
-def sha256_of(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def need_tool(name, hint):
     if shutil.which(name) is None:
         raise SystemExit(f"'{name}' not found on PATH: {hint}")
@@ -103,7 +96,7 @@ def fetch(name):
     client, args, filename, want = PACKAGES[name]
     path = os.path.join(DOWNLOADS, filename)
     if os.path.isfile(path):
-        if sha256_of(path) == want:
+        if file_sha256(path) == want:
             log(f"  {name}: have {filename} ({os.path.getsize(path):,} bytes, sha256 ok)")
             return path
         log(f"  {name}: {filename} has the wrong sha256, downloading it again")
@@ -129,7 +122,7 @@ def fetch(name):
             rc, out = run(["apt-get", "download"] + args, DOWNLOADS)
     if rc != 0 or not os.path.isfile(path):
         raise SystemExit(f"could not download {name} ({' '.join(args)}): {client} said:\n{out.strip()[-1500:]}")
-    got = sha256_of(path)
+    got = file_sha256(path)
     if got != want:
         raise SystemExit(f"{filename}: sha256 {got} differs from the pinned {want}; the registry file changed, "
                          f"so the build would not be reproducible (delete it and check the pin)")
@@ -675,7 +668,6 @@ SOURCES = {
 # Measuring what the span filter keeps (optional: uses spans.py from the repository root)
 
 def measure(vocab_path, names):
-    sys.path.insert(0, os.path.dirname(HERE))
     try:
         from spans import filter_spans, load_vocab
     except ImportError as e:
@@ -731,7 +723,7 @@ def main():
     for path, what in outputs:
         size = os.path.getsize(path)
         total += size
-        log(f"  {sha256_of(path)}  {os.path.relpath(path, HERE):28s} {size:>10,} bytes  {what}")
+        log(f"  {file_sha256(path)}  {os.path.relpath(path, HERE):28s} {size:>10,} bytes  {what}")
     log(f"  total {total:,} bytes, {time.time() - t0:.0f} s")
     if args.measure:
         measure(vocab_path, args.sources)
