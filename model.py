@@ -392,10 +392,16 @@ def read_checkpoint(path, device="cpu", mmap=False):
         ckpt = torch.load(path, map_location=device, weights_only=True, mmap=mmap)
     except Exception as e:
         raise ValueError(f"{path} is not a readable checkpoint, perhaps truncated or corrupt ({type(e).__name__}: "
-                         f"{str(e)[:200]})") from None
+                         f"{first_sentence(e)})") from None
     if not isinstance(ckpt, dict) or not {"model", "model_config", "step"} <= ckpt.keys():
         raise ValueError(f"{path} is not a train.py checkpoint (no model, model_config or step in it)")
     return ckpt
+
+
+def first_sentence(e, limit=200):
+    """An exception's message cut to its first sentence (torch's run on for lines), for one-line errors."""
+    text = str(e).split(". ")[0].splitlines()[0] if str(e) else ""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def load_checkpoint(path, device="cpu"):
@@ -408,7 +414,7 @@ def load_checkpoint(path, device="cpu"):
         model.load_state_dict(ckpt["model"])
     except (TypeError, ValueError, RuntimeError) as e:   # a config or weights of another model, or another version
         raise ValueError(f"{path}: its model_config or weights do not make this project's GPT ({type(e).__name__}: "
-                         f"{str(e)[:200]})") from None
+                         f"{first_sentence(e)})") from None
     info = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scaler", "rng")}
     return model.to(device).eval(), info
 

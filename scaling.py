@@ -163,7 +163,7 @@ def run_state(run_dir, run=None):
         # train.py's own list of the settings that shape a run, the evals the fits read, and the dataset by content.
         # A setting an older config.json lacks is not compared; device, compile, threads and the like change the
         # speed, not the numbers, so --fit_only need not repeat them.
-        keys = (*RESUME_MUST_MATCH, "eval_interval", "eval_blocks")
+        keys = (*RESUME_MUST_MATCH, "eval_interval")
         have = {**config.get("train", {}), **{f"dataset {k}": v for k, v in config.get("dataset", {}).items()}}
         want = {**{k: run["train"][k] for k in keys}, **{f"dataset {k}": v for k, v in run["dataset"].items()}}
         if diff := {k: (have[k], v) for k, v in want.items() if k in have and v is not None and have[k] != v}:

@@ -94,8 +94,10 @@ class TrainConfig:
 
 
 # Settings that shape the trajectory: a resumed run must use the values its checkpoint was written with.
+# (eval_blocks too: the val losses of one log are measured on the same blocks)
 RESUME_MUST_MATCH = ("model", "block_size", "rope_base", "batch_size", "lr", "warmup_steps", "final_lr_frac",
-                     "beta1", "beta2", "eps", "weight_decay", "grad_clip", "epochs", "max_tokens", "seed")
+                     "beta1", "beta2", "eps", "weight_decay", "grad_clip", "epochs", "max_tokens", "seed",
+                     "eval_blocks")
 
 
 def _int(text):   # int flags also accept 2.1e9 (not 2.5)
@@ -122,7 +124,8 @@ class TokenBlocks:
     positions shifted by one, so every token of a block is predicted once."""
 
     def __init__(self, path, dtype, block_size, vocab_size):
-        self.tokens = np.memmap(path, dtype=dtype, mode="r")  # read from disk on demand, never loaded whole
+        # read from disk on demand, never loaded whole (an empty file cannot be mapped: no blocks, said by the caller)
+        self.tokens = np.memmap(path, dtype=dtype, mode="r") if os.path.getsize(path) else np.zeros(0, dtype)
         self.path, self.T, self.vocab_size = path, block_size, vocab_size
         self.n = max(0, (len(self.tokens) - 1) // block_size)
 
@@ -262,6 +265,8 @@ def train(cfg):
     """Run (or resume) one training run; returns a summary dict. Under torchrun: one process per device, DDP."""
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {device}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu")
     if device == "cuda":   # one process per GPU: torchrun's LOCAL_RANK picks it (set_device needs an index)
         device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
     if device.startswith("cuda"):
@@ -278,8 +283,6 @@ def train(cfg):
 def _train(cfg, rank, world, device):
     master = rank == 0
     say = print if master else (lambda *a, **k: None)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     device_type = device.split(":")[0]
     dtype = cfg.dtype if cfg.dtype != "auto" else (
         "float32" if device_type != "cuda" else "bfloat16" if torch.cuda.is_bf16_supported(False) else "float16")
@@ -295,14 +298,21 @@ def _train(cfg, rank, world, device):
     for name in ("micro_batch_size", "warmup_steps", "grad_clip", "weight_decay"):   # < 0 would run, wrongly
         if getattr(cfg, name) < 0:
             raise SystemExit(f"--{name} must be >= 0, got {getattr(cfg, name)}")
-    if cfg.lr <= 0:
-        raise SystemExit(f"--lr must be > 0, got {cfg.lr}")
+    for name, ok, rule in (("lr", cfg.lr > 0, "> 0"), ("epochs", cfg.epochs > 0, "> 0"),
+                           ("rope_base", cfg.rope_base > 0, "> 0"), ("eps", cfg.eps >= 0, ">= 0"),
+                           ("beta1", 0 <= cfg.beta1 < 1, "in [0, 1)"), ("beta2", 0 <= cfg.beta2 < 1, "in [0, 1)"),
+                           ("final_lr_frac", 0 <= cfg.final_lr_frac <= 1, "in [0, 1]"),   # < 0: gradient ascent
+                           ("threads", cfg.threads >= 0, ">= 0")):
+        if not ok:
+            raise SystemExit(f"--{name} must be {rule}, got {getattr(cfg, name)}")
     if cfg.loss not in LOSS_KINDS:
         raise SystemExit(f"--loss {cfg.loss!r}: use one of {', '.join(LOSS_KINDS)}")
     if cfg.compile_mode not in COMPILE_MODES:
         raise SystemExit(f"--compile_mode {cfg.compile_mode!r}: use one of {', '.join(COMPILE_MODES)}")
     if cfg.compile_mode != "default" and not cfg.compile:
         raise SystemExit(f"--compile_mode {cfg.compile_mode} needs --compile")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     try:
         config_from_name(cfg.model)             # before anything is written or deleted
     except ValueError as e:
@@ -326,10 +336,12 @@ def _train(cfg, rank, world, device):
     if cfg.max_tokens > 0 and total_steps < 1:
         raise SystemExit(f"--max_tokens {cfg.max_tokens:,.0f} is less than one step of {cfg.batch_size} x "
                          f"{cfg.block_size} = {tokens_per_step:,} tokens: raise it or lower --batch_size")
-    if total_steps < 1 or train_data.n < 1 or val_data.n < 1:
-        raise SystemExit(f"{cfg.data_dir}: {train_data.n} train / {val_data.n} val blocks of {cfg.block_size} tokens,"
-                         f" too few for one batch of {cfg.batch_size} and one val block: more data or a smaller "
-                         "--batch_size")
+    if val_data.n < 1:
+        raise SystemExit(f"{val_data.path} holds {len(val_data.tokens):,} tokens, less than one block of "
+                         f"{cfg.block_size} + 1: rebuild the dataset with a larger --val_fraction (simplify.py)")
+    if total_steps < 1:
+        raise SystemExit(f"{cfg.data_dir}: {train_data.n:,} train blocks of {cfg.block_size} tokens x --epochs "
+                         f"{cfg.epochs} is less than one batch of {cfg.batch_size}: more data or a smaller --batch_size")
     eval_ids = np.unique(np.linspace(0, val_data.n - 1, min(cfg.eval_blocks, val_data.n)).round().astype(np.int64))
 
     # --- the run directory
@@ -343,8 +355,6 @@ def _train(cfg, rank, world, device):
                          "or another --run_name")
     if world > 1:
         dist.barrier()                          # every process has checked before rank 0 writes anything
-    if master and not cfg.resume:
-        ckpt_path.unlink(missing_ok=True)       # --overwrite: never leave the old run's checkpoint to resume
 
     # --- model, optimizer, and the state of a resumed run
     torch.manual_seed(cfg.seed)                 # the same initial weights in every process
@@ -390,6 +400,8 @@ def _train(cfg, rank, world, device):
         baseline = unigram_baseline(train_data, val_data)   # also checks every token id against vocab_size
         say(f"unigram baseline: val cross-entropy {baseline['unigram_val_xent']:.4f} nats "
             f"(train entropy {baseline['unigram_train_entropy']:.4f})")
+        if not cfg.resume:   # --overwrite: every check has passed; never leave the old run's checkpoint to resume
+            ckpt_path.unlink(missing_ok=True)
         env = environment(device, world)
         config = {"train": asdict(cfg), "model": asdict(model_config), "env": env, "baseline": baseline,
                   "dataset": {"dir": cfg.data_dir, "dir_abs": str(Path(cfg.data_dir).resolve()),

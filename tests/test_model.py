@@ -348,3 +348,10 @@ def test_load_checkpoint_and_generate_refuse_clearly(tmp_path):
         load_checkpoint(tmp_path)
     idx = torch.zeros(1, 1, dtype=torch.long)
     assert model.generate(idx, 3, top_k=0, generator=torch.Generator().manual_seed(0)).shape == (1, 4)  # 0: no cut
+
+
+def test_first_sentence_keeps_one_line_errors_whole():
+    from model import first_sentence
+    torch_style = RuntimeError("reading zip archive: no central directory. This is an internal error.\nMore")
+    assert first_sentence(torch_style) == "reading zip archive: no central directory"
+    assert first_sentence(ValueError("x" * 300)) == "x" * 200 + "..." and first_sentence(KeyError()) == ""

@@ -155,10 +155,18 @@ def test_mismatched_checkpoints_and_runs_are_refused(tiny_data, tmp_path):
         run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", dtype="bfloat16", resume=True)
     with pytest.raises(SystemExit, match="nothing to resume"):
         run(tiny_data, tmp_path, run_name="never", resume=True)
+    with pytest.raises(SystemExit, match=r"training settings differ.*'eval_blocks'"):   # val losses comparable
+        run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", eval_blocks=8, resume=True)
+    good = (tmp_path / "r" / "ckpt.pt").read_bytes()
     with pytest.raises(SystemExit, match="--model: model name 'h64'"):       # refused before --overwrite deletes
         run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", model="h64", overwrite=True)
-    assert (tmp_path / "r" / "ckpt.pt").exists()
-    good = (tmp_path / "r" / "ckpt.pt").read_bytes()
+    bad_ids = tmp_path / "bad_ids"                 # checked late (after the model is built): still before deleting
+    shutil.copytree(tiny_data, bad_ids)
+    meta = json.loads((bad_ids / "meta.json").read_text())
+    (bad_ids / "meta.json").write_text(json.dumps(dict(meta, vocab_size=200)))
+    with pytest.raises(SystemExit, match="token id 258 >= vocab_size 200"):
+        run(bad_ids, tmp_path, max_tokens=12 * 256, run_name="r", overwrite=True)
+    assert (tmp_path / "r" / "ckpt.pt").read_bytes() == good
     (tmp_path / "r" / "ckpt.pt").write_bytes(good[:1000])
     with pytest.raises(SystemExit, match="--resume: .*corrupt"):
         run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", resume=True)
@@ -176,20 +184,23 @@ def test_mismatched_checkpoints_and_runs_are_refused(tiny_data, tmp_path):
 def test_bad_datasets_are_refused(tiny_data, tmp_path):
     with pytest.raises(SystemExit, match=r"meta.json not found: build the dataset with `python simplify.py`"):
         run(tmp_path / "missing", tmp_path)
-    small_vocab = tmp_path / "small_vocab"
-    shutil.copytree(tiny_data, small_vocab)
-    meta = json.loads((small_vocab / "meta.json").read_text())
-    meta["vocab_size"] = 200
-    (small_vocab / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(SystemExit, match="token id 258 >= vocab_size 200"):
-        run(small_vocab, tmp_path)
-    with pytest.raises(SystemExit, match="too few"):
+    with pytest.raises(SystemExit, match="less than one batch of 4096: more data or a smaller --batch_size"):
         run(tiny_data, tmp_path, batch_size=4096)
+    short_val = tmp_path / "short_val"
+    shutil.copytree(tiny_data, short_val)
+    meta = json.loads((short_val / "meta.json").read_text())
+    for n in (0, 32):                              # empty (cannot be memory-mapped), or one block short of a token
+        np.zeros(n, meta["dtype"]).tofile(short_val / "val.bin")
+        (short_val / "meta.json").write_text(json.dumps(dict(meta, val_tokens=n)))
+        with pytest.raises(SystemExit, match=f"val.bin holds {n} tokens, less than one block of 32 \\+ 1"):
+            run(short_val, tmp_path)
     with pytest.raises(SystemExit, match="must divide"):
         run(tiny_data, tmp_path, micro_batch_size=3)
     with pytest.raises(SystemExit, match="less than one step of 8 x 32 = 256 tokens"):
         run(tiny_data, tmp_path, max_tokens=100)
-    for flag, value in [("micro_batch_size", -2), ("grad_clip", -1.0), ("warmup_steps", -3), ("lr", 0.0)]:
+    for flag, value in [("micro_batch_size", -2), ("grad_clip", -1.0), ("warmup_steps", -3), ("lr", 0.0),
+                        ("final_lr_frac", -1.0), ("beta2", 1.5), ("eps", -1e-8), ("rope_base", 0.0),
+                        ("epochs", 0.0), ("threads", -2)]:
         with pytest.raises(SystemExit, match=f"--{flag} must be"):               # would train, wrongly
             run(tiny_data, tmp_path, **{flag: value})
     with pytest.raises(SystemExit, match="needs --compile"):
