@@ -139,10 +139,12 @@ def evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast):
     it does not apply."""
     if shots and task["kind"] != "choice":
         return None      # minimal pairs and cloze are zero-shot tasks (BLiMP's harness config says num_fewshot: 0)
-    requests, spans, scales = [], [], []
+    requests, spans, scales, fewest = [], [], [], shots
     for i, ex in enumerate(task["eval"]):
         rng = random.Random(f"{args.seed}:{task['name']}:{i}")
-        context = fewshot_context(ex, sample_demos(task["demos"], shots, rng, ex)) if shots else ex["context"]
+        demos = sample_demos(task["demos"], shots, rng, ex)
+        fewest = min(fewest, len(demos))
+        context = fewshot_context(ex, demos) if shots else ex["context"]
         if sos and context:
             context = " " + context          # the simplified corpus has a space after every <s>: "<s> span </s>"
         pairs = [encode_pair(enc, context, " " + choice, prefix) for choice in ex["choices"]]
@@ -151,6 +153,9 @@ def evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast):
         scales.append(scale)                 # one scale per example, so all its choices are read alike
         spans.append((len(requests), len(pairs)))
         requests += [(c, x, scale) for c, x in pairs]
+    if fewest < shots:   # a filter that keeps few examples leaves few to show
+        print(f"  note: {task['name']}: only {len(task['demos'])} filtered examples to draw demonstrations from: "
+              f"some prompts have {fewest} instead of {shots} (the entry records fewest_demos)")
     scored = score_requests(model, requests, args.batch_tokens, device, autocast, f"{task['name']} {shots}-shot")
     acc, acc_norm = [], []
     for ex, (start, n) in zip(task["eval"], spans):
@@ -165,10 +170,11 @@ def evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast):
         acc_norm.append(float(np.argmax(ll / np.array([len(c) for c in ex["choices"]])) == ex["gold"]))
     with_norm = task["kind"] == "choice" and bool(acc)
     return {"task": task["name"], "family": task["family"], "shots": shots, "n": len(acc), "chance": task["chance"],
+            "majority": task["majority"],
             "acc": float(np.mean(acc)) if acc else None, "acc_stderr": mean_stderr(acc) if acc else None,
             "acc_norm": float(np.mean(acc_norm)) if with_norm else None,
             "acc_norm_stderr": mean_stderr(acc_norm) if with_norm else None,
-            "rope_scale": max(scales, default=1), "filtered": task["filtered"]}
+            "rope_scale": max(scales, default=1), "filtered": task["filtered"], "fewest_demos": fewest}
 
 # -----------------------------------------------------------------------------
 # One model: load it with its own tokenizer, score every task, sample a few continuations
@@ -222,7 +228,7 @@ def checkpoint_id(info):
 def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None):
     """Score a run on every task that applies at each number of shots -> its results dict (results/<run>.json).
     old: that file's earlier contents for this very checkpoint and settings (previous_results): entries for the
-    same examples are kept rather than scored again, and entries for other tasks stay in the file."""
+    same examples are kept rather than scored again (unless --force), and entries for other tasks stay in the file."""
     model, info, enc, meta = load_run(path, device, args.data_dir)
     run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
     specials = meta["tokenizer"]["special_tokens"]
@@ -231,10 +237,10 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None):
     sos = args.sos == "yes" or (args.sos == "auto" and meta.get("filter") is not None)
     prefix = [meta["eot_token"]] + ([specials["<s>"]] if sos else [])
     n_params, tokens = model.num_params(), int(info.get("tokens") or 0)
-    print(f"{run_dir.name}: {meta['name']} corpus, {n_params:,} parameters, {tokens:,} tokens seen, prompts start "
+    print(f"{result_name(path)}: {meta['name']} corpus, {n_params:,} parameters, {tokens:,} tokens seen, prompts start "
           f"with {'<|endoftext|><s>' if sos else '<|endoftext|>'}")
     results, t0 = [], time.time()
-    reuse = {(e["task"], e["shots"], e.get("data_sha")): e for e in (old or {}).get("results", [])}
+    reuse = {(e["task"], e["shots"], e.get("data_sha")): e for e in (old or {}).get("results", []) if not args.force}
     for task in tasks:
         held = task.get("heldout")
         if held and (Path(str(meta.get("source"))).parts[-2:] != ("data", "corpus")
@@ -246,18 +252,19 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None):
             t = time.time()
             r = reuse.get((task["name"], shots, task["data_sha"]))
             kept = r is not None
-            r = r or {**evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast),
-                      "data_sha": task["data_sha"]}
+            r = {**r, "majority": task["majority"]} if kept else {   # (files written before it had no majority)
+                **evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast), "data_sha": task["data_sha"]}
             results.append(r)
             norm = f", acc_norm {r['acc_norm']:.3f}" if r["acc_norm"] is not None else ""
+            most = f", majority {r['majority']:.2f}" if r["majority"] is not None else ""
             print(f"  {task['name']:<50} {shots}-shot  n={r['n']:<5} acc {r['acc']:.3f} ± {r['acc_stderr'] or 0:.3f}"
-                  f"{norm} (chance {r['chance']:.2f}, rope x{r['rope_scale']}) "
+                  f"{norm} (chance {r['chance']:.2f}{most}, rope x{r['rope_scale']}) "
                   + ("kept from before" if kept else f"{time.time() - t:.1f}s"), flush=True)
     asked = {(e["task"], e["shots"]) for e in results}
     results += [e for e in (old or {}).get("results", []) if (e["task"], e["shots"]) not in asked]   # other tasks
     gen = generation_settings(args)
     same_gen = old and old.get("eval", {}).get("generation") == gen
-    return {"run_dir": str(run_dir), "run_name": run_dir.name, "checkpoint_id": checkpoint_id(info),
+    return {"run_dir": str(run_dir), "run_name": result_name(path), "checkpoint_id": checkpoint_id(info),
             "corpus": meta["name"],
             "model": (info.get("train_config") or {}).get("model"), "n_params": n_params,
             "n_params_non_embedding": model.num_params(non_embedding=True), "tokens_seen": tokens,
@@ -288,7 +295,7 @@ def read_results(results_dir):
 
 
 def table_rows(runs, shots, cols):
-    """Cells of one table: a row per model, then the chance row and the example-count row."""
+    """Cells of one table: a row per model, then the chance and majority rows and the example-count row."""
     rows, first, ns = [], {}, {c: set() for c in cols}
     for r in runs:
         got = {e["task"]: e for e in r["results"] if e["shots"] == shots}
@@ -299,9 +306,10 @@ def table_rows(runs, shots, cols):
         avg = f"{100 * np.mean(accs):.1f}" if accs and len(accs) == len(cols) else "-"   # only over a complete row
         rows.append([r["run_name"], r["model"] or "-", r["corpus"], f"{r['n_params'] / 1e6:.2f}M",
                      *[f"{100 * got[c]['acc']:.1f}" if c in got else "-" for c in cols], avg])
-    chance = [first[c]["chance"] if first.get(c) else None for c in cols]
-    rows.append(["chance", "", "", "", *[f"{100 * x:.1f}" if x is not None else "-" for x in chance],
-                 f"{100 * np.mean(chance):.1f}" if cols and None not in chance else "-"])
+    for baseline in ("chance", "majority"):
+        x = [first[c].get(baseline) if first.get(c) else None for c in cols]
+        rows.append([baseline, "", "", "", *[f"{100 * v:.1f}" if v is not None else "-" for v in x],
+                     f"{100 * np.mean(x):.1f}" if cols and None not in x else "-"])
     # runs scored on different numbers of examples (--limit, another vocabulary) show the range: compare with care
     rows.append(["n", "", "", "", *["-".join(map(str, sorted({min(ns[c]), max(ns[c])}))) if ns[c] else "-"
                                     for c in cols], ""])
@@ -320,7 +328,8 @@ def write_tables(results_dir):
     all_cols = list(dict.fromkeys(e["task"] for e in entries))
     head = ["run", "model", "corpus", "params"]
     md = ["# Results", "", "Accuracy (%); rows = models, columns = tasks. `avg`: the mean over the columns; "
-          "`chance`: the accuracy of guessing; `n`: examples per task, after the vocabulary filter (a range where runs "
+          "`chance`: the accuracy of guessing; `majority`: of always giving the commonest right answer (the filtered "
+          "sets are unbalanced: a model that always says the same can beat chance); `n`: examples per task, after the vocabulary filter (a range where runs "
           "were scored on different numbers of examples).", ""]
     lines = [["shots", *head, *all_cols, "avg"]]
     for shots in sorted({e["shots"] for e in entries}):
@@ -356,24 +365,39 @@ def generation_settings(args):
             "seed": args.seed}
 
 
+def result_name(path):
+    """What a checkpoint's results file is called: results/<run>.json for a run directory or its ckpt.pt,
+    results/<run>-<stem>.json for another checkpoint file in it (a snapshot)."""
+    path = Path(path)
+    if path.is_dir() or path.name == "ckpt.pt":
+        return path.name if path.is_dir() else path.parent.name
+    return f"{path.parent.name}-{path.stem}"
+
+
 def previous_results(path, args):
-    """results/<run>.json if it was written for this checkpoint as it is now and with these settings (its entries
-    may be reused and must be kept), else None. Each entry also carries the fingerprint of the examples it scored
-    (tasks.load_task's data_sha: task files, vocabulary filter, --limit), checked per entry."""
+    """-> (old, problem). old: results/<name>.json if it was written for this checkpoint as it is now and with these
+    settings (its entries may be reused, and those of other tasks are kept), else None. problem: why the file, which
+    holds results worth keeping, cannot be kept (another run's, or other --seed/--long/--sos), else None; a file for
+    an earlier state of this checkpoint (trained further since) is simply replaced. Each entry also carries the
+    fingerprint of the examples it scored (tasks.load_task's data_sha: task files, vocabulary filter, --limit)."""
     run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
+    file = Path(args.results_dir) / f"{result_name(path)}.json"
     try:
-        old = json.loads((Path(args.results_dir) / f"{run_dir.name}.json").read_text())
-        info = read_checkpoint(run_dir, "cpu", mmap=True)   # its settings and counters, not its weights
+        old = json.loads(file.read_text())
+        info = read_checkpoint(path, "cpu", mmap=True)   # its settings and counters, not its weights
     except (OSError, ValueError):
-        return None
+        return None, None
     if not isinstance(old, dict) or Path(str(old.get("run_dir"))).resolve() != run_dir.resolve():
-        if isinstance(old, dict):
-            print(f"note: {args.results_dir}/{run_dir.name}.json holds another run's results ({old.get('run_dir')}); "
-                  "this run's replace them")
-        return None
-    same = old.get("checkpoint_id") == checkpoint_id(info) and all(old.get("eval", {}).get(k) == getattr(args, k)
-                                                                   for k in SHARED_SETTINGS)
-    return old if same else None
+        return None, (f"{file} holds another run's results ({old.get('run_dir')})" if isinstance(old, dict) else None)
+    if old.get("checkpoint_id") != checkpoint_id(info):
+        print(f"note: {file} was scored on an earlier state of this checkpoint: all of it is redone")
+        return None, None
+    differ = {k: (old.get("eval", {}).get(k), getattr(args, k)) for k in SHARED_SETTINGS
+              if old.get("eval", {}).get(k) != getattr(args, k)}
+    if differ:
+        return None, (f"{file} was scored with other settings (there vs now: {differ}); its "
+                      f"{len(old.get('results', []))} entries would be lost")
+    return old, None
 
 
 def get_args(argv=None):
@@ -406,7 +430,8 @@ def get_args(argv=None):
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
-    p.add_argument("--force", action="store_true", help="re-evaluate even where results/<run>.json is up to date")
+    p.add_argument("--force", action="store_true", help="re-score the tasks asked for even where results/<run>.json "
+                   "is up to date (its other tasks stay), or replace a results file that holds other settings")
     args = p.parse_args(argv)
     try:
         args.shots = sorted({int(s) for s in args.shots.split(",") if s.strip()})
@@ -441,18 +466,27 @@ def main(argv=None):
               f"evaluating {len(t['eval']):,}")
     Path(args.results_dir).mkdir(parents=True, exist_ok=True)
     for t in tasks:
-        if t["eval"] and not any(applies(t, s) for s in args.shots):
+        if not t["eval"]:
+            print(f"note: {t['name']}: the filter kept none of its examples: it is not scored")
+        elif not any(applies(t, s) for s in args.shots):
             print(f"note: {t['name']} is scored zero-shot only (minimal pairs and cloze); --shots has no 0")
+    if not any(applies(t, s) for t in tasks for s in args.shots):
+        raise SystemExit("nothing to score: every task is empty after the filter or zero-shot only with these --shots")
     for path in ckpts:
-        old = None if args.force else previous_results(path, args)
+        name = result_name(path)
+        old, problem = previous_results(path, args)
+        if problem and not args.force:
+            raise SystemExit(f"{problem}: pass --results_dir DIR to keep both, or --force to replace it")
+        if problem:
+            print(f"note: {problem}: replaced (--force)")
         have = {(e["task"], e["shots"], e.get("data_sha")) for e in (old or {}).get("results", [])}
-        if old and old["eval"].get("generation") == generation_settings(args) and all(
+        if old and not args.force and old["eval"].get("generation") == generation_settings(args) and all(
                 (t["name"], s, t["data_sha"]) in have for t in tasks for s in args.shots if applies(t, s)):
-            print(f"{Path(path).name}: {args.results_dir}/{Path(path).name}.json is up to date with this checkpoint, "
-                  "these tasks and settings, reusing it (--force redoes it)")
+            print(f"{name}: {args.results_dir}/{name}.json is up to date with this checkpoint, these tasks and "
+                  "settings, reusing it (--force redoes these tasks)")
             continue
         res = evaluate_model(path, tasks, args.shots, args, device, autocast, old)
-        write_text(Path(args.results_dir) / f"{res['run_name']}.json", json.dumps(res, indent=1) + "\n")
+        write_text(Path(args.results_dir) / f"{name}.json", json.dumps(res, indent=1) + "\n")
         for g in res["generations"]:
             print(f"  > {g['prompt']}{g['text']!r}")
     print("\n".join(write_tables(args.results_dir)))

@@ -125,7 +125,8 @@ def fit_chinchilla(N, D, loss, delta=1e-3, n_boot=200, keep=64, seed=0):
     from Hoffmann's grid of 4,500 starts, keeping the best. Only the `keep` starts of lowest initial objective are
     optimised (on Epoch's points the best 32 already all reach the optimum; the others only cost time).
     Intervals: 95% percentiles of n_boot refits on resampled points, each started from the best fit and the 3 best
-    grid starts, all in one batch. -> {E, A, B, alpha, beta, r2 (of log L), objective, n, ci, seconds}."""
+    grid starts, all in one batch. -> {E, A, B, alpha, beta, r2 (of log L), objective, n, ci, seconds, and a warning
+    when an exponent leaves [0.01, 2]: the fit is then not identified by these points}."""
     t0 = time.time()
     N, D, L = (np.asarray(v, float) for v in (N, D, loss))
     if not N.shape == D.shape == L.shape or N.ndim != 1:
@@ -153,6 +154,9 @@ def fit_chinchilla(N, D, loss, delta=1e-3, n_boot=200, keep=64, seed=0):
         return dict(E=np.exp(p[..., 2]), A=np.exp(p[..., 0]), B=np.exp(p[..., 1]), alpha=p[..., 3], beta=p[..., 4])
     with np.errstate(over="ignore"):
         out.update({k: float(v) for k, v in params(best).items()})
+    if not (0.01 <= out["alpha"] <= 2 and 0.01 <= out["beta"] <= 2):   # the edges of Hoffmann's grid of starts
+        out["warning"] = (f"alpha {out['alpha']:.3g}, beta {out['beta']:.3g}: outside [0.01, 2], so one term is flat or "
+                          "vanishes; these points do not pin the law down (more model sizes and token budgets)")
     if n_boot:
         rng = np.random.default_rng(seed)
         w = np.stack([np.bincount(rng.integers(0, len(N), len(N)), minlength=len(N)) for _ in range(n_boot)])

@@ -107,7 +107,7 @@ def plot_law(fits, runs, keys, path, exact_flops=False):
 
 
 # -----------------------------------------------------------------------------
-# Emergence: the compute from which accuracy stays above chance
+# Emergence: the compute from which accuracy stays above chance (or the majority class, if higher)
 
 
 def read_results(results_dir):
@@ -130,40 +130,49 @@ def chance_crossing(C, acc, chance):
 
 
 def emergence(results):
-    """evaluate.py's results -> series {(level, name, shots, corpus): [(C, acc, stderr, chance)] by C} for every task
-    and every task family (the family's mean accuracy over its tasks at each compute, stderr of that mean), and
-    {(family, shots): number of tasks}. k-shot prompts longer than the context count too (read with RoPE
-    interpolation, as the paper did)."""
-    tasks, families, n_tasks = {}, {}, {}
-    for d in results:
-        for e in d["results"]:
-            if e.get("acc") is None:
-                continue
+    """evaluate.py's results -> series {(level, name, shots, corpus): [(C, acc, stderr, baseline)] by C} for every
+    task and every task family, and {(family, shots): number of tasks}. A task's baseline is the higher of chance and
+    its majority-class accuracy (a filtered set can be unbalanced: always saying "negative" gets 65% of SST-2's).
+    A family's point is its mean accuracy over its tasks (stderr of that mean) for a run scored on every task of the
+    family at that number of shots: a run with fewer would average other tasks (it keeps its per-task points).
+    k-shot prompts longer than the context count too (read with RoPE interpolation, as the paper did)."""
+    def family(e):
+        return e.get("family", e["task"]), e.get("shots", 0)
+    scored = [(d, [e for e in d["results"] if e.get("acc") is not None]) for d in results]
+    members = {}                                              # (family, shots) -> every task of it scored anywhere
+    for _, entries in scored:
+        for e in entries:
+            members.setdefault(family(e), set()).add(e["task"])
+    tasks, families = {}, {}
+    for d, entries in scored:
+        by_family = {}
+        for e in entries:
             key = (e.get("shots", 0), d["corpus"])
-            point = (d["train_flops_6nd"], e["acc"], e.get("acc_stderr") or 0.0, e["chance"])
+            point = (d["train_flops_6nd"], e["acc"], e.get("acc_stderr") or 0.0,
+                     max(e["chance"], e.get("majority") or 0.0))
             tasks.setdefault(("task", e["task"], *key), []).append(point)
-            families.setdefault(("family", e.get("family", e["task"]), *key), {}).setdefault(point[0], []).append(
-                point[1:])
+            by_family.setdefault(family(e), {})[e["task"]] = point
+        for (name, shots), got in by_family.items():
+            if got.keys() == members[(name, shots)]:
+                families.setdefault(("family", name, shots, d["corpus"]), []).append(np.array(list(got.values())))
     series = {k: sorted(v) for k, v in tasks.items()}
-    for k, by_c in families.items():
-        series[k] = []
-        for c, p in sorted(by_c.items()):
-            p = np.array(p)                                   # (tasks, 3): acc, stderr, chance
-            series[k].append((c, p[:, 0].mean(), np.sqrt((p[:, 1] ** 2).sum()) / len(p), p[:, 2].mean()))
-        n_tasks[k[1:3]] = max(n_tasks.get(k[1:3], 0), max(map(len, by_c.values())))
-    return series, n_tasks
+    for k, points in families.items():
+        series[k] = sorted((p[0, 0], p[:, 1].mean(), np.sqrt((p[:, 2] ** 2).sum()) / len(p), p[:, 3].mean())
+                           for p in points)                  # p: (tasks, 4): C, acc, stderr, baseline
+    return series, {k: len(v) for k, v in members.items()}
 
 
 def plot_emergence(results, path):
     """Mean accuracy of each task family against training compute, one panel per (family, shots), a line per corpus,
-    the chance line dotted and a triangle where the corpus' accuracy rises above chance for good.
-    -> [{level (task | family), name, shots, corpus, chance, crossing, last_acc}] for every task and family."""
+    the baseline (chance, or the majority class if higher) dotted and a triangle where the corpus' accuracy rises
+    above it for good. -> [{level (task | family), name, shots, corpus, baseline, crossing, last_acc}] for every task
+    and family."""
     (series, n_tasks), crossings = emergence(results), []
     for (level, name, shots, corpus), pts in sorted(series.items()):
-        C, acc, _, chance = map(np.array, zip(*pts))
-        crossings.append(dict(level=level, name=name, shots=shots, corpus=corpus, chance=float(chance.mean()),
-                              crossing=chance_crossing(C, acc, chance.mean()), last_acc=float(acc[-1]),
-                              above_throughout=bool((acc > chance.mean()).all())))
+        C, acc, _, base = map(np.array, zip(*pts))
+        crossings.append(dict(level=level, name=name, shots=shots, corpus=corpus, baseline=float(base.mean()),
+                              crossing=chance_crossing(C, acc, base.mean()), last_acc=float(acc[-1]),
+                              above_throughout=bool((acc > base.mean()).all())))
     panels = sorted({(name, shots) for level, name, shots, _ in series if level == "family"})
     with figure(path, min(4, len(panels)), math.ceil(len(panels) / 4)) as axes:
         for ax, (family, shots) in zip(axes, panels):
@@ -173,10 +182,10 @@ def plot_emergence(results, path):
                 ax.errorbar(C, acc, yerr=err, color=s["color"], ls=s["ls"], marker=s["marker"], mfc=s["mfc"], ms=4,
                             capsize=2, label=x["corpus"])
                 if x["crossing"] is not None:
-                    ax.plot([x["crossing"]], [x["chance"]], marker="^", ms=10, color=s["color"], mfc=s["mfc"],
+                    ax.plot([x["crossing"]], [x["baseline"]], marker="^", ms=10, color=s["color"], mfc=s["mfc"],
                             ls="none")
             n = n_tasks[(family, shots)]
-            ax.axhline(x["chance"], color="black", ls=":", lw=1, label="chance")
+            ax.axhline(x["baseline"], color="black", ls=":", lw=1, label="chance or majority")
             ax.set(xscale="log", xlabel="training compute 6ND (FLOP)", ylabel="accuracy",
                    title=f"{family}, {shots}-shot" + (f" (mean of {n} tasks)" if n > 1 else ""))
             ax.legend(fontsize=7)
@@ -214,15 +223,17 @@ def table(fits, problems, crossings, exact_flops):
         fit = f["L(N, D)"]
         cells = (["skipped: " + fit["skipped"]] + [""] * 5 if "skipped" in fit else
                  [ci(fit, k) for k in ("E", "A", "B", "alpha", "beta")] + [f"{fit['r2']:.3f}"])
-        out.append(f"| {corpus} | {fit['about']} | " + " | ".join(cells) + " |")
+        about = fit["about"] + (f" (warning: {fit['warning']})" if "warning" in fit else "")
+        out.append(f"| {corpus} | {about} | " + " | ".join(cells) + " |")
     for who, p in PUBLISHED.items():
         out.append(f"| {who} (published) | Chinchilla's runs | " + " | ".join(f"{p[k]:g}" for k in p) + " | |")
     if crossings:
-        out += ["", "## Emergence: compute (6ND) from which accuracy stays above chance", "",
-                "Task families (mean accuracy over their tasks); every task's crossing is in fits.json.", "",
-                "| family | shots | corpus | chance | crossing | accuracy at the largest compute |",
+        out += ["", "## Emergence: compute (6ND) from which accuracy stays above its baseline", "",
+                "Task families (mean accuracy over their tasks); the baseline is chance, or always giving the commonest "
+                "right answer where that scores higher; every task's crossing is in fits.json.", "",
+                "| family | shots | corpus | baseline | crossing | accuracy at the largest compute |",
                 "|---|---|---|---|---|---|"]
-        out += [f"| {x['name']} | {x['shots']} | {x['corpus']} | {x['chance']:.3g} | "
+        out += [f"| {x['name']} | {x['shots']} | {x['corpus']} | {x['baseline']:.3g} | "
                 + ("never" if x["crossing"] is None else ("<= " if x["above_throughout"] else "")
                    + f"{x['crossing']:.3g}") + f" | {x['last_acc']:.3f} |" for x in crossings if x["level"] == "family"]
     out += ["", "## Runs left out", ""] + [f"- {name}: {why}" for name, why in problems] + ["none"][:not problems]

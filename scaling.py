@@ -342,6 +342,18 @@ def collect(run_dirs):
 # Which points each law is fitted to
 
 
+def json_safe(x):
+    """Numbers as strict JSON has them: numpy scalars as Python ones, NaN and infinities (an x_c that overflows, an
+    interval without bootstrap) as null, which every JSON parser reads."""
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    if isinstance(x, (float, np.floating, np.integer)):
+        return None if not np.isfinite(x) else x.item() if isinstance(x, np.generic) else x
+    return x
+
+
 def attempt(fit, *arrays, about, **kw):
     """A fit, or {"skipped": why} when its points cannot support it (too few, one distinct x, ...)."""
     try:
@@ -510,7 +522,8 @@ def main(argv=None):
         print(f"{corpus}: fitted in {time.time() - t0:.1f} s")
         for law, f in fits[corpus].items():
             print(f"  {law:<12} " + (f"skipped: {f['skipped']}" if "skipped" in f else
-                  ", ".join(f"{k} {f[k]:.4g}" for k in ("E", "A", "B", "alpha", "beta", "x_c", "r2") if k in f)))
+                  ", ".join(f"{k} {f[k]:.4g}" for k in ("E", "A", "B", "alpha", "beta", "x_c", "r2") if k in f))
+                  + (f"\n  warning: {f['warning']}" if "warning" in f else ""))
 
     # --- figures and tables
     out, figs = Path(args.results_dir), Path(args.results_dir) / "figures"
@@ -525,7 +538,7 @@ def main(argv=None):
     record = {"grid": args.grid, "exact_flops": args.exact_flops, "fits": fits, "emergence": crossings,
               "left_out": [{"run": n, "why": w} for n, w in problems],
               "runs": [{k: v for k, v in r.items() if not k.startswith("curve")} for r in done]}
-    for path, text in ((out / "fits.json", json.dumps(record, indent=1, default=float) + "\n"),
+    for path, text in ((out / "fits.json", json.dumps(json_safe(record), indent=1, allow_nan=False) + "\n"),
                        (out / "fits.md", table(fits, problems, crossings, args.exact_flops))):
         write_atomic(path, lambda tmp: Path(tmp).write_text(text))
     print(f"wrote {out / 'fits.md'}, {out / 'fits.json'} and {figs}/*.png")

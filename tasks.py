@@ -12,6 +12,7 @@ JSONL; read_local) or from the Hugging Face hub (read_hub, needs `datasets`), tu
 lm-evaluation-harness's default formats (PROMPTS). The embedded offline tasks are data/tasks/*.json(.gz), written by
 data/build_tasks.py (read_embedded).
 """
+import collections
 import csv
 import gzip
 import hashlib
@@ -166,6 +167,11 @@ def read_local(task_dir, family, config, split):
             raw = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     else:
         raw = read_jsonl(path)
+    need = set(COLUMNS[family].values())
+    have = {new for old, new in COLUMNS[family].items() if raw and old in raw[0]}
+    if raw and have != need:   # a wrong header would otherwise drop every row as unlabeled, silently
+        raise ValueError(f"{path}: no column for {', '.join(sorted(need - have))} in its first row; expected the "
+                         f"original columns ({', '.join(COLUMNS[family])})")
     rows = []
     for r in raw:
         row = {new: r[old] for old, new in COLUMNS[family].items() if old in r}
@@ -196,13 +202,17 @@ def read_embedded(name):
         raise SystemExit(f"task file {TASKS_DIR / name}.json not found: rebuild the embedded tasks with `python "
                          f"data/build_tasks.py`, or check --tasks (embedded: {', '.join(embedded_names())}; the "
                          f"paper's: {paper}, blimp_<paradigm>)")
-    with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")) as f:
-        task = json.load(f)
     convert = {"pairs": lambda e: ("", [e["good"], e["bad"]], 0, [e["good"], e["bad"]]),
                # passages keep their line breaks; the filter splits on spaces only, so it reads them as spaces
                "cloze": lambda e: (e["context"], [e["target"]], 0, [" ".join(e["context"].split()), e["target"]]),
-               "choice": lambda e: (e["context"], e["choices"], e["gold"], e["fields"])}[task["kind"]]
-    return task, [convert(e) for e in task["splits"]["test"]]
+               "choice": lambda e: (e["context"], e["choices"], e["gold"], e["fields"])}
+    try:
+        with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")) as f:
+            task = json.load(f)
+        return task, [convert[task["kind"]](e) for e in task["splits"]["test"]]
+    except (OSError, EOFError, ValueError, KeyError, TypeError) as e:     # gzip's BadGzipFile is an OSError
+        raise SystemExit(f"task file {path} is damaged ({type(e).__name__}: {str(e)[:200]}): rebuild the embedded "
+                         "tasks with `python data/build_tasks.py`") from None
 
 
 def embedded_names():
@@ -226,16 +236,23 @@ def load_task(name, args, vocab):
     header = {}
     if name in PAPER_TASKS:
         family, dataset, config, split, demo_split = PAPER_TASKS[name]
-        read = (lambda s: read_local(args.task_dir, family, config, s)) if args.task_dir else \
-            (lambda s: read_hub(dataset, config, s))
-        rows = read(split)
-        if rows is None:
+
+        def read(s):   # a split's rows as prompts; None if its file is not there; a damaged file: one line
+            try:
+                rows = read_local(args.task_dir, family, config, s) if args.task_dir else read_hub(dataset, config, s)
+                return None if rows is None else [PROMPTS[family](r) for r in rows]
+            except (ValueError, KeyError, TypeError, AttributeError, ET.ParseError) as e:   # JSONDecodeError too
+                where = f"{args.task_dir}/{family}/{local_files(family, config, s)}" if args.task_dir else dataset
+                raise SystemExit(f"{name}: could not read its {s} split from {where} ({type(e).__name__}: "
+                                 f"{str(e)[:200]}); the files must be the originals, unchanged (README: evaluate.py)")
+        examples = read(split)
+        if examples is None:
             raise SystemExit(f"{name}: no {split} split under {args.task_dir}/{family}/: expected "
                              f"{local_files(family, config, split)} in the original format (README: evaluate.py)")
-        splits = {split: [PROMPTS[family](r) for r in rows]}
-        demo_rows = read(demo_split) if demo_split else None
-        if demo_rows is not None:
-            splits[demo_split] = [PROMPTS[family](r) for r in demo_rows]
+        splits = {split: examples}
+        demos = read(demo_split) if demo_split else None
+        if demos is not None:
+            splits[demo_split] = demos
         elif demo_split:
             print(f"note: {name}: no {demo_split} split found; few-shot demonstrations come from the {split} split")
         kind = "pairs" if family == "blimp" else "choice"
@@ -251,8 +268,11 @@ def load_task(name, args, vocab):
     if args.limit and len(pool) > args.limit:
         ev = [pool[i] for i in sorted(random.Random(f"{args.seed}:{name}").sample(range(len(pool)), args.limit))]
     chance = 0.0 if kind == "cloze" else float(np.mean([1 / len(e["choices"]) for e in ev])) if ev else None
+    # what always giving the commonest right answer scores: filtered sets are unbalanced (SST-2 keeps 73 negative,
+    # 40 positive), so a constant answer can beat 1 / choices
+    majority = max(collections.Counter(e["gold"] for e in ev).values()) / len(ev) if kind == "choice" and ev else None
     demos = kept.get(demo_split, pool)
     # What was evaluated, as a fingerprint: results are reused only for the same examples (files, filter, --limit)
     data_sha = hashlib.sha256(json.dumps([ev, demos if kind == "choice" else []]).encode()).hexdigest()[:16]
-    return dict(name=name, family=family, kind=kind, chance=chance, eval=ev, demos=demos, counts=counts,
+    return dict(name=name, family=family, kind=kind, chance=chance, majority=majority, eval=ev, demos=demos, counts=counts,
                 filtered=bool(args.filter), heldout=header.get("heldout"), data_sha=data_sha)

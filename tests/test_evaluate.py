@@ -6,6 +6,7 @@ import json
 import math
 import random
 import re
+import shutil
 import sys
 import types
 from dataclasses import asdict
@@ -137,7 +138,7 @@ def test_encode_pair_moves_trailing_space_and_adds_prefix(tiny):
 def task_of(kind, examples, name="t"):
     exs = [dict(context=c, choices=ch, gold=g, text=f"{c} {' '.join(ch)}") for c, ch, g in examples]
     chance = 0.0 if kind == "cloze" else float(np.mean([1 / len(e["choices"]) for e in exs]))
-    return dict(name=name, family="test", kind=kind, chance=chance, eval=exs, demos=exs, filtered=False)
+    return dict(name=name, family="test", kind=kind, chance=chance, majority=None, eval=exs, demos=exs, filtered=False)
 
 
 ARGS = types.SimpleNamespace(seed=1234, long="rope", batch_tokens=4096)
@@ -283,6 +284,36 @@ def test_local_loaders_read_the_original_formats(tmp_path):
     assert copa["eval"][0]["gold"] == 0 and copa["eval"][0]["choices"][0].startswith("it got light")
 
 
+def test_damaged_task_files_are_one_line_errors(tmp_path, monkeypatch):
+    write(tmp_path / "rte/val.jsonl", '{"premise": "P.", "hypothesis": "H.", "lab')           # cut mid-line
+    write(tmp_path / "piqa/valid.jsonl", '{"goal": "g", "sol1": "a", "sol2": "b"}\n' * 2)
+    write(tmp_path / "piqa/valid-labels.lst", "0\n")                                         # a label short
+    write(tmp_path / "copa/copa-dev.xml", '<?xml version="1.0"?>\n<copa-corpus version="1.0"><item id="1"')
+    write(tmp_path / "arc_easy/ARC-Easy-Test.jsonl", json.dumps({"answerKey": "Z", "question": {
+        "stem": "Why?", "choices": [{"text": "a", "label": "A"}]}}) + "\n")
+    write(tmp_path / "mrpc/dev.tsv", "Qual\t#1 String\t#2 String\n1\tA cat.\tA cat.\n")   # a wrong header
+    args = types.SimpleNamespace(task_dir=str(tmp_path), filter=False, limit=0, seed=0)
+    for name, error in [("rte", r"rte/dev.tsv or val.jsonl \(JSONDecodeError"), ("piqa", r"\(ValueError: zip"),
+                        ("copa", r"\(ParseError"), ("arc_easy", r"\(ValueError: 'Z' is not in list"),
+                        ("mrpc", r"no column for label in its first row")]:
+        with pytest.raises(SystemExit, match=rf"^{name}: could not read its (validation|test) split from .*{error}"):
+            load_task(name, args, frozenset())
+    (tmp_path / "emb").mkdir()
+    (tmp_path / "emb" / "broken.json").write_text('{"kind": "choice", "splits": {"test": [{"context"')
+    monkeypatch.setattr(tasks, "TASKS_DIR", tmp_path / "emb")
+    with pytest.raises(SystemExit, match="broken.json is damaged .*rebuild the embedded tasks"):
+        load_task("broken", args, frozenset())
+
+
+def test_majority_baseline_is_the_commonest_right_answer(tmp_path):
+    write(tmp_path / "sst2/dev.tsv", "sentence\tlabel\nbad\t0\nworse\t0\ngood\t1\n")
+    write(tmp_path / "blimp/adjunct_island.jsonl", json.dumps({"sentence_good": "a", "sentence_bad": "b"}))
+    args = types.SimpleNamespace(task_dir=str(tmp_path), filter=False, limit=0, seed=0)
+    sst2 = load_task("sst2", args, frozenset())
+    assert (sst2["chance"], sst2["majority"]) == (0.5, pytest.approx(2 / 3))    # always "negative" beats chance
+    assert load_task("blimp_adjunct_island", args, frozenset())["majority"] is None   # pairs have no label to guess
+
+
 def test_filter_and_limit_are_applied_per_split(tmp_path):
     rows = [{"sentence_good": f"the cat {w}.", "sentence_bad": f"the cat {w}s."} for w in ["ran", "sat", "xyz"] * 4]
     write(tmp_path / "blimp/adjunct_island.jsonl", "\n".join(map(json.dumps, rows)))
@@ -346,6 +377,7 @@ def test_table_layout(tmp_path):
     runs = [fake_run("h128-L2-u", "unrestricted", 4e6, {"taskA": 0.6, "taskB": 0.7}),
             fake_run("h64-L2-s", "simplified", 2e6, {"taskA": 0.5, "taskB": 0.9}),
             fake_run("h128-L2-s", "simplified", 4e6, {"taskA": 0.55})]
+    runs[1]["results"][0]["majority"] = 0.6
     for r in runs:
         (tmp_path / f"{r['run_name']}.json").write_text(json.dumps(r))
     (tmp_path / "fits.json").write_text('{"other": 1}')                  # not a results file: ignored
@@ -356,10 +388,11 @@ def test_table_layout(tmp_path):
     assert md[i + 4] == "| h64-L2-s | h64 | simplified | 2.00M | 50.0 | 90.0 | 70.0 |"   # simplified first, by size
     assert md[i + 5] == "| h128-L2-s | h128 | simplified | 4.00M | 55.0 | - | - |"      # no average of a partial row
     assert md[i + 6] == "| h128-L2-u | h128 | unrestricted | 4.00M | 60.0 | 70.0 | 65.0 |"
-    assert md[i + 7] == "| chance |  |  |  | 50.0 | 50.0 | 50.0 |" and md[i + 8] == "| n |  |  |  | 10 | 20 |  |"
+    assert md[i + 7] == "| chance |  |  |  | 50.0 | 50.0 | 50.0 |" and md[i + 9] == "| n |  |  |  | 10 | 20 |  |"
+    assert md[i + 8] == "| majority |  |  |  | 60.0 | - | - |"       # taskB's entry (an older file) has none
     rows = list(csv.reader(open(tmp_path / "table.csv")))
     assert rows[0] == ["shots", "run", "model", "corpus", "params", "taskA", "taskB", "avg"]
-    assert rows[1] == ["0", "h64-L2-s", "h64", "simplified", "2.00M", "50.0", "90.0", "70.0"] and len(rows) == 6
+    assert rows[1] == ["0", "h64-L2-s", "h64", "simplified", "2.00M", "50.0", "90.0", "70.0"] and len(rows) == 7
     # a 3-shot table with only taskA: the CSV leaves taskB blank and averages what applies; runs scored on
     # different numbers of examples show the range of n
     runs[0]["results"].append({"task": "taskA", "family": "x", "shots": 3, "n": 10, "chance": 0.5, "acc": 0.8})
@@ -395,8 +428,8 @@ def test_whole_run_writes_results_as_the_interface_says(tiny_data, tmp_path):
             "train_flops_6nd", "val_loss", "results", "generations"} <= res.keys()
     assert res["run_name"] == "tiny-run" and res["corpus"] == "tiny" and res["model"] == "h16-L1"
     assert res["tokens_seen"] == 1536 and res["train_flops_6nd"] == 6.0 * res["n_params"] * 1536
-    keys = {"task", "family", "shots", "n", "chance", "acc", "acc_stderr", "acc_norm", "acc_norm_stderr",
-            "rope_scale", "filtered", "data_sha"}
+    keys = {"task", "family", "shots", "n", "chance", "majority", "acc", "acc_stderr", "acc_norm", "acc_norm_stderr",
+            "rope_scale", "filtered", "data_sha", "fewest_demos"}
     assert all(set(e) == keys for e in res["results"])
     got = {(e["task"], e["shots"]): e for e in res["results"]}
     assert set(got) == {("templates_anaphor_gender_agreement", 0), ("cloze", 0), ("bigbench_cause_and_effect", 0),
@@ -423,8 +456,25 @@ def test_results_are_reused_merged_and_redone_only_when_stale(tiny_data, tmp_pat
     assert res["generations"] == json.loads(first)["generations"]
     ev("--tasks", pairs, "--limit", "4")                        # other examples (--limit): that entry is redone
     assert {(e["task"], e["n"]) for e in json.loads(path.read_text())["results"]} == {(pairs, 4), (choice, 6)}
-    ev("--tasks", pairs, "--limit", "4", "--shots", "2")        # pairs are zero-shot only: said, nothing redone
+    with pytest.raises(SystemExit, match="nothing to score"):   # pairs are zero-shot only: said, nothing redone
+        ev("--tasks", pairs, "--limit", "4", "--shots", "2")
     assert "zero-shot only" in capsys.readouterr().out
+    kept = path.read_text()
+    with pytest.raises(SystemExit, match=r"other settings .*'seed': \(1234, 7\).* 2 entries would be lost: pass "
+                                         "--results_dir DIR to keep both, or --force"):
+        ev("--tasks", pairs, "--limit", "4", "--seed", "7")
+    assert path.read_text() == kept                             # refused: nothing lost
+    ev("--tasks", pairs, "--limit", "4", "--force")             # --force re-scores the task, keeps the other one
+    assert "up to date" not in capsys.readouterr().out
+    assert {(e["task"], e["n"]) for e in json.loads(path.read_text())["results"]} == {(pairs, 4), (choice, 6)}
+    ev("--tasks", pairs, "--limit", "4", "--seed", "7", "--force")   # other settings, --force: replaced, said
+    assert "replaced (--force)" in capsys.readouterr().out
+    assert [e["task"] for e in json.loads(path.read_text())["results"]] == [pairs]
+    shutil.copy(run / "ckpt.pt", run / "snap.pt")              # another checkpoint file of the run: its own results
+    evaluate.main(["--ckpt", str(run / "snap.pt"), "--results_dir", str(results), "--max_new_tokens", "2",
+                   "--shots", "0", "--tasks", pairs, "--limit", "4"])
+    assert json.loads((results / "tiny-run-snap.json").read_text())["run_name"] == "tiny-run-snap"
+    assert [e["task"] for e in json.loads(path.read_text())["results"]] == [pairs]   # tiny-run.json untouched
     ckpt = torch.load(run / "ckpt.pt", weights_only=False)      # the run trained on: every entry is stale
     ckpt["step"], ckpt["tokens"] = 6, 3072
     torch.save(ckpt, run / "ckpt.pt")
