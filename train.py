@@ -223,16 +223,19 @@ def set_rng_states(s):
 
 
 def environment(device, world_size):
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                                cwd=Path(__file__).parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
+    def git(*args):   # the code that ran: its commit, and whether the checkout had uncommitted changes
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=5,
+                                  cwd=Path(__file__).parent).stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            return None
+    commit = git("rev-parse", "HEAD")
     name = torch.cuda.get_device_name(device) if device.startswith("cuda") else (platform.processor() or device)
     return {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(), "argv": sys.argv,
             "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
             "cuda": torch.version.cuda, "device": device, "device_name": name, "world_size": world_size,
             "threads": torch.get_num_threads(), "git_commit": commit,
+            "git_dirty": None if commit is None else bool(git("status", "--porcelain", "--untracked-files=no")),
             "fused_loss_trace": os.environ.get("FUSED_LOSS_TRACE") == "1"}   # how torch.compile calls fused_loss.py
 
 
@@ -397,6 +400,8 @@ def _train(cfg, rank, world, device):
             + (f", compiled ({cfg.compile_mode})" if cfg.compile else ""))
         if wanted > train_data.n * cfg.block_size:
             say(f"note: {wanted:,.0f} tokens is more than one pass over train.bin: blocks will repeat")
+        if cfg.warmup_steps >= total_steps:
+            say(f"note: --warmup_steps {cfg.warmup_steps} >= the run's {total_steps} steps: the LR never reaches its peak")
         baseline = unigram_baseline(train_data, val_data)   # also checks every token id against vocab_size
         say(f"unigram baseline: val cross-entropy {baseline['unigram_val_xent']:.4f} nats "
             f"(train entropy {baseline['unigram_train_entropy']:.4f})")

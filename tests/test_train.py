@@ -104,6 +104,7 @@ def test_tiny_run_learns_and_logs_everything(tiny_data, tmp_path):
     assert config["dataset"]["tokenizer_sha256"] == meta["tokenizer"]["sha256"]
     assert config["dataset"]["dir"] == str(tiny_data) and config["model"]["vocab_size"] == 259
     assert config["env"]["torch"] == torch.__version__ and config["env"]["world_size"] == 1
+    assert config["env"]["git_dirty"] in ((None,) if config["env"]["git_commit"] is None else (True, False))
     assert config["derived"]["total_steps"] == 60 and config["train"]["lr"] == 3e-3
     assert records(run_dir, "start")[0]["train"] == config["train"]
     # the checkpoint gives the trained model back
