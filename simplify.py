@@ -15,13 +15,16 @@ import collections
 import glob
 import gzip
 import hashlib
+import io
 import itertools
 import json
+import math
 import multiprocessing
 import os
 import re
 import sys
 import time
+from fractions import Fraction
 
 import numpy as np
 import tiktoken
@@ -99,7 +102,9 @@ def filter_stage(args, vocab, shard, num_shards):
     for d in dirs.values():
         os.makedirs(d, exist_ok=True)
     tmps = {k: f"{p}.tmp" for k, p in outs.items()}
-    files = {k: gzip.open(p, "wt", encoding="utf-8", compresslevel=3) for k, p in tmps.items()}
+    # mtime 0: the gzip header would otherwise hold the time, and the same documents would give different bytes
+    files = {k: io.TextIOWrapper(gzip.GzipFile(p, "wb", compresslevel=3, mtime=0), encoding="utf-8")
+             for k, p in tmps.items()}
     c = dict(docs_in=0, docs_out=0, bytes_in=0, words_in=0, words_out=0, spans=0, control_docs=0)
     n_files = None if args.source.startswith("hf:") else len(list_files(args.source))
     progress, files_seen = Progress(f"filter {tag}"), set()  # ETA from the share of files started (when > 1 file)
@@ -198,24 +203,28 @@ def encode_docs(enc, docs, budget, workers, spans=False):
 
 def corpus_stats(texts, vocab):
     """Statistics of the training text over the filter's word tokens (numbers excluded). -> (dict, sorted frequencies)"""
-    words, sentences = [], 0
+    # counted document by document: a list of every word would take ~54 bytes a word (~85 GB at the paper's scale)
+    counts, n_words, first, sentences = collections.Counter(), 0, set(), 0
     for t in texts:
         low = t.encode("utf-8", "surrogatepass").lower().replace(b"<s>", b" ").replace(b"</s>", b" ")
-        words.extend(w for w in WORD_RE.findall(low) if not w.isdigit())
+        words = [w for w in WORD_RE.findall(low) if not w.isdigit()]
+        counts.update(words)
+        first.update(words[:max(100_000 - n_words, 0)])  # the types of the first 100k words
+        n_words += len(words)
         sentences += len(re.findall(rb"[.?!\n]+", low)) or 1  # sentence ends: runs of . ? ! or newlines
-    counts = collections.Counter(words)
     freq = np.array(sorted(counts.values(), reverse=True), float)
     top = min(len(freq), 1000)  # Zipf exponent: least-squares slope of log frequency vs log rank, ranks 1..1000
     zipf = float(np.polyfit(np.log(np.arange(1, top + 1)), np.log(freq[:top]), 1)[0]) if top > 1 else float("nan")
-    vb, first = vocab_bytes(vocab), words[:100_000]  # type/token ratio depends on size: compare on 100k words each
-    return dict(train_words=len(words), types=len(counts),
-                oov_rate=sum(n for w, n in counts.items() if w not in vb) / max(len(words), 1),
-                mean_sentence_words=len(words) / max(sentences, 1),
-                type_token_ratio_100k=len(set(first)) / max(len(first), 1), zipf_slope=zipf), freq
+    vb = vocab_bytes(vocab)  # type/token ratio depends on size: compare on the first 100k words of each
+    return dict(train_words=n_words, types=len(counts),
+                oov_rate=sum(n for w, n in counts.items() if w not in vb) / max(n_words, 1),
+                mean_sentence_words=n_words / max(sentences, 1),
+                type_token_ratio_100k=len(first) / max(min(n_words, 100_000), 1), zipf_slope=zipf), freq
 
 
 def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta):
-    """Train this corpus' tokenizer, write train.bin/val.bin (train capped at budget tokens), meta.json last."""
+    """Train this corpus' tokenizer, write train.bin/val.bin (capped at budget = (train, val) tokens, None: no cap),
+    meta.json last. The simplified corpus' budget is a cap; the control's must be met exactly."""
     d, spans = os.path.join(out_dir, name), name == "simplified"  # simplified documents are lists of spans
     more = " or a larger --control_fraction" if name == "unrestricted" and args.control_fraction < 1 else ""
     for split, docs in (("train", train_docs), ("val", val_docs)):
@@ -229,8 +238,6 @@ def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta)
             break
         sample.append(format_document(doc) if spans else doc)
         size += len(sample[-1].encode("utf-8", "surrogatepass"))  # bytes, as --tokenizer_sample_mb says
-    if os.path.exists(os.path.join(d, "meta.json")):
-        os.remove(os.path.join(d, "meta.json"))  # the old token files are about to be replaced: unmark the dir first
     print(f"{name}: training a {args.vocab_size:,}-token BPE on {size / 1e6:.1f} MB")
     ranks = train_bpe(sample, args.vocab_size, SPECIAL_TOKENS, verbose=True)
     specials = {s: len(ranks) + i for i, s in enumerate(SPECIAL_TOKENS)}  # right after the ranks
@@ -238,9 +245,9 @@ def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta)
     enc = make_encoding(name, ranks, specials)
     train, train_used = encode_docs(enc, train_docs, budget[0], args.workers, spans)
     val, val_used = encode_docs(enc, val_docs, budget[1], args.workers, spans)
-    if budget[1] is None and budget[0] is not None and len(train) < budget[0]:  # --max_train_tokens is a cap
+    if name == "simplified" and budget[0] is not None and len(train) < budget[0]:  # --max_train_tokens is a cap
         print(f"{name}: {len(train):,} train tokens, fewer than --max_train_tokens {budget[0]:,}: using them all")
-    if budget[1] is not None and (len(train) < budget[0] or len(val) < budget[1]):  # the control must match
+    if name == "unrestricted" and (len(train) < budget[0] or len(val) < budget[1]):  # the control must match
         why = (f"raise --control_fraction (now {args.control_fraction})" if args.control_fraction < 1 else
                "the filter keeps nearly all of this source: use a larger one")
         raise SystemExit(f"{name}: its raw documents give only {len(train):,} train / {len(val):,} val tokens, fewer "
@@ -292,8 +299,12 @@ def build_stage(args, vocab):
             os.path.exists(os.path.join(args.out_dir, n, "meta.json")) for n in ("simplified", "unrestricted")):
         print(f"build: datasets already built with these settings ({stats_path}), reusing them")
         return
-    if os.path.exists(stats_path):
-        os.remove(stats_path)  # the datasets are about to be rebuilt: unmark the build first (written last, below)
+    # the datasets are about to be rebuilt: unmark the build first (all three are written last, below), so that a
+    # rebuild that fails halfway never leaves an old control beside a new simplified corpus, or an old pair, that
+    # load_meta would take for complete
+    for path in (stats_path, *(os.path.join(args.out_dir, n, "meta.json") for n in ("simplified", "unrestricted"))):
+        if os.path.exists(path):
+            os.remove(path)
     common = dict(source=args.source, filter=dict(settings, shards=num_shards),
                   vocab_file=os.path.abspath(args.vocab), vocab_sha256=file_sha256(args.vocab),
                   val_fraction=args.val_fraction, command=" ".join(sys.argv))
@@ -302,7 +313,12 @@ def build_stage(args, vocab):
     if not simple:
         raise SystemExit("the filter kept no text at all: use a larger source or less strict settings "
                          "(--min_span_len, --max_oov)")
-    budget = (args.max_train_tokens, None)
+    # --max_train_tokens caps val too, at the share --val_fraction gives of a corpus that size: uncapped, val would
+    # hold --val_fraction of every filtered document, could outgrow train, and the control could not match it
+    # (in Fractions of the decimal given: in floats 297 x 0.01 / 0.99 is 3.0000000000000004, and its ceiling 4)
+    val_cap = None if args.max_train_tokens is None else math.ceil(
+        args.max_train_tokens * Fraction(str(args.val_fraction)) / (1 - Fraction(str(args.val_fraction))))
+    budget = (args.max_train_tokens, val_cap)
     meta_s, *used_s = build_dataset("simplified", args.out_dir, [d for d in simple if not is_val(d)],
                                    [d for d in simple if is_val(d)], budget, args, common)
     del simple
@@ -462,15 +478,46 @@ def get_args(argv=None):
     return args
 
 
+def shards_ready(out_dir, num_shards, settings, since=None):
+    """Whether every filter-K-of-N.json is this run's, so rank 0 may build: it exists, holds these filter settings
+    (as build_stage compares them) and, if `since` is given (--force), was written after it. A record left by an
+    earlier run is about to be redone by its rank: building from it would mix old shards in, or stop the build."""
+    for k in range(num_shards):
+        path = os.path.join(out_dir, "simplified", f"filter-{k}-of-{num_shards}.json")
+        try:
+            mtime = os.path.getmtime(path)
+        except OSError:  # not written yet (or removed by its rank, about to redo it)
+            return False
+        record = read_json(path)
+        key = record.get("key") if "counts" in record else None
+        if not isinstance(key, dict) or key.keys() != settings.keys() | {"files"} or any(
+                key[n] != v for n, v in settings.items()):
+            return False  # unreadable, from an older simplify.py, or another run's settings
+        if since is not None and mtime < since:
+            return False
+    return True
+
+
 def main(argv=None):
+    started = time.time()  # with --force, only shard records written after this are this run's
     args = get_args(argv)
-    if args.shard:
-        m = re.fullmatch(r"(\d+)/(\d+)", args.shard)
+    if args.shard is not None:  # an explicit --shard "" is a mistake, not "no sharding"
+        m = re.fullmatch(r"([0-9]+)/([0-9]+)", args.shard)
         if not m or not int(m[1]) < int(m[2]):
-            raise SystemExit(f"--shard {args.shard}: expected K/N with 0 <= K < N, e.g. --shard 3/8")
-        shard, num_shards = int(m[1]), int(m[2])
+            raise SystemExit(f"--shard {args.shard!r}: expected K/N with 0 <= K < N, e.g. --shard 3/8")
     else:  # under torchrun every rank filters its own shard
-        shard, num_shards = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        rank, world = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
+        m = re.fullmatch(r"([0-9]+)/([0-9]+)", f"{rank}/{world}")
+        if not m or not int(m[1]) < int(m[2]):
+            raise SystemExit(f"RANK={rank!r} WORLD_SIZE={world!r} in the environment: expected whole numbers with "
+                             f"0 <= RANK < WORLD_SIZE (torchrun sets them so); unset them or pass --shard K/N")
+    shard, num_shards = int(m[1]), int(m[2])
+    parent = args.out_dir  # its nearest existing folder must be a folder (checked before anything is written)
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        raise SystemExit(f"--out_dir {args.out_dir}: {parent} is a file, not a folder; pass a folder (it is created "
+                         f"if missing)")
     vocab = load_vocab(args.vocab)
     print(f"vocabulary: {len(vocab):,} words from {args.vocab}")
     if args.benchmark:
@@ -479,8 +526,8 @@ def main(argv=None):
     if args.stage in ("all", "filter"):
         filter_stage(args, vocab, shard, num_shards)
     if args.stage == "build" or (args.stage == "all" and shard == 0):
-        while args.stage == "all" and num_shards > 1 and not all(os.path.exists(os.path.join(
-                args.out_dir, "simplified", f"filter-{k}-of-{num_shards}.json")) for k in range(num_shards)):
+        while args.stage == "all" and num_shards > 1 and not shards_ready(
+                args.out_dir, num_shards, filter_key(args), started if args.force else None):
             print("waiting for the other shards to finish filtering...", flush=True)
             time.sleep(10)
         build_stage(args, vocab)

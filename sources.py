@@ -9,7 +9,6 @@ Formats: .txt (a whole file is one document), .jsonl with a text field per row (
 .parquet; hf:NAME streams a hub dataset (needs the `datasets` library).
 """
 import gzip
-import io
 import json
 import os
 
@@ -36,6 +35,27 @@ def check_text(text, where, text_field):
         raise SystemExit(f"{where}: field {text_field!r} is not a string ({type(text).__name__}): fix the data or "
                          f"pass --text_field with the field that holds the documents")
     return text
+
+
+def zst_lines(f):
+    """The lines of a .zst file, decompressed frame after frame. zstandard's stream_reader ends quietly where a
+    truncated file does, so a cut-off chunk would read as fewer documents; here a last frame that never finishes
+    raises EOFError, as gzip does."""
+    import zstandard
+    new = zstandard.ZstdDecompressor().decompressobj  # one object per frame: it refuses data past its frame's end
+    frame, started, rest = new(), False, b""
+    for block in iter(lambda: f.read(1 << 20), b""):
+        while block:
+            started = True
+            *lines, rest = (rest + frame.decompress(block)).split(b"\n")
+            yield from lines
+            block = b""
+            if frame.eof:  # this frame is complete: what follows it in the block starts the next one
+                frame, started, block = new(), False, frame.unused_data
+    if started:
+        raise EOFError("the file ends inside a zstd frame")
+    if rest:
+        yield rest
 
 
 def read_file(path, text_field="text"):
@@ -69,11 +89,12 @@ def read_file(path, text_field="text"):
         if path.endswith(".zst"):
             import zstandard  # SlimPajama's chunks are .jsonl.zst
             errors += (zstandard.ZstdError,)
-            f = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb")))
+            f = open(path, "rb")
+            lines = zst_lines(f)
         else:
-            f = gzip.open(path) if path.endswith(".gz") else open(path, "rb")
+            f = lines = gzip.open(path) if path.endswith(".gz") else open(path, "rb")
         with f:  # read as bytes and decoded line by line, so that an error names its line
-            for n, line in enumerate(f, start=1):
+            for n, line in enumerate(lines, start=1):
                 if not line.strip():
                     continue
                 try:
@@ -101,7 +122,10 @@ def iter_documents(source, shard=0, num_shards=1, text_field="text", split="trai
         if num_shards > 1:
             ds = ds.shard(num_shards=num_shards, index=shard)
         for i, row in enumerate(ds):
-            if row.get(text_field):
+            if text_field not in row:  # at the first row: never stream a whole dataset to find no text in it
+                raise SystemExit(f"{source} row {i} has no field {text_field!r} (fields: {', '.join(row)}): pass "
+                                 f"--text_field with the field that holds the documents")
+            if row[text_field]:
                 yield f"{source}/{shard}:{i}", check_text(row[text_field], f"{source} row {i}", text_field)
         return
     files = list_files(source)

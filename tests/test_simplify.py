@@ -1,9 +1,11 @@
 """simplify.py: vocabulary loading, sources, the two-stage pipeline, token matching, statistics and bad input."""
+import collections
 import gzip
 import json
 import os
 import re
 import sys
+import time
 import types
 
 import numpy as np
@@ -458,3 +460,181 @@ def test_corpus_stats_numbers():
     # Zipf slope: least squares of log f on log rank
     x, y = np.log(np.arange(1, 7)), np.log([2, 2, 2, 1, 1, 1])
     assert stats["zipf_slope"] == pytest.approx(np.polyfit(x, y, 1)[0])
+
+
+# --- regressions: the val cap, a failed rebuild, torchrun's wait, truncated .zst, hub fields, memory, small flags
+
+def test_max_train_tokens_caps_val_too_and_the_control_matches_it(tmp_path, capsys):
+    """Uncapped, val held --val_fraction of every filtered document (more than the capped train here), and the
+    control, drawn from a fifth of the raw documents, could not match it."""
+    src, vocab = _corpus(tmp_path / "src", n_docs=600)
+    out = tmp_path / "out"
+    main(["--source", src, "--vocab", vocab, "--out_dir", str(out), "--workers", "1", "--min_span_len", "3",
+          "--vocab_size", "300", "--max_train_tokens", "2000", "--val_fraction", "0.2", "--control_fraction", "0.2"])
+    s, u = (simplify.load_meta(str(out / n)) for n in ("simplified", "unrestricted"))
+    assert s["train_tokens"] == u["train_tokens"] == 2000
+    assert s["val_tokens"] == u["val_tokens"] == 500  # ceil(2000 x 0.2 / 0.8): val's share of a 2,500-token corpus
+    assert "using them all" not in capsys.readouterr().out  # the simplified corpus had more than the cap
+
+
+def test_a_failed_rebuild_leaves_no_dataset_that_looks_complete(tmp_path):
+    src, vocab = _corpus(tmp_path / "src")
+    out = tmp_path / "out"
+    common = ["--source", src, "--vocab", vocab, "--out_dir", str(out), "--workers", "1", "--min_span_len", "3",
+              "--vocab_size", "300"]
+    main(common)
+    with pytest.raises(SystemExit, match="simplified: no documents for the val split"):
+        main(common + ["--val_fraction", "0.001"])
+    for name in ("simplified", "unrestricted"):  # neither the old pair nor an old control beside a new corpus
+        with pytest.raises(SystemExit, match="not found: build the dataset"):
+            simplify.load_meta(str(out / name))
+    assert not (out / "corpus_stats.json").exists()
+
+
+def test_rank_0_builds_only_from_this_runs_shard_records(tmp_path, monkeypatch):
+    src, vocab = _corpus(tmp_path / "src")
+    out = str(tmp_path / "out")
+    common = ["--source", src, "--vocab", vocab, "--out_dir", out, "--workers", "1", "--vocab_size", "300"]
+    ready = lambda flags, since=None: simplify.shards_ready(out, 2, simplify.filter_key(simplify.get_args(
+        common + flags)), since)
+    assert not ready(["--min_span_len", "3"])  # nothing filtered yet
+    main(common + ["--stage", "filter", "--shard", "0/2", "--min_span_len", "3"])
+    assert not ready(["--min_span_len", "3"])  # shard 1 still missing
+    main(common + ["--stage", "filter", "--shard", "1/2", "--min_span_len", "4"])
+    assert not ready(["--min_span_len", "3"]) and not ready(["--min_span_len", "4"])  # two runs' settings
+    main(common + ["--stage", "filter", "--shard", "1/2", "--min_span_len", "3"])
+    assert ready(["--min_span_len", "3"]) and ready(["--min_span_len", "3"], since=0)
+    assert not ready(["--min_span_len", "3"], since=time.time() + 1)  # --force: records older than the run are stale
+    # under torchrun, rank 0 of a run with other settings waits for shard 1 to be redone, never builds from it
+    main(common + ["--stage", "filter", "--shard", "0/2", "--min_span_len", "5"])
+
+    class Waiting(Exception):
+        pass
+
+    def sleep(seconds):
+        raise Waiting
+    monkeypatch.setattr(simplify.time, "sleep", sleep)
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(Waiting):
+        main(common + ["--min_span_len", "5"])
+    with pytest.raises(Waiting):  # --force: shard 1's record, written before this run began, is about to be redone
+        main(common + ["--min_span_len", "3", "--force"])
+
+
+def _zst_rows(n, start=0):
+    return b"".join(b'{"text": "row %d %s"}\n' % (i, os.urandom(16).hex().encode()) for i in range(start, start + n))
+
+
+@pytest.mark.parametrize("cut, message", [(100, r"bad.jsonl.zst: cannot read it \(EOFError"),
+                                          (0.5, r"bad.jsonl.zst after line \d+: cannot read it \(EOFError")])
+def test_a_truncated_zst_stops_with_one_line(tmp_path, cut, message):
+    import zstandard
+    data = zstandard.ZstdCompressor().compress(_zst_rows(20000))  # ~0.5 MB in several blocks
+    p = tmp_path / "bad.jsonl.zst"
+    p.write_bytes(data[:cut if isinstance(cut, int) else int(len(data) * cut)])  # inside the first block, or later
+    with pytest.raises(SystemExit, match=message):
+        list(iter_documents(str(p)))
+
+
+def test_a_multi_frame_zst_reads_every_row(tmp_path):
+    import zstandard
+    c = zstandard.ZstdCompressor()
+    first, second = _zst_rows(60000), _zst_rows(5, start=60000)  # the first frame spans several 1 MB reads
+    cut = len(first) - 10  # a row split across the two frames is one row, as zstd concatenates frames
+    p = tmp_path / "two.jsonl.zst"
+    p.write_bytes(c.compress(first[:cut]) + c.compress(first[cut:] + second))
+    texts = [t for _, t in iter_documents(str(p))]
+    assert [t.split()[1] for t in texts] == [str(i) for i in range(60005)]
+
+
+def test_hub_source_without_the_text_field_stops_at_the_first_row(monkeypatch):
+    served = []
+
+    def rows():
+        for i in range(1000):
+            served.append(i)
+            yield {"content": f"doc {i}", "meta": {}}
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=lambda *a, **k: rows()))
+    with pytest.raises(SystemExit, match="hf:x/y row 0 has no field 'text' \\(fields: content, meta\\)"):
+        list(iter_documents("hf:x/y"))
+    assert served == [0]  # not the whole dataset first
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(
+        load_dataset=lambda *a, **k: iter([{"text": ""}, {"text": "kept"}])))
+    assert [t for _, t in iter_documents("hf:x/y")] == ["kept"]  # empty text is still skipped
+
+
+def _naive_corpus_stats(texts, vocab):
+    """corpus_stats as it was: every word in one list."""
+    from spans import WORD_RE, vocab_bytes
+    words, sentences = [], 0
+    for t in texts:
+        low = t.encode("utf-8", "surrogatepass").lower().replace(b"<s>", b" ").replace(b"</s>", b" ")
+        words.extend(w for w in WORD_RE.findall(low) if not w.isdigit())
+        sentences += len(re.findall(rb"[.?!\n]+", low)) or 1
+    counts = collections.Counter(words)
+    freq = np.array(sorted(counts.values(), reverse=True), float)
+    top = min(len(freq), 1000)
+    zipf = float(np.polyfit(np.log(np.arange(1, top + 1)), np.log(freq[:top]), 1)[0]) if top > 1 else float("nan")
+    vb, first = vocab_bytes(vocab), words[:100_000]
+    return dict(train_words=len(words), types=len(counts),
+                oov_rate=sum(n for w, n in counts.items() if w not in vb) / max(len(words), 1),
+                mean_sentence_words=len(words) / max(sentences, 1),
+                type_token_ratio_100k=len(set(first)) / max(len(first), 1), zipf_slope=zipf), freq
+
+
+def test_corpus_stats_counts_incrementally_with_the_same_results():
+    rng = np.random.default_rng(0)
+    pool = WORDS + ODD + [f"w{i}" for i in range(3000)] + ["3", "42"]  # enough types that the first 100k matter
+    texts = [" ".join(rng.choice(pool, rng.integers(1, 900))) + ". <s> Done! </s>" for _ in range(400)]
+    vocab = frozenset(WORDS)
+    got, want = simplify.corpus_stats(iter(texts), vocab), _naive_corpus_stats(texts, vocab)
+    assert got[0] == want[0] and got[0]["train_words"] > 100_000 and got[1].tolist() == want[1].tolist()
+    assert simplify.corpus_stats([], vocab)[0]["type_token_ratio_100k"] == _naive_corpus_stats([], vocab)[0][
+        "type_token_ratio_100k"] == 0
+
+
+def test_corpus_stats_memory_does_not_grow_with_the_corpus():
+    import tracemalloc
+    docs = [" ".join(WORDS * 20) + "." for _ in range(10)]  # ~500 words each, half a million in all below
+    tracemalloc.start()
+    try:
+        stats, _ = simplify.corpus_stats((docs[i % 10] for i in range(1000)), frozenset(WORDS))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert stats["train_words"] == 1000 * len(WORDS) * 20
+    assert peak < 5e6  # a list of every word: ~18 MB here
+
+
+@pytest.mark.parametrize("env, flags, message", [
+    ({}, ["--shard", ""], "--shard '': expected K/N"),
+    ({"RANK": "abc", "WORLD_SIZE": "2"}, [], "RANK='abc' WORLD_SIZE='2' in the environment: expected whole numbers"),
+    ({"RANK": "1", "WORLD_SIZE": "1"}, [], "RANK='1' WORLD_SIZE='1' in the environment"),
+])
+def test_bad_shards_stop_with_one_line(tmp_path, monkeypatch, env, flags, message):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    src, vocab = _corpus(tmp_path / "src")
+    with pytest.raises(SystemExit, match=message):
+        main(["--source", src, "--vocab", vocab, "--out_dir", str(tmp_path / "o"), "--workers", "1"] + flags)
+    assert not (tmp_path / "o").exists()
+
+
+def test_out_dir_that_is_a_file_stops_with_one_line(tmp_path):
+    src, vocab = _corpus(tmp_path / "src")
+    (tmp_path / "f").write_text("x")
+    for out in ("f", "f/sub"):
+        with pytest.raises(SystemExit, match=f"--out_dir .*{out}: .*f is a file, not a folder"):
+            main(["--source", src, "--vocab", vocab, "--out_dir", str(tmp_path / out), "--workers", "1"])
+
+
+def test_filtered_documents_are_byte_identical_across_runs(tmp_path):
+    src, vocab = _corpus(tmp_path / "src")
+    for out in ("a", "b"):
+        main(["--source", src, "--vocab", vocab, "--out_dir", str(tmp_path / out), "--stage", "filter",
+              "--workers", "1", "--min_span_len", "3"])
+    for name in ("simplified", "unrestricted"):
+        a, b = ((tmp_path / out / name / "docs-0-of-1.jsonl.gz").read_bytes() for out in ("a", "b"))
+        assert a[4:8] == b"\0\0\0\0" and a == b  # gzip mtime 0: no clock in the header
