@@ -134,6 +134,10 @@ def mean_stderr(values):
     return float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else None
 
 
+class NaNScores(ValueError):
+    """A checkpoint that scores NaN: main skips it (and says so) and goes on with the others."""
+
+
 def evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast):
     """One task at one number of shots -> a results entry (the `results` list of results/<run>.json), or None when
     it does not apply."""
@@ -161,8 +165,8 @@ def evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast):
     for ex, (start, n) in zip(task["eval"], spans):
         ll = np.array([scored[start + c][0] for c in range(n)])
         if np.isnan(ll).any():   # np.argmax would pick choice 0, often the gold one: a NaN model would look perfect
-            raise SystemExit(f"{task['name']}: the model gives NaN log-probabilities (a diverged checkpoint, or "
-                             "float16 overflow: try --dtype float32)")
+            raise NaNScores(f"{task['name']}: the model gives NaN log-probabilities (a diverged checkpoint, or "
+                            "float16 overflow: try --dtype float32)")
         if task["kind"] == "cloze":
             acc.append(float(scored[start][1]))
             continue
@@ -472,6 +476,7 @@ def main(argv=None):
             print(f"note: {t['name']} is scored zero-shot only (minimal pairs and cloze); --shots has no 0")
     if not any(applies(t, s) for t in tasks for s in args.shots):
         raise SystemExit("nothing to score: every task is empty after the filter or zero-shot only with these --shots")
+    failed = []
     for path in ckpts:
         name = result_name(path)
         old, problem = previous_results(path, args)
@@ -485,12 +490,19 @@ def main(argv=None):
             print(f"{name}: {args.results_dir}/{name}.json is up to date with this checkpoint, these tasks and "
                   "settings, reusing it (--force redoes these tasks)")
             continue
-        res = evaluate_model(path, tasks, args.shots, args, device, autocast, old)
+        try:
+            res = evaluate_model(path, tasks, args.shots, args, device, autocast, old)
+        except NaNScores as e:   # one diverged checkpoint does not stop a sweep's evaluation; its file is left as is
+            failed.append(f"{name} ({e})")
+            print(f"{name}: skipped: {e}")
+            continue
         write_text(Path(args.results_dir) / f"{name}.json", json.dumps(res, indent=1) + "\n")
         for g in res["generations"]:
             print(f"  > {g['prompt']}{g['text']!r}")
     print("\n".join(write_tables(args.results_dir)))
-    print(f"done in {time.time() - t0:.0f}s: {len(ckpts)} models; results in {args.results_dir}/")
+    print(f"done in {time.time() - t0:.0f}s: {len(ckpts) - len(failed)} models; results in {args.results_dir}/")
+    if failed:
+        raise SystemExit(f"{len(failed)} checkpoints not scored: " + "; ".join(failed))
 
 
 if __name__ == "__main__":

@@ -488,8 +488,21 @@ def test_nan_scores_are_an_error_not_a_perfect_score(tiny, monkeypatch):
     task = {"name": "t", "kind": "choice", "eval": [dict(context="a", choices=["b", "c"], gold=0)], "demos": []}
     monkeypatch.setattr(evaluate, "score_requests", lambda *a, **k: [(float("nan"), False)] * 2)
     args = types.SimpleNamespace(seed=0, long="rope", batch_tokens=256)
-    with pytest.raises(SystemExit, match="NaN"):
+    with pytest.raises(evaluate.NaNScores, match="NaN"):
         evaluate_task(model, enc, [256], False, task, 0, args, "cpu", contextlib.nullcontext())
+
+
+def test_a_nan_checkpoint_is_skipped_and_the_others_scored(tiny_data, tmp_path):
+    sha = json.loads((tiny_data / "meta.json").read_text())["tokenizer"]["sha256"]
+    good, bad = (make_checkpoint(tmp_path / "out" / name, tiny_data, sha) for name in ("good", "bad"))
+    ckpt = torch.load(bad / "ckpt.pt", weights_only=False)
+    ckpt["model"]["lm_head.weight"].fill_(float("nan"))
+    torch.save(ckpt, bad / "ckpt.pt")
+    results = tmp_path / "results"
+    with pytest.raises(SystemExit, match=r"^1 checkpoints not scored: bad \(templates_anaphor_gender_agreement: .*NaN"):
+        evaluate.main(["--ckpt", str(bad), str(good), "--tasks", "templates_anaphor_gender_agreement", "--limit", "4",
+                       "--shots", "0", "--results_dir", str(results), "--max_new_tokens", "2"])
+    assert (results / "good.json").exists() and not (results / "bad.json").exists() and (results / "table.md").exists()
 
 
 def test_checkpoint_tokenizer_mismatch_is_a_clear_error(tiny_data, tmp_path):
