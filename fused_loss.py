@@ -232,6 +232,9 @@ def fused_cross_entropy(x, weight, targets):
     """The mean next-token loss of hidden states x (N, C) under head weight (V, C) with targets (N,) (-1 ignored),
     never materialising the (N, V) logits. Needs a CUDA device (or TRITON_INTERPRET=1 on CPU) and C <= MAX_C."""
     check_supported(x.device.type, x.size(-1))
+    if max(x.numel(), weight.numel()) >= 2 ** 31:   # the kernels' offsets (row * C + k) are 32-bit
+        raise ValueError(f"the fused loss indexes with 32-bit offsets: x {tuple(x.shape)} or the head weight "
+                         f"{tuple(weight.shape)} has 2^31 elements or more: use a smaller --micro_batch_size")
     check_targets(targets, weight.size(0))
     # the gradient w.r.t. x is computed with the loss, so only when it will be wanted (not in evaluation)
     return FusedLinearCrossEntropy.apply(x, weight, targets, torch.is_grad_enabled() and x.requires_grad)

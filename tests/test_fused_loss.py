@@ -110,6 +110,9 @@ def test_loss_choice_and_refusals(monkeypatch):
         fused_cross_entropy(x, w, t)
     with pytest.raises(ValueError, match="hidden sizes up to 1024, got 2048"):
         GPT(GPTConfig(n_layer=1, n_embd=2048, vocab_size=10)).set_loss("fused")
+    big = torch.empty(2 ** 21, 1024, device="meta")       # 2^31 elements: past the kernels' 32-bit offsets
+    with pytest.raises(ValueError, match=r"32-bit offsets: x \(2097152, 1024\) .* use a smaller --micro_batch_size"):
+        fused_cross_entropy(big, w[:, :1024], torch.zeros(2 ** 21, dtype=torch.long, device="meta"))
     monkeypatch.setattr(fused_loss, "INTERPRET", False)
     with pytest.raises(ValueError, match="runs Triton kernels on a CUDA device, got cpu"):
         fused_cross_entropy(x[:, :32], w[:, :32], t)
