@@ -18,7 +18,7 @@ import numpy as np
 from fits import flop_per_token
 from files import read_json, write_atomic  # read_json: a JSON file, or {} if missing or unreadable
 
-PUBLISHED = {   # L(N, D) constants to compare ours with (PAPER.md section 7)
+PUBLISHED = {   # L(N, D) constants to compare ours with (the ones the paper cites)
     "Hoffmann et al. 2022": dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28),
     "Besiroglu et al. 2024 (Epoch refit)": dict(E=1.82, A=482.0, B=2085.0, alpha=0.35, beta=0.37)}
 

@@ -4,7 +4,7 @@ scaling.py: sweeps of train.py over the paper's model grid, and the scaling laws
     python scaling.py                   # default CPU grid: train (or reuse) 12 small runs, fit, draw (8-12 min)
     python scaling.py --dry-run         # print the commands, their compute and estimated time; run nothing
     python scaling.py --fit_only        # fit the grid's runs already in out/ (missing ones are reported)
-    python scaling.py --grid paper --data_root data/paper --gpus all --train_args "--compile"   # 44 runs, 1 GPU each
+    python scaling.py --grid paper --data_root data/paper --gpus all --train_args=--compile   # 44 runs, 1 GPU each
     python scaling.py --grid paper --data_root data/paper --nproc_per_node 8     # or each run on 8 GPUs, torchrun
     python scaling.py --models h32-L2,h64-L2 --corpora simplified --tokens 2e6 --series 0.25,0.5
 
@@ -63,7 +63,7 @@ GRIDS = {
 
 
 def lr_for(model):
-    """Peak LR per model. Only the smallest model's 2.8e-3 is known (PAPER.md section 5); the rest is our rule, not
+    """Peak LR per model. Only the smallest model's 2.8e-3 is known (the paper gives it); the rest is our rule, not
     the paper's: scale it by 1/sqrt(width), as wider layers take smaller Adam steps. h32 2.8e-3, h64 2.0e-3,
     h128 1.4e-3, h256 9.9e-4, h512 7.0e-4, h1024 4.9e-4 (the authors' default 8e-4 falls between h256 and h512)."""
     return 2.8e-3 * math.sqrt(32 / config_from_name(model).n_embd)

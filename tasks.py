@@ -27,7 +27,7 @@ import numpy as np
 TASKS_DIR = Path(__file__).resolve().parent / "data" / "tasks"
 
 # -----------------------------------------------------------------------------
-# The simplified-task filter (PAPER.md section 6, as the authors' notebook wrote it)
+# The simplified-task filter (the paper's, as the authors' notebook wrote it)
 
 STRIP = re.compile(r"[0-9!:&“”—\-_,@#$?;’.'()\"]")    # characters deleted from every word (ASCII digits only)
 FRAGMENTS = frozenset({"nt", "s", "re", "t", "d", "ll"})  # what is left of split contractions: n't 's 're 't 'd 'll
@@ -268,11 +268,14 @@ def load_task(name, args, vocab):
     if args.limit and len(pool) > args.limit:
         ev = [pool[i] for i in sorted(random.Random(f"{args.seed}:{name}").sample(range(len(pool)), args.limit))]
     chance = 0.0 if kind == "cloze" else float(np.mean([1 / len(e["choices"]) for e in ev])) if ev else None
-    # what always giving the commonest right answer scores: filtered sets are unbalanced (SST-2 keeps 73 negative,
-    # 40 positive), so a constant answer can beat 1 / choices
-    majority = max(collections.Counter(e["gold"] for e in ev).values()) / len(ev) if kind == "choice" and ev else None
+    # Where every example offers the same answers (SST-2's negative/positive, RTE's True/False), what always giving
+    # the commonest right one scores: filtered sets are unbalanced (SST-2 keeps 73 negative, 40 positive), so a model
+    # that always says the same can beat 1 / choices. Answers that differ per example (COPA, PIQA) are scored each on
+    # its own, so their order is no bias a model could have: no majority baseline there.
+    same_answers = kind == "choice" and ev and all(e["choices"] == ev[0]["choices"] for e in ev)
+    majority = max(collections.Counter(e["gold"] for e in ev).values()) / len(ev) if same_answers else None
     demos = kept.get(demo_split, pool)
     # What was evaluated, as a fingerprint: results are reused only for the same examples (files, filter, --limit)
     data_sha = hashlib.sha256(json.dumps([ev, demos if kind == "choice" else []]).encode()).hexdigest()[:16]
-    return dict(name=name, family=family, kind=kind, chance=chance, majority=majority, eval=ev, demos=demos, counts=counts,
-                filtered=bool(args.filter), heldout=header.get("heldout"), data_sha=data_sha)
+    return dict(name=name, family=family, kind=kind, chance=chance, majority=majority, eval=ev, demos=demos,
+                counts=counts, filtered=bool(args.filter), heldout=header.get("heldout"), data_sha=data_sha)

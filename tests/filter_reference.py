@@ -1,4 +1,4 @@
-"""A plain, token-by-token transcription of the authors' span filter (PAPER.md section 2), kept deliberately simple.
+"""A plain, token-by-token transcription of the authors' span filter, kept deliberately simple.
 
 spans.filter_spans is the fast version; tests/test_filter.py checks that both give the same spans, byte for byte.
 Works on UTF-8 bytes, as the authors' C++ kernel did."""

@@ -312,6 +312,10 @@ def test_majority_baseline_is_the_commonest_right_answer(tmp_path):
     sst2 = load_task("sst2", args, frozenset())
     assert (sst2["chance"], sst2["majority"]) == (0.5, pytest.approx(2 / 3))    # always "negative" beats chance
     assert load_task("blimp_adjunct_island", args, frozenset())["majority"] is None   # pairs have no label to guess
+    write(tmp_path / "piqa/valid.jsonl", '{"goal": "g", "sol1": "a", "sol2": "b"}\n{"goal": "h", "sol1": "c", '
+                                         '"sol2": "d"}\n')
+    write(tmp_path / "piqa/valid-labels.lst", "0\n0\n")   # always the first answer, but the answers differ
+    assert load_task("piqa", args, frozenset())["majority"] is None
 
 
 def test_filter_and_limit_are_applied_per_split(tmp_path):

@@ -132,7 +132,7 @@ def test_chance_crossing_is_where_accuracy_stays_above_chance():
 
 
 def test_parameter_and_flop_counts_match_the_paper_and_model_py():
-    assert counts("h32-L2", 15000)["N"] == 992_928                 # PAPER.md section 4's table
+    assert counts("h32-L2", 15000)["N"] == 992_928                 # the paper's table of model sizes
     assert counts("h1024-L8", 15000)["N"] == 164_955_136
     for name in ("h64-L4", "h256-L2"):
         c, h = counts(name, 15000), config_from_name(name).n_embd
