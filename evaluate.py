@@ -484,7 +484,8 @@ def main(argv=None):
             raise SystemExit(f"{problem}: pass --results_dir DIR to keep both, or --force to replace it")
         if problem:
             print(f"note: {problem}: replaced (--force)")
-        have = {(e["task"], e["shots"], e.get("data_sha")) for e in (old or {}).get("results", [])}
+        have = {(e["task"], e["shots"], e.get("data_sha")) for e in (old or {}).get("results", [])
+                if "majority" in e}   # (a file from before the majority baseline is rewritten, its scores kept)
         if old and not args.force and old["eval"].get("generation") == generation_settings(args) and all(
                 (t["name"], s, t["data_sha"]) in have for t in tasks for s in args.shots if applies(t, s)):
             print(f"{name}: {args.results_dir}/{name}.json is up to date with this checkpoint, these tasks and "

@@ -454,6 +454,13 @@ def test_results_are_reused_merged_and_redone_only_when_stale(tiny_data, tmp_pat
     first = path.read_text()
     ev("--tasks", pairs, "--limit", "6")                        # nothing changed: not scored again
     assert "up to date" in capsys.readouterr().out and path.read_text() == first
+    old = json.loads(first)                                     # a file from before the majority baseline: rewritten
+    for e in old["results"]:                                    # with its scores kept
+        del e["majority"]
+    path.write_text(json.dumps(old))
+    ev("--tasks", pairs, "--limit", "6")
+    assert "kept from before" in capsys.readouterr().out
+    assert json.loads(path.read_text())["results"] == json.loads(first)["results"]
     ev("--tasks", choice, "--limit", "6")                       # another task: added, the first one kept
     res = json.loads(path.read_text())
     assert {(e["task"], e["n"]) for e in res["results"]} == {(pairs, 6), (choice, 6)}
