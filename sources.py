@@ -9,6 +9,7 @@ Formats: .txt (a whole file is one document), .jsonl with a text field per row (
 .parquet; hf:NAME streams a hub dataset (needs the `datasets` library).
 """
 import gzip
+import hashlib
 import json
 import os
 
@@ -125,8 +126,10 @@ def iter_documents(source, shard=0, num_shards=1, text_field="text", split="trai
             if text_field not in row:  # at the first row: never stream a whole dataset to find no text in it
                 raise SystemExit(f"{source} row {i} has no field {text_field!r} (fields: {', '.join(row)}): pass "
                                  f"--text_field with the field that holds the documents")
-            if row[text_field]:
-                yield f"{source}/{shard}:{i}", check_text(row[text_field], f"{source} row {i}", text_field)
+            if row[text_field]:   # id from the text: a row's split and order must not depend on the shard count
+                text = check_text(row[text_field], f"{source} row {i}", text_field)
+                digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=10).hexdigest()
+                yield f"{source}:{digest}", text
         return
     files = list_files(source)
     by_file = len(files) >= num_shards

@@ -184,6 +184,9 @@ def test_hub_source_streams_rows_like_slimpajama(tmp_path, monkeypatch):
     got = list(iter_documents("hf:cerebras/SlimPajama-627B", 1, 2))
     assert calls == [("cerebras/SlimPajama-627B", "train", True)]
     assert [t for _, t in got] == ["doc 1", "doc 3", "doc 5"]
+    # a document's id (its split, its place in the order) is the same however many shards read the stream
+    whole, halves = (dict((t, i) for k in range(n) for i, t in iter_documents("hf:x/y", k, n)) for n in (1, 2))
+    assert whole == halves and len(set(whole.values())) == 6
     monkeypatch.setitem(sys.modules, "datasets", None)  # not installed: a clear message
     with pytest.raises(SystemExit, match="pip install datasets"):
         list(iter_documents("hf:x/y"))
