@@ -352,6 +352,9 @@ def stats_table(a, b):
     for k in a:
         fmt = lambda v: "-" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:.4g}"
         rows.append(f"| {k} | {fmt(a[k])} | {fmt(b.get(k))} |")
+    rows += ["", "docs_out, words_out, kept_word_fraction: for simplified, what the filter kept of the source (all of "
+             "it, also beyond --max_train_tokens); for unrestricted, the raw documents taken to match its tokens. "
+             "train_* and the statistics below them: the training text of each."]
     return "\n".join(rows)
 
 

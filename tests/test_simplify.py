@@ -261,6 +261,7 @@ def test_pipeline_end_to_end(tmp_path, capsys):
     assert 0 < stats["simplified"]["kept_word_fraction"] < 1 and stats["simplified"]["docs_in"] == 120
     assert (out / "rank_frequency.png").read_bytes()[:4] == b"\x89PNG"
     assert "| oov_rate | 0 |" in (out / "corpus_stats.md").read_text()
+    assert "for unrestricted, the raw documents taken to match its tokens" in (out / "corpus_stats.md").read_text()
     # a second run reuses both stages
     capsys.readouterr()
     main(argv)
