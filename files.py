@@ -4,6 +4,7 @@ half-written file that looks valid), JSON records, and a file's sha256.
 """
 import hashlib
 import json
+import math
 import os
 
 
@@ -27,10 +28,24 @@ def read_json(path):
         return {}
 
 
+def json_safe(x):
+    """Numbers as strict JSON has them: numpy scalars as Python ones, NaN and infinities (a fitted constant that
+    overflows, an interval without bootstrap) as null, which every JSON parser reads."""
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    if hasattr(x, "item") and hasattr(x, "dtype"):          # a numpy (or 0-d torch) scalar
+        x = x.item()
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
 def write_json(path, obj):
+    """obj as strict JSON (json_safe), written atomically."""
     def write(tmp):
         with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1)
+            json.dump(json_safe(obj), f, indent=1, allow_nan=False)
+            f.write("\n")
     write_atomic(path, write)
 
 

@@ -36,7 +36,7 @@ import torch
 from model import GPT, PAPER_GRID, config_from_name, peak_flops
 from fits import fit_chinchilla, fit_power_law, flop_per_token, frontier   # the scaling-law math
 from report import plot_curves, plot_emergence, plot_law, read_results, table   # figures, fits.md
-from files import read_json, write_atomic     # read_json: a JSON file, or {} if missing or unreadable
+from files import read_json, write_atomic, write_json    # read_json: a JSON file, or {} if missing or unreadable
 from train import RESUME_MUST_MATCH, hms       # the settings that shape a run; seconds -> h:mm:ss
 from train import parse_args as train_config    # train.py's own reading of its command line
 
@@ -342,18 +342,6 @@ def collect(run_dirs):
 # Which points each law is fitted to
 
 
-def json_safe(x):
-    """Numbers as strict JSON has them: numpy scalars as Python ones, NaN and infinities (an x_c that overflows, an
-    interval without bootstrap) as null, which every JSON parser reads."""
-    if isinstance(x, dict):
-        return {k: json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [json_safe(v) for v in x]
-    if isinstance(x, (float, np.floating, np.integer)):
-        return None if not np.isfinite(x) else x.item() if isinstance(x, np.generic) else x
-    return x
-
-
 def attempt(fit, *arrays, about, **kw):
     """A fit, or {"skipped": why} when its points cannot support it (too few, one distinct x, ...)."""
     try:
@@ -538,9 +526,9 @@ def main(argv=None):
     record = {"grid": args.grid, "exact_flops": args.exact_flops, "fits": fits, "emergence": crossings,
               "left_out": [{"run": n, "why": w} for n, w in problems],
               "runs": [{k: v for k, v in r.items() if not k.startswith("curve")} for r in done]}
-    for path, text in ((out / "fits.json", json.dumps(json_safe(record), indent=1, allow_nan=False) + "\n"),
-                       (out / "fits.md", table(fits, problems, crossings, args.exact_flops))):
-        write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+    write_json(out / "fits.json", record)            # strict JSON: an overflowing constant is null
+    text = table(fits, problems, crossings, args.exact_flops)
+    write_atomic(out / "fits.md", lambda tmp: Path(tmp).write_text(text))
     print(f"wrote {out / 'fits.md'}, {out / 'fits.json'} and {figs}/*.png")
 
 

@@ -13,7 +13,8 @@ import scaling
 from model import GPT, config_from_name
 from fits import fit_chinchilla, fit_power_law, frontier, lbfgs
 from report import chance_crossing, emergence
-from scaling import collect, counts, json_safe, run_state
+from files import json_safe
+from scaling import collect, counts, run_state
 
 HOFFMANN = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
 
