@@ -256,8 +256,11 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None):
             t = time.time()
             r = reuse.get((task["name"], shots, task["data_sha"]))
             kept = r is not None
-            r = {**r, "majority": task["majority"]} if kept else {   # (files written before it had no majority)
-                **evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast), "data_sha": task["data_sha"]}
+            if kept:   # (files written before the majority baseline have none)
+                r = {**r, "majority": task["majority"]}
+            else:
+                r = {**evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast),
+                     "data_sha": task["data_sha"]}
             results.append(r)
             norm = f", acc_norm {r['acc_norm']:.3f}" if r["acc_norm"] is not None else ""
             most = f", majority {r['majority']:.2f}" if r["majority"] is not None else ""
@@ -333,8 +336,8 @@ def write_tables(results_dir):
     head = ["run", "model", "corpus", "params"]
     md = ["# Results", "", "Accuracy (%); rows = models, columns = tasks. `avg`: the mean over the columns; "
           "`chance`: the accuracy of guessing; `majority`: of always giving the commonest right answer (the filtered "
-          "sets are unbalanced: a model that always says the same can beat chance); `n`: examples per task, after the vocabulary filter (a range where runs "
-          "were scored on different numbers of examples).", ""]
+          "sets are unbalanced: a model that always says the same can beat chance); `n`: examples per task, after "
+          "the vocabulary filter (a range where runs were scored on different numbers of examples).", ""]
     lines = [["shots", *head, *all_cols, "avg"]]
     for shots in sorted({e["shots"] for e in entries}):
         cols = [c for c in all_cols if any(e["task"] == c and e["shots"] == shots for e in entries)]

@@ -155,8 +155,8 @@ def fit_chinchilla(N, D, loss, delta=1e-3, n_boot=200, keep=64, seed=0):
     with np.errstate(over="ignore"):
         out.update({k: float(v) for k, v in params(best).items()})
     if not (0.01 <= out["alpha"] <= 2 and 0.01 <= out["beta"] <= 2):   # the edges of Hoffmann's grid of starts
-        out["warning"] = (f"alpha {out['alpha']:.3g}, beta {out['beta']:.3g}: outside [0.01, 2], so one term is flat or "
-                          "vanishes; these points do not pin the law down (more model sizes and token budgets)")
+        out["warning"] = (f"alpha {out['alpha']:.3g}, beta {out['beta']:.3g}: outside [0.01, 2], so one term is flat "
+                          "or vanishes; these points do not pin the law down (more model sizes and token budgets)")
     if n_boot:
         rng = np.random.default_rng(seed)
         w = np.stack([np.bincount(rng.integers(0, len(N), len(N)), minlength=len(N)) for _ in range(n_boot)])

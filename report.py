@@ -229,8 +229,8 @@ def table(fits, problems, crossings, exact_flops):
         out.append(f"| {who} (published) | Chinchilla's runs | " + " | ".join(f"{p[k]:g}" for k in p) + " | |")
     if crossings:
         out += ["", "## Emergence: compute (6ND) from which accuracy stays above its baseline", "",
-                "Task families (mean accuracy over their tasks); the baseline is chance, or always giving the commonest "
-                "right answer where that scores higher; every task's crossing is in fits.json.", "",
+                "Task families (mean accuracy over their tasks); the baseline is chance, or always giving the "
+                "commonest right answer where that scores higher; every task's crossing is in fits.json.", "",
                 "| family | shots | corpus | baseline | crossing | accuracy at the largest compute |",
                 "|---|---|---|---|---|---|"]
         out += [f"| {x['name']} | {x['shots']} | {x['corpus']} | {x['baseline']:.3g} | "

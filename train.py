@@ -339,12 +339,14 @@ def _train(cfg, rank, world, device):
     if cfg.max_tokens > 0 and total_steps < 1:
         raise SystemExit(f"--max_tokens {cfg.max_tokens:,.0f} is less than one step of {cfg.batch_size} x "
                          f"{cfg.block_size} = {tokens_per_step:,} tokens: raise it or lower --batch_size")
-    if val_data.n < 1:
-        raise SystemExit(f"{val_data.path} holds {len(val_data.tokens):,} tokens, less than one block of "
-                         f"{cfg.block_size} + 1: rebuild the dataset with a larger --val_fraction (simplify.py)")
+    for data, fix in ((train_data, "more data"), (val_data, "a larger --val_fraction")):
+        if data.n < 1:
+            raise SystemExit(f"{data.path} holds {len(data.tokens):,} tokens, less than one block of "
+                             f"{cfg.block_size} + 1: rebuild the dataset with {fix} (simplify.py)")
     if total_steps < 1:
         raise SystemExit(f"{cfg.data_dir}: {train_data.n:,} train blocks of {cfg.block_size} tokens x --epochs "
-                         f"{cfg.epochs} is less than one batch of {cfg.batch_size}: more data or a smaller --batch_size")
+                         f"{cfg.epochs} is less than one batch of {cfg.batch_size}: more data or a smaller "
+                         "--batch_size")
     eval_ids = np.unique(np.linspace(0, val_data.n - 1, min(cfg.eval_blocks, val_data.n)).round().astype(np.int64))
 
     # --- the run directory
@@ -401,7 +403,8 @@ def _train(cfg, rank, world, device):
         if wanted > train_data.n * cfg.block_size:
             say(f"note: {wanted:,.0f} tokens is more than one pass over train.bin: blocks will repeat")
         if cfg.warmup_steps >= total_steps:
-            say(f"note: --warmup_steps {cfg.warmup_steps} >= the run's {total_steps} steps: the LR never reaches its peak")
+            say(f"note: --warmup_steps {cfg.warmup_steps} >= the run's {total_steps} steps: the LR never reaches "
+                "its peak")
         baseline = unigram_baseline(train_data, val_data)   # also checks every token id against vocab_size
         say(f"unigram baseline: val cross-entropy {baseline['unigram_val_xent']:.4f} nats "
             f"(train entropy {baseline['unigram_train_entropy']:.4f})")
