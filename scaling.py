@@ -25,6 +25,7 @@ import math
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -94,8 +95,11 @@ def plan(args):
         meta = read_json(data_dir / "meta.json")
         train_tokens, V = (meta["train_tokens"], meta["vocab_size"]) if meta else (PAPER_TRAIN_TOKENS, 15000)
         epoch = (train_tokens - 1) // BLOCK * BLOCK                       # train.py's one pass: whole blocks
-        jobs = [(m, args.tokens) for m in args.models.split(",")]
-        jobs += [(args.series_model, int(float(f) * (args.tokens or epoch))) for f in args.series.split(",") if f]
+        series = [int(float(f) * (args.tokens or epoch)) for f in args.series.split(",") if f]
+        if series and min(series) < step_tokens:   # (0 tokens would even mean train.py's "one epoch")
+            raise SystemExit(f"--series {args.series}: a fraction gives {min(series):,} tokens, less than one step "
+                             f"of {step_tokens}: use larger fractions")
+        jobs = [(m, args.tokens) for m in args.models.split(",")] + [(args.series_model, b) for b in series]
         for model, budget in dict.fromkeys(jobs):                          # unique, in order
             steps = int((budget or epoch) // step_tokens)                  # as train.py counts them
             if steps < 1:
@@ -240,8 +244,11 @@ def schedule_seconds(seconds, parallel):
 # Launching
 
 
-def logged_tokens(run_dir):
-    steps = [e for e in read_log(run_dir / "log.jsonl") if e.get("event") == "step"]
+def logged_tokens(run_dir, checkpointed=False):
+    """Tokens of a run's last logged step, or (checkpointed) of its last eval: where its checkpoint is and a resume
+    starts from (train.py cuts the log back to it), not the steps logged after it."""
+    steps = [e for e in read_log(run_dir / "log.jsonl") if e.get("event") == "step"
+             and (not checkpointed or e.get("val_loss") is not None)]
     return steps[-1]["tokens"] if steps else 0
 
 
@@ -254,7 +261,7 @@ def launch(jobs, slots, progress_s=30.0):
     # per run: (run, tokens already logged (a resumed run), tokens left, predicted seconds left)
     todo = {}
     for r, cmd, t in jobs:
-        before = 0 if "--overwrite" in cmd else logged_tokens(r["dir"])     # --overwrite starts a new log
+        before = 0 if "--overwrite" in cmd else logged_tokens(r["dir"], checkpointed=True)   # --overwrite: new log
         todo[r["name"]] = (r, before, max(r["D"] - before, 1), t * (1 - before / r["D"]))
     total = max(sum(t for *_, t in todo.values()), 1e-9)
     t0 = last = time.time()
@@ -442,8 +449,20 @@ def parse_args(argv=None):
             config_from_name(m)                   # a clear error for a bad name, before anything runs
     except ValueError as e:
         raise SystemExit(f"--models / --series_model: {e}") from None
-    if min(args.parallel, args.batch_size, args.eval_interval) < 1 or args.warmup_steps < 0:
-        raise SystemExit("--parallel, --batch_size and --eval_interval must be >= 1, --warmup_steps >= 0")
+    if min(args.parallel, args.batch_size, args.eval_interval, args.nproc_per_node) < 1 or min(
+            args.warmup_steps, args.threads) < 0:
+        raise SystemExit("--parallel, --batch_size, --eval_interval and --nproc_per_node must be >= 1, "
+                         "--warmup_steps and --threads >= 0")
+    # train.py flags the sweep sets itself: through --train_args they would win (they come last) while the plan, the
+    # run names and the reuse checks still assumed the sweep's values (two budgets of a series training the same D)
+    ours = {"model": "--models", "max_tokens": "--tokens", "lr": "--lr", "batch_size": "--batch_size",
+            "warmup_steps": "--warmup_steps", "eval_interval": "--eval_interval", "threads": "--threads",
+            "data_dir": "--data_root and --corpora", "out_dir": "--out_dir", "run_name": None, "resume": None,
+            "overwrite": None, "epochs": "--tokens", "block_size": None, "stop_at_step": None}
+    for flag in (a.split("=")[0][2:] for a in shlex.split(args.train_args) if a.startswith("--")):
+        if flag in ours:
+            raise SystemExit(f"--train_args: --{flag} is the sweep's to set" + (
+                f" (use scaling.py {ours[flag]})" if ours[flag] else " (each run's own; a sweep cannot change it)"))
     return args
 
 
@@ -455,7 +474,7 @@ def main(argv=None):
         r["speed_key"] = speed_key(r["train"], r["train"]["device"], args.nproc_per_node)
         r["seconds"] = seconds_for(r, speeds, args)
         # the share still to train: a resumed run continues from its log, as launch() counts it too
-        r["left"] = 1 - min(logged_tokens(r["dir"]) / r["D"], 1) if r["state"] == "resume" else 1
+        r["left"] = 1 - min(logged_tokens(r["dir"], checkpointed=True) / r["D"], 1) if r["state"] == "resume" else 1
     todo = sorted((r for r in runs if r["state"] in ("todo", "resume", "restart")),
                   key=lambda r: -r["seconds"] * r["left"])
     measured = sorted({r["model"] for r in todo if r["speed_key"] in speeds})
@@ -533,4 +552,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    # `kill` (SIGTERM) stops the runs as Ctrl-C does: left running, a relaunch would start a second writer on them
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     main()

@@ -222,6 +222,25 @@ def set_rng_states(s):
 # Environment and logging
 
 
+HELD_LOCKS = []   # the run lock's open file while train() runs
+
+
+def hold_run_lock(run_dir):
+    """An exclusive lock on <run_dir>/train.lock, or a one-line refusal if another process holds it (a second
+    train.py, say a sweep relaunched while the first one's runs still train, would interleave its log with theirs).
+    train() releases it on return; the operating system drops it when the process ends, however it ends."""
+    f = open(run_dir / "train.lock", "w")
+    try:
+        import fcntl                            # POSIX; elsewhere runs are not locked
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:
+        pass
+    except OSError:
+        f.close()
+        raise SystemExit(f"{run_dir} is being trained by another process right now: wait for it or stop it") from None
+    HELD_LOCKS.append(f)
+
+
 def environment(device, world_size):
     def git(*args):   # the code that ran: its commit, and whether the checkout had uncommitted changes
         try:
@@ -279,6 +298,8 @@ def train(cfg):
     try:
         return _train(cfg, rank, world, device)
     finally:
+        while HELD_LOCKS:
+            HELD_LOCKS.pop().close()
         if world > 1:
             dist.destroy_process_group()
 
@@ -298,7 +319,7 @@ def _train(cfg, rank, world, device):
             raise SystemExit(f"--{name} must be >= 1, got {getattr(cfg, name)}")
     if cfg.loss_chunk < 1:
         raise SystemExit(f"--loss_chunk must be >= 1 rows, got {cfg.loss_chunk}")
-    for name in ("micro_batch_size", "warmup_steps", "grad_clip", "weight_decay"):   # < 0 would run, wrongly
+    for name in ("micro_batch_size", "warmup_steps", "grad_clip", "weight_decay", "stop_at_step"):   # < 0: wrongly
         if getattr(cfg, name) < 0:
             raise SystemExit(f"--{name} must be >= 0, got {getattr(cfg, name)}")
     for name, ok, rule in (("lr", cfg.lr > 0, "> 0"), ("epochs", cfg.epochs > 0, "> 0"),
@@ -388,6 +409,9 @@ def _train(cfg, rank, world, device):
         set_rng_states(ckpt["rng"])
         step, elapsed_before, last_val = ckpt["step"], ckpt["elapsed_s"], ckpt["val_loss"]
         del ckpt
+    if cfg.stop_at_step and not step < cfg.stop_at_step <= total_steps:   # else it would never stop the run
+        raise SystemExit(f"--stop_at_step {cfg.stop_at_step}: must come after step {step} (where the run is) and "
+                         f"by its last step, {total_steps}")
     eval_model = model = torch.compile(raw_model, mode=cfg.compile_mode) if cfg.compile else raw_model
     if world > 1:
         model = DDP(model, device_ids=[torch.device(device).index] if device_type == "cuda" else None)
@@ -408,6 +432,8 @@ def _train(cfg, rank, world, device):
         baseline = unigram_baseline(train_data, val_data)   # also checks every token id against vocab_size
         say(f"unigram baseline: val cross-entropy {baseline['unigram_val_xent']:.4f} nats "
             f"(train entropy {baseline['unigram_train_entropy']:.4f})")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        hold_run_lock(run_dir)                  # until train() returns: one writer per run directory
         if not cfg.resume:   # --overwrite: every check has passed; never leave the old run's checkpoint to resume
             ckpt_path.unlink(missing_ok=True)
         env = environment(device, world)
@@ -422,7 +448,6 @@ def _train(cfg, rank, world, device):
                               "params_non_embedding": raw_model.num_params(non_embedding=True),
                               "peak_flops_per_device": peak, "train_blocks": train_data.n,
                               "eval_blocks": len(eval_ids)}}
-        run_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(run_dir / "config.json", lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
         if cfg.resume:   # keep the log up to the checkpoint: the steps after it are about to be redone
             lines = []   # a line torn by a kill, and the end of a finished run (it ends again), are left out
@@ -516,7 +541,7 @@ def _train(cfg, rank, world, device):
             last_val = val
             checkpoint(val)
         t_last, step_last = time.time(), step
-        if step == cfg.stop_at_step:
+        if step == cfg.stop_at_step and step < total_steps:
             say(f"stopped at step {step} as asked (--stop_at_step); continue with --resume")
             break
 
@@ -533,11 +558,12 @@ def _train(cfg, rank, world, device):
 
 
 def print_sample(model, cfg, meta, device):
-    """Decode a short sample, starting from <s>, with the dataset's tokenizer."""
-    start = meta["tokenizer"]["special_tokens"].get("<s>", meta["eot_token"])
+    """Decode a short sample with the dataset's tokenizer, from what starts a training document: <|endoftext|>, then
+    <s> for the span format of the simplified corpus (the control never has <s>: as evaluate.py's prompts)."""
+    start = [meta["eot_token"]] + ([meta["tokenizer"]["special_tokens"]["<s>"]] if meta.get("filter") else [])
     g = torch.Generator(device=device).manual_seed(cfg.seed)
-    out = model.generate(torch.tensor([[start]], device=device), cfg.sample_tokens, top_k=50, generator=g)
-    print("sample:", load_tokenizer(cfg.data_dir).decode(out[0].tolist()))
+    out = model.generate(torch.tensor([start], device=device), cfg.sample_tokens, top_k=50, generator=g)
+    print("sample:", load_tokenizer(cfg.data_dir).decode(out[0, 1:].tolist()))
 
 
 def main(argv=None):

@@ -355,3 +355,13 @@ def test_first_sentence_keeps_one_line_errors_whole():
     torch_style = RuntimeError("reading zip archive: no central directory. This is an internal error.\nMore")
     assert first_sentence(torch_style) == "reading zip archive: no central directory"
     assert first_sentence(ValueError("x" * 300)) == "x" * 200 + "..." and first_sentence(KeyError()) == ""
+
+
+def test_generate_refuses_what_it_cannot_sample():
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, vocab_size=20, block_size=8))
+    for idx, kw in [(torch.zeros(1, 0, dtype=torch.long), {}), (torch.zeros(3, dtype=torch.long), {}),
+                    (torch.zeros(1, 2, dtype=torch.long), {"temperature": -1.0}),
+                    (torch.zeros(1, 2, dtype=torch.long), {"top_k": -1})]:
+        with pytest.raises(ValueError, match="generate needs a"):
+            model.generate(idx, 2, **kw)
+    assert model.generate(torch.zeros(1, 2, dtype=torch.long), 3, temperature=0).shape == (1, 5)

@@ -246,15 +246,15 @@ def test_a_run_with_other_train_args_or_data_conflicts_and_a_moved_one_does_not(
     run, _ = one_run(tmp_path)
     d = fake_run(tmp_path / "out", run["name"], data_dir="/elsewhere/data/simplified")   # a moved checkout
     config = json.loads((d / "config.json").read_text())
-    config["train"].update(seed=1337, weight_decay=0.1, block_size=128, eval_interval=50, eval_blocks=200)
+    config["train"].update(seed=1337, weight_decay=0.1, beta2=0.95, eval_interval=50, eval_blocks=200)
     config["dataset"].update(tokenizer_sha256="aaa", train_tokens=2_925_780)
     (d / "config.json").write_text(json.dumps(config))
     assert run_state(d, run) == ("done", "")
     for flags, key in ((["--train_args=--seed 1"], "seed"), (["--train_args=--weight_decay 0"], "weight_decay"),
-                       (["--train_args=--block_size 64"], "block_size"), (["--eval_interval", "10"], "eval_interval")):
+                       (["--train_args=--beta2 0.99"], "beta2"), (["--eval_interval", "10"], "eval_interval")):
         state, detail = run_state(d, one_run(tmp_path, *flags)[0])
         assert state == "conflict" and key in detail, (flags, detail)
-    assert run_state(d, one_run(tmp_path, "--train_args=--compile --threads 2")[0])[0] == "done"   # speed only
+    assert run_state(d, one_run(tmp_path, "--train_args=--compile --loss chunked")[0])[0] == "done"   # speed only
     state, detail = run_state(d, one_run(tmp_path, sha="bbb")[0])       # rebuilt with another tokenizer
     assert state == "conflict" and "tokenizer_sha256" in detail
 
@@ -293,13 +293,31 @@ def test_dry_run_counts_only_what_a_resumed_run_has_left(tmp_path, capsys):
     d = fake_run(tmp_path / "out", run["name"], end=False, data_dir=tmp_path / "data" / "simplified")
     lines = [x for x in (d / "log.jsonl").read_text().splitlines() if json.loads(x)["tokens" if "tokens" in x else
                                                                                     "step"] <= run["D"] // 2]
+    last = json.loads(lines[-1])           # steps logged after the last eval (checkpoint) are redone on resume
+    lines.append(json.dumps({"event": "step", "step": last["step"] + 10, "tokens": last["tokens"] + 10 * 2048,
+                             "val_loss": None, "train_loss": 3.0}))
     (d / "log.jsonl").write_text("\n".join(lines) + "\n")
-    left = 1 - scaling.logged_tokens(d) / run["D"]
-    assert 0.4 < left < 0.6
+    left = 1 - scaling.logged_tokens(d, checkpointed=True) / run["D"]
+    assert 0.4 < left < 0.6 and scaling.logged_tokens(d) == last["tokens"] + 10 * 2048
     scaling.main(["--data_root", str(tmp_path / "data"), "--out_dir", str(tmp_path / "out"), "--corpora", "simplified",
                   "--models", "h64-L2", "--series", "", "--dry-run"])
     text = capsys.readouterr().out
     assert " resume " in text and f"compute to launch: {run['C'] * left:.3e} FLOP 6ND" in text, text
+
+
+def test_flags_the_sweep_sets_cannot_come_through_train_args(tmp_path):
+    run, _ = one_run(tmp_path)
+    args = ["--data_root", str(tmp_path / "data"), "--out_dir", str(tmp_path / "out"), "--corpora", "simplified",
+            "--models", "h64-L2", "--dry-run"]
+    for extra, message in [("--max_tokens 5e4", "--max_tokens is the sweep's to set \\(use scaling.py --tokens\\)"),
+                           ("--run_name=x", "--run_name is the sweep's to set \\(each run's own"),
+                           ("--compile --lr 1e-3", "--lr is the sweep's to set")]:
+        with pytest.raises(SystemExit, match=message):
+            scaling.main(args + ["--series", "", f"--train_args={extra}"])
+    with pytest.raises(SystemExit, match="--series 0,0.5: a fraction gives 0 tokens, less than one step"):
+        scaling.main(args + ["--series", "0,0.5"])     # 0 tokens would have meant a whole epoch
+    with pytest.raises(SystemExit, match="--threads >= 0"):
+        scaling.main(args + ["--threads", "-1"])
 
 
 def test_a_corrupt_run_directory_is_reported_not_a_crash(tmp_path, capsys):

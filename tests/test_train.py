@@ -137,6 +137,20 @@ def test_resumed_run_equals_uninterrupted_run(tiny_data, tmp_path):
         list(range(25))
 
 
+def test_one_writer_per_run_and_stop_at_step_must_lie_ahead(tiny_data, tmp_path):
+    import fcntl
+    run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", stop_at_step=5)
+    with open(tmp_path / "r" / "train.lock", "w") as other:               # another process training this run
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(SystemExit, match="being trained by another process right now"):
+            run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", resume=True)
+    for stop in (3, 5, 13):                 # at or before the checkpoint's step 5, or past the run's 12: never stops
+        with pytest.raises(SystemExit, match=f"--stop_at_step {stop}: must come after step 5 .* by its last step, 12"):
+            run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", resume=True, stop_at_step=stop)
+    assert run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", resume=True, stop_at_step=8)["step"] == 8
+    assert run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", resume=True)["step"] == 12   # lock released
+
+
 def test_mismatched_checkpoints_and_runs_are_refused(tiny_data, tmp_path):
     run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", stop_at_step=5)
     with pytest.raises(SystemExit, match="already holds a run"):
@@ -206,7 +220,7 @@ def test_bad_datasets_are_refused(tiny_data, tmp_path):
         run(tiny_data, tmp_path, max_tokens=100)
     for flag, value in [("micro_batch_size", -2), ("grad_clip", -1.0), ("warmup_steps", -3), ("lr", 0.0),
                         ("final_lr_frac", -1.0), ("beta2", 1.5), ("eps", -1e-8), ("rope_base", 0.0),
-                        ("epochs", 0.0), ("threads", -2)]:
+                        ("epochs", 0.0), ("threads", -2), ("stop_at_step", -1)]:
         with pytest.raises(SystemExit, match=f"--{flag} must be"):               # would train, wrongly
             run(tiny_data, tmp_path, **{flag: value})
     with pytest.raises(SystemExit, match="needs --compile"):
