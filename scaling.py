@@ -167,7 +167,7 @@ def run_state(run_dir, run=None):
         # train.py's own list of the settings that shape a run, the evals the fits read, and the dataset by content.
         # A setting an older config.json lacks is not compared; device, compile, threads and the like change the
         # speed, not the numbers, so --fit_only need not repeat them.
-        keys = (*RESUME_MUST_MATCH, "eval_interval")
+        keys = (*RESUME_MUST_MATCH, "eval_interval", "dtype")
         have = {**config.get("train", {}), **{f"dataset {k}": v for k, v in config.get("dataset", {}).items()}}
         want = {**{k: run["train"][k] for k in keys}, **{f"dataset {k}": v for k, v in run["dataset"].items()}}
         if diff := {k: (have[k], v) for k, v in want.items() if k in have and v is not None and have[k] != v}:
@@ -223,12 +223,13 @@ def seconds_for(run, speeds, args):
     per CPU thread (these models on this 2-core machine: 0.9-4.5e10) or 30% of a known GPU's peak, shared by the runs
     on that GPU (--runs_per_gpu, or --parallel without --gpus), plus ~3 s of start-up."""
     if run["speed_key"] in speeds:
-        return run["D"] / speeds[run["speed_key"]]
+        return run["D"] / speeds[run["speed_key"]] + 3
     if torch.cuda.is_available():
         per_gpu = args.runs_per_gpu if args.gpus else args.parallel
         rate = 0.3 * (peak_flops(torch.cuda.get_device_name()) or 1e14) * args.nproc_per_node / per_gpu
     else:
-        rate = 2e10 * (args.threads or max(1, (os.cpu_count() or 1) // args.parallel))
+        cores = os.cpu_count() or 1           # runs with more threads than their share of the cores share them
+        rate = 2e10 * min(args.threads or max(1, cores // args.parallel), max(cores / args.parallel, 1))
     evals = run["steps"] // args.eval_interval + 2
     return (run["C_exact"] + evals * 200 * BLOCK * run["flops_per_token"] / 3) / rate + 3
 
@@ -514,14 +515,15 @@ def main(argv=None):
     else:      # the grid's runs; one made with other settings is not the plan's point
         done, problems = collect([r["dir"] for r in runs if r["state"] != "conflict"])
         problems += [(r["name"], f"conflict: {r['detail']}") for r in runs if r["state"] == "conflict"]
-    problems = [(n, f"failed (exit {failed[n]}), see {Path(args.out_dir) / n / 'train.out'}" if n in failed else why)
-                for n, why in problems]
+    problems = [(n, f"failed (exit {failed[n]}), see {Path(args.out_dir) / n / 'train.out'}"   # (a diverged run
+                 if n in failed and not why.startswith("diverged") else why) for n, why in problems]  # exits 1 too)
     for name, why in problems:
         print(f"left out of the fits: {name}: {why}")
     if not done:
         raise SystemExit(f"no finished runs to fit in {args.out_dir}: " + (
             f"{len(failed)} failed, see {Path(args.out_dir) / next(iter(failed)) / 'train.out'}" if failed else
-            "run `python scaling.py` without --fit_only"))
+            "run `python scaling.py` without --fit_only" if args.fit_only else "none of the grid's runs can be fitted "
+            "(the notes above say why)"))
     fits = {}
     for corpus in sorted({r["corpus"] for r in done}):
         t0 = time.time()
