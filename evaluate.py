@@ -18,13 +18,12 @@ the span format "<s> span </s>" (--sos). Before scoring, every task goes through
 tasks.keep_example(), on its evaluated and its demonstration split; the counts kept are printed and saved
 (tasks.py reads the tasks).
 
-Writes results/<run_name>.json per model, and from every results/*.json: results/table.md and table.csv (rows =
-models, columns = tasks, with chance level, average and example counts) and results/generations.md.
+Writes results/<run_name>.json per model, then (report.write_tables) from every results/*.json: results/table.md and
+table.csv (rows = models, columns = tasks, with chance, majority-class, average and example counts) and
+results/generations.md.
 """
 import argparse
-import csv
 import hashlib
-import io
 import json
 import math
 import random
@@ -37,7 +36,8 @@ import torch
 from torch.nn import functional as F
 
 from model import load_checkpoint, read_checkpoint
-from files import write_atomic
+from files import write_json
+from report import write_tables   # results/table.md, table.csv, generations.md
 from simplify import load_meta, load_tokenizer
 from spans import DEFAULT_VOCAB, load_vocab
 from tasks import expand_tasks, load_task   # the tasks, their loaders and the paper's filter
@@ -284,83 +284,6 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None):
                      "seconds": round(time.time() - t0, 1)}}
 
 # -----------------------------------------------------------------------------
-# Tables in the paper's layout (rows = models, columns = tasks) from every results/*.json
-
-
-def read_results(results_dir):
-    runs = []
-    for p in sorted(Path(results_dir).glob("*.json")):
-        try:
-            r = json.loads(p.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(r, dict) and "results" in r and "run_name" in r:   # skip other files (scaling.py's fits.json)
-            runs.append(r)
-    corpus_rank = {"simplified": 0, "unrestricted": 1}
-    return sorted(runs, key=lambda r: (corpus_rank.get(r["corpus"], 2), r["n_params"], r.get("tokens_seen") or 0,
-                                       r["run_name"]))
-
-
-def table_rows(runs, shots, cols):
-    """Cells of one table: a row per model, then the chance and majority rows and the example-count row."""
-    rows, first, ns = [], {}, {c: set() for c in cols}
-    for r in runs:
-        got = {e["task"]: e for e in r["results"] if e["shots"] == shots}
-        for c in cols:
-            first[c] = first.get(c) or got.get(c)
-            ns[c] |= {got[c]["n"]} if c in got else set()
-        accs = [got[c]["acc"] for c in cols if c in got]
-        avg = f"{100 * np.mean(accs):.1f}" if accs and len(accs) == len(cols) else "-"   # only over a complete row
-        rows.append([r["run_name"], r["model"] or "-", r["corpus"], f"{r['n_params'] / 1e6:.2f}M",
-                     *[f"{100 * got[c]['acc']:.1f}" if c in got else "-" for c in cols], avg])
-    for baseline in ("chance", "majority"):
-        x = [first[c].get(baseline) if first.get(c) else None for c in cols]
-        rows.append([baseline, "", "", "", *[f"{100 * v:.1f}" if v is not None else "-" for v in x],
-                     f"{100 * np.mean(x):.1f}" if cols and None not in x else "-"])
-    # runs scored on different numbers of examples (--limit, another vocabulary) show the range: compare with care
-    rows.append(["n", "", "", "", *["-".join(map(str, sorted({min(ns[c]), max(ns[c])}))) if ns[c] else "-"
-                                    for c in cols], ""])
-    return rows
-
-
-def write_text(path, text):
-    write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline=""))
-
-
-def write_tables(results_dir):
-    """results/table.md (one table per number of shots), table.csv (all of them, a `shots` column) and
-    generations.md, from every results JSON in results_dir. Returns the Markdown lines."""
-    runs, out = read_results(results_dir), Path(results_dir)
-    entries = [e for r in runs for e in r["results"]]
-    all_cols = list(dict.fromkeys(e["task"] for e in entries))
-    head = ["run", "model", "corpus", "params"]
-    md = ["# Results", "", "Accuracy (%); rows = models, columns = tasks. `avg`: the mean over the columns; "
-          "`chance`: the accuracy of guessing; `majority`: of always giving the commonest right answer (the filtered "
-          "sets are unbalanced: a model that always says the same can beat chance); `n`: examples per task, after "
-          "the vocabulary filter (a range where runs were scored on different numbers of examples).", ""]
-    lines = [["shots", *head, *all_cols, "avg"]]
-    for shots in sorted({e["shots"] for e in entries}):
-        cols = [c for c in all_cols if any(e["task"] == c and e["shots"] == shots for e in entries)]
-        rows = table_rows(runs, shots, cols)
-        md += [f"## {shots}-shot", "", "| " + " | ".join([*head, *cols, "avg"]) + " |",
-               "|" + "---|" * len(head) + "---:|" * (len(cols) + 1), *("| " + " | ".join(r) + " |" for r in rows), ""]
-        at = {c: i for i, c in enumerate(cols, start=len(head))}      # the CSV has every column, blank where n/a
-        lines += [[shots, *row[:len(head)], *(row[at[c]] if c in at else "" for c in all_cols), row[-1]]
-                  for row in rows]
-    write_text(out / "table.md", "\n".join(md) + "\n")
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(lines)
-    write_text(out / "table.csv", buf.getvalue())
-    cell = lambda s: s.replace("|", "\\|").replace("\n", " / ")  # noqa: E731
-    gen = ["# Generations", "", "Sampled continuations of each prompt (seed and temperature: see each results JSON).",
-           "", "| prompt | " + " | ".join(r["run_name"] for r in runs) + " |", "|---" * (len(runs) + 1) + "|"]
-    for p in dict.fromkeys(g["prompt"] for r in runs for g in r.get("generations", [])):
-        texts = [next((g["text"] for g in r.get("generations", []) if g["prompt"] == p), "") for r in runs]
-        gen.append(f"| {cell(p)} | " + " | ".join(cell(t) for t in texts) + " |")
-    write_text(out / "generations.md", "\n".join(gen) + "\n")
-    return md
-
-# -----------------------------------------------------------------------------
 # Command line
 
 
@@ -500,7 +423,7 @@ def main(argv=None):
             failed.append(f"{name} ({e})")
             print(f"{name}: skipped: {e}")
             continue
-        write_text(Path(args.results_dir) / f"{name}.json", json.dumps(res, indent=1) + "\n")
+        write_json(Path(args.results_dir) / f"{name}.json", res)
         for g in res["generations"]:
             print(f"  > {g['prompt']}{g['text']!r}")
     print("\n".join(write_tables(args.results_dir)))

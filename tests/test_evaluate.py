@@ -20,8 +20,8 @@ from torch.nn import functional as F
 
 import evaluate
 import tasks
-from evaluate import (encode_pair, evaluate_task, fewshot_context, mean_stderr, sample_demos, score_requests,
-                      write_tables)
+from evaluate import encode_pair, evaluate_task, fewshot_context, mean_stderr, sample_demos, score_requests
+from report import write_tables
 from tasks import keep_example, load_task
 from model import GPT, GPTConfig
 from simplify import unit_hash
