@@ -4,6 +4,7 @@ fits.py: the scaling-law fits scaling.py draws, plain numpy (no scipy), each wit
     Kaplan et al. 2020     L(X) = (X_c / X)^alpha               fit_power_law(x, y)
     Hoffmann et al. 2022   L(N, D) = E + A / N^alpha + B / D^beta  fit_chinchilla(N, D, loss)
     the compute-efficient frontier of many loss curves          frontier(C, L)
+    every law for one corpus' finished runs                     fit_corpus(runs)  (which points each law takes)
 
 fit_chinchilla minimises Hoffmann et al.'s Huber loss on log L (huber_objective) with a hand-written L-BFGS (lbfgs)
 from their grid of starting points, as Besiroglu et al.'s replication did.
@@ -185,3 +186,45 @@ def flop_per_token(run, exact_flops):
     """C / D of a run: 6N (Kaplan's and Hoffmann's approximation), or model.py's exact count (no FLOPs for the
     embedding lookup, attention's 12 L h T included)."""
     return run["flops_per_token"] if exact_flops else 6 * run["N"]
+
+# -----------------------------------------------------------------------------
+# Which points each law is fitted to
+
+
+def attempt(fit, *arrays, about, **kw):
+    """A fit, or {"skipped": why} when its points cannot support it (too few, one distinct x, ...)."""
+    try:
+        out = fit(*arrays, **kw)
+    except ValueError as e:
+        return {"skipped": str(e), "about": about}
+    return {**out, "about": about, "points": [np.asarray(a, float).tolist() for a in arrays]}
+
+
+def fit_corpus(runs, exact_flops=False, n_boot=1000, seed=0):
+    """Every law for one corpus' finished runs -> {law: fit dict with its points, or {"skipped": why}}."""
+    def most(key, distinct):   # the group of runs sharing `key` with the most distinct `distinct` values
+        groups = {}
+        for r in runs:
+            groups.setdefault(r[key], []).append(r)
+        return max(groups.items(), key=lambda kv: len({r[distinct] for r in kv[1]}))
+
+    def final(group, key, about):     # a power law through the final losses of a group of runs
+        return attempt(fit_power_law, [r[key] for r in group], [r["loss"] for r in group], n_boot=n_boot, seed=seed,
+                       about=about)
+    # L(N): final losses at the budget most models share. Kaplan's L(N) is at convergence; ours, like the paper's
+    # figures, is at a fixed token budget, so it bends once the small budget rather than N limits the loss.
+    budget, at = most("budget", "model")
+    fits = {f"L({key})": final(at, key, f"final losses of {len(at)} runs at a budget of {budget} tokens")
+            for key in ("N", "N_nonemb")}
+    model, series = most("model", "D")
+    fits["L(D)"] = final(series, "D", f"final losses of {model} at {len(series)} token budgets")
+    # Every eval after warmup, from every run: before it the loss mostly measures the warmup, not N or D.
+    pts = np.array([(flop_per_token(r, exact_flops), r["N"], t, l) for r in runs
+                    for t, l in zip(r["curve_tokens"], r["curve_loss"]) if t > r["warmup_tokens"]]).reshape(-1, 4)
+    C, N, D, L = pts[:, 0] * pts[:, 2], pts[:, 1], pts[:, 2], pts[:, 3]
+    on = frontier(C, L)
+    fits["L(C)"] = attempt(fit_power_law, C[on], L[on], n_boot=n_boot, seed=seed,
+                           about=f"compute-efficient frontier: {len(on)} of {len(C)} evals after warmup")
+    fits["L(N, D)"] = attempt(fit_chinchilla, N, D, L, n_boot=min(n_boot, 200), seed=seed,
+                              about=f"{len(L)} evals after warmup from {len(runs)} runs")
+    return fits

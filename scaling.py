@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from model import GPT, PAPER_GRID, config_from_name, peak_flops
-from fits import fit_chinchilla, fit_power_law, flop_per_token, frontier   # the scaling-law math
+from fits import fit_corpus   # the scaling-law math (fits.py), and which points each law is fitted to
 from report import plot_curves, plot_emergence, plot_law, read_results, table   # figures, fits.md
 from files import read_json, write_atomic, write_json    # read_json: a JSON file, or {} if missing or unreadable
 from train import RESUME_MUST_MATCH, hms       # the settings that shape a run; seconds -> h:mm:ss
@@ -345,48 +345,6 @@ def collect(run_dirs):
         except (ValueError, KeyError, TypeError) as e:
             problems.append((run_dir.name, f"unreadable: {e}"))
     return runs, problems
-
-# -----------------------------------------------------------------------------
-# Which points each law is fitted to
-
-
-def attempt(fit, *arrays, about, **kw):
-    """A fit, or {"skipped": why} when its points cannot support it (too few, one distinct x, ...)."""
-    try:
-        out = fit(*arrays, **kw)
-    except ValueError as e:
-        return {"skipped": str(e), "about": about}
-    return {**out, "about": about, "points": [np.asarray(a, float).tolist() for a in arrays]}
-
-
-def fit_corpus(runs, exact_flops=False, n_boot=1000, seed=0):
-    """Every law for one corpus' finished runs -> {law: fit dict with its points, or {"skipped": why}}."""
-    def most(key, distinct):   # the group of runs sharing `key` with the most distinct `distinct` values
-        groups = {}
-        for r in runs:
-            groups.setdefault(r[key], []).append(r)
-        return max(groups.items(), key=lambda kv: len({r[distinct] for r in kv[1]}))
-
-    def final(group, key, about):     # a power law through the final losses of a group of runs
-        return attempt(fit_power_law, [r[key] for r in group], [r["loss"] for r in group], n_boot=n_boot, seed=seed,
-                       about=about)
-    # L(N): final losses at the budget most models share. Kaplan's L(N) is at convergence; ours, like the paper's
-    # figures, is at a fixed token budget, so it bends once the small budget rather than N limits the loss.
-    budget, at = most("budget", "model")
-    fits = {f"L({key})": final(at, key, f"final losses of {len(at)} runs at a budget of {budget} tokens")
-            for key in ("N", "N_nonemb")}
-    model, series = most("model", "D")
-    fits["L(D)"] = final(series, "D", f"final losses of {model} at {len(series)} token budgets")
-    # Every eval after warmup, from every run: before it the loss mostly measures the warmup, not N or D.
-    pts = np.array([(flop_per_token(r, exact_flops), r["N"], t, l) for r in runs
-                    for t, l in zip(r["curve_tokens"], r["curve_loss"]) if t > r["warmup_tokens"]]).reshape(-1, 4)
-    C, N, D, L = pts[:, 0] * pts[:, 2], pts[:, 1], pts[:, 2], pts[:, 3]
-    on = frontier(C, L)
-    fits["L(C)"] = attempt(fit_power_law, C[on], L[on], n_boot=n_boot, seed=seed,
-                           about=f"compute-efficient frontier: {len(on)} of {len(C)} evals after warmup")
-    fits["L(N, D)"] = attempt(fit_chinchilla, N, D, L, n_boot=min(n_boot, 200), seed=seed,
-                              about=f"{len(L)} evals after warmup from {len(runs)} runs")
-    return fits
 
 # -----------------------------------------------------------------------------
 # Main: plan, run (or reuse), fit, draw
