@@ -43,7 +43,8 @@ import torch
 from model import GPT, LOSS_KINDS, PAPER_GRID, choose_loss, config_from_name, fused_loss_module, mfu, peak_flops
 from scaling import PAPER_TRAIN_TOKENS
 from files import write_json
-from train import COMPILE_MODES, TokenBlocks, block_ids
+from dataset import TokenBlocks, block_ids
+from train import COMPILE_MODES
 
 # -----------------------------------------------------------------------------
 # Measuring

@@ -38,7 +38,7 @@ from torch.nn import functional as F
 from model import load_checkpoint, read_checkpoint
 from files import write_json
 from report import write_tables   # results/table.md, table.csv, generations.md
-from simplify import load_meta, load_tokenizer
+from dataset import load_meta, load_tokenizer
 from spans import DEFAULT_VOCAB, load_vocab
 from tasks import expand_tasks, load_task   # the tasks, their loaders and the paper's filter
 

@@ -27,9 +27,8 @@ import time
 from fractions import Fraction
 
 import numpy as np
-import tiktoken
 
-from bpe import SPECIAL_TOKENS, SPLIT_PATTERN, load_ranks, make_encoding, save_ranks, train_bpe
+from bpe import SPECIAL_TOKENS, SPLIT_PATTERN, make_encoding, save_ranks, train_bpe
 from files import file_sha256, read_json, write_atomic, write_json   # atomic writes, JSON records, sha256
 from sources import DEFAULT_SOURCE, iter_documents, list_files   # raw documents: files, folders, the hub
 from spans import DEFAULT_VOCAB, WORD_RE, filter_spans, format_document, load_vocab, vocab_bytes  # the rule
@@ -372,43 +371,6 @@ def plot_rank_frequency(freqs, path):
     fig.tight_layout()
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     plt.close(fig)
-
-# -----------------------------------------------------------------------------
-# Reading a dataset back (train.py and evaluate.py use these)
-
-def load_meta(dataset_dir):
-    """meta.json of a dataset dir, checked against its token files. Clear errors for a missing or incomplete dir."""
-    path = os.path.join(dataset_dir, "meta.json")
-    if not os.path.exists(path):
-        raise SystemExit(f"{path} not found: build the dataset with `python simplify.py` (or check --data_dir)")
-    try:
-        meta = json.load(open(path))
-        if meta["dtype"] not in ("uint16", "uint32") or "sha256" not in meta["tokenizer"]:
-            raise ValueError("meta.json lacks a uint16/uint32 dtype or the tokenizer's sha256")
-        itemsize = np.dtype(meta["dtype"]).itemsize
-        for split in ("train", "val"):
-            size = os.path.getsize(os.path.join(dataset_dir, f"{split}.bin"))
-            if size != meta[f"{split}_tokens"] * itemsize:
-                raise ValueError(f"{split}.bin holds {size // itemsize:,} tokens, meta.json says {meta[f'{split}_tokens']:,}")
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise SystemExit(f"dataset {dataset_dir} is incomplete or corrupt ({e}): rebuild it with `python simplify.py`")
-    return meta
-
-
-def load_tokenizer(dataset_dir):
-    """The dataset's tokenizer as a tiktoken.Encoding (tiktoken alone could do this: ranks file + meta.json)."""
-    meta = load_meta(dataset_dir)
-    tok = meta["tokenizer"]
-    path = os.path.join(dataset_dir, tok["file"])
-    if not os.path.exists(path) or file_sha256(path) != tok["sha256"]:
-        raise SystemExit(f"{path} is missing or does not match the sha256 in meta.json: rebuild the dataset")
-    try:
-        ranks = load_ranks(path)
-    except ValueError as e:
-        raise SystemExit(f"{e}: rebuild the dataset with `python simplify.py`")
-    return tiktoken.Encoding(meta["name"], pat_str=tok["pattern"], mergeable_ranks=ranks,
-                             special_tokens=tok["special_tokens"])
-
 
 # -----------------------------------------------------------------------------
 # Benchmark and command line

@@ -32,7 +32,6 @@ import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +41,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from model import GPT, LOSS_KINDS, config_from_name, mfu, peak_flops, read_checkpoint
 from files import write_atomic                         # temp file + rename
-from simplify import load_meta, load_tokenizer         # the dataset simplify.py wrote
+from dataset import TokenBlocks, block_ids, load_meta, load_tokenizer, unigram_baseline   # what simplify.py wrote
 
 # -----------------------------------------------------------------------------
 # Hyperparameters: every field is a command-line flag (its comment is the --help text)
@@ -114,65 +113,6 @@ def parse_args(argv=None):
         parser.add_argument(f"--{f.name}", default=f.default, help=f"{comments[f.name]} (default: {f.default!r})",
                             **kind)
     return TrainConfig(**vars(parser.parse_args(argv)))
-
-# -----------------------------------------------------------------------------
-# Data: a token file seen as 128-token blocks, visited in a seeded shuffled order
-
-
-class TokenBlocks:
-    """A flat token file as n non-overlapping blocks: block i is tokens[i*T : i*T+T] and its targets are the same
-    positions shifted by one, so every token of a block is predicted once."""
-
-    def __init__(self, path, dtype, block_size, vocab_size):
-        # read from disk on demand, never loaded whole (an empty file cannot be mapped: no blocks, said by the caller)
-        self.tokens = np.memmap(path, dtype=dtype, mode="r") if os.path.getsize(path) else np.zeros(0, dtype)
-        self.path, self.T, self.vocab_size = path, block_size, vocab_size
-        self.n = max(0, (len(self.tokens) - 1) // block_size)
-
-    def get(self, block_ids, device):
-        """block_ids (b,) -> inputs x and targets y, both (b, T) int64 on device."""
-        idx = np.asarray(block_ids, np.int64)[:, None] * self.T + np.arange(self.T + 1)   # (b, T + 1) positions
-        # one gather from the memmap: a slice per block costs ~5 us each, 2.7 ms for 512 blocks, as long as a
-        # small model's whole GPU step
-        buf = torch.from_numpy(self.tokens[idx].astype(np.int64))
-        buf = buf.pin_memory().to(device, non_blocking=True) if device.startswith("cuda") else buf.to(device)
-        return buf[:, :-1], buf[:, 1:]
-
-    def counts(self, chunk=1 << 24):
-        """Token id counts over the whole file (in chunks: a 2B-token file never sits in memory)."""
-        counts = np.zeros(self.vocab_size, np.int64)
-        for start in range(0, len(self.tokens), chunk):
-            c = np.bincount(self.tokens[start:start + chunk])
-            if len(c) > self.vocab_size:
-                raise SystemExit(f"{self.path} holds token id {len(c) - 1} >= vocab_size {self.vocab_size} of "
-                                 "meta.json: the dataset's files do not belong together; rebuild it")
-            counts[:len(c)] += c
-        return counts
-
-
-@lru_cache(maxsize=2)
-def epoch_order(n_blocks, seed, epoch):
-    """The block order of one epoch: a permutation fixed by (seed, epoch), so it is never stored."""
-    return np.random.default_rng([seed, epoch]).permutation(n_blocks)
-
-
-def block_ids(position, count, n_blocks, seed):
-    """The blocks at sequence positions position .. position+count-1 of the run's stream (epoch after epoch)."""
-    epochs, offsets = np.divmod(np.arange(position, position + count), n_blocks)
-    out = np.empty(count, np.int64)
-    for e in np.unique(epochs):
-        out[epochs == e] = epoch_order(n_blocks, seed, int(e))[offsets[epochs == e]]
-    return out
-
-
-def unigram_baseline(train, val):
-    """A model that ignores context: token frequencies of train.bin with add-one smoothing. Returns its entropy on
-    the train distribution and its cross-entropy on val.bin, in nats per token (what a model must beat)."""
-    counts = train.counts()
-    p = (counts + 1) / (counts.sum() + len(counts))
-    val_counts = val.counts()
-    return {"unigram_train_entropy": float(-(counts / counts.sum() * np.log(p)).sum()),
-            "unigram_val_xent": float(-(val_counts * np.log(p)).sum() / max(1, val_counts.sum()))}
 
 # -----------------------------------------------------------------------------
 # Learning-rate schedule
@@ -343,7 +283,7 @@ def _train(cfg, rank, world, device):
         raise SystemExit(f"--model: {e}") from None
 
     # --- data and batch geometry
-    meta = load_meta(cfg.data_dir)              # checked against its token files (simplify.py)
+    meta = load_meta(cfg.data_dir)              # checked against its token files (dataset.py)
     V = int(meta["vocab_size"])
     train_data, val_data = (TokenBlocks(Path(cfg.data_dir) / f"{split}.bin", meta["dtype"], cfg.block_size, V)
                             for split in ("train", "val"))

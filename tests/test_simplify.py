@@ -11,6 +11,7 @@ import types
 import numpy as np
 import pytest
 
+import dataset
 import simplify
 from simplify import main
 from spans import DEFAULT_VOCAB, filter_spans, format_document, load_vocab
@@ -238,14 +239,14 @@ def test_pipeline_end_to_end(tmp_path, capsys):
     argv = ["--source", src, "--vocab", vocab, "--out_dir", str(out), "--vocab_size", "300", "--workers", "1",
             "--min_span_len", "3", "--val_fraction", "0.2"]
     main(argv)
-    metas = {n: simplify.load_meta(str(out / n)) for n in ("simplified", "unrestricted")}
+    metas = {n: dataset.load_meta(str(out / n)) for n in ("simplified", "unrestricted")}
     s, u = metas["simplified"], metas["unrestricted"]
     # token-matched control: exactly the same number of train and val tokens, from its own tokenizer
     assert s["train_tokens"] == u["train_tokens"] > 1000 and s["val_tokens"] == u["val_tokens"] > 0
     assert s["vocab_size"] == u["vocab_size"] == 300 and s["dtype"] == "uint16"
     assert s["filter"]["min_span_len"] == 3 and u["filter"] is None and s["vocab_sha256"] == u["vocab_sha256"]
     for name, meta in metas.items():
-        enc = simplify.load_tokenizer(str(out / name))
+        enc = dataset.load_tokenizer(str(out / name))
         assert enc.n_vocab == 300 and enc.eot_token == meta["eot_token"] == meta["tokenizer"]["special_tokens"]["<|endoftext|>"]
         ids = np.fromfile(out / name / "train.bin", np.uint16)
         assert len(ids) == meta["train_tokens"] and ids.max() < 300
@@ -299,17 +300,17 @@ def test_pipeline_errors(tmp_path):
         main(["--source", src, "--vocab", vocab, "--out_dir", str(tmp_path / "o"), "--min_span_len", "1000",
               "--workers", "1"])
     with pytest.raises(SystemExit, match="not found: build the dataset"):
-        simplify.load_meta(str(tmp_path / "nowhere"))
+        dataset.load_meta(str(tmp_path / "nowhere"))
     # a token file that does not match meta.json is refused, never trusted
     main(["--source", src, "--vocab", vocab, "--out_dir", str(tmp_path / "ok"), "--vocab_size", "300", "--workers", "1",
           "--min_span_len", "3"])
     with open(tmp_path / "ok" / "simplified" / "train.bin", "ab") as f:
         f.write(b"\0\0")
     with pytest.raises(SystemExit, match="incomplete or corrupt"):
-        simplify.load_meta(str(tmp_path / "ok" / "simplified"))
+        dataset.load_meta(str(tmp_path / "ok" / "simplified"))
     (tmp_path / "ok" / "unrestricted" / "tokenizer.tiktoken").write_text("garbage\n")
     with pytest.raises(SystemExit, match="sha256"):
-        simplify.load_tokenizer(str(tmp_path / "ok" / "unrestricted"))
+        dataset.load_tokenizer(str(tmp_path / "ok" / "unrestricted"))
 
 
 def test_failed_filter_leaves_nothing_behind(tmp_path, monkeypatch):
@@ -370,7 +371,7 @@ def test_build_checks_the_filter_records_and_settings(tmp_path):
         main(common + ["--stage", "build"])  # the build's own flags must be what the filter used (meta.json says so)
     main(common + ["--stage", "filter", "--shard", "1/2", "--min_span_len", "3"])
     main(common + ["--stage", "build", "--min_span_len", "3"])
-    assert simplify.load_meta(os.path.join(out, "simplified"))["filter"]["min_span_len"] == 3
+    assert dataset.load_meta(os.path.join(out, "simplified"))["filter"]["min_span_len"] == 3
     record = tmp_path / "out" / "simplified" / "filter-1-of-2.json"
     old = json.loads(record.read_text())
     del old["key"]["files"]  # written by an older simplify.py (its simplified documents were formatted text)
@@ -396,7 +397,7 @@ def test_interrupted_build_is_never_reused(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     run("300")
     assert "datasets already built" not in capsys.readouterr().out
-    assert simplify.load_meta(str(out / "unrestricted"))["vocab_size"] == 300
+    assert dataset.load_meta(str(out / "unrestricted"))["vocab_size"] == 300
 
 
 def test_max_train_tokens_is_a_cap_and_the_control_must_match(tmp_path, capsys):
@@ -404,7 +405,7 @@ def test_max_train_tokens_is_a_cap_and_the_control_must_match(tmp_path, capsys):
     common = ["--source", src, "--vocab", vocab, "--workers", "1", "--min_span_len", "3", "--vocab_size", "300"]
     main(common + ["--out_dir", str(tmp_path / "a"), "--max_train_tokens", "10000000"])
     assert "fewer than --max_train_tokens 10,000,000: using them all" in capsys.readouterr().out
-    assert simplify.load_meta(str(tmp_path / "a" / "unrestricted"))["train_tokens"] > 1000
+    assert dataset.load_meta(str(tmp_path / "a" / "unrestricted"))["train_tokens"] > 1000
     with pytest.raises(SystemExit, match="unrestricted: its raw documents give only .* raise --control_fraction"):
         main(common + ["--out_dir", str(tmp_path / "b"), "--control_fraction", "0.3"])
     with pytest.raises(SystemExit, match="simplified: no documents for the val split"):
@@ -436,7 +437,7 @@ def test_tokenizer_sample_is_counted_in_bytes(tmp_path):
           "--vocab_size", "300"])
     raw = simplify.read_docs(str(out / "unrestricted"), 1)
     train_bytes = sum(len(t.encode()) for i, t in raw if simplify.unit_hash(i, "val") >= 0.01)
-    assert simplify.load_meta(str(out / "unrestricted"))["tokenizer"]["sample_bytes"] == train_bytes
+    assert dataset.load_meta(str(out / "unrestricted"))["tokenizer"]["sample_bytes"] == train_bytes
 
 
 @pytest.mark.parametrize("flags", [["--workers", "0"], ["--max_docs", "-1"], ["--max_docs", "0"],
@@ -475,7 +476,7 @@ def test_max_train_tokens_caps_val_too_and_the_control_matches_it(tmp_path, caps
     out = tmp_path / "out"
     main(["--source", src, "--vocab", vocab, "--out_dir", str(out), "--workers", "1", "--min_span_len", "3",
           "--vocab_size", "300", "--max_train_tokens", "2000", "--val_fraction", "0.2", "--control_fraction", "0.2"])
-    s, u = (simplify.load_meta(str(out / n)) for n in ("simplified", "unrestricted"))
+    s, u = (dataset.load_meta(str(out / n)) for n in ("simplified", "unrestricted"))
     assert s["train_tokens"] == u["train_tokens"] == 2000
     assert s["val_tokens"] == u["val_tokens"] == 500  # ceil(2000 x 0.2 / 0.8): val's share of a 2,500-token corpus
     assert "using them all" not in capsys.readouterr().out  # the simplified corpus had more than the cap
@@ -491,7 +492,7 @@ def test_a_failed_rebuild_leaves_no_dataset_that_looks_complete(tmp_path):
         main(common + ["--val_fraction", "0.001"])
     for name in ("simplified", "unrestricted"):  # neither the old pair nor an old control beside a new corpus
         with pytest.raises(SystemExit, match="not found: build the dataset"):
-            simplify.load_meta(str(out / name))
+            dataset.load_meta(str(out / name))
     assert not (out / "corpus_stats.json").exists()
 
 

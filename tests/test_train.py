@@ -14,7 +14,8 @@ import torch
 
 import train
 from model import GPT, load_checkpoint
-from train import TokenBlocks, TrainConfig, block_ids, lr_at, parse_args, unigram_baseline
+from dataset import TokenBlocks, block_ids, unigram_baseline
+from train import TrainConfig, lr_at, parse_args
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(model="h32-L2", block_size=32, batch_size=8, lr=3e-3, warmup_steps=5, eval_interval=10, log_interval=1,

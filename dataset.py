@@ -1,0 +1,119 @@
+"""
+dataset.py: a dataset simplify.py built, as the other scripts read it back.
+
+    meta = load_meta("data/simplified")            # meta.json, checked against its token files
+    enc = load_tokenizer("data/simplified")        # its BPE as a tiktoken.Encoding
+    blocks = TokenBlocks("data/simplified/train.bin", meta["dtype"], 128, meta["vocab_size"])
+    x, y = blocks.get(block_ids(0, 32, blocks.n, seed=1337), "cpu")   # a batch: inputs and next-token targets
+
+train.py reads train.bin as non-overlapping 128-token blocks visited in a seeded shuffled order (block_ids: one
+permutation per epoch, recomputed from (seed, epoch), so a resumed run needs only its position), and measures what a
+model that ignores context would get (unigram_baseline).
+"""
+import json
+import os
+from functools import lru_cache
+
+import numpy as np
+import tiktoken
+import torch
+
+from bpe import load_ranks
+from files import file_sha256
+
+# -----------------------------------------------------------------------------
+# meta.json and the tokenizer
+
+
+def load_meta(dataset_dir):
+    """meta.json of a dataset dir, checked against its token files. Clear errors for a missing or incomplete dir."""
+    path = os.path.join(dataset_dir, "meta.json")
+    if not os.path.exists(path):
+        raise SystemExit(f"{path} not found: build the dataset with `python simplify.py` (or check --data_dir)")
+    try:
+        meta = json.load(open(path))
+        if meta["dtype"] not in ("uint16", "uint32") or "sha256" not in meta["tokenizer"]:
+            raise ValueError("meta.json lacks a uint16/uint32 dtype or the tokenizer's sha256")
+        itemsize = np.dtype(meta["dtype"]).itemsize
+        for split in ("train", "val"):
+            size = os.path.getsize(os.path.join(dataset_dir, f"{split}.bin"))
+            if size != meta[f"{split}_tokens"] * itemsize:
+                raise ValueError(f"{split}.bin holds {size // itemsize:,} tokens, meta.json says "
+                                 f"{meta[f'{split}_tokens']:,}")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"dataset {dataset_dir} is incomplete or corrupt ({e}): rebuild it with `python simplify.py`")
+    return meta
+
+
+def load_tokenizer(dataset_dir):
+    """The dataset's tokenizer as a tiktoken.Encoding (tiktoken alone could do this: ranks file + meta.json)."""
+    meta = load_meta(dataset_dir)
+    tok = meta["tokenizer"]
+    path = os.path.join(dataset_dir, tok["file"])
+    if not os.path.exists(path) or file_sha256(path) != tok["sha256"]:
+        raise SystemExit(f"{path} is missing or does not match the sha256 in meta.json: rebuild the dataset")
+    try:
+        ranks = load_ranks(path)
+    except ValueError as e:
+        raise SystemExit(f"{e}: rebuild the dataset with `python simplify.py`")
+    return tiktoken.Encoding(meta["name"], pat_str=tok["pattern"], mergeable_ranks=ranks,
+                             special_tokens=tok["special_tokens"])
+
+# -----------------------------------------------------------------------------
+# A token file as 128-token blocks, visited in a seeded shuffled order
+
+
+class TokenBlocks:
+    """A flat token file as n non-overlapping blocks: block i is tokens[i*T : i*T+T] and its targets are the same
+    positions shifted by one, so every token of a block is predicted once."""
+
+    def __init__(self, path, dtype, block_size, vocab_size):
+        # read from disk on demand, never loaded whole (an empty file cannot be mapped: no blocks, said by the caller)
+        self.tokens = np.memmap(path, dtype=dtype, mode="r") if os.path.getsize(path) else np.zeros(0, dtype)
+        self.path, self.T, self.vocab_size = path, block_size, vocab_size
+        self.n = max(0, (len(self.tokens) - 1) // block_size)
+
+    def get(self, block_ids, device):
+        """block_ids (b,) -> inputs x and targets y, both (b, T) int64 on device."""
+        idx = np.asarray(block_ids, np.int64)[:, None] * self.T + np.arange(self.T + 1)   # (b, T + 1) positions
+        # one gather from the memmap: a slice per block costs ~5 us each, 2.7 ms for 512 blocks, as long as a
+        # small model's whole GPU step
+        buf = torch.from_numpy(self.tokens[idx].astype(np.int64))
+        buf = buf.pin_memory().to(device, non_blocking=True) if device.startswith("cuda") else buf.to(device)
+        return buf[:, :-1], buf[:, 1:]
+
+    def counts(self, chunk=1 << 24):
+        """Token id counts over the whole file (in chunks: a 2B-token file never sits in memory)."""
+        counts = np.zeros(self.vocab_size, np.int64)
+        for start in range(0, len(self.tokens), chunk):
+            c = np.bincount(self.tokens[start:start + chunk])
+            if len(c) > self.vocab_size:
+                raise SystemExit(f"{self.path} holds token id {len(c) - 1} >= vocab_size {self.vocab_size} of "
+                                 "meta.json: the dataset's files do not belong together; rebuild it")
+            counts[:len(c)] += c
+        return counts
+
+
+@lru_cache(maxsize=2)
+def epoch_order(n_blocks, seed, epoch):
+    """The block order of one epoch: a permutation fixed by (seed, epoch), so it is never stored."""
+    return np.random.default_rng([seed, epoch]).permutation(n_blocks)
+
+
+def block_ids(position, count, n_blocks, seed):
+    """The blocks at sequence positions position .. position+count-1 of the run's stream (epoch after epoch)."""
+    epochs, offsets = np.divmod(np.arange(position, position + count), n_blocks)
+    out = np.empty(count, np.int64)
+    for e in np.unique(epochs):
+        out[epochs == e] = epoch_order(n_blocks, seed, int(e))[offsets[epochs == e]]
+    return out
+
+
+def unigram_baseline(train, val):
+    """A model that ignores context: token frequencies of train.bin with add-one smoothing. Returns its entropy on
+    the train distribution and its cross-entropy on val.bin, in nats per token (what a model must beat)."""
+    counts = train.counts()
+    p = (counts + 1) / (counts.sum() + len(counts))
+    val_counts = val.counts()
+    return {"unigram_train_entropy": float(-(counts / counts.sum() * np.log(p)).sum()),
+            "unigram_val_xent": float(-(val_counts * np.log(p)).sum() / max(1, val_counts.sum()))}
