@@ -1,6 +1,6 @@
 """
 files.py: the small file helpers every script shares: writes that are atomic (a killed run never leaves a
-half-written file that looks valid), JSON records, and a file's sha256.
+half-written file that looks valid), JSON records, a lock (one writer per run directory), and a file's sha256.
 """
 import hashlib
 import json
@@ -47,6 +47,22 @@ def write_json(path, obj):
             json.dump(json_safe(obj), f, indent=1, allow_nan=False)
             f.write("\n")
     write_atomic(path, write)
+
+
+def try_lock(path):
+    """An exclusive lock on the file at path (created if missing), held while the returned open file stays open and
+    dropped by the operating system when the process ends, however it ends; None if another process holds it.
+    POSIX only: elsewhere the file is returned unlocked."""
+    f = open(path, "w")
+    try:
+        import fcntl
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:
+        pass
+    except OSError:
+        f.close()
+        return None
+    return f
 
 
 def file_sha256(path):

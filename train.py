@@ -40,7 +40,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from model import GPT, LOSS_KINDS, config_from_name, mfu, peak_flops, read_checkpoint
-from files import write_atomic                         # temp file + rename
+from files import try_lock, write_atomic               # a run directory's lock; temp file + rename
 from dataset import TokenBlocks, block_ids, load_meta, load_tokenizer, unigram_baseline   # what simplify.py wrote
 
 # -----------------------------------------------------------------------------
@@ -162,23 +162,7 @@ def set_rng_states(s):
 # Environment and logging
 
 
-HELD_LOCKS = []   # the run lock's open file while train() runs
-
-
-def hold_run_lock(run_dir):
-    """An exclusive lock on <run_dir>/train.lock, or a one-line refusal if another process holds it (a second
-    train.py, say a sweep relaunched while the first one's runs still train, would interleave its log with theirs).
-    train() releases it on return; the operating system drops it when the process ends, however it ends."""
-    f = open(run_dir / "train.lock", "w")
-    try:
-        import fcntl                            # POSIX; elsewhere runs are not locked
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except ImportError:
-        pass
-    except OSError:
-        f.close()
-        raise SystemExit(f"{run_dir} is being trained by another process right now: wait for it or stop it") from None
-    HELD_LOCKS.append(f)
+HELD_LOCKS = []   # the run directory's lock (files.try_lock) while train() runs: released on return
 
 
 def environment(device, world_size):
@@ -373,7 +357,12 @@ def _train(cfg, rank, world, device):
         say(f"unigram baseline: val cross-entropy {baseline['unigram_val_xent']:.4f} nats "
             f"(train entropy {baseline['unigram_train_entropy']:.4f})")
         run_dir.mkdir(parents=True, exist_ok=True)
-        hold_run_lock(run_dir)                  # until train() returns: one writer per run directory
+        # one writer per run directory: a second train.py (a sweep relaunched while its runs still train, say)
+        # would interleave its log with this one's
+        lock = try_lock(run_dir / "train.lock")
+        if lock is None:
+            raise SystemExit(f"{run_dir} is being trained by another process right now: wait for it or stop it")
+        HELD_LOCKS.append(lock)
         if not cfg.resume:   # --overwrite: every check has passed; never leave the old run's checkpoint to resume
             ckpt_path.unlink(missing_ok=True)
         env = environment(device, world)
