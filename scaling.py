@@ -202,9 +202,10 @@ def speed_key(train, device, world_size):
 
 def measured_speeds(out_dir):
     """Tokens/s one train.py process reached per speed_key (evals included; seconds_for adds the start-up): the
-    median of the finished runs in out_dir. On a CPU, small models are bound by per-step overheads more than by FLOPs (h32-L2 and h128-L2
-    both ran ~8k tokens/s here), so a model's own past speed predicts its time better than a FLOP rate. A speed is
-    taken as measured: runs that shared a GPU (--runs_per_gpu) or cores were as slow as that sharing made them."""
+    median of the finished runs in out_dir. On a CPU, small models are bound by per-step overheads more than by FLOPs
+    (h32-L2 and h128-L2 both ran ~8k tokens/s here), so a model's own past speed predicts its time better than a FLOP
+    rate. A speed is taken as measured: runs that shared a GPU (--runs_per_gpu) or cores were as slow as that sharing
+    made them."""
     speeds = {}
     for log in Path(out_dir).glob("*/log.jsonl"):
         try:     # an unreadable run directory is reported by run_state; here it only has no speed
