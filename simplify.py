@@ -266,13 +266,23 @@ def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta)
     return meta, train_used, val_used
 
 
+def record_differs(record, settings):
+    """Why a shard's filter-K-of-N.json cannot be built from with these filter settings: "unreadable" (not a record
+    of this simplify.py), the settings that differ ("min_span_len 8 there, 9 here"), or None."""
+    key = record.get("key") if isinstance(record, dict) and "counts" in record else None
+    if not isinstance(key, dict) or key.keys() != settings.keys() | {"files"}:
+        return "unreadable"
+    return ", ".join(f"{n} {key[n]!r} there, {v!r} here" for n, v in settings.items() if key[n] != v) or None
+
+
 def build_stage(args, vocab):
     """Both datasets from the filter stage's files: the simplified one first, then the control matched to its tokens."""
     found = glob.glob(os.path.join(args.out_dir, "simplified", "filter-*-of-*.json"))
     shard_counts = {int(re.search(r"-of-(\d+)\.json$", p)[1]) for p in found}
     if len(shard_counts) != 1:
         raise SystemExit(f"filter stage not finished in {args.out_dir} (found {len(found)} shard files for "
-                         f"{len(shard_counts)} shard counts N): run `--stage filter` for every shard K/N and delete stale filter-*.json")
+                         f"{len(shard_counts)} shard counts N): run `--stage filter` for every shard K/N and delete "
+                         "stale filter-*.json")
     num_shards = shard_counts.pop()
     done = [os.path.join(args.out_dir, "simplified", f"filter-{k}-of-{num_shards}.json") for k in range(num_shards)]
     missing = [p for p in done if not os.path.exists(p)]
@@ -280,13 +290,11 @@ def build_stage(args, vocab):
         raise SystemExit(f"filter stage not finished: {missing[0]} is missing (run that shard with --stage filter)")
     filters, settings = [read_json(p) for p in done], filter_key(args)
     for k, f in enumerate(filters):
-        docs = f"docs-{k}-of-{num_shards}.jsonl.gz"
-        if not {"key", "counts"} <= f.keys() or f["key"].keys() != settings.keys() | {"files"} or not all(
+        docs, differ = f"docs-{k}-of-{num_shards}.jsonl.gz", record_differs(f, settings)
+        if differ == "unreadable" or not all(
                 os.path.exists(os.path.join(args.out_dir, n, docs)) for n in ("simplified", "unrestricted")):
             raise SystemExit(f"{done[k]} is unreadable or from an older simplify.py, or its documents are missing: "
                              f"redo shard {k} (--stage filter --shard {k}/{num_shards})")
-        differ = ", ".join(f"{n} {f['key'].get(n)!r} there, {v!r} here" for n, v in settings.items()
-                           if f["key"].get(n) != v)
         if differ:  # shards made with other settings would be mixed, and meta.json would record the wrong ones
             raise SystemExit(f"shard {k} was filtered with other settings ({differ}): build with the flags the filter "
                              f"used, or redo the filter with these")
@@ -445,20 +453,15 @@ def get_args(argv=None):
 
 def shards_ready(out_dir, num_shards, settings, since=None):
     """Whether every filter-K-of-N.json is this run's, so rank 0 may build: it exists, holds these filter settings
-    (as build_stage compares them) and, if `since` is given (--force), was written after it. A record left by an
-    earlier run is about to be redone by its rank: building from it would mix old shards in, or stop the build."""
+    (record_differs, as build_stage checks them) and, if `since` is given (--force), was written after it. A record
+    left by an earlier run is about to be redone by its rank: building from it would mix old shards in."""
     for k in range(num_shards):
         path = os.path.join(out_dir, "simplified", f"filter-{k}-of-{num_shards}.json")
         try:
             mtime = os.path.getmtime(path)
         except OSError:  # not written yet (or removed by its rank, about to redo it)
             return False
-        record = read_json(path)
-        key = record.get("key") if "counts" in record else None
-        if not isinstance(key, dict) or key.keys() != settings.keys() | {"files"} or any(
-                key[n] != v for n, v in settings.items()):
-            return False  # unreadable, from an older simplify.py, or another run's settings
-        if since is not None and mtime < since:
+        if record_differs(read_json(path), settings) or (since is not None and mtime < since):
             return False
     return True
 
