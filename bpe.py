@@ -28,13 +28,23 @@ def show(b):
     return repr(b.decode("utf-8", errors="backslashreplace"))
 
 
+def as_tiktoken_sees(text):
+    """The text tiktoken encodes: a lone surrogate (from a broken \\ud83d escape in JSON, say) becomes U+FFFD, so
+    the trainer counts the chunks the encoder will actually meet."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def count_chunks(texts, special_tokens=SPECIAL_TOKENS, verbose=True):
     """Counter {chunk bytes: occurrences} over an iterable of documents. Special-token strings are cut out
     first, so that "</s>" in the text can never be learned as ordinary tokens like "</" + "s" + ">"."""
     alternatives = "|".join(regex.escape(s) for s in sorted(special_tokens, key=len, reverse=True))
     split_special, pattern = regex.compile(alternatives) if special_tokens else None, regex.compile(SPLIT_PATTERN)
     counts, n_chars, t0, t_print = Counter(), 0, time.time(), time.time()
-    for text in texts:
+    for text in map(as_tiktoken_sees, texts):
         for part in (split_special.split(text) if split_special else (text,)):
             counts.update(pattern.findall(part))  # Counter.update of a list runs in C
         n_chars += len(text)
@@ -43,7 +53,7 @@ def count_chunks(texts, special_tokens=SPECIAL_TOKENS, verbose=True):
             print(f"  counting: {n_chars / 1e6:.1f}M chars, {n_chars / 1e6 / (t_print - t0):.1f}M chars/s", flush=True)
     chunk_counts = Counter()
     for chunk, n in counts.items():
-        chunk_counts[chunk.encode("utf-8", errors="surrogatepass")] += n
+        chunk_counts[chunk.encode("utf-8")] += n
     if verbose:
         mb, dt = sum(len(c) * n for c, n in chunk_counts.items()) / 1e6, max(time.time() - t0, 1e-9)
         print(f"counted {mb:.1f} MB in {dt:.1f}s ({mb / dt:.1f} MB/s): {sum(chunk_counts.values()):,} chunks, "
@@ -146,15 +156,15 @@ def train_bpe(texts, vocab_size, special_tokens=SPECIAL_TOKENS, verbose=True):
     return ranks_from_merges(learn_merges(count_chunks(texts, special_tokens, verbose), n_merges, verbose))
 
 
-def make_encoding(name, ranks, special_tokens=SPECIAL_TOKENS):
+def make_encoding(name, ranks, special_tokens=SPECIAL_TOKENS, pattern=SPLIT_PATTERN):
     """tiktoken.Encoding over our ranks. special_tokens: a dict {string: id} using exactly the ids right after
-    the ranks, or just the strings (then they get those ids in order)."""
+    the ranks, or just the strings (then they get those ids in order). pattern: the pre-tokenizer's regex."""
     if not isinstance(special_tokens, dict):
         special_tokens = {s: len(ranks) + i for i, s in enumerate(special_tokens)}
     if sorted(special_tokens.values()) != list(range(len(ranks), len(ranks) + len(special_tokens))):
         raise ValueError(f"special token ids must be {len(ranks)}..{len(ranks) + len(special_tokens) - 1}, right "
                          f"after the {len(ranks)} ranks; got {special_tokens}")
-    return tiktoken.Encoding(name, pat_str=SPLIT_PATTERN, mergeable_ranks=ranks, special_tokens=special_tokens,
+    return tiktoken.Encoding(name, pat_str=pattern, mergeable_ranks=ranks, special_tokens=special_tokens,
                              explicit_n_vocab=len(ranks) + len(special_tokens))
 
 
@@ -162,7 +172,7 @@ def encode_reference(text, merges):
     """Slow, obviously correct encoder (no special tokens), used to check tiktoken: in each chunk, apply the
     earliest-learned merge present, again and again, until no learned pair is left."""
     out = []
-    for chunk in regex.findall(SPLIT_PATTERN, text):
+    for chunk in regex.findall(SPLIT_PATTERN, as_tiktoken_sees(text)):
         ids = list(chunk.encode("utf-8"))
         while len(ids) >= 2:
             pair = min(zip(ids, ids[1:]), key=lambda p: merges.get(p, float("inf")))
@@ -206,4 +216,7 @@ def load_ranks(path):
     if sorted(ranks.values()) != list(range(len(ranks))):
         raise ValueError(f"{path}: ranks must be 0..{len(ranks) - 1} with each used once (some are repeated or "
                          f"missing); is this a complete tiktoken ranks file?")
+    if missing := [i for i in range(256) if bytes([i]) not in ranks]:   # tiktoken panics on text it cannot encode
+        raise ValueError(f"{path}: {len(missing)} of the 256 single bytes have no rank (byte {missing[0]} first): "
+                         f"a byte-level BPE needs all of them; is this a complete tiktoken ranks file?")
     return ranks

@@ -15,10 +15,9 @@ import os
 from functools import lru_cache
 
 import numpy as np
-import tiktoken
 import torch
 
-from bpe import load_ranks
+from bpe import load_ranks, make_encoding
 from files import file_sha256
 
 # -----------------------------------------------------------------------------
@@ -32,32 +31,39 @@ def load_meta(dataset_dir):
         raise SystemExit(f"{path} not found: build the dataset with `python simplify.py` (or check --data_dir)")
     try:
         meta = json.load(open(path))
-        if meta["dtype"] not in ("uint16", "uint32") or "sha256" not in meta["tokenizer"]:
-            raise ValueError("meta.json lacks a uint16/uint32 dtype or the tokenizer's sha256")
+        tok = meta["tokenizer"]
+        if missing := [k for k in ("name", "vocab_size", "eot_token", "train_tokens", "val_tokens") if k not in meta
+                       ] + [f"tokenizer.{k}" for k in ("file", "sha256", "pattern", "special_tokens") if k not in tok]:
+            raise ValueError(f"meta.json lacks {', '.join(missing)}")
+        if meta["dtype"] not in ("uint16", "uint32"):
+            raise ValueError(f"meta.json's dtype is {meta['dtype']!r}, not uint16 or uint32")
         itemsize = np.dtype(meta["dtype"]).itemsize
         for split in ("train", "val"):
             size = os.path.getsize(os.path.join(dataset_dir, f"{split}.bin"))
             if size != meta[f"{split}_tokens"] * itemsize:
-                raise ValueError(f"{split}.bin holds {size // itemsize:,} tokens, meta.json says "
-                                 f"{meta[f'{split}_tokens']:,}")
+                raise ValueError(f"{split}.bin is {size:,} bytes, meta.json says {meta[f'{split}_tokens']:,} "
+                                 f"{meta['dtype']} tokens ({meta[f'{split}_tokens'] * itemsize:,} bytes)")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise SystemExit(f"dataset {dataset_dir} is incomplete or corrupt ({e}): rebuild it with `python simplify.py`")
     return meta
 
 
 def load_tokenizer(dataset_dir):
-    """The dataset's tokenizer as a tiktoken.Encoding (tiktoken alone could do this: ranks file + meta.json)."""
+    """The dataset's tokenizer as a tiktoken.Encoding (tiktoken alone could do this: ranks file + meta.json),
+    checked against what meta.json says of it (the other scripts read vocab_size and eot_token from there)."""
     meta = load_meta(dataset_dir)
     tok = meta["tokenizer"]
     path = os.path.join(dataset_dir, tok["file"])
-    if not os.path.exists(path) or file_sha256(path) != tok["sha256"]:
+    if not os.path.isfile(path) or file_sha256(path) != tok["sha256"]:
         raise SystemExit(f"{path} is missing or does not match the sha256 in meta.json: rebuild the dataset")
     try:
-        ranks = load_ranks(path)
-    except ValueError as e:
-        raise SystemExit(f"{e}: rebuild the dataset with `python simplify.py`")
-    return tiktoken.Encoding(meta["name"], pat_str=tok["pattern"], mergeable_ranks=ranks,
-                             special_tokens=tok["special_tokens"])
+        enc = make_encoding(meta["name"], load_ranks(path), tok["special_tokens"], tok["pattern"])
+        if (enc.n_vocab, enc.eot_token) != (meta["vocab_size"], meta["eot_token"]):
+            raise ValueError(f"{tok['file']} and its special tokens make {enc.n_vocab} tokens with <|endoftext|> = "
+                             f"{enc.eot_token}, meta.json says {meta['vocab_size']} and {meta['eot_token']}")
+    except (ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"dataset {dataset_dir}: {e}: rebuild the dataset with `python simplify.py`")
+    return enc
 
 # -----------------------------------------------------------------------------
 # A token file as 128-token blocks, visited in a seeded shuffled order

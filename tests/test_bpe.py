@@ -136,12 +136,25 @@ def test_save_load_round_trip_and_tiktoken_reader(trained, tmp_path, monkeypatch
 @pytest.mark.parametrize("bad_line, error", [("QQ== 0 extra", "line 3 .*3 fields"), ("@@@ 2", "line 3 .*base64"),
                                              ("Qw== two", "line 3 .*non-negative integer"),
                                              ("QQ== 2", "line 3 .*already has rank 0"),
-                                             ("Qw== 7", "ranks must be 0..2")])
+                                             ("Qw== 7", "ranks must be 0..2"),
+                                             ("Qw== 2", "253 of the 256 single bytes have no rank .byte 0")])
 def test_load_ranks_malformed(tmp_path, bad_line, error):
     path = tmp_path / "bad.tiktoken"
     path.write_text(f"QQ== 0\nQg== 1\n{bad_line}\n")
     with pytest.raises(ValueError, match=error):
         bpe.load_ranks(path)
+
+
+def test_lone_surrogates_are_trained_as_tiktoken_encodes_them():
+    # json.loads turns a broken escape like "\\ud83d" into a lone surrogate; tiktoken encodes it as U+FFFD, so the
+    # trainer must count U+FFFD too (it used to learn the surrogate's bytes: tokens no encoding can produce)
+    text = "x\ud83dy " * 50 + varied_text(300, seed=3)
+    merges = bpe.learn_merges(bpe.count_chunks([text], verbose=False), 60, verbose=False)
+    learned = set(bpe.ranks_from_merges(merges))
+    assert b"\xef\xbf\xbdy" in learned and not any(b"\xed\xa0" in t for t in learned)
+    enc = bpe.make_encoding("t", bpe.ranks_from_merges(merges), ())
+    assert enc.encode_ordinary(text) == bpe.encode_reference(text, merges)
+    assert enc.decode(enc.encode_ordinary("x\ud83dy")) == "x\ufffdy"
 
 
 def test_deterministic_and_independent_of_document_order():

@@ -306,8 +306,24 @@ def test_pipeline_errors(tmp_path):
           "--min_span_len", "3"])
     with open(tmp_path / "ok" / "simplified" / "train.bin", "ab") as f:
         f.write(b"\0\0")
-    with pytest.raises(SystemExit, match="incomplete or corrupt"):
+    with pytest.raises(SystemExit, match="incomplete or corrupt .train.bin is [0-9,]+ bytes, meta.json says"):
         dataset.load_meta(str(tmp_path / "ok" / "simplified"))
+    # meta.json edited by hand: a missing field, or a vocab size / <|endoftext|> id its tokenizer does not have
+    meta_path = tmp_path / "ok" / "unrestricted" / "meta.json"
+    good = json.loads(meta_path.read_text())
+    for edit, error in ((lambda m: m["tokenizer"].pop("pattern"), "lacks tokenizer.pattern"),
+                        (lambda m: m.pop("eot_token"), "lacks eot_token"),
+                        (lambda m: m.update(vocab_size=1000), "make 300 tokens with <.endoftext.> = 297, meta.json "
+                                                              "says 1000 and 297"),
+                        (lambda m: m.update(eot_token=3), "says 300 and 3"),
+                        (lambda m: m["tokenizer"]["special_tokens"].update({"<|endoftext|>": 5}), "ids must be")):
+        meta = json.loads(json.dumps(good))
+        edit(meta)
+        meta_path.write_text(json.dumps(meta))
+        with pytest.raises(SystemExit, match=error):
+            dataset.load_tokenizer(str(tmp_path / "ok" / "unrestricted"))
+    meta_path.write_text(json.dumps(good))
+    assert dataset.load_tokenizer(str(tmp_path / "ok" / "unrestricted")).n_vocab == 300
     (tmp_path / "ok" / "unrestricted" / "tokenizer.tiktoken").write_text("garbage\n")
     with pytest.raises(SystemExit, match="sha256"):
         dataset.load_tokenizer(str(tmp_path / "ok" / "unrestricted"))
