@@ -103,7 +103,8 @@ def time_data_loading(args, device, reps=20):
 
 # What each kernel (GPU) or operation (CPU) of a step is, by name (cuBLAS, CUTLASS, inductor's Triton kernels and
 # templates, flash attention, the fused loss, fused AdamW, ...); the first match wins, the rest is "other"
-KINDS = [("loss", r"_rows_kernel|_vocab_kernel|cross_entropy|softmax|nll|logsumexp"),
+# (the chunked loss: its gathers and scatters count as loss, its matmuls as matmul, its exp and divisions as element-wise)
+KINDS = [("loss", r"_rows_kernel|_vocab_kernel|cross_entropy|softmax|nll|logsumexp|CrossEntropy|gather|scatter_add"),
          ("attention", r"flash|fmha|attention|sdpa"),
          ("matmul", r"gemm|cutlass|xmma|nvjet|triton_tem|aten::(mm|addmm|bmm)$"),
          ("optimizer", r"adam|multi_tensor|foreach"),
@@ -173,6 +174,7 @@ def time_path(model_name, args, device, dtype, path, batches):
         torch._dynamo.reset()   # each path compiles afresh: no shapes marked dynamic by the previous model's graphs
     step_model = torch.compile(model, mode=path["compile_mode"]) if compiled else model
     autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, dtype))
+    scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")   # as train.py: fp16 needs loss scaling
     micro = path["micro"]
     accum = args.batch_size // micro
 
@@ -182,10 +184,12 @@ def time_path(model_name, args, device, dtype, path, batches):
             chunk = batch[i * micro:(i + 1) * micro]
             with autocast:
                 _, loss = step_model(chunk[:, :-1], chunk[:, 1:])
-            (loss / accum).backward()
+            scaler.scale(loss / accum).backward()
             loss_sum += loss.detach() / accum
+        scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         optimizer.zero_grad(set_to_none=True)
         return loss_sum
 
@@ -309,7 +313,7 @@ def parse_args(argv=None):
                    "its time by kind (matmul, element-wise, loss, ...)")
     p.add_argument("--device", default="cuda" if gpu else "cpu")
     p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
-                   help="auto: bfloat16 on a GPU, float32 on CPU")
+                   help="auto: as train.py (a GPU: bfloat16 where supported, else float16; CPU: float32)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=gpu, help="torch.compile (GPU: on)")
     p.add_argument("--peak_flops", type=float, default=0.0,
                    help="one device's peak FLOP/s for MFU (0: measured with a bf16 matmul on a GPU, none on CPU)")
@@ -320,6 +324,8 @@ def parse_args(argv=None):
     p.add_argument("--json", default="", help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not args.models:
+        raise SystemExit("--models: name at least one model, e.g. h32-L2")
     for m in args.models:
         try:
             config_from_name(m)
@@ -333,6 +339,15 @@ def parse_args(argv=None):
         raise SystemExit("--paths: name at least one path")
     if args.warmup < 1:
         raise SystemExit("--warmup must be >= 1: the first step (allocation, compilation) is never timed")
+    for name in ("profile", "min_seconds", "peak_flops", "threads"):
+        if not getattr(args, name) >= 0:
+            raise SystemExit(f"--{name} must be >= 0, got {getattr(args, name)}")
+    try:
+        torch.device(args.device)
+    except RuntimeError:
+        raise SystemExit(f"--device {args.device!r}: use cpu, cuda, cuda:N or mps") from None
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu")
     device_type = args.device.split(":")[0]
     for m in args.models:     # a path that cannot run here is refused now, not after the others have been timed
         width = config_from_name(m).n_embd
@@ -360,7 +375,8 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device
-    dtype = args.dtype if args.dtype != "auto" else "bfloat16" if device.startswith("cuda") else "float32"
+    dtype = args.dtype if args.dtype != "auto" else ("float32" if not device.startswith("cuda") else "bfloat16"
+                                                     if torch.cuda.is_bf16_supported(False) else "float16")
     name = (torch.cuda.get_device_name(device) if device.startswith("cuda")
             else f"CPU, {torch.get_num_threads()} threads")
     if not args.peak_flops and device.startswith("cuda"):

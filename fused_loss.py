@@ -231,6 +231,9 @@ def check_supported(device_type, C):
 def fused_cross_entropy(x, weight, targets):
     """The mean next-token loss of hidden states x (N, C) under head weight (V, C) with targets (N,) (-1 ignored),
     never materialising the (N, V) logits. Needs a CUDA device (or TRITON_INTERPRET=1 on CPU) and C <= MAX_C."""
+    if x.dim() != 2 or weight.dim() != 2 or weight.size(1) != x.size(1) or targets.shape != x.shape[:1]:
+        raise ValueError(f"the fused loss takes x (N, C), weight (V, C) and targets (N,), got {tuple(x.shape)}, "
+                         f"{tuple(weight.shape)} and {tuple(targets.shape)}")   # the kernels would read past them
     check_supported(x.device.type, x.size(-1))
     if max(x.numel(), weight.numel()) >= 2 ** 31:   # the kernels' offsets (row * C + k) are 32-bit
         raise ValueError(f"the fused loss indexes with 32-bit offsets: x {tuple(x.shape)} or the head weight "

@@ -362,9 +362,11 @@ class GPT(nn.Module):
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
         """Append max_new_tokens sampled tokens to idx (B, T). temperature 0 picks the most likely token; top_k keeps
         only the k most likely before sampling. The context is cropped to the last max_seq_len tokens."""
-        if idx.dim() != 2 or idx.size(1) == 0 or temperature < 0 or (top_k is not None and top_k < 0):
-            raise ValueError(f"generate needs a (B, T >= 1) context, temperature >= 0 and top_k >= 0 (or None), got "
-                             f"shape {tuple(idx.shape)}, temperature {temperature}, top_k {top_k}")
+        if (idx.dim() != 2 or idx.size(1) == 0 or max_new_tokens < 0 or not temperature >= 0   # (NaN too)
+                or (top_k is not None and top_k < 0)):
+            raise ValueError(f"generate needs a (B, T >= 1) context, max_new_tokens >= 0, temperature >= 0 and top_k "
+                             f">= 0 (or None), got shape {tuple(idx.shape)}, max_new_tokens {max_new_tokens}, "
+                             f"temperature {temperature}, top_k {top_k}")
         for _ in range(max_new_tokens):
             logits, _ = self(idx[:, -self.max_seq_len:])
             logits = logits[:, -1, :].float()                    # (B, V)

@@ -49,12 +49,13 @@ def test_benchmark_profile_lists_the_costliest_operations_and_the_time_by_kind(c
     threads = torch.get_num_threads()
     try:
         results = bench.main(["--models", "h32-L2", "--steps", "1", "--batch_size", "2", "--vocab_size", "500",
-                              "--paths", "plain", "--threads", "1", "--profile", "5"])
+                              "--paths", "plain,chunked", "--threads", "1", "--profile", "5"])
     finally:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
     kinds = results[0]["paths"][0]["profile_ms_by_kind"]
     assert {"matmul", "loss", "attention", "element-wise"} <= kinds.keys() and min(kinds.values()) > 0
+    assert "loss" in results[0]["paths"][1]["profile_ms_by_kind"]    # the chunked loss's gathers and scatters
     line = re.search(r"h32-L2 plain by kind: (.*)", out)[1]
     shares = {k: int(p) for k, p in re.findall(r"([\w-]+) [\d.]+ ms \((\d+)%\)", line)}
     assert shares.keys() == kinds.keys() and abs(sum(shares.values()) - 100) <= len(shares)   # rounded percentages
@@ -133,5 +134,14 @@ def test_paths_that_cannot_run_and_bad_flags_are_refused_before_timing(tmp_path,
         bench.parse_args(["--models", "h32-L2", "--paths", "plain,fused", "--device", "cpu"])
     with pytest.raises(SystemExit):
         bench.parse_args(["--dtype", "bf16"])
+    for flags, error in ((["--models", ","], "--models: name at least one model"),
+                         (["--threads", "-1"], "--threads must be >= 0"), (["--peak_flops", "-5"], "--peak_flops must"),
+                         (["--profile", "-3"], "--profile must"), (["--min_seconds", "nan"], "--min_seconds must"),
+                         (["--device", "foo"], "--device 'foo': use cpu, cuda, cuda:N or mps")):
+        with pytest.raises(SystemExit, match=error):
+            bench.parse_args(flags)
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="--device cuda: this torch .* sees no CUDA GPU; use --device cpu"):
+            bench.parse_args(["--device", "cuda", "--paths", "plain"])
     bench.parse_args(["--json", str(tmp_path / "new" / "dir" / "b.json")])
     assert (tmp_path / "new" / "dir").is_dir()                        # written after each model: made up front

@@ -36,7 +36,6 @@ def test_fused_equals_plain_in_float32(N, C, V):
     weight = (0.3 * torch.randn(V, C, generator=g)).to(DEVICE)
     targets = torch.randint(0, V, (N,), generator=g).to(DEVICE)
     targets[::4] = -1                           # ignored rows
-    torch.backends.cuda.matmul.allow_tf32 = False
     ref = loss_and_grads(lambda a, w, t: F.cross_entropy(a.double() @ w.double().T, t, ignore_index=-1),
                          x, weight, targets)
     out = loss_and_grads(fused_cross_entropy, x, weight, targets)
@@ -113,6 +112,9 @@ def test_loss_choice_and_refusals(monkeypatch):
     big = torch.empty(2 ** 21, 1024, device="meta")       # 2^31 elements: past the kernels' 32-bit offsets
     with pytest.raises(ValueError, match=r"32-bit offsets: x \(2097152, 1024\) .* use a smaller --micro_batch_size"):
         fused_cross_entropy(big, w[:, :1024], torch.zeros(2 ** 21, dtype=torch.long, device="meta"))
+    for a, b, c in ((x[:, :32], w[:, :32], t[:2]), (x[:, :32], w[:, :16], t), (x[None, :, :32], w[:, :32], t)):
+        with pytest.raises(ValueError, match=r"takes x \(N, C\), weight \(V, C\) and targets \(N,\), got"):
+            fused_cross_entropy(a, b, c)                 # the kernels would read past the shorter tensor
     monkeypatch.setattr(fused_loss, "INTERPRET", False)
     with pytest.raises(ValueError, match="runs Triton kernels on a CUDA device, got cpu"):
         fused_cross_entropy(x[:, :32], w[:, :32], t)

@@ -361,7 +361,9 @@ def test_generate_refuses_what_it_cannot_sample():
     model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, vocab_size=20, block_size=8))
     for idx, kw in [(torch.zeros(1, 0, dtype=torch.long), {}), (torch.zeros(3, dtype=torch.long), {}),
                     (torch.zeros(1, 2, dtype=torch.long), {"temperature": -1.0}),
-                    (torch.zeros(1, 2, dtype=torch.long), {"top_k": -1})]:
+                    (torch.zeros(1, 2, dtype=torch.long), {"temperature": float("nan")}),
+                    (torch.zeros(1, 2, dtype=torch.long), {"top_k": -1}),
+                    (torch.zeros(1, 2, dtype=torch.long), {"max_new_tokens": -3})]:
         with pytest.raises(ValueError, match="generate needs a"):
-            model.generate(idx, 2, **kw)
+            model.generate(idx, **{"max_new_tokens": 2, **kw})
     assert model.generate(torch.zeros(1, 2, dtype=torch.long), 3, temperature=0).shape == (1, 5)
