@@ -369,6 +369,8 @@ def get_args(argv=None):
         p.error(f"--shots {args.shots!r}: expected comma-separated integers, e.g. 0,3")
     if any(s < 0 for s in args.shots) or args.limit < 0:
         p.error("--shots and --limit must be >= 0")
+    if not args.temperature >= 0 or args.max_new_tokens < 0:
+        p.error("--temperature and --max_new_tokens must be >= 0 (temperature 0: the most likely token)")
     args.prompts = [s for s in args.prompts.split("|") if s.strip()]
     return args
 
@@ -378,7 +380,8 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = args.dtype if args.dtype != "auto" else "bfloat16" if device.startswith("cuda") else "float32"
+    dtype = args.dtype if args.dtype != "auto" else ("float32" if not device.startswith("cuda") else "bfloat16"
+                                                     if torch.cuda.is_bf16_supported(False) else "float16")
     autocast = nullcontext() if dtype == "float32" else torch.autocast(device.split(":")[0], getattr(torch, dtype))
     args.batch_tokens = args.batch_tokens or (65536 if device.startswith("cuda") else 8192)
     ckpts = args.ckpt or sorted(str(p.parent) for p in Path("out").glob("*/ckpt.pt"))

@@ -522,3 +522,11 @@ def test_checkpoint_tokenizer_mismatch_is_a_clear_error(tiny_data, tmp_path):
         evaluate.load_run(run, "cpu")
     with pytest.raises(SystemExit, match="not found"):
         evaluate.load_run(tmp_path / "nothing", "cpu")
+
+
+@pytest.mark.parametrize("flags", [["--temperature", "nan"], ["--temperature", "-1"], ["--max_new_tokens", "-2"],
+                                   ["--shots", "-1"]])
+def test_bad_sampling_and_scoring_flags_are_refused(flags, capsys):
+    with pytest.raises(SystemExit):
+        evaluate.get_args(flags)
+    assert "must be >= 0" in capsys.readouterr().err
