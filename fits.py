@@ -11,7 +11,6 @@ from their grid of starting points, as Besiroglu et al.'s replication did.
 """
 import itertools
 import math
-import time
 
 import numpy as np
 
@@ -126,9 +125,8 @@ def fit_chinchilla(N, D, loss, delta=1e-3, n_boot=200, keep=64, seed=0):
     from Hoffmann's grid of 4,500 starts, keeping the best. Only the `keep` starts of lowest initial objective are
     optimised (on Epoch's points the best 32 already all reach the optimum; the others only cost time).
     Intervals: 95% percentiles of n_boot refits on resampled points, each started from the best fit and the 3 best
-    grid starts, all in one batch. -> {E, A, B, alpha, beta, r2 (of log L), objective, n, ci, seconds, and a warning
+    grid starts, all in one batch. -> {E, A, B, alpha, beta, r2 (of log L), objective, n, ci, and a warning
     when an exponent leaves [0.01, 2]: the fit is then not identified by these points}."""
-    t0 = time.time()
     N, D, L = (np.asarray(v, float) for v in (N, D, loss))
     if not N.shape == D.shape == L.shape or N.ndim != 1:
         raise ValueError(f"N, D and loss must be 1-d and of one length, got shapes {N.shape}, {D.shape}, {L.shape}")
@@ -168,7 +166,6 @@ def fit_chinchilla(N, D, loss, delta=1e-3, n_boot=200, keep=64, seed=0):
         with np.errstate(over="ignore"):
             out["ci"] = {k: v.tolist() for k, v in params(lo_hi).items()}
         out["n_boot"] = n_boot
-    out["seconds"] = round(time.time() - t0, 2)
     return out
 
 

@@ -185,7 +185,10 @@ def write_tables(results_dir):
     return md
 
 # -----------------------------------------------------------------------------
-# Emergence: the compute from which accuracy stays above chance (or the majority class, if higher)
+# Emergence: the compute from which accuracy stays above chance (or the majority class, if higher), counting a point
+# as above when the lower end of its 95% interval is: acc - Z95 * stderr
+
+Z95 = 1.96
 
 
 def chance_crossing(C, acc, chance):
@@ -237,14 +240,16 @@ def emergence(results):
 def plot_emergence(results, path):
     """Mean accuracy of each task family against training compute, one panel per (family, shots), a line per corpus,
     the baseline (chance, or the majority class if higher) dotted and a triangle where the corpus' accuracy rises
-    above it for good. -> [{level (task | family), name, shots, corpus, baseline, crossing, last_acc}] for every task
+    above it for good: where the lower end of its 95% interval does (one right answer of 265 on a task whose chance
+    is 0 is not an ability). -> [{level (task | family), name, shots, corpus, baseline, crossing, last_acc}] for every task
     and family."""
     (series, n_tasks), crossings = emergence(results), []
     for (level, name, shots, corpus), pts in sorted(series.items()):
-        C, acc, _, base = map(np.array, zip(*pts))
+        C, acc, err, base = map(np.array, zip(*pts))
+        low = acc - Z95 * err
         crossings.append(dict(level=level, name=name, shots=shots, corpus=corpus, baseline=float(base.mean()),
-                              crossing=chance_crossing(C, acc, base.mean()), last_acc=float(acc[-1]),
-                              above_throughout=bool((acc > base.mean()).all())))
+                              crossing=chance_crossing(C, low, base.mean()), last_acc=float(acc[-1]),
+                              above_throughout=bool((low > base.mean()).all())))
     panels = sorted({(name, shots) for level, name, shots, _ in series if level == "family"})
     with figure(path, min(4, len(panels)), math.ceil(len(panels) / 4)) as axes:
         for ax, (family, shots) in zip(axes, panels):
@@ -302,7 +307,8 @@ def table(fits, problems, crossings, exact_flops):
     if crossings:
         out += ["", "## Emergence: compute (6ND) from which accuracy stays above its baseline", "",
                 "Task families (mean accuracy over their tasks); the baseline is chance, or always giving the "
-                "commonest right answer where that scores higher; every task's crossing is in fits.json.", "",
+                "commonest right answer where that scores higher; above it means the lower end of the accuracy's "
+                "95% interval (acc - 1.96 stderr) is; every task's crossing is in fits.json.", "",
                 "| family | shots | corpus | baseline | crossing | accuracy at the largest compute |",
                 "|---|---|---|---|---|---|"]
         out += [f"| {x['name']} | {x['shots']} | {x['corpus']} | {x['baseline']:.3g} | "

@@ -498,7 +498,10 @@ def main(argv=None):
     plot_curves(done, figs / "loss_curves.png")
     for keys, name in ((["N", "N_nonemb"], "loss_vs_N"), (["D"], "loss_vs_D"), (["C"], "loss_vs_C")):
         plot_law(fits, done, keys, figs / f"{name}.png", args.exact_flops)
-    results = read_results(args.results_dir)
+    results, fitted = read_results(args.results_dir), {r["name"] for r in done}
+    problems += [(d["run_name"], f"evaluated ({args.results_dir}/{d['run_name']}.json) but not one of the fitted runs: "
+                  "left out of the emergence analysis too") for d in results if d["run_name"] not in fitted]
+    results = [d for d in results if d["run_name"] in fitted]   # the emergence plot shows the runs the fits show
     crossings = plot_emergence(results, figs / "emergence.png") if results else []
     if not results:
         print(f"no evaluate.py results in {args.results_dir}/: emergence plot skipped (run evaluate.py on the runs)")
