@@ -42,7 +42,7 @@ import torch
 
 from model import GPT, LOSS_KINDS, PAPER_GRID, choose_loss, config_from_name, fused_loss_module, mfu, peak_flops
 from scaling import PAPER_TRAIN_TOKENS
-from files import write_json
+from files import HelpFormat, write_json
 from dataset import TokenBlocks, block_ids
 from train import COMPILE_MODES
 
@@ -297,7 +297,7 @@ def fmt_row(model_name, r):
 
 def parse_args(argv=None):
     gpu = torch.cuda.is_available()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormat)
     p.add_argument("--models", default="h32-L2,h256-L4,h1024-L8" if gpu else "h32-L2,h64-L2",
                    help="comma-separated h<hidden>-L<layers> names (default: small ones on CPU)")
     p.add_argument("--vocab_size", type=int, default=15000, help="V of the synthetic tokens (the paper: 15,000)")

@@ -36,7 +36,7 @@ import torch
 from torch.nn import functional as F
 
 from model import load_checkpoint, read_checkpoint
-from files import write_json
+from files import HelpFormat, write_json
 from report import write_tables   # results/table.md, table.csv, generations.md
 from dataset import load_meta, load_tokenizer
 from spans import DEFAULT_VOCAB, load_vocab
@@ -331,7 +331,7 @@ def previous_results(path, args):
 
 
 def get_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormat)
     p.add_argument("--ckpt", nargs="+", default=None, help="run directories (or ckpt.pt files); default: every run "
                    "in out/ with a ckpt.pt")
     p.add_argument("--tasks", default="embedded", help="comma-separated task names or groups: templates, cloze, "

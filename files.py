@@ -1,7 +1,9 @@
 """
 files.py: the small file helpers every script shares: writes that are atomic (a killed run never leaves a
-half-written file that looks valid), JSON records, a lock (one writer per run directory), and a file's sha256.
+half-written file that looks valid), JSON records, a lock (one writer per run directory), a file's sha256; and
+the --help layout of the command-line scripts.
 """
+import argparse
 import hashlib
 import json
 import math
@@ -71,3 +73,14 @@ def file_sha256(path):
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+class HelpFormat(argparse.RawDescriptionHelpFormatter):
+    """--help: the script's docstring as written, then each flag with its default (unless its text gives it)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is None or action.default is False or action.default in ("", argparse.SUPPRESS) or (
+                "default" in text):
+            return text
+        return f"{text} (default: %(default)s)"

@@ -1,7 +1,7 @@
 """
 scaling.py: sweeps of train.py over the paper's model grid, and the scaling laws of section 7 fitted to their logs.
 
-    python scaling.py                   # default CPU grid: train (or reuse) 12 small runs, fit, draw (8-12 min)
+    python scaling.py                   # default CPU grid: train (or reuse) 12 small runs, fit, draw (~8 min on 2 cores)
     python scaling.py --dry-run         # print the commands, their compute and estimated time; run nothing
     python scaling.py --fit_only        # fit the grid's runs already in out/ (missing ones are reported)
     python scaling.py --grid paper --data_root data/paper --gpus all --train_args=--compile   # 44 runs, 1 GPU each
@@ -37,7 +37,7 @@ import torch
 from model import GPT, PAPER_GRID, config_from_name, peak_flops
 from fits import fit_corpus   # the scaling-law math (fits.py), and which points each law is fitted to
 from report import plot_curves, plot_emergence, plot_law, read_results, table   # figures, fits.md
-from files import read_json, write_atomic, write_json    # read_json: a JSON file, or {} if missing or unreadable
+from files import HelpFormat, read_json, write_atomic, write_json    # read_json: a JSON file, or {} if missing or unreadable
 from train import RESUME_MUST_MATCH, hms       # the settings that shape a run; seconds -> h:mm:ss
 from train import parse_args as train_config    # train.py's own reading of its command line
 
@@ -50,7 +50,7 @@ PAPER_TRAIN_TOKENS = 2_130_447_357   # the paper's corpus size, assumed by --dry
 
 GRIDS = {
     # Embedded default: four of the smallest models on both default corpora at 1M tokens each (a third of an epoch),
-    # plus h64-L2 at 250k and 500k tokens for L(D): 7.5 min on 2 idle cores (more when shared). One single-threaded
+    # plus h64-L2 at 250k and 500k tokens for L(D): about 8 min on 2 idle cores (more when shared). One single-threaded
     # run per core (parallel 0: as many runs as cores; 1 with a GPU): two-threaded runs slowed down several-fold
     # here when other work shared the cores, single-threaded ones did not. At 1M tokens the models are short of steps,
     # not data: 16 sequences per step (488 steps) reach a loss ~0.35 nats lower than 32 (244 steps) in the same time.
@@ -352,7 +352,7 @@ def collect(run_dirs):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormat)
     p.add_argument("--grid", default="cpu", choices=GRIDS, help="preset grid; the flags below override its values")
     p.add_argument("--models", help="comma-separated h<hidden>-L<layers> names (cpu: h32-L2,h64-L2,h64-L4,h128-L2)")
     p.add_argument("--corpora", default="simplified,unrestricted", help="dataset directories under --data_root")
@@ -438,16 +438,18 @@ def main(argv=None):
     todo = sorted((r for r in runs if r["state"] in ("todo", "resume", "restart")),
                   key=lambda r: -r["seconds"] * r["left"])
     measured = sorted({r["model"] for r in todo if r["speed_key"] in speeds})
-    print(f"grid {args.grid}: {len(runs)} runs, {len(todo)} to launch ({args.parallel} side by side); N counts every "
+    to_launch = "not launched (--fit_only)" if args.fit_only else "to launch"
+    here = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores"
+    print(f"grid {args.grid}: {len(runs)} runs, {len(todo)} {to_launch} ({args.parallel} side by side); N counts every "
           "parameter, C = 6ND (exact: model.flops_per_token() x D)")
     for r in runs:
         print(f"  {r['name']:<30} {r['state']:<10} N {r['N']:>11,} ({r['N_nonemb']:,} non-emb.)  D {r['D']:>13,}  "
               f"C {r['C']:.2e} (exact {r['C_exact']:.2e})  lr {r['lr']:.3g}  {r['detail']}")
-    print(f"compute to launch: {sum(r['C'] * r['left'] for r in todo):.3e} FLOP 6ND, "
+    print(f"compute {to_launch}: {sum(r['C'] * r['left'] for r in todo):.3e} FLOP 6ND, "
           f"{sum(r['C_exact'] * r['left'] for r in todo):.3e} exact; estimated "
           f"{hms(schedule_seconds([r['seconds'] * r['left'] for r in todo], args.parallel))} on {args.parallel} "
-          f"slots (" + (f"measured speeds of {', '.join(measured)} in {args.out_dir}, else " if measured else "")
-          + "a guess from FLOPs)")
+          f"slots of this machine ({here}; " + (f"measured speeds of {', '.join(measured)} in {args.out_dir}, else "
+                                                if measured else "") + "a guess from FLOPs)")
     for r in (r for r in runs if r["state"] in ("diverged", "conflict", "unreadable")):
         print(f"note: {r['name']} {STATES[r['state']]} {r['detail']}")
     missing = sorted({str(r["data_dir"]) for r in runs if not r["have_data"]})

@@ -29,7 +29,7 @@ from fractions import Fraction
 import numpy as np
 
 from bpe import SPECIAL_TOKENS, SPLIT_PATTERN, make_encoding, save_ranks, train_bpe
-from files import file_sha256, read_json, write_atomic, write_json   # atomic writes, JSON records, sha256
+from files import HelpFormat, file_sha256, read_json, write_atomic, write_json   # atomic writes, JSON records, sha256
 from sources import DEFAULT_SOURCE, iter_documents, list_files   # raw documents: files, folders, the hub
 from spans import DEFAULT_VOCAB, WORD_RE, filter_spans, format_document, load_vocab, vocab_bytes  # the rule
 
@@ -411,7 +411,7 @@ def benchmark(args, vocab):
 
 
 def get_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormat)
     p.add_argument("--source", default=DEFAULT_SOURCE, help="file, folder (.txt .jsonl[.gz|.zst] .parquet) or hf:NAME")
     p.add_argument("--text_field", default="text", help="JSON/parquet field holding the text")
     p.add_argument("--vocab", default=DEFAULT_VOCAB, help="word list: ,word,frequency CSV or one word per line "

@@ -37,3 +37,14 @@ def test_raw_text_to_tables_and_figures(tmp_path, capsys):
     for name in ("loss_curves", "loss_vs_N", "loss_vs_D", "loss_vs_C", "emergence"):
         assert (res / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     assert "alpha" in (res / "fits.md").read_text()
+
+
+def test_every_script_help_shows_the_defaults(capsys):
+    for main, flag, shown in ((simplify.main, "--min_span_len", "(default: 8)"), (scaling.main, "--n_boot", "(default:"),
+                              (evaluate.main, "--shots", "(default: 0,3)")):
+        try:
+            main(["--help"])
+        except SystemExit:
+            pass
+        text = " ".join(capsys.readouterr().out.split("options:")[1].split())   # wrapped to the terminal
+        assert shown in text[text.index(f" {flag} ") + 1:].split(" --")[0], main.__module__

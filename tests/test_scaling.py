@@ -1,6 +1,7 @@
 """scaling.py: the fits on synthetic data from known laws, the frontier, N/C accounting, the sweep's planner, skipper
 and resumer on fake run directories, the reporting of missing and diverged runs, the figures and tables."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -336,6 +337,10 @@ def test_a_corrupt_run_directory_is_reported_not_a_crash(tmp_path, capsys):
         assert f"note: {name} its config.json or log.jsonl is not train.py's" in text
     assert "12 runs, 9 to launch" in text
     scaling.main(args + ["--fit_only", "--n_boot", "10"])
+    text = capsys.readouterr().out
+    assert "12 runs, 9 not launched (--fit_only)" in text and "compute not launched (--fit_only): " in text
+    here = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores"
+    assert f"slots of this machine ({here}; a guess from FLOPs)" in text
     left_out = {x["run"]: x["why"] for x in json.loads((tmp_path / "r" / "fits.json").read_text())["left_out"]}
     assert left_out["h32-L2-simplified-1M"].startswith("unreadable")
     assert left_out["h64-L4-simplified-1M"].startswith("unreadable")
