@@ -361,7 +361,9 @@ def stats_table(a, b):
         rows.append(f"| {k} | {fmt(a[k])} | {fmt(b.get(k))} |")
     rows += ["", "docs_out, words_out, kept_word_fraction: for simplified, what the filter kept of the source (all of "
              "it, also beyond --max_train_tokens); for unrestricted, the raw documents taken to match its tokens. "
-             "train_* and the statistics below them: the training text of each."]
+             "train_* and the statistics below them: the training text of each. words_in/words_out count "
+             "whitespace-separated words, train_words the filter's word tokens (numbers left out, a contraction "
+             "two: don't = don + t), so train_words can exceed words_out."]
     return "\n".join(rows)
 
 

@@ -247,8 +247,8 @@ def load_task(name, args, vocab):
                                  f"{str(e)[:200]}); the files must be the originals, unchanged (README: evaluate.py)")
         examples = read(split)
         if examples is None:
-            raise SystemExit(f"{name}: no {split} split under {args.task_dir}/{family}/: expected "
-                             f"{local_files(family, config, split)} in the original format (README: evaluate.py)")
+            raise SystemExit(f"{name}: {args.task_dir}/{family}/{local_files(family, config, split)} not found (the "
+                             f"{split} split the task is scored on, in the original format; README: evaluate.py)")
         splits = {split: examples}
         demos = read(demo_split) if demo_split else None
         if demos is not None:

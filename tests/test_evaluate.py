@@ -274,7 +274,8 @@ def test_local_loaders_read_the_original_formats(tmp_path):
     for name, expected in [("rte", "dev.tsv or val.jsonl"), ("copa", "copa-dev.xml (or SuperGLUE's val.jsonl)"),
                            ("piqa", "valid.jsonl and valid-labels.lst"), ("arc_easy", "ARC-Easy-Test.jsonl"),
                            ("blimp_adjunct_island", "adjunct_island.jsonl")]:   # the error names the file to add
-        with pytest.raises(SystemExit, match=re.escape(f"expected {expected} in the original format")):
+        with pytest.raises(SystemExit, match=re.escape(f"{name}: {missing.task_dir}/") + ".*" +
+                           re.escape(f"/{expected} not found (the ")):
             load_task(name, missing, frozenset())
     # COPA as SuperGLUE distributes it (JSONL in the hub's fields) reads like the original XML
     write(tmp_path / "sg/copa/val.jsonl", json.dumps({"premise": "The sun rose.", "choice1": "It got light.",
