@@ -222,6 +222,32 @@ def test_kshot_prompt_uses_demonstrations_and_interpolation(tiny):
     r = evaluate_task(model, enc, [256], False, task, 2, ARGS, "cpu", None)
     assert r["shots"] == 2 and r["n"] == 6 and r["rope_scale"] >= 2     # 3 questions and answers > 16 tokens
 
+
+def recorded_prompts(monkeypatch):
+    """evaluate.score_requests replaced by a recorder: (context ids, continuation ids) of every request, scored 0."""
+    seen = []
+    monkeypatch.setattr(evaluate, "score_requests",
+                        lambda model, requests, *a, **k: seen.extend(r[:2] for r in requests) or [(0.0, False)] *
+                        len(requests))
+    return seen
+
+
+def test_each_example_draws_its_own_demonstrations(tiny, monkeypatch):
+    model, enc = tiny
+    examples = [(f"Q: {i}\nA:", ["yes", "no"], i % 2) for i in range(12)]
+    seen = recorded_prompts(monkeypatch)
+    def demos_of(seed):   # per example: the demonstrations of its prompt, as text (before its own question)
+        seen.clear()
+        evaluate_task(model, enc, [256], False, task_of("choice", examples), 2,
+                      types.SimpleNamespace(seed=seed, long="rope", batch_tokens=4096), "cpu", None)
+        prompts = [bytes(ctx[1:]).decode() for ctx, _ in seen[::2]]          # one per example: its first choice
+        assert all(p.endswith(f"\n\nQ: {i}\nA:") for i, p in enumerate(prompts))
+        return [p.rsplit("\n\n", 1)[0] for p in prompts]
+    first = demos_of(1234)
+    assert all(d.count("\n\n") == 1 for d in first)                       # 2 demonstrations each
+    assert len(set(first)) >= 10          # seeded per example: not one draw for the whole task (at most 3 would differ)
+    assert demos_of(1234) == first and demos_of(7) != first                 # fixed by --seed, and changed by it
+
 # -----------------------------------------------------------------------------
 # Loaders of the original formats (tiny synthetic files)
 
@@ -326,6 +352,49 @@ def test_filter_and_limit_are_applied_per_split(tmp_path):
     t = load_task("blimp_adjunct_island", args, frozenset({"the", "cat", "ran", "rans", "sat", "sats"}))
     assert t["counts"] == {"train": [8, 12]} and len(t["eval"]) == 5
     assert all("xyz" not in e["text"] for e in t["eval"])
+
+
+@pytest.mark.parametrize("name, header, rows, words", [
+    ("sst2", "sentence\tlabel", ["a dull film\t0", "a great film\t1"], ["negative", "positive"]),
+    ("qqp", "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate", ["1\t2\t3\tWhy?\tHow?\t0",
+                                                                   "2\t4\t5\tWhy?\tWhy so?\t1"], ["no", "yes"]),
+    ("mrpc", "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String", ["0\t1\t2\tA cat.\tA dog.", "1\t3\t4\tA cat.\tA cat."],
+     ["no", "yes"]),
+    ("rte", "index\tsentence1\tsentence2\tlabel", ["0\tP.\tH.\tentailment", "1\tP.\tH.\tnot_entailment"],
+     ["True", "False"]),
+    ("mnli", "index\tsentence1\tsentence2\tgold_label", ["0\tP.\tH.\tentailment", "1\tP.\tH.\tneutral",
+                                                         "2\tP.\tH.\tcontradiction"], ["True", "Neither", "False"]),
+])
+def test_the_right_answer_is_the_labels_word(tmp_path, name, header, rows, words):
+    # rows in label order: each one's right answer is the word the harness uses for its label (swapped words would
+    # turn every score of the task into its complement)
+    split = "dev_matched.tsv" if name == "mnli" else "dev.tsv"
+    write(tmp_path / name / split, "\n".join([header, *rows]) + "\n")
+    t = load_task(name, types.SimpleNamespace(task_dir=str(tmp_path), filter=False, limit=0, seed=0), frozenset())
+    assert [e["choices"] for e in t["eval"]] == [words] * len(rows)
+    assert [e["choices"][e["gold"]] for e in t["eval"]] == words
+
+
+def test_demonstrations_come_from_the_train_split(tmp_path):
+    write(tmp_path / "sst2/train.tsv", "sentence\tlabel\nfun\t1\ndull\t0\nnice\t1\n")
+    write(tmp_path / "sst2/dev.tsv", "sentence\tlabel\ngood\t1\nbad\t0\n")
+    t = load_task("sst2", types.SimpleNamespace(task_dir=str(tmp_path), filter=False, limit=0, seed=0), frozenset())
+    assert [e["text"] for e in t["eval"]] == ["good", "bad"]
+    assert [(e["text"], e["gold"]) for e in t["demos"]] == [("fun", 1), ("dull", 0), ("nice", 1)]   # not validation
+    assert t["counts"] == {"validation": [2, 2], "train": [3, 3]}
+
+
+def test_majority_baseline_is_that_of_the_limited_subset(tmp_path):
+    # 4 negative, 3 positive: 4/7 over the file, which no subset of 4 can have (k/4): the baseline is of the examples
+    # scored, as chance is
+    write(tmp_path / "sst2/dev.tsv", "sentence\tlabel\n" + "".join(f"s{i}\t{int(i >= 4)}\n" for i in range(7)))
+    whole = load_task("sst2", types.SimpleNamespace(task_dir=str(tmp_path), filter=False, limit=0, seed=0), frozenset())
+    assert whole["majority"] == pytest.approx(4 / 7)
+    for seed in range(3):
+        t = load_task("sst2", types.SimpleNamespace(task_dir=str(tmp_path), filter=False, limit=4, seed=seed),
+                      frozenset())
+        golds = [e["gold"] for e in t["eval"]]
+        assert len(golds) == 4 and t["majority"] == max(golds.count(0), golds.count(1)) / 4
 
 # -----------------------------------------------------------------------------
 # The embedded tasks
@@ -442,6 +511,28 @@ def test_whole_run_writes_results_as_the_interface_says(tiny_data, tmp_path):
     assert got[("cloze", 0)]["family"] == "cloze" and got[("cloze", 0)]["n"] == 8
     assert got[("bigbench_cause_and_effect", 2)]["acc_norm"] is not None and got[("cloze", 0)]["acc_norm"] is None
     assert len(res["generations"]) == 4 and (results / "table.md").exists() and (results / "table.csv").exists()
+
+
+@pytest.mark.parametrize("filter_key, sos, starts", [
+    ("absent", "auto", [256]),                 # a dataset without the span format: <|endoftext|> only
+    (None, "auto", [256]),                     # simplify.py's control corpus (filter: null): the same
+    ({"vocab": "v.txt"}, "auto", [256, 257, 32]),   # the simplified corpus: <|endoftext|><s>, then " " as in "<s> span"
+    ("absent", "yes", [256, 257, 32]),         # --sos overrides what the dataset says
+    ({"vocab": "v.txt"}, "no", [256]),
+])
+def test_prompts_start_as_the_models_training_documents(tiny_data, tmp_path, monkeypatch, filter_key, sos, starts):
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    meta = json.loads((data / "meta.json").read_text())
+    if filter_key != "absent":
+        meta["filter"] = filter_key
+    (data / "meta.json").write_text(json.dumps(meta))
+    run = make_checkpoint(tmp_path / "out" / "run", data, meta["tokenizer"]["sha256"])
+    seen = recorded_prompts(monkeypatch)
+    task = {**task_of("choice", [("Question: Is it?\nAnswer:", ["yes", "no"], 0)]), "data_sha": "x", "counts": {}}
+    args = evaluate.get_args(["--sos", sos, "--max_new_tokens", "1", "--batch_tokens", "4096"])
+    res = evaluate.evaluate_model(run, [task], [0], args, "cpu", None)
+    assert seen == [(starts + list(b"Question: Is it?\nAnswer:"), list(b" " + c)) for c in (b"yes", b"no")]
+    assert res["eval"]["prefix_sos"] is (257 in starts)
 
 
 def test_results_are_reused_merged_and_redone_only_when_stale(tiny_data, tmp_path, capsys):

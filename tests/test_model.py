@@ -185,6 +185,23 @@ def test_generate_greedy_top_k_and_cropping():
     assert (samples[:, None] == allowed).any(dim=1).all() and len(set(samples.tolist())) > 1
 
 
+def test_generate_crops_to_max_seq_len_under_rope_scale():
+    """With rope_scale 2 the model reads 2 x block_size tokens: generate keeps the last 16 here, not the last 8."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=1, n_embd=32, vocab_size=40, block_size=8, rope_scale=2.0)).eval()
+    assert model.max_seq_len == 16
+    start = torch.randint(0, 40, (4, 20))                 # longer than max_seq_len: cropped from the first step on
+    out = model.generate(start, 6, temperature=0)
+
+    def greedy(crop):
+        expected = start
+        for _ in range(6):
+            expected = torch.cat([expected, model(expected[:, -crop:])[0][:, -1].argmax(-1, keepdim=True)], dim=1)
+        return expected
+    assert out.shape == (4, 26) and torch.equal(out, greedy(16))
+    assert not torch.equal(out, greedy(8))                 # the input is one where the 8 older tokens matter
+
+
 # --- the chunked loss (model.loss_chunk): the same loss and gradients as the plain path, without the full logits
 
 def plain_and_chunked(x, weight, targets, chunk):

@@ -428,6 +428,57 @@ def test_max_train_tokens_is_a_cap_and_the_control_must_match(tmp_path, capsys):
         main(common + ["--out_dir", str(tmp_path / "c"), "--val_fraction", "0.001"])
 
 
+def test_max_oov_0_keeps_no_oov_word_even_after_a_long_clean_run(tmp_path):
+    """--max_oov reaches the filter: 121 clean words then one OOV word close the span at 0 (the CLI default), while
+    at 0.01 (filter_spans' own default, the paper's) 1 OOV word in 122 is tolerated and the span runs on."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "src").mkdir()
+    clean = lambda n: " ".join(" ".join(rng.choice(WORDS, 8)).capitalize() + "." for _ in range(n))
+    with open(tmp_path / "src" / "docs.jsonl", "w") as f:
+        for _ in range(4):
+            f.write(json.dumps({"text": f"{clean(15)} The zebra sat. {clean(3)}"}) + "\n")
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(WORDS) + "\n")
+
+    def spans(*flags):
+        out = tmp_path / ("out" + "".join(flags))
+        main(["--source", str(tmp_path / "src"), "--vocab", str(vocab), "--out_dir", str(out), "--stage", "filter",
+              "--workers", "1", "--min_span_len", "3", *flags])
+        rows = [json.loads(line) for line in gzip.open(out / "simplified" / "docs-0-of-1.jsonl.gz", "rt")]
+        key = json.loads((out / "simplified" / "filter-0-of-1.json").read_text())["key"]
+        return [s for row in rows for s in row["spans"]], key["max_oov"]
+    kept, recorded = spans()
+    assert recorded == 0.0 and len(kept) == 8  # per document: the 121 words up to "zebra", the 24 after its sentence
+    assert not any("zebra" in s for s in kept) and all(len(s.split()) in (121, 24) for s in kept)
+    kept, recorded = spans("--max_oov", "0.01")
+    assert recorded == 0.01 and len(kept) == 4 and all("The zebra sat." in s for s in kept)
+
+
+def test_the_control_must_match_the_val_tokens_too(tmp_path):
+    """A control whose raw val documents are too few stops, although its train split is enough: here the val
+    documents the control draws (by their ids' hashes) are one OOV word each, the others long and clean."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "src").mkdir()
+    groups = collections.Counter()
+    with open(tmp_path / "src" / "docs.jsonl", "w") as f:
+        for i in range(80):
+            is_val = simplify.unit_hash(f"docs.jsonl:{i}", "val") < 0.2
+            in_control = simplify.unit_hash(f"docs.jsonl:{i}", "control") < 0.5
+            groups[is_val, in_control] += 1
+            text = "Zebra." if is_val and in_control else " ".join(
+                " ".join(rng.choice(WORDS, 8)).capitalize() + "." for _ in range(10))
+            f.write(json.dumps({"text": text}) + "\n")
+    assert min(groups.values()) >= 4  # simplified val docs, control val docs and control train docs all exist
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(WORDS) + "\n")
+    with pytest.raises(SystemExit, match=r"unrestricted: its raw documents give only 2,000 train / \d+ val tokens, "
+                                         r"fewer than the simplified corpus' 2,000 / 500: raise --control_fraction"):
+        main(["--source", str(tmp_path / "src"), "--vocab", str(vocab), "--out_dir", str(tmp_path / "out"),
+              "--workers", "1", "--min_span_len", "3", "--vocab_size", "300", "--max_train_tokens", "2000",
+              "--val_fraction", "0.2", "--control_fraction", "0.5"])
+    assert not (tmp_path / "out" / "unrestricted" / "meta.json").exists()
+
+
 def test_literal_markers_in_the_text_stay_text():
     from bpe import SPECIAL_TOKENS, make_encoding
     enc = make_encoding("bytes", {bytes([i]): i for i in range(256)}, SPECIAL_TOKENS)
@@ -485,16 +536,21 @@ def test_corpus_stats_numbers():
 
 # --- regressions: the val cap, a failed rebuild, torchrun's wait, truncated .zst, hub fields, memory, small flags
 
-def test_max_train_tokens_caps_val_too_and_the_control_matches_it(tmp_path, capsys):
+# ceil(2000 x 0.2 / 0.8) = 500: val's share of a 2,500-token corpus; 2001 x 0.25 = 500.25 rounds up to 501
+@pytest.mark.parametrize("max_train, val_cap", [(2000, 500), (2001, 501)])
+def test_max_train_tokens_caps_val_too_and_the_control_matches_it(tmp_path, capsys, max_train, val_cap):
     """Uncapped, val held --val_fraction of every filtered document (more than the capped train here), and the
     control, drawn from a fifth of the raw documents, could not match it."""
     src, vocab = _corpus(tmp_path / "src", n_docs=600)
     out = tmp_path / "out"
     main(["--source", src, "--vocab", vocab, "--out_dir", str(out), "--workers", "1", "--min_span_len", "3",
-          "--vocab_size", "300", "--max_train_tokens", "2000", "--val_fraction", "0.2", "--control_fraction", "0.2"])
+          "--vocab_size", "300", "--max_train_tokens", str(max_train), "--val_fraction", "0.2",
+          "--control_fraction", "0.2"])
     s, u = (dataset.load_meta(str(out / n)) for n in ("simplified", "unrestricted"))
-    assert s["train_tokens"] == u["train_tokens"] == 2000
-    assert s["val_tokens"] == u["val_tokens"] == 500  # ceil(2000 x 0.2 / 0.8): val's share of a 2,500-token corpus
+    assert s["train_tokens"] == u["train_tokens"] == max_train
+    assert s["val_tokens"] == u["val_tokens"] == val_cap
+    for name in ("simplified", "unrestricted"):  # the token files hold exactly that many
+        assert os.path.getsize(out / name / "val.bin") == 2 * val_cap
     assert "using them all" not in capsys.readouterr().out  # the simplified corpus had more than the cap
 
 

@@ -49,6 +49,49 @@ def test_lr_schedule_values():
     assert lr_at(60, total, peak, warm, final_frac=0.1) == pytest.approx(peak * (0.1 + 0.9 * math.cos(math.pi / 4)))
 
 
+def test_optimizer_flags_reach_adamw_the_clipping_and_the_schedule(tiny_data, tmp_path):
+    """Non-default AdamW settings end up in the optimizer (the checkpoint's param_groups), --grad_clip clips (after
+    one step Adam's first moment is (1 - beta1) x the clipped gradient), --final_lr_frac shapes the logged LRs."""
+    flags = dict(max_tokens=4 * 256, lr=2e-3, warmup_steps=1, final_lr_frac=0.1, beta1=0.8, beta2=0.9, eps=1e-3,
+                 weight_decay=0.05, eval_interval=10)
+
+    def first_moment_norm(run_name):
+        state = torch.load(tmp_path / run_name / "ckpt.pt", weights_only=True)["optimizer"]["state"]
+        return torch.stack([s["exp_avg"].norm() for s in state.values()]).norm().item()
+
+    for clip in (0.1, 0.0):                                              # 0: off
+        run(tiny_data, tmp_path, run_name=f"clip{clip}", stop_at_step=1, grad_clip=clip, **flags)
+        grad_norm = records(tmp_path / f"clip{clip}")[1]["grad_norm"]   # logged before clipping
+        assert grad_norm > 0.2                                           # so 0.1 clips
+        assert first_moment_norm(f"clip{clip}") == pytest.approx(0.2 * (clip or grad_norm), rel=1e-4)
+    [group] = torch.load(tmp_path / "clip0.1" / "ckpt.pt", weights_only=True)["optimizer"]["param_groups"]
+    assert (tuple(group["betas"]), group["eps"], group["weight_decay"]) == ((0.8, 0.9), 1e-3, 0.05)
+    run(tiny_data, tmp_path, run_name="clip0.1", resume=True, grad_clip=0.1, **flags)
+    lrs = [r["lr"] for r in records(tmp_path / "clip0.1")[1:]]
+    assert lrs == pytest.approx([lr_at(s, 4, 2e-3, 1, final_frac=0.1) for s in range(4)])
+    assert lrs[-1] == pytest.approx(2e-3 * (0.1 + 0.9 * math.cos(math.pi / 3)))   # 2/3 of the quarter cycle
+    [group] = torch.load(tmp_path / "clip0.1" / "ckpt.pt", weights_only=True)["optimizer"]["param_groups"]
+    assert group["lr"] == lrs[-1] and group["eps"] == 1e-3 and group["weight_decay"] == 0.05
+
+
+def test_val_loss_is_the_mean_over_tokens_not_over_batches(tiny_data):
+    """10 blocks in micro-batches of 4: the last batch of 2 weighs 2/10, not 1/3. A stand-in model whose loss is the
+    mean target id makes the expected number plain numpy."""
+    class MeanTarget(torch.nn.Module):
+        def forward(self, x, y):
+            return None, y.float().mean()
+
+    data = TokenBlocks(tiny_data / "val.bin", "uint16", 32, 259)
+    ids = np.arange(10) * 3
+    model = MeanTarget()
+    loss = train.val_loss(model, data, ids, 4, "cpu", train.nullcontext(), 0, 1)
+    _, y = data.get(ids, "cpu")
+    assert loss == pytest.approx(y.double().mean().item(), rel=1e-6)
+    batch_means = [y[s:s + 4].double().mean().item() for s in (0, 4, 8)]
+    assert abs(np.mean(batch_means) - loss) > 1e-3                       # the test can tell the two apart
+    assert model.training                                                 # back in training mode
+
+
 def test_block_order_is_a_seeded_shuffle_and_ranks_split_the_batch():
     n = 50
     epoch0, epoch1 = block_ids(0, n, n, seed=1), block_ids(n, n, n, seed=1)
@@ -173,6 +216,12 @@ def test_mismatched_checkpoints_and_runs_are_refused(tiny_data, tmp_path):
         run(tiny_data, tmp_path, run_name="never", resume=True)
     with pytest.raises(SystemExit, match=r"training settings differ.*'eval_blocks'"):   # val losses comparable
         run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", eval_blocks=8, resume=True)
+    # every setting that shapes the trajectory is checked, each named in the refusal
+    for flag, value in [("max_tokens", 16 * 256), ("warmup_steps", 3), ("final_lr_frac", 0.1), ("beta1", 0.8),
+                        ("beta2", 0.99), ("eps", 1e-8), ("weight_decay", 0.0), ("grad_clip", 0.5), ("seed", 1),
+                        ("epochs", 2.0), ("batch_size", 4), ("rope_base", 500.0)]:
+        with pytest.raises(SystemExit, match=f"training settings differ.*'{flag}'"):
+            run(tiny_data, tmp_path, run_name="r", resume=True, **{"max_tokens": 12 * 256, flag: value})
     good = (tmp_path / "r" / "ckpt.pt").read_bytes()
     with pytest.raises(SystemExit, match="--model: model name 'h64'"):       # refused before --overwrite deletes
         run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", model="h64", overwrite=True)
@@ -243,6 +292,25 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp
     assert ckpt["step"] == 10 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
     stopped = records(tmp_path / "nan", "stopped")[0]
     assert stopped["step"] == 15 and stopped["train_loss"] == "nan"      # strict JSON: no bare NaN
+
+
+def test_non_finite_val_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
+    """Only the evaluation goes wrong (2 forward passes of 8 blocks per evaluation; the third, at step 20, is NaN):
+    the train loss is finite, the run still stops."""
+    original, calls = GPT.head_and_loss, [0]
+
+    def poisoned(self, x, targets):
+        logits, loss = original(self, x, targets)
+        calls[0] += not self.training
+        return logits, (loss * float("nan") if not self.training and calls[0] > 4 else loss)
+
+    monkeypatch.setattr(GPT, "head_and_loss", poisoned)
+    with pytest.raises(SystemExit, match=r"step 20: train loss [\d.]+, val loss nan.*last good checkpoint"):
+        run(tiny_data, tmp_path, max_tokens=30 * 256, run_name="nan")
+    ckpt = torch.load(tmp_path / "nan" / "ckpt.pt", weights_only=True)
+    assert ckpt["step"] == 10 and math.isfinite(ckpt["val_loss"])
+    stopped = records(tmp_path / "nan", "stopped")[0]
+    assert stopped["step"] == 20 and stopped["val_loss"] == "nan" and math.isfinite(stopped["train_loss"])
 
 
 @pytest.mark.parametrize("loss", ["plain", pytest.param("fused", marks=pytest.mark.skipif(
