@@ -103,7 +103,8 @@ def time_data_loading(args, device, reps=20):
 
 # What each kernel (GPU) or operation (CPU) of a step is, by name (cuBLAS, CUTLASS, inductor's Triton kernels and
 # templates, flash attention, the fused loss, fused AdamW, ...); the first match wins, the rest is "other"
-# (the chunked loss: its gathers and scatters count as loss, its matmuls as matmul, its exp and divisions as element-wise)
+# (the chunked loss: its gathers and scatters count as loss, its matmuls as matmul, its exps and divisions as
+# element-wise)
 KINDS = [("loss", r"_rows_kernel|_vocab_kernel|cross_entropy|softmax|nll|logsumexp|CrossEntropy|gather|scatter_add"),
          ("attention", r"flash|fmha|attention|sdpa"),
          ("matmul", r"gemm|cutlass|xmma|nvjet|triton_tem|aten::(mm|addmm|bmm)$"),

@@ -241,8 +241,8 @@ def plot_emergence(results, path):
     """Mean accuracy of each task family against training compute, one panel per (family, shots), a line per corpus,
     the baseline (chance, or the majority class if higher) dotted and a triangle where the corpus' accuracy rises
     above it for good: where the lower end of its 95% interval does (one right answer of 265 on a task whose chance
-    is 0 is not an ability). -> [{level (task | family), name, shots, corpus, baseline, crossing, last_acc}] for every task
-    and family."""
+    is 0 is not an ability). -> [{level (task | family), name, shots, corpus, baseline, crossing, last_acc}] for
+    every task and family."""
     (series, n_tasks), crossings = emergence(results), []
     for (level, name, shots, corpus), pts in sorted(series.items()):
         C, acc, err, base = map(np.array, zip(*pts))

@@ -1,7 +1,7 @@
 """
 scaling.py: sweeps of train.py over the paper's model grid, and the scaling laws of section 7 fitted to their logs.
 
-    python scaling.py                   # default CPU grid: train (or reuse) 12 small runs, fit, draw (~8 min on 2 cores)
+    python scaling.py                   # default CPU grid: train (or reuse) 12 small runs, fit, draw (~8 min, 2 cores)
     python scaling.py --dry-run         # print the commands, their compute and estimated time; run nothing
     python scaling.py --fit_only        # fit the grid's runs already in out/ (missing ones are reported)
     python scaling.py --grid paper --data_root data/paper --gpus all --train_args=--compile   # 44 runs, 1 GPU each
@@ -37,7 +37,7 @@ import torch
 from model import GPT, PAPER_GRID, config_from_name, peak_flops
 from fits import fit_corpus   # the scaling-law math (fits.py), and which points each law is fitted to
 from report import plot_curves, plot_emergence, plot_law, read_results, table   # figures, fits.md
-from files import HelpFormat, read_json, write_atomic, write_json    # read_json: a JSON file, or {} if missing or unreadable
+from files import HelpFormat, read_json, write_atomic, write_json   # read_json: a JSON file, {} if missing/unreadable
 from train import RESUME_MUST_MATCH, hms       # the settings that shape a run; seconds -> h:mm:ss
 from train import parse_args as train_config    # train.py's own reading of its command line
 

@@ -40,7 +40,8 @@ def test_raw_text_to_tables_and_figures(tmp_path, capsys):
 
 
 def test_every_script_help_shows_the_defaults(capsys):
-    for main, flag, shown in ((simplify.main, "--min_span_len", "(default: 8)"), (scaling.main, "--n_boot", "(default:"),
+    for main, flag, shown in ((simplify.main, "--min_span_len", "(default: 8)"),
+                              (scaling.main, "--n_boot", "(default: 1000)"),
                               (evaluate.main, "--shots", "(default: 0,3)")):
         try:
             main(["--help"])
