@@ -40,7 +40,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import GPT, LOSS_KINDS, PAPER_GRID, choose_loss, config_from_name, fused_loss_module, mfu, peak_flops
+from model import (GPT, LOSS_KINDS, PAPER_GRID, auto_dtype, choose_loss, config_from_name, fused_loss_module, mfu,
+                   peak_flops)
 from scaling import PAPER_TRAIN_TOKENS
 from files import HelpFormat, write_json
 from dataset import TokenBlocks, block_ids
@@ -376,8 +377,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device
-    dtype = args.dtype if args.dtype != "auto" else ("float32" if not device.startswith("cuda") else "bfloat16"
-                                                     if torch.cuda.is_bf16_supported(False) else "float16")
+    dtype = args.dtype if args.dtype != "auto" else auto_dtype(device)
     name = (torch.cuda.get_device_name(device) if device.startswith("cuda")
             else f"CPU, {torch.get_num_threads()} threads")
     if not args.peak_flops and device.startswith("cuda"):

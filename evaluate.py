@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from model import load_checkpoint, read_checkpoint
+from model import auto_dtype, load_checkpoint, read_checkpoint
 from files import HelpFormat, write_json
 from report import write_tables   # results/table.md, table.csv, generations.md
 from dataset import load_meta, load_tokenizer
@@ -380,8 +380,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = args.dtype if args.dtype != "auto" else ("float32" if not device.startswith("cuda") else "bfloat16"
-                                                     if torch.cuda.is_bf16_supported(False) else "float16")
+    dtype = args.dtype if args.dtype != "auto" else auto_dtype(device)
     autocast = nullcontext() if dtype == "float32" else torch.autocast(device.split(":")[0], getattr(torch, dtype))
     args.batch_tokens = args.batch_tokens or (65536 if device.startswith("cuda") else 8192)
     ckpts = args.ckpt or sorted(str(p.parent) for p in Path("out").glob("*/ckpt.pt"))

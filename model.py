@@ -444,6 +444,14 @@ def peak_flops(device_name):
     return None
 
 
+def auto_dtype(device):
+    """The --dtype auto of train.py, evaluate.py and bench.py: bf16 autocast on a GPU that has it, fp16 on an older
+    one (train.py adds a GradScaler), float32 on a CPU."""
+    if not str(device).startswith("cuda"):
+        return "float32"
+    return "bfloat16" if torch.cuda.is_bf16_supported(False) else "float16"
+
+
 def mfu(flops_per_token, tokens_per_s, peak_per_device, n_devices=1):
     """Model FLOPs utilisation: achieved training FLOP/s over the devices' peak; None when the peak is unknown."""
     if not peak_per_device:

@@ -39,7 +39,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from model import GPT, LOSS_KINDS, config_from_name, mfu, peak_flops, read_checkpoint
+from model import GPT, LOSS_KINDS, auto_dtype, config_from_name, mfu, peak_flops, read_checkpoint
 from files import try_lock, write_atomic               # a run directory's lock; temp file + rename
 from dataset import TokenBlocks, block_ids, load_meta, load_tokenizer, unigram_baseline   # what simplify.py wrote
 
@@ -232,8 +232,7 @@ def _train(cfg, rank, world, device):
     master = rank == 0
     say = print if master else (lambda *a, **k: None)
     device_type = device.split(":")[0]
-    dtype = cfg.dtype if cfg.dtype != "auto" else (
-        "float32" if device_type != "cuda" else "bfloat16" if torch.cuda.is_bf16_supported(False) else "float16")
+    dtype = cfg.dtype if cfg.dtype != "auto" else auto_dtype(device)
     if dtype not in ("float32", "bfloat16", "float16"):
         raise SystemExit(f"--dtype {dtype!r}: use auto, bfloat16, float16 or float32")
     # bf16/fp16 autocast: matmuls in half precision, weights and optimizer state in fp32; fp16 also needs loss scaling

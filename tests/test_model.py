@@ -384,3 +384,11 @@ def test_generate_refuses_what_it_cannot_sample():
         with pytest.raises(ValueError, match="generate needs a"):
             model.generate(idx, **{"max_new_tokens": 2, **kw})
     assert model.generate(torch.zeros(1, 2, dtype=torch.long), 3, temperature=0).shape == (1, 5)
+
+
+def test_auto_dtype_is_bf16_where_the_gpu_has_it_else_fp16_and_fp32_on_cpu(monkeypatch):
+    import model
+    assert model.auto_dtype("cpu") == "float32" and model.auto_dtype("mps") == "float32"
+    for has_bf16, want in ((True, "bfloat16"), (False, "float16")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: has_bf16)
+        assert model.auto_dtype("cuda:1") == want
