@@ -413,13 +413,25 @@ def _train(cfg, rank, world, device):
     def evaluate():
         return val_loss(eval_model, val_data, eval_ids, micro, device, autocast, rank, world)
 
+    def stop_if_not_finite(record):   # a NaN or inf loss: logged, and the run stops before it checkpoints anything
+        if all(math.isfinite(record[k]) for k in ("train_loss", "val_loss") if record[k] is not None):
+            return
+        log({**record, "event": "stopped"})
+        kept = f"the last good checkpoint is kept in {ckpt_path}" if ckpt_path.exists() else "no checkpoint yet"
+        fix = ("Try a lower --lr or a longer --warmup_steps" if record["step"] else   # step 0: no update has run yet
+               "The initial weights give it, before any update: check model.py's changes, or --dtype float32")
+        raise SystemExit(f"step {record['step']}: train loss {record['train_loss']}, val loss {record['val_loss']}: "
+                         f"not finite, stopping; {kept}. {fix}")
+
     # --- the loop
     t_start = t_last = time.time()
     step_last = step
     if step == 0:
         last_val = evaluate()
-        log({"event": "step", "step": 0, "tokens": 0, "train_loss": None, "val_loss": last_val, "lr": 0.0,
-             "grad_norm": None, "tokens_per_s": None, "mfu": None, "elapsed_s": 0.0})
+        record = {"event": "step", "step": 0, "tokens": 0, "train_loss": None, "val_loss": last_val, "lr": 0.0,
+                  "grad_norm": None, "tokens_per_s": None, "mfu": None, "elapsed_s": 0.0}
+        stop_if_not_finite(record)
+        log(record)
         say(f"step {0:>6}/{total_steps} | val {last_val:.4f}")
         t_last = time.time()                    # the first rate and ETA are of training steps, not this evaluation
     while step < total_steps:
@@ -455,11 +467,7 @@ def _train(cfg, rank, world, device):
         record = {"event": "step", "step": step, "tokens": step * tokens_per_step, "train_loss": train_loss,
                   "val_loss": val, "lr": lr, "grad_norm": grad_norm.item(), "tokens_per_s": tokens_per_s,
                   "mfu": mfu(flops_per_token, tokens_per_s, peak, world), "elapsed_s": elapsed_before + now - t_start}
-        if not math.isfinite(train_loss) or (do_eval and not math.isfinite(val)):
-            log({**record, "event": "stopped"})
-            kept = f"the last good checkpoint is kept in {ckpt_path}" if ckpt_path.exists() else "no checkpoint yet"
-            raise SystemExit(f"step {step}: train loss {train_loss}, val loss {val}: not finite, stopping; {kept}. "
-                             "Try a lower --lr or a longer --warmup_steps")
+        stop_if_not_finite(record)
         log(record)
         say(f"step {step:>6}/{total_steps} | loss {train_loss:.4f}" + (f" | val {val:.4f}" if do_eval else "")
             + f" | lr {lr:.2e} | {tokens_per_s / 1e3:.1f}k tok/s"

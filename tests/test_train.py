@@ -313,6 +313,24 @@ def test_non_finite_val_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data,
     assert stopped["step"] == 20 and stopped["val_loss"] == "nan" and math.isfinite(stopped["train_loss"])
 
 
+def test_non_finite_loss_of_the_initial_weights_stops_before_any_step(tiny_data, tmp_path, monkeypatch):
+    """The evaluation at step 0 is NaN (broken initial weights, say): the run stops there, says so, writes no
+    checkpoint, and a resume is refused rather than continuing a run that never started."""
+    original = GPT.head_and_loss
+
+    def poisoned(self, x, targets):
+        logits, loss = original(self, x, targets)
+        return logits, (loss if self.training else loss * float("nan"))
+
+    monkeypatch.setattr(GPT, "head_and_loss", poisoned)
+    with pytest.raises(SystemExit, match=r"step 0: train loss None, val loss nan: not finite.*no checkpoint yet.*"
+                                         "initial weights"):
+        run(tiny_data, tmp_path, max_tokens=30 * 256, run_name="nan")
+    assert not (tmp_path / "nan" / "ckpt.pt").exists()
+    stopped = records(tmp_path / "nan", "stopped")[0]
+    assert stopped["step"] == 0 and stopped["val_loss"] == "nan" and not records(tmp_path / "nan", "step")
+
+
 @pytest.mark.parametrize("loss", ["plain", pytest.param("fused", marks=pytest.mark.skipif(
     os.environ.get("TRITON_INTERPRET") != "1" or importlib.util.find_spec("triton") is None,
     reason="the fused loss on CPU needs Triton's interpreter"))])
