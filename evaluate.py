@@ -8,15 +8,15 @@ evaluate.py: zero- and few-shot evaluation of trained models on vocabulary-simpl
 
 Scoring is EleutherAI's lm-evaluation-harness's: every answer choice is a continuation (" " + choice) of the task's
 prompt; acc takes the choice with the largest summed log-probability, acc_norm divides that by the choice's length
-in characters; minimal pairs (BLiMP) compare the log-probabilities of the two whole sentences; the cloze task counts
-a hit when every token of the answer is the model's greedy pick. k-shot prompts put k solved examples of the task's
-train split (other examples of the evaluated split when a task has none; never the example itself) before the
-question, separated by blank lines. A prompt longer than the 128 tokens a model trained on is read with RoPE
-position interpolation (scale = ceil(length / 128), reported per task) or, with --long truncate, left-truncated.
-Every prompt starts with <|endoftext|> (the token every training document follows), plus <s> for models trained on
-the span format "<s> span </s>" (--sos). Before scoring, every task goes through the paper's vocabulary filter,
-tasks.keep_example(), on its evaluated and its demonstration split; the counts kept are printed and saved
-(tasks.py reads the tasks).
+in characters (a tie among the best k scores 1/k: the harness's argmax would give it to the first choice); minimal
+pairs (BLiMP) compare the log-probabilities of the two whole sentences; the cloze task counts a hit when every token
+of the answer is the model's greedy pick. k-shot prompts put k solved examples of the task's train split (other
+examples of the evaluated split when a task has none; never the example itself) before the question, separated by
+blank lines. A prompt longer than the 128 tokens a model trained on is read with RoPE position interpolation (scale
+= ceil(length / 128), reported per task) or, with --long truncate, left-truncated. Every prompt starts with
+<|endoftext|> (the token every training document follows), plus <s> for models trained on the span format "<s> span
+</s>" (--sos). Before scoring, every task goes through the paper's vocabulary filter, tasks.keep_example(), on its
+evaluated and its demonstration split; the counts kept are printed and saved (tasks.py reads the tasks).
 
 Writes results/<run_name>.json per model, then (report.write_tables) from every results/*.json: results/table.md and
 table.csv (rows = models, columns = tasks, with chance, majority-class, average and example counts) and
@@ -129,6 +129,17 @@ def score_requests(model, requests, batch_tokens=8192, device="cpu", autocast=No
     return out
 
 
+SCORING = 2   # the version of evaluate_task's rules an entry was scored by (2: ties split): older entries are redone
+
+
+def tie_credit(scores, gold):
+    """1 if the gold choice scores highest; 1/k if it ties with k - 1 others (a random pick among the best: the
+    harness's argmax gives ties to the first choice, which in a minimal pair is always the right one, so a model
+    that scores everything alike would look perfect); else 0."""
+    best = scores == scores.max()
+    return float(best[gold]) / float(best.sum())
+
+
 def mean_stderr(values):
     """The harness's standard error of a mean: sample standard deviation / sqrt(n)."""
     return float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else None
@@ -170,8 +181,8 @@ def evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast):
         if task["kind"] == "cloze":
             acc.append(float(scored[start][1]))
             continue
-        acc.append(float(np.argmax(ll) == ex["gold"]))        # ties go to the first choice, as np.argmax does
-        acc_norm.append(float(np.argmax(ll / np.array([len(c) for c in ex["choices"]])) == ex["gold"]))
+        acc.append(tie_credit(ll, ex["gold"]))
+        acc_norm.append(tie_credit(ll / np.array([len(c) for c in ex["choices"]]), ex["gold"]))
     with_norm = task["kind"] == "choice" and bool(acc)
     return {"task": task["name"], "family": task["family"], "shots": shots, "n": len(acc), "chance": task["chance"],
             "majority": task["majority"],
@@ -244,7 +255,8 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None):
     print(f"{result_name(path)}: {meta['name']} corpus, {n_params:,} parameters, {tokens:,} tokens seen, prompts start "
           f"with {'<|endoftext|><s>' if sos else '<|endoftext|>'}")
     results, t0 = [], time.time()
-    reuse = {(e["task"], e["shots"], e.get("data_sha")): e for e in (old or {}).get("results", []) if not args.force}
+    reuse = {(e["task"], e["shots"], e.get("data_sha")): e for e in (old or {}).get("results", [])
+             if not args.force and e.get("scoring") == SCORING}
     for task in tasks:
         held = task.get("heldout")
         if held and (Path(str(meta.get("source"))).parts[-2:] != ("data", "corpus")
@@ -260,7 +272,7 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None):
                 r = {**r, "majority": task["majority"]}
             else:
                 r = {**evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast),
-                     "data_sha": task["data_sha"]}
+                     "data_sha": task["data_sha"], "scoring": SCORING}
             results.append(r)
             norm = f", acc_norm {r['acc_norm']:.3f}" if r["acc_norm"] is not None else ""
             most = f", majority {r['majority']:.2f}" if r["majority"] is not None else ""
@@ -413,7 +425,7 @@ def main(argv=None):
         if problem:
             print(f"note: {problem}: replaced (--force)")
         have = {(e["task"], e["shots"], e.get("data_sha")) for e in (old or {}).get("results", [])
-                if "majority" in e}   # (a file from before the majority baseline is rewritten, its scores kept)
+                if e.get("scoring") == SCORING and "majority" in e}   # (no majority: rewritten, scores kept)
         if old and not args.force and old["eval"].get("generation") == generation_settings(args) and all(
                 (t["name"], s, t["data_sha"]) in have for t in tasks for s in args.shots if applies(t, s)):
             print(f"{name}: {args.results_dir}/{name}.json is up to date with this checkpoint, these tasks and "

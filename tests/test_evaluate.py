@@ -173,10 +173,27 @@ def test_minimal_pairs_compare_whole_sentences(tiny):
     def ll(sentence, scale):   # the whole sentence is the continuation of <|endoftext|><s>
         return direct(model, [256, 257] + list(f" {sentence}".encode()), len(sentence) + 1, scale)[0]
     scales = [math.ceil((max(len(g), len(b)) + 2) / 16) for g, b in pairs]
-    want = [float(ll(g, s) >= ll(b, s)) for (g, b), s in zip(pairs, scales)]
+    want = [np.sign(ll(g, s) - ll(b, s)) / 2 + 0.5 for (g, b), s in zip(pairs, scales)]   # a tie: 0.5
     assert r["acc"] == pytest.approx(np.mean(want)) and r["acc_norm"] is None and r["chance"] == 0.5
     assert evaluate_task(model, enc, [256], False, task_of("pairs", [("", list(pairs[0]), 0)]), 3, ARGS, "cpu",
                          None) is None     # minimal pairs are zero-shot only
+
+
+def test_ties_score_one_over_the_number_tied(tiny):
+    """A model that predicts the same distribution everywhere gives equal-length choices equal log-probabilities:
+    it scores chance (1/2 on pairs, 1/3 on three choices), not the 100% argmax's first-choice rule gave, the gold
+    sentence of a minimal pair being choice 0."""
+    model = GPT(GPTConfig(block_size=16, vocab_size=259, n_layer=1, n_head=2, n_embd=16)).eval()
+    torch.nn.init.zeros_(model.lm_head.weight)                       # uniform next-token distribution
+    _, enc = tiny
+    pairs = task_of("pairs", [("", ["The cat sleeps.", "The cat sleepz."], 0), ("", ["Dogs run.", "Dogs ran."], 0)])
+    assert evaluate_task(model, enc, [256], False, pairs, 0, ARGS, "cpu", None)["acc"] == 0.5
+    three = task_of("choice", [("Is it?", ["yes", "now", "not"], 0), ("Is it?", ["yes", "now", "not"], 2)])
+    r = evaluate_task(model, enc, [256], False, three, 0, ARGS, "cpu", None)
+    assert r["acc"] == pytest.approx(1 / 3) and r["acc_norm"] == pytest.approx(1 / 3)
+    scores = np.array([-1.0, -2.0, -1.0])
+    assert evaluate.tie_credit(scores, 0) == 0.5 and evaluate.tie_credit(scores, 1) == 0
+    assert evaluate.tie_credit(np.array([-3.0, -2.0]), 1) == 1
 
 
 def test_truncate_mode_keeps_scale_one(tiny):
@@ -503,7 +520,7 @@ def test_whole_run_writes_results_as_the_interface_says(tiny_data, tmp_path):
     assert res["run_name"] == "tiny-run" and res["corpus"] == "tiny" and res["model"] == "h16-L1"
     assert res["tokens_seen"] == 1536 and res["train_flops_6nd"] == 6.0 * res["n_params"] * 1536
     keys = {"task", "family", "shots", "n", "chance", "majority", "acc", "acc_stderr", "acc_norm", "acc_norm_stderr",
-            "rope_scale", "filtered", "data_sha", "fewest_demos"}
+            "rope_scale", "filtered", "data_sha", "scoring", "fewest_demos"}
     assert all(set(e) == keys for e in res["results"])
     got = {(e["task"], e["shots"]): e for e in res["results"]}
     assert set(got) == {("templates_anaphor_gender_agreement", 0), ("cloze", 0), ("bigbench_cause_and_effect", 0),
@@ -552,6 +569,12 @@ def test_results_are_reused_merged_and_redone_only_when_stale(tiny_data, tmp_pat
     path.write_text(json.dumps(old))
     ev("--tasks", pairs, "--limit", "6")
     assert "kept from before" in capsys.readouterr().out
+    assert json.loads(path.read_text())["results"] == json.loads(first)["results"]
+    for e in old["results"]:                                    # scored by older rules (ties to choice 0): redone
+        e["scoring"] = 1
+    path.write_text(json.dumps(old))
+    ev("--tasks", pairs, "--limit", "6")
+    assert "kept from before" not in capsys.readouterr().out
     assert json.loads(path.read_text())["results"] == json.loads(first)["results"]
     ev("--tasks", choice, "--limit", "6")                       # another task: added, the first one kept
     res = json.loads(path.read_text())
