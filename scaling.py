@@ -108,7 +108,7 @@ def plan(args):
             c, D = counts(model, V), steps * step_tokens
             name = f"{model}-{corpus}-{short(budget)}"
             runs.append(dict(name=name, dir=Path(args.out_dir) / name, model=model, corpus=corpus, data_dir=data_dir,
-                             have_data=meta is not None, max_tokens=budget, D=D, steps=steps,
+                             have_data=bool(meta), max_tokens=budget, D=D, steps=steps,
                              lr=float(f"{args.lr or lr_for(model):.3g}"), batch_size=args.batch_size,
                              warmup_steps=args.warmup_steps, C=6 * c["N"] * D, C_exact=c["flops_per_token"] * D, **c))
             # the dataset by content, as config.json records it: a moved checkout or --data_root is the same data

@@ -221,6 +221,11 @@ def train(cfg):
         dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
     try:
         return _train(cfg, rank, world, device)
+    except KeyboardInterrupt:   # Ctrl-C: one line on what is kept and how to go on, not a traceback
+        run_dir = Path(cfg.out_dir) / cfg.run_name
+        raise SystemExit(f"interrupted: {run_dir / 'ckpt.pt'} holds the last checkpoint (every --eval_interval "
+                         "steps): run the same command with --resume to continue" if (run_dir / "ckpt.pt").exists()
+                         else f"interrupted before {run_dir} had a checkpoint: run again with --overwrite") from None
     finally:
         while HELD_LOCKS:
             HELD_LOCKS.pop().close()
@@ -301,7 +306,9 @@ def _train(cfg, rank, world, device):
         raise SystemExit(f"--resume: {ckpt_path} not found, nothing to resume")
     if not cfg.resume and (ckpt_path.exists() or log_path.exists()) and not cfg.overwrite:
         raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it, --overwrite to replace it, "
-                         "or another --run_name")
+                         "or another --run_name" if ckpt_path.exists() else f"{run_dir} holds a run stopped before "
+                         "its first checkpoint (nothing to resume): pass --overwrite to start it again, or another "
+                         "--run_name")
     if world > 1:
         dist.barrier()                          # every process has checked before rank 0 writes anything
 

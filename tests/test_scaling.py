@@ -468,6 +468,8 @@ def test_dry_run_prints_commands_compute_and_time_and_launches_nothing(tmp_path,
         scaling.main(["--data_root", str(tmp_path / "data"), "--out_dir", str(out), "--dry-run",
                       "--train_args=--device cuda --compile"])
         assert "--device cuda --compile" in capsys.readouterr().out
+    scaling.main(["--data_root", str(tmp_path / "nowhere"), "--out_dir", str(out), "--dry-run"])   # not built yet
+    assert "note: no meta.json in " in capsys.readouterr().out
 
 
 def test_collect_reports_every_run_it_leaves_out(tmp_path):

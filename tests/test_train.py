@@ -313,6 +313,28 @@ def test_non_finite_val_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data,
     assert stopped["step"] == 20 and stopped["val_loss"] == "nan" and math.isfinite(stopped["train_loss"])
 
 
+def test_ctrl_c_says_what_is_kept_and_how_to_go_on(tiny_data, tmp_path, monkeypatch):
+    original, calls = GPT.head_and_loss, [0]
+
+    def interrupted(self, x, targets):
+        calls[0] += self.training
+        if calls[0] > limit:
+            raise KeyboardInterrupt
+        return original(self, x, targets)
+
+    monkeypatch.setattr(GPT, "head_and_loss", interrupted)
+    limit = 3                                       # before the first checkpoint (step 10)
+    with pytest.raises(SystemExit, match="interrupted before .* had a checkpoint: run again with --overwrite"):
+        run(tiny_data, tmp_path, max_tokens=30 * 256, run_name="r")
+    with pytest.raises(SystemExit, match="stopped before its first checkpoint.*pass --overwrite"):
+        run(tiny_data, tmp_path, max_tokens=30 * 256, run_name="r")
+    calls[0], limit = 0, 14
+    with pytest.raises(SystemExit, match="interrupted: .*ckpt.pt holds the last checkpoint.*--resume"):
+        run(tiny_data, tmp_path, max_tokens=30 * 256, run_name="r", overwrite=True)
+    monkeypatch.setattr(GPT, "head_and_loss", original)
+    assert run(tiny_data, tmp_path, max_tokens=30 * 256, run_name="r", resume=True)["step"] == 30
+
+
 def test_non_finite_loss_of_the_initial_weights_stops_before_any_step(tiny_data, tmp_path, monkeypatch):
     """The evaluation at step 0 is NaN (broken initial weights, say): the run stops there, says so, writes no
     checkpoint, and a resume is refused rather than continuing a run that never started."""
