@@ -268,7 +268,7 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None):
             t = time.time()
             r = reuse.get((task["name"], shots, task["data_sha"]))
             kept = r is not None
-            if kept:   # (files written before the majority baseline have none)
+            if kept:   # (the majority baseline as tasks.py computes it now)
                 r = {**r, "majority": task["majority"]}
             else:
                 r = {**evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast),
@@ -424,10 +424,11 @@ def main(argv=None):
             raise SystemExit(f"{problem}: pass --results_dir DIR to keep both, or --force to replace it")
         if problem:
             print(f"note: {problem}: replaced (--force)")
-        have = {(e["task"], e["shots"], e.get("data_sha")) for e in (old or {}).get("results", [])
-                if e.get("scoring") == SCORING and "majority" in e}   # (no majority: rewritten, scores kept)
+        have = {(e["task"], e["shots"], e.get("data_sha"), e.get("majority")) for e in (old or {}).get("results", [])
+                if e.get("scoring") == SCORING}   # (another majority baseline: the file is rewritten, scores kept)
         if old and not args.force and old["eval"].get("generation") == generation_settings(args) and all(
-                (t["name"], s, t["data_sha"]) in have for t in tasks for s in args.shots if applies(t, s)):
+                (t["name"], s, t["data_sha"], t["majority"]) in have for t in tasks for s in args.shots
+                if applies(t, s)):
             print(f"{name}: {args.results_dir}/{name}.json is up to date with this checkpoint, these tasks and "
                   "settings, reusing it (--force redoes these tasks)")
             continue

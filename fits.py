@@ -15,9 +15,21 @@ import math
 import numpy as np
 
 
-def fit_power_law(x, y, n_boot=1000, seed=0):
+def resample_weights(groups, n, n_boot, rng):
+    """Bootstrap weights (n_boot, n): each resample draws as many groups as there are, with replacement, and a point
+    counts as often as its group was drawn. groups: a label per point (the run it came from: the evals of one run
+    are not independent, so runs are what is resampled), or None for every point on its own."""
+    g = np.arange(n) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
+    G = int(g.max()) + 1
+    counts = np.zeros((n_boot, G))
+    np.add.at(counts, (np.arange(n_boot)[:, None], rng.integers(0, G, (n_boot, G))), 1)
+    return counts[:, g], G
+
+
+def fit_power_law(x, y, n_boot=1000, seed=0, groups=None):
     """L(X) = (X_c / X)^alpha by least squares in log space: log y = alpha log X_c - alpha log x.
-    Returns {alpha, x_c, log_x_c, r2 (of log y), n, ci: {alpha, x_c: 95% bootstrap percentile intervals}}."""
+    Returns {alpha, x_c, log_x_c, r2 (of log y), n, units (what the bootstrap resampled: groups, else points),
+    ci: {alpha, x_c: 95% bootstrap percentile intervals}}."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     if x.shape != y.shape or x.ndim != 1:
         raise ValueError(f"x and y must be 1-d and of one length, got shapes {x.shape} and {y.shape}")
@@ -27,27 +39,28 @@ def fit_power_law(x, y, n_boot=1000, seed=0):
         raise ValueError(f"a power law needs >= 3 points at >= 2 distinct x, got {len(x)} at {len(np.unique(x))}")
     lx, ly = np.log(x), np.log(y)
 
-    def solve(idx):        # idx (B, n) resampled point indices -> slope, intercept of each resample, closed form
-        X, Y = lx[idx], ly[idx]
-        xm, ym = X.mean(1, keepdims=True), Y.mean(1, keepdims=True)
+    def solve(w):          # w (B, n) point weights of each resample -> slope, intercept of each, closed form
+        total = w.sum(1, keepdims=True)
+        xm, ym = (w * lx).sum(1, keepdims=True) / total, (w * ly).sum(1, keepdims=True) / total
         with np.errstate(invalid="ignore", divide="ignore"):
-            slope = ((X - xm) * (Y - ym)).sum(1) / ((X - xm) ** 2).sum(1)
+            slope = (w * (lx - xm) * (ly - ym)).sum(1) / (w * (lx - xm) ** 2).sum(1)
         return slope, ym[:, 0] - slope * xm[:, 0]
 
-    slope, icpt = solve(np.arange(len(x))[None])
+    slope, icpt = solve(np.ones((1, len(x))))
     alpha = -slope[0]
     r2 = 1 - ((ly - icpt[0] - slope[0] * lx) ** 2).sum() / max(((ly - ly.mean()) ** 2).sum(), 1e-300)
-    idx = np.random.default_rng(seed).integers(0, len(x), (n_boot, len(x)))
-    bs, bi = solve(idx)
+    w, units = resample_weights(groups, len(x), n_boot, np.random.default_rng(seed))
+    bs, bi = solve(w)
     # A resample of one distinct x has no slope; its mean's rounding can still give a finite, wild one: drop it.
-    ok = np.isfinite(bs) & (bs != 0) & (np.ptp(lx[idx], 1) > 0)   # a flat resample has no X_c
+    drawn = np.where(w > 0, lx, np.nan)
+    ok = np.isfinite(bs) & (bs != 0) & (np.nanmax(drawn, 1) > np.nanmin(drawn, 1))   # a flat resample has no X_c
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         log_x_c = icpt[0] / alpha if alpha else math.nan                  # X_c overflows when alpha ~ 0
         x_c = np.exp(log_x_c)
         ci_xc = np.exp(np.percentile(bi[ok] / -bs[ok], [2.5, 97.5])).tolist() if ok.any() else [math.nan] * 2
     ci_alpha = np.percentile(-bs[ok], [2.5, 97.5]).tolist() if ok.any() else [math.nan] * 2
     return {"alpha": float(alpha), "x_c": float(x_c), "log_x_c": float(log_x_c), "r2": float(r2), "n": len(x),
-            "ci": {"alpha": ci_alpha, "x_c": ci_xc}}
+            "units": units, "ci": {"alpha": ci_alpha, "x_c": ci_xc}}
 
 
 def huber_objective(p, logN, logD, logL, w, delta):
@@ -119,13 +132,13 @@ CHINCHILLA_STARTS = np.array(list(itertools.product(    # Hoffmann et al.'s grid
     np.arange(0, 2.5, 0.5))))
 
 
-def fit_chinchilla(N, D, loss, delta=1e-3, n_boot=200, keep=64, seed=0):
+def fit_chinchilla(N, D, loss, delta=1e-3, n_boot=200, keep=64, seed=0, groups=None):
     """L(N, D) = E + A / N^alpha + B / D^beta as Hoffmann et al. and Besiroglu et al. fitted it: minimise the summed
     Huber loss (delta 1e-3) of log L - LSE(a - alpha log N, b - beta log D, e) with A, B, E = exp(a, b, e), by L-BFGS
     from Hoffmann's grid of 4,500 starts, keeping the best. Only the `keep` starts of lowest initial objective are
     optimised (on Epoch's points the best 32 already all reach the optimum; the others only cost time).
-    Intervals: 95% percentiles of n_boot refits on resampled points, each started from the best fit and the 3 best
-    grid starts, all in one batch. -> {E, A, B, alpha, beta, r2 (of log L), objective, n, ci, and a warning
+    Intervals: 95% percentiles of n_boot refits on resampled points (or groups of points, resample_weights), each
+    started from the best fit and the 3 best grid starts, all in one batch. -> {E, A, B, alpha, beta, r2 (of log L), objective, n, ci, and a warning
     when an exponent leaves [0.01, 2]: the fit is then not identified by these points}."""
     N, D, L = (np.asarray(v, float) for v in (N, D, loss))
     if not N.shape == D.shape == L.shape or N.ndim != 1:
@@ -157,8 +170,7 @@ def fit_chinchilla(N, D, loss, delta=1e-3, n_boot=200, keep=64, seed=0):
         out["warning"] = (f"alpha {out['alpha']:.3g}, beta {out['beta']:.3g}: outside [0.01, 2], so one term is flat "
                           "or vanishes; these points do not pin the law down (more model sizes and token budgets)")
     if n_boot:
-        rng = np.random.default_rng(seed)
-        w = np.stack([np.bincount(rng.integers(0, len(N), len(N)), minlength=len(N)) for _ in range(n_boot)])
+        w, out["units"] = resample_weights(groups, len(N), n_boot, np.random.default_rng(seed))
         seeds = np.vstack([best, starts[:3]])                                  # (4, 5)
         xb, fb = lbfgs(fg_for(np.repeat(w, len(seeds), 0).astype(float)), np.tile(seeds, (n_boot, 1)))
         pick = xb.reshape(n_boot, len(seeds), 5)[np.arange(n_boot), fb.reshape(n_boot, -1).argmin(1)]
@@ -216,12 +228,14 @@ def fit_corpus(runs, exact_flops=False, n_boot=1000, seed=0):
     model, series = most("model", "D")
     fits["L(D)"] = final(series, "D", f"final losses of {model} at {len(series)} token budgets")
     # Every eval after warmup, from every run: before it the loss mostly measures the warmup, not N or D.
-    pts = np.array([(flop_per_token(r, exact_flops), r["N"], t, l) for r in runs
-                    for t, l in zip(r["curve_tokens"], r["curve_loss"]) if t > r["warmup_tokens"]]).reshape(-1, 4)
-    C, N, D, L = pts[:, 0] * pts[:, 2], pts[:, 1], pts[:, 2], pts[:, 3]
+    # The bootstrap of these two resamples runs, not evals: the evals of one run share its weights and schedule.
+    pts = np.array([(flop_per_token(r, exact_flops), r["N"], t, l, i) for i, r in enumerate(runs)
+                    for t, l in zip(r["curve_tokens"], r["curve_loss"]) if t > r["warmup_tokens"]]).reshape(-1, 5)
+    C, N, D, L, run = pts[:, 0] * pts[:, 2], pts[:, 1], pts[:, 2], pts[:, 3], pts[:, 4]
     on = frontier(C, L)
-    fits["L(C)"] = attempt(fit_power_law, C[on], L[on], n_boot=n_boot, seed=seed,
-                           about=f"compute-efficient frontier: {len(on)} of {len(C)} evals after warmup")
-    fits["L(N, D)"] = attempt(fit_chinchilla, N, D, L, n_boot=min(n_boot, 200), seed=seed,
+    fits["L(C)"] = attempt(fit_power_law, C[on], L[on], n_boot=n_boot, seed=seed, groups=run[on],
+                           about=f"compute-efficient frontier: {len(on)} of {len(C)} evals after warmup, from "
+                                 f"{len(set(run[on]))} runs")
+    fits["L(N, D)"] = attempt(fit_chinchilla, N, D, L, n_boot=min(n_boot, 200), seed=seed, groups=run,
                               about=f"{len(L)} evals after warmup from {len(runs)} runs")
     return fits

@@ -275,16 +275,22 @@ def plot_emergence(results, path):
 # fits.md
 
 
+FEW_UNITS = 5   # below this many runs (or points) to resample, a bootstrap interval is far narrower than 95%
+
+
 def ci(fit, key):
     lo, hi = fit.get("ci", {}).get(key, [math.nan] * 2)
-    return f"{fit[key]:.3g} [{lo:.3g}, {hi:.3g}]"
+    return f"{fit[key]:.3g} [{lo:.3g}, {hi:.3g}]" + ("*" if fit.get("units", FEW_UNITS) < FEW_UNITS else "")
 
 
 def table(fits, problems, crossings, exact_flops):
     """fits.md: the constants with 95% bootstrap intervals and R^2, the published ones beside ours."""
     c = "model.flops_per_token() x D" if exact_flops else "6ND"
     out = ["# Scaling-law fits", "", f"N counts every parameter (N_nonemb leaves out the embedding and the head), "
-           f"D = tokens seen, C = {c}. Brackets: 95% bootstrap percentile intervals (points resampled).", "",
+           f"D = tokens seen, C = {c}. Brackets: 95% bootstrap percentile intervals; L(C) and L(N, D) resample "
+           "runs (one run's evals are not independent), the others final losses, one per run. *: from fewer than "
+           f"{FEW_UNITS} runs, where a bootstrap is the spread of a few refits, much narrower than a 95% interval "
+           "(with 3 points it holds the true exponent about two times in three).", "",
            "## Kaplan et al.: L(X) = (X_c / X)^alpha", "", "| corpus | law | fitted to | X_c | alpha | R^2 |",
            "|---|---|---|---|---|---|"]
     for corpus, f in fits.items():

@@ -360,6 +360,10 @@ def test_majority_baseline_is_the_commonest_right_answer(tmp_path):
                                          '"sol2": "d"}\n')
     write(tmp_path / "piqa/valid-labels.lst", "0\n0\n")   # always the first answer, but the answers differ
     assert load_task("piqa", args, frozenset())["majority"] is None
+    cloze = load_task("cloze", args, frozenset())   # the embedded one: always writing its commonest last word
+    targets = [e["target"] for e in json.loads((Path(tasks.__file__).parent / "data/tasks/cloze.json").read_text())[
+        "splits"]["test"]]
+    assert cloze["chance"] == 0 and cloze["majority"] == max(map(targets.count, targets)) / len(targets) == 5 / 265
 
 
 def test_filter_and_limit_are_applied_per_split(tmp_path):
@@ -563,9 +567,9 @@ def test_results_are_reused_merged_and_redone_only_when_stale(tiny_data, tmp_pat
     first = path.read_text()
     ev("--tasks", pairs, "--limit", "6")                        # nothing changed: not scored again
     assert "up to date" in capsys.readouterr().out and path.read_text() == first
-    old = json.loads(first)                                     # a file from before the majority baseline: rewritten
+    old = json.loads(first)                                     # a file with another majority baseline: rewritten
     for e in old["results"]:                                    # with its scores kept
-        del e["majority"]
+        e["majority"] = 0.9
     path.write_text(json.dumps(old))
     ev("--tasks", pairs, "--limit", "6")
     assert "kept from before" in capsys.readouterr().out

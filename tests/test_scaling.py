@@ -77,6 +77,29 @@ def test_power_law_r2_and_intervals_are_the_textbook_ones():
                                rtol=1e-6)
 
 
+def test_bootstrap_resamples_whole_groups_when_given_them():
+    """Evals of one run are not independent: with groups (the run of each point) a resample draws runs, each with all
+    its points. Checked against a direct redo: concatenate the drawn groups' points, np.polyfit."""
+    rng = np.random.default_rng(5)
+    x = np.geomspace(1e6, 1e9, 12)
+    y = (1e10 / x) ** 0.1 * np.exp(rng.normal(0, 0.02, x.size))
+    groups = np.array([0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 3, 4]) * 10          # any labels; one run holds 7 points
+    f = fit_power_law(x, y, n_boot=300, seed=3, groups=groups)
+    lx, ly = np.log(x), np.log(y)
+    boot = []
+    for drawn in np.random.default_rng(3).integers(0, 5, (300, 5)):
+        idx = np.concatenate([np.flatnonzero(groups == 10 * k) for k in drawn])
+        if np.ptp(lx[idx]) > 0:
+            boot.append(np.polyfit(lx[idx], ly[idx], 1))
+    boot = np.array(boot)
+    np.testing.assert_allclose(f["ci"]["alpha"], np.percentile(-boot[:, 0], [2.5, 97.5]), rtol=1e-7)
+    assert f["units"] == 5 and fit_power_law(x, y, n_boot=10)["units"] == 12
+    assert np.ptp(f["ci"]["alpha"]) > np.ptp(fit_power_law(x, y, n_boot=300, seed=3)["ci"]["alpha"])   # wider
+    N, D = np.repeat([1e6, 4e6, 1.6e7], 4), np.tile([1e8, 3e8, 1e9, 3e9], 3)
+    loss = chinchilla_law(N, D, **HOFFMANN) * np.exp(rng.normal(0, 0.003, N.size))
+    assert fit_chinchilla(N, D, loss, n_boot=5, groups=N)["units"] == 3
+
+
 @pytest.mark.parametrize("x, y, words", [([1, 2, 3], [1, 2], "one length"), ([1, 2, -3], [1, 2, 3], "> 0"),
                                          ([1, 2, np.nan], [1, 2, 3], "finite"), ([1, 2], [3, 2], ">= 3 points"),
                                          ([5, 5, 5], [3, 2, 1], "2 distinct")])
