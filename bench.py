@@ -339,6 +339,9 @@ def parse_args(argv=None):
     args.paths = [parse_path(spec.strip(), args.batch_size) for spec in args.paths.split(",") if spec.strip()]
     if len(args.paths) < 1:
         raise SystemExit("--paths: name at least one path")
+    if args.sweep and len(args.models) < 3:
+        raise SystemExit(f"--sweep fits a 3-constant model of step time: measure at least 3 --models (got "
+                         f"{len(args.models)}), e.g. h32-L2,h256-L4,h1024-L8")
     if args.warmup < 1:
         raise SystemExit("--warmup must be >= 1: the first step (allocation, compilation) is never timed")
     for name in ("profile", "min_seconds", "peak_flops", "threads"):

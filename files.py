@@ -15,6 +15,8 @@ def write_atomic(path, write):
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         write(tmp)
+        with open(tmp, "rb+") as f:   # on disk before the rename: a power cut never leaves an empty file behind
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

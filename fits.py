@@ -138,8 +138,9 @@ def fit_chinchilla(N, D, loss, delta=1e-3, n_boot=200, keep=64, seed=0, groups=N
     from Hoffmann's grid of 4,500 starts, keeping the best. Only the `keep` starts of lowest initial objective are
     optimised (on Epoch's points the best 32 already all reach the optimum; the others only cost time).
     Intervals: 95% percentiles of n_boot refits on resampled points (or groups of points, resample_weights), each
-    started from the best fit and the 3 best grid starts, all in one batch. -> {E, A, B, alpha, beta, r2 (of log L), objective, n, ci, and a warning
-    when an exponent leaves [0.01, 2]: the fit is then not identified by these points}."""
+    started from the best fit and the 3 best grid starts, all in one batch. -> {E, A, B, alpha, beta, r2 (of log L),
+    objective, n, ci, units (what was resampled), and a warning when an exponent leaves [0.01, 2]: the fit is then not
+    identified by these points}."""
     N, D, L = (np.asarray(v, float) for v in (N, D, loss))
     if not N.shape == D.shape == L.shape or N.ndim != 1:
         raise ValueError(f"N, D and loss must be 1-d and of one length, got shapes {N.shape}, {D.shape}, {L.shape}")
@@ -226,7 +227,9 @@ def fit_corpus(runs, exact_flops=False, n_boot=1000, seed=0):
     fits = {f"L({key})": final(at, key, f"final losses of {len(at)} runs at a budget of {budget} tokens")
             for key in ("N", "N_nonemb")}
     model, series = most("model", "D")
-    fits["L(D)"] = final(series, "D", f"final losses of {model} at {len(series)} token budgets")
+    budgets = len({r["D"] for r in series})   # (two runs at one budget: --fit_all over repeated runs)
+    fits["L(D)"] = final(series, "D", f"final losses of {model} at {budgets} token budgets"
+                         + (f" ({len(series)} runs)" if budgets < len(series) else ""))
     # Every eval after warmup, from every run: before it the loss mostly measures the warmup, not N or D.
     # The bootstrap of these two resamples runs, not evals: the evals of one run share its weights and schedule.
     pts = np.array([(flop_per_token(r, exact_flops), r["N"], t, l, i) for i, r in enumerate(runs)

@@ -176,7 +176,9 @@ def write_tables(results_dir):
     csv.writer(buf, lineterminator="\n").writerows(lines)
     write_text(out / "table.csv", buf.getvalue())
     cell = lambda s: s.replace("|", "\\|").replace("\n", " / ")  # noqa: E731
-    gen = ["# Generations", "", "Sampled continuations of each prompt (seed and temperature: see each results JSON).",
+    gen = ["# Generations", "", "Sampled continuations of each prompt (seed and temperature: see each results "
+           "JSON). A sample ends at the first end of a span or document (</s>, <|endoftext|>): the simplified models, "
+           "trained on short spans, often end after a few words.",
            "", "| prompt | " + " | ".join(r["run_name"] for r in runs) + " |", "|---" * (len(runs) + 1) + "|"]
     for p in dict.fromkeys(g["prompt"] for r in runs for g in r.get("generations", [])):
         texts = [next((g["text"] for g in r.get("generations", []) if g["prompt"] == p), "") for r in runs]

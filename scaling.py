@@ -142,8 +142,8 @@ def read_log(path):
 
 # What each state means and what the sweep does about it.
 STATES = {"todo": "not started", "done": "finished (log has an end event): reused",
-          "resume": "interrupted after a checkpoint: continued with --resume",
-          "restart": "interrupted before its first checkpoint: started again with --overwrite",
+          "resume": "interrupted after a checkpoint (a sweep continues it with --resume)",
+          "restart": "interrupted before its first checkpoint (a sweep starts it again with --overwrite)",
           "diverged": "stopped on a non-finite loss: not relaunched (lower --lr, or delete the directory)",
           "conflict": "holds a run with other settings: not touched (delete it or change --out_dir)",
           "unreadable": "its config.json or log.jsonl is not train.py's: not touched (delete the directory)"}
@@ -351,13 +351,20 @@ def collect(run_dirs):
 # Main: plan, run (or reuse), fit, draw
 
 
+def token_count(text):   # --tokens 1e6 as well as 1000000
+    try:
+        return int(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a token count (1000000, 1e6, 2.1e9)") from None
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormat)
     p.add_argument("--grid", default="cpu", choices=GRIDS, help="preset grid; the flags below override its values")
     p.add_argument("--models", help="comma-separated h<hidden>-L<layers> names (cpu: h32-L2,h64-L2,h64-L4,h128-L2)")
     p.add_argument("--corpora", default="simplified,unrestricted", help="dataset directories under --data_root")
     p.add_argument("--data_root", default="data", help="where the corpora's dataset directories are")
-    p.add_argument("--tokens", type=lambda v: int(float(v)), help="token budget per run, 0 = one epoch (cpu: 1e6)")
+    p.add_argument("--tokens", type=token_count, help="token budget per run, 0 = one epoch (cpu: 1e6)")
     p.add_argument("--series_model", help="the model also trained at --series fractions of --tokens, for L(D)")
     p.add_argument("--series", help="comma-separated budget fractions for the series ('' for none; cpu: 0.25,0.5)")
     p.add_argument("--lr", type=float, default=0, help="one peak LR for every model (default: lr_for's per-size rule)")

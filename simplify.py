@@ -1,4 +1,4 @@
-"""
+r"""
 simplify.py: build the paper's restricted-vocabulary corpus and its token-matched unrestricted control.
 
 raw documents --filter_spans--> "<s> span </s> <s> span </s>" documents --BPE--> OUT/simplified/

@@ -3,7 +3,7 @@ train.py: pre-train one model on one dataset directory, as the paper did (sectio
 
     python train.py                                   # CPU demo: h64-L2 on data/simplified, a few minutes
     # a paper run on one GPU, bf16 (its data: `python simplify.py --paper --source ... --out_dir data/paper`)
-    python train.py --data_dir data/paper/simplified --model h256-L4 --batch_size 512 --lr 8e-4 --warmup_steps 1000
+    python train.py --data_dir data/paper/simplified --model h256-L4 --batch_size 512 --lr 9.9e-4 --warmup_steps 1000
     python train.py ... --compile --compile_mode reduce-overhead   # faster on a GPU (README: training speed)
     torchrun --standalone --nproc_per_node=8 train.py --model h1024-L8 --batch_size 512 ...   # one node, 8 GPUs
     python train.py --run_name NAME --resume          # continue an interrupted run (same flags as before)
@@ -66,7 +66,7 @@ class TrainConfig:
     micro_batch_size: int = 0  # sequences per forward pass in each process (0: batch_size / processes)
     lr: float = 3e-3  # peak learning rate (the paper: 2.8e-3 for its smallest model; scaling.py sets one per width)
     warmup_steps: int = 30  # linear warmup steps (paper: 1000)
-    final_lr_frac: float = 0.5  # the quarter-cycle cosine ends at this fraction of the peak LR
+    final_lr_frac: float = 0.5  # the quarter-cycle cosine heads to this fraction of the peak LR (after the last step)
     beta1: float = 0.9  # AdamW (paper: 0.9, 0.95, eps 1e-4)
     beta2: float = 0.95  # AdamW
     eps: float = 1e-4  # AdamW
@@ -213,6 +213,8 @@ def train(cfg):
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(f"--device {device}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise SystemExit(f"--device mps: this torch ({torch.__version__}) sees no Apple GPU; use --device cpu")
     if device == "cuda":   # one process per GPU: torchrun's LOCAL_RANK picks it (set_device needs an index)
         device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
     if device.startswith("cuda"):

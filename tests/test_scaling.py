@@ -258,7 +258,7 @@ def dataset(root, name, train_tokens=2_925_780, V=4096):
     return root / name
 
 
-def test_plan_of_the_default_grid(tmp_path):
+def test_plan_of_the_default_grid(tmp_path, capsys):
     for name in ("simplified", "unrestricted"):
         dataset(tmp_path, name)
     args = scaling.parse_args(["--data_root", str(tmp_path), "--out_dir", str(tmp_path / "out")])
@@ -284,6 +284,10 @@ def test_plan_of_the_default_grid(tmp_path):
         scaling.command(epoch, multi, "todo")
     with pytest.raises(SystemExit, match="model name"):
         scaling.parse_args(["--models", "h64"])
+    assert scaling.parse_args(["--tokens", "2.5e5"]).tokens == 250_000
+    with pytest.raises(SystemExit):
+        scaling.parse_args(["--tokens", "abc"])
+    assert "'abc' is not a token count" in capsys.readouterr().err
 
 # -----------------------------------------------------------------------------
 # Fake run directories: the skipper, the resumer, and the reports

@@ -401,3 +401,8 @@ def test_chunked_loss_run_equals_plain_run(tiny_data, tmp_path):
         run(tiny_data, tmp_path, run_name="bad", loss="fast")
     with pytest.raises(SystemExit, match="--compile_mode 'cudagraphs': use one of default, reduce-overhead"):
         run(tiny_data, tmp_path, run_name="bad", compile=True, compile_mode="cudagraphs")
+    for device, missing, there in (("cuda", "CUDA GPU", torch.cuda.is_available()),
+                                   ("mps", "Apple GPU", torch.backends.mps.is_available())):
+        if not there:   # a one-line error, not torch's traceback
+            with pytest.raises(SystemExit, match=f"--device {device}: this torch .* sees no {missing}; use --device"):
+                run(tiny_data, tmp_path, run_name="bad", device=device)
