@@ -578,10 +578,10 @@ def test_gpus_without_a_gpu_or_runs_per_gpu_without_gpus_is_an_error(monkeypatch
 # End to end on fake runs: fits, figures, tables
 
 
-def results_json(path, run, corpus, flops, accs):
+def results_json(path, run, corpus, flops, accs, tokens_seen=1_000_000 // 2048 * 2048):   # fake_run's 1M-token D
     path.write_text(json.dumps({
         "run_dir": f"out/{run}", "run_name": run, "corpus": corpus, "model": "h64-L2", "n_params": 1,
-        "n_params_non_embedding": 1, "tokens_seen": 1, "train_flops_6nd": flops, "val_loss": 3.0,
+        "n_params_non_embedding": 1, "tokens_seen": tokens_seen, "train_flops_6nd": flops, "val_loss": 3.0,
         "results": [{"task": task, "family": "blimp", "shots": 0, "n": 400, "chance": 0.5, "acc": acc,
                      "acc_stderr": 0.02, "acc_norm": None, "acc_norm_stderr": None, "rope_scale": 1, "filtered": True}
                     for task, acc in accs.items()], "generations": []}))
@@ -644,6 +644,13 @@ def test_fit_only_on_runs_from_a_known_law_writes_fits_figures_and_table(tmp_pat
             "runs: left out of the emergence analysis too"} in fits["left_out"]
     assert (res / "figures" / "emergence.png").stat().st_size > 10_000
     assert f"| blimp | 0 | simplified | 0.5 | {family:.3g} | 0.600 |" in (res / "fits.md").read_text()
+    results_json(res / "s2.json", "h128-L2-simplified-1M", "simplified", 1e14, {"blimp_a": 0.7}, tokens_seen=512_000)
+    scaling.main(args)                                         # scored at an earlier state of the run: left out, said
+    fits = json.loads((res / "fits.json").read_text())
+    assert {"run": "h128-L2-simplified-1M", "why": f"{res}/h128-L2-simplified-1M.json scored the run at 512000 tokens, "
+            "its log ends at 999424: left out of the emergence analysis (run evaluate.py again)"} in fits["left_out"]
+    cross = {(x["level"], x["name"], x["corpus"]): x["crossing"] for x in fits["emergence"]}
+    assert cross[("family", "blimp", "simplified")] is None   # its means 0.475, 0.525 without the 0.6 at 1e14
 
 
 def test_emergence_means_a_family_over_its_tasks():
