@@ -255,7 +255,8 @@ def plot_emergence(results, path):
     panels = sorted({(name, shots) for level, name, shots, _ in series if level == "family"})
     with figure(path, min(4, len(panels)), math.ceil(len(panels) / 4)) as axes:
         for ax, (family, shots) in zip(axes, panels):
-            for x in (x for x in crossings if (x["level"], x["name"], x["shots"]) == ("family", family, shots)):
+            mine = [x for x in crossings if (x["level"], x["name"], x["shots"]) == ("family", family, shots)]
+            for x in mine:
                 C, acc, err, _ = map(np.array, zip(*series[("family", family, shots, x["corpus"])]))
                 s = style(x["corpus"])
                 ax.errorbar(C, acc, yerr=err, color=s["color"], ls=s["ls"], marker=s["marker"], mfc=s["mfc"], ms=4,
@@ -264,7 +265,7 @@ def plot_emergence(results, path):
                     ax.plot([x["crossing"]], [x["baseline"]], marker="^", ms=10, color=s["color"], mfc=s["mfc"],
                             ls="none")
             n = n_tasks[(family, shots)]
-            ax.axhline(x["baseline"], color="black", ls=":", lw=1, label="chance or majority")
+            ax.axhline(max(x["baseline"] for x in mine), color="black", ls=":", lw=1, label="chance or majority")
             ax.set(xscale="log", xlabel="training compute 6ND (FLOP)", ylabel="accuracy",
                    title=f"{family}, {shots}-shot" + (f" (mean of {n} tasks)" if n > 1 else ""))
             ax.legend(fontsize=7)
