@@ -400,7 +400,9 @@ def main(argv=None):
         raise SystemExit("no checkpoints in out/: train one with `python train.py`, or pass --ckpt RUN_DIR")
     for c in ckpts:   # before any task is loaded (that may mean a download)
         if not (Path(c) / "ckpt.pt").is_file() and not Path(c).is_file():
-            raise SystemExit(f"--ckpt {c}: no such run directory or checkpoint (train one with `python train.py`)")
+            raise SystemExit(f"--ckpt {c}: no such run directory or checkpoint (train one with `python train.py`)"
+                             if not Path(c).is_dir() else f"--ckpt {c}: the run has no ckpt.pt yet (it writes one "
+                             "every --eval_interval steps): train it further, or pass a checkpoint file")
     vocab = load_vocab(args.vocab)
     t0 = time.time()
     tasks = [load_task(n, args, vocab) for n in expand_tasks(args.tasks)]

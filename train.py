@@ -293,7 +293,8 @@ def _train(cfg, rank, world, device):
     for data, fix in ((train_data, "more data"), (val_data, "a larger --val_fraction")):
         if data.n < 1:
             raise SystemExit(f"{data.path} holds {len(data.tokens):,} tokens, less than one block of "
-                             f"{cfg.block_size} + 1: rebuild the dataset with {fix} (simplify.py)")
+                             f"{cfg.block_size} + 1: a smaller --block_size, or rebuild the dataset with {fix} "
+                             "(simplify.py)")
     if total_steps < 1:
         raise SystemExit(f"{cfg.data_dir}: {train_data.n:,} train blocks of {cfg.block_size} tokens x --epochs "
                          f"{cfg.epochs} is less than one batch of {cfg.batch_size}: more data or a smaller "

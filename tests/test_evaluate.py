@@ -641,6 +641,11 @@ def test_checkpoint_tokenizer_mismatch_is_a_clear_error(tiny_data, tmp_path):
         evaluate.load_run(run, "cpu")
     with pytest.raises(SystemExit, match="not found"):
         evaluate.load_run(tmp_path / "nothing", "cpu")
+    (tmp_path / "out" / "early").mkdir()                         # a run stopped before its first checkpoint
+    with pytest.raises(SystemExit, match="early: the run has no ckpt.pt yet"):
+        evaluate.main(["--ckpt", str(tmp_path / "out" / "early")])
+    with pytest.raises(SystemExit, match="nowhere: no such run directory or checkpoint"):
+        evaluate.main(["--ckpt", str(tmp_path / "out" / "nowhere")])
 
 
 @pytest.mark.parametrize("flags", [["--temperature", "nan"], ["--temperature", "-1"], ["--max_new_tokens", "-2"],

@@ -261,8 +261,8 @@ def test_bad_datasets_are_refused(tiny_data, tmp_path):
             run(short_val, tmp_path)
     np.zeros(0, meta["dtype"]).tofile(short_val / "train.bin")      # with a token budget, steps would not say it
     (short_val / "meta.json").write_text(json.dumps(dict(meta, train_tokens=0, val_tokens=32)))
-    with pytest.raises(SystemExit, match="train.bin holds 0 tokens, less than one block of 32 \\+ 1: rebuild the "
-                                         "dataset with more data"):
+    with pytest.raises(SystemExit, match="train.bin holds 0 tokens, less than one block of 32 \\+ 1: a smaller "
+                                         "--block_size, or rebuild the dataset with more data"):
         run(short_val, tmp_path, max_tokens=1000)
     with pytest.raises(SystemExit, match="must divide"):
         run(tiny_data, tmp_path, micro_batch_size=3)
