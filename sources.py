@@ -101,8 +101,11 @@ def read_file(path, text_field="text"):
                 try:
                     text = json.loads(line.decode("utf-8"))[text_field]
                 except (ValueError, KeyError, TypeError) as e:  # ValueError: not JSON, or not UTF-8
+                    named = path.endswith((".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz"))
                     raise SystemExit(f"{path} line {n}: expected a UTF-8 JSON object with a {text_field!r} field "
-                                     f"({type(e).__name__}: {e}); fix the file or pass --text_field")
+                                     f"({type(e).__name__}: {e}); fix the file or pass --text_field" + ("" if named else
+                                     " (a file not named .txt, .parquet or .jsonl[.gz|.zst] is read as JSON lines: "
+                                     "name a plain text file .txt)"))
                 if text:
                     yield check_text(text, f"{path} line {n}", text_field)
     except errors as e:

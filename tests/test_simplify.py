@@ -154,6 +154,8 @@ def _truncated_gz(p):
     ("bad.jsonl.gz", _truncated_gz, "bad.jsonl.gz after line .*: cannot read it"),
     ("bad.jsonl.gz", lambda p: p.write_text('{"text": "not compressed"}\n'), "bad.jsonl.gz: cannot read it"),
     ("bad.jsonl.zst", lambda p: p.write_bytes(b"junk"), "bad.jsonl.zst: cannot read it"),
+    ("notes.md", lambda p: p.write_text("# Notes\n"), "notes.md line 1: expected a UTF-8 JSON object .* name a plain "
+                                                     "text file .txt"),
 ])
 def test_unreadable_files_stop_with_one_line_naming_them(tmp_path, name, write, message):
     write(tmp_path / name)
