@@ -507,14 +507,16 @@ def main(argv=None):
     plot_curves(done, figs / "loss_curves.png")
     for keys, name in ((["N", "N_nonemb"], "loss_vs_N"), (["D"], "loss_vs_D"), (["C"], "loss_vs_C")):
         plot_law(fits, done, keys, figs / f"{name}.png", args.exact_flops)
-    results, fitted = read_results(args.results_dir), {r["name"]: int(r["D"]) for r in done}
-    problems += [(d["run_name"], f"evaluated ({args.results_dir}/{d['run_name']}.json) but not one of the fitted runs: "
-                  "left out of the emergence analysis too") for d in results if d["run_name"] not in fitted]
-    problems += [(d["run_name"], f"{args.results_dir}/{d['run_name']}.json scored the run at {d.get('tokens_seen')} "
-                  f"tokens, its log ends at {fitted[d['run_name']]}: left out of the emergence analysis (run "
-                  "evaluate.py again)") for d in results if fitted.get(d["run_name"], d.get("tokens_seen")) !=
-                 d.get("tokens_seen")]
-    results = [d for d in results if fitted.get(d["run_name"]) == d.get("tokens_seen")]   # the fitted runs as they are
+    results, fitted = read_results(args.results_dir), {r["name"]: int(r["D"]) for r in done}   # name -> tokens seen
+    for d in results:   # the emergence plot shows the runs the fits show, scored as they ended
+        name, file = d["run_name"], f"{args.results_dir}/{d['run_name']}.json"
+        if name not in fitted:
+            problems.append((name, f"evaluated ({file}) but not one of the fitted runs: left out of the emergence "
+                                   "analysis too"))
+        elif d.get("tokens_seen") != fitted[name]:
+            problems.append((name, f"{file} scored the run at {d.get('tokens_seen')} tokens, its log ends at "
+                                   f"{fitted[name]}: left out of the emergence analysis (run evaluate.py again)"))
+    results = [d for d in results if fitted.get(d["run_name"]) == d.get("tokens_seen")]
     crossings = plot_emergence(results, figs / "emergence.png") if results else []
     if not results:
         print(f"no evaluate.py results in {args.results_dir}/: emergence plot skipped (run evaluate.py on the runs)")
