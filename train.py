@@ -225,6 +225,8 @@ def train(cfg):
         return _train(cfg, rank, world, device)
     except KeyboardInterrupt:   # Ctrl-C: one line on what is kept and how to go on, not a traceback
         run_dir = Path(cfg.out_dir) / cfg.run_name
+        if not cfg.run_name:   # before the run directory was chosen: nothing written yet
+            raise SystemExit("interrupted before the run started") from None
         raise SystemExit(f"interrupted: {run_dir / 'ckpt.pt'} holds the last checkpoint (every --eval_interval "
                          "steps): run the same command with --resume to continue" if (run_dir / "ckpt.pt").exists()
                          else f"interrupted before {run_dir} had a checkpoint: run again with --overwrite") from None
