@@ -40,10 +40,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import (GPT, LOSS_KINDS, PAPER_GRID, auto_dtype, choose_loss, config_from_name, fused_loss_module, mfu,
-                   peak_flops)
-from scaling import PAPER_TRAIN_TOKENS
-from files import HelpFormat, write_json
+from model import (GPT, LOSS_KINDS, PAPER_GRID, PAPER_TRAIN_TOKENS, auto_dtype, choose_loss, config_from_name,
+                   fused_loss_module, mfu, peak_flops)
+from files import HelpFormat, read_json, read_log, write_json
 from dataset import TokenBlocks, block_ids
 from train import COMPILE_MODES
 
@@ -229,6 +228,61 @@ def time_path(model_name, args, device, dtype, path, batches):
             "tokens_per_s": tokens_per_s, "mfu": mfu(model.flops_per_token(), tokens_per_s, args.peak_flops),
             "peak_mem_bytes": peak_mem, "first_loss": first_loss, "params": model.num_params(),
             "profile_ms_by_kind": profile}
+
+# -----------------------------------------------------------------------------
+# How long a scaling.py sweep takes, from its finished runs' speeds or a FLOP rate (scaling.py --dry-run)
+
+
+def speed_key(train, device, world_size):
+    """What one train.py process's speed depends on: its model, batch, compile and --threads flags, the kind of device
+    (cpu, cuda) and the process count. A speed measured with other settings (batch 512 on a GPU vs 16 on a CPU)
+    predicts nothing. device: as config.json's env records it ("cuda:0"), or train.py's --device for a planned run."""
+    kind = "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
+    return (train["model"], train["batch_size"], bool(train.get("compile")), train.get("threads", 0),
+            kind.split(":")[0], world_size)
+
+
+def measured_speeds(out_dir):
+    """Tokens/s one train.py process reached per speed_key (evals included; seconds_for adds the start-up): the
+    median of the finished runs in out_dir. On a CPU, small models are bound by per-step overheads more than by FLOPs
+    (h32-L2 and h128-L2 both ran ~8k tokens/s here), so a model's own past speed predicts its time better than a FLOP
+    rate. A speed is taken as measured: runs that shared a GPU (--runs_per_gpu) or cores were as slow as that sharing
+    made them."""
+    speeds = {}
+    for log in Path(out_dir).glob("*/log.jsonl"):
+        try:     # an unreadable run directory is reported by run_state; here it only has no speed
+            config, end = read_json(log.parent / "config.json"), [e for e in read_log(log) if e.get("event") == "end"]
+            if end and end[-1].get("elapsed_s"):
+                key = speed_key(config["train"], config["env"]["device"], config["env"]["world_size"])
+                speeds.setdefault(key, []).append(end[-1]["tokens"] / end[-1]["elapsed_s"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return {k: float(np.median(v)) for k, v in speeds.items()}
+
+
+def seconds_for(run, speeds, args):
+    """Predicted wall time of one run: D over the measured speed of its model with its settings (speed_key), else a
+    guess from its FLOPs (evals of 200 val blocks included, forward only: a third of a training token) at 2e10 FLOP/s
+    per CPU thread (these models on this 2-core machine: 0.9-4.5e10) or 30% of a known GPU's peak, shared by the runs
+    on that GPU (--runs_per_gpu, or --parallel without --gpus), plus ~3 s of start-up."""
+    if run["speed_key"] in speeds:
+        return run["D"] / speeds[run["speed_key"]] + 3
+    if torch.cuda.is_available():
+        per_gpu = args.runs_per_gpu if args.gpus else args.parallel
+        rate = 0.3 * (peak_flops(torch.cuda.get_device_name()) or 1e14) * args.nproc_per_node / per_gpu
+    else:
+        cores = os.cpu_count() or 1           # runs with more threads than their share of the cores share them
+        rate = 2e10 * min(args.threads or max(1, cores // args.parallel), max(cores / args.parallel, 1))
+    evals = run["steps"] // args.eval_interval + 2
+    return (run["C_exact"] + evals * 200 * run["train"]["block_size"] * run["flops_per_token"] / 3) / rate + 3
+
+
+def schedule_seconds(seconds, parallel):
+    """Wall time of jobs of these durations on `parallel` slots, each job taken in order by the first free slot."""
+    slots = [0.0] * parallel
+    for t in seconds:
+        slots[slots.index(min(slots))] += t
+    return max(slots, default=0.0)
 
 # -----------------------------------------------------------------------------
 # The paper's sweep, estimated from the measured models

@@ -1,13 +1,15 @@
 """
 files.py: the small file helpers every script shares: writes that are atomic (a killed run never leaves a
-half-written file that looks valid), JSON records, a lock (one writer per run directory), a file's sha256; and
+half-written file that looks valid), JSON records and logs, a lock (one writer per run directory), a file's sha256; and
 the --help layout of the command-line scripts.
 """
 import argparse
+import contextlib
 import hashlib
 import json
 import math
 import os
+from pathlib import Path
 
 
 def write_atomic(path, write):
@@ -30,6 +32,17 @@ def read_json(path):
             return json.load(f)
     except (OSError, ValueError):
         return {}
+
+
+def read_log(path):
+    """log.jsonl -> its events, [] without one; a line that does not parse (a run killed while writing it) is skipped.
+    Bytes that are not UTF-8 raise ValueError: that file is not a log train.py wrote."""
+    events = []
+    for line in Path(path).read_text().splitlines() if Path(path).exists() else []:
+        with contextlib.suppress(ValueError):
+            if isinstance(event := json.loads(line), dict):
+                events.append(event)
+    return events
 
 
 def json_safe(x):

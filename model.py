@@ -55,6 +55,7 @@ class GPTConfig:
 
 
 PAPER_GRID = [f"h{h}-L{n}" for h in (32, 64, 128, 256, 512, 1024) for n in (2, 4, 8)]
+PAPER_TRAIN_TOKENS = 2_130_447_357   # tokens of the paper's training corpus: each of its runs saw them once
 
 
 def config_from_name(name, **overrides):

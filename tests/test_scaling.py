@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import bench
 import scaling
 from model import GPT, config_from_name
 import fits
@@ -400,8 +401,8 @@ def test_measured_speeds_count_only_runs_with_the_same_settings(tmp_path):
         (d / "config.json").write_text(json.dumps({**config, "train": train, "env": env}))
         lines = (d / "log.jsonl").read_text().replace('"elapsed_s": 10.0', f'"elapsed_s": {elapsed}')
         (d / "log.jsonl").write_text(lines)
-    run["speed_key"] = scaling.speed_key(run["train"], "cpu", 1)
-    assert scaling.seconds_for(run, scaling.measured_speeds(tmp_path / "out"), args) == pytest.approx(
+    run["speed_key"] = bench.speed_key(run["train"], "cpu", 1)
+    assert bench.seconds_for(run, bench.measured_speeds(tmp_path / "out"), args) == pytest.approx(
         run["D"] / (run["D"] / 10.0) + 3)      # the CPU run's speed alone (not a median with the GPU's or the
     # batch's), plus the start-up its elapsed time leaves out
 
@@ -414,7 +415,7 @@ def test_runs_sharing_a_gpu_share_its_rate(tmp_path, monkeypatch):
     for k in (1, 4):
         run, args = one_run(tmp_path, "--gpus", "all", "--runs_per_gpu", str(k))
         run["speed_key"] = None
-        seconds[k] = scaling.seconds_for(run, {}, args) - 3                  # less the start-up
+        seconds[k] = bench.seconds_for(run, {}, args) - 3                  # less the start-up
     assert seconds[4] == pytest.approx(4 * seconds[1])
 
 
