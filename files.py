@@ -1,7 +1,7 @@
 """
 files.py: the small file helpers every script shares: writes that are atomic (a killed run never leaves a
 half-written file that looks valid), JSON records and logs, a lock (one writer per run directory), a file's sha256; and
-the --help layout of the command-line scripts.
+the --help layout and whole-number flags of the command-line scripts.
 """
 import argparse
 import contextlib
@@ -99,3 +99,16 @@ class HelpFormat(argparse.RawDescriptionHelpFormatter):
                 "default" in text):
             return text
         return f"{text} (default: %(default)s)"
+
+
+def whole_number(text):   # an int flag that also takes 2.1e9 (not 2.5)
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        if float(text).is_integer():
+            return int(float(text))
+    except (ValueError, OverflowError):
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (1000000, 1e6, 2.1e9)")

@@ -35,7 +35,7 @@ import torch
 from model import GPT, PAPER_GRID, PAPER_TRAIN_TOKENS, config_from_name
 from fits import fit_corpus   # the scaling-law math (fits.py), and which points each law is fitted to
 from report import plot_curves, plot_emergence, plot_law, read_results, table   # figures, fits.md
-from files import HelpFormat, read_json, read_log, write_atomic, write_json   # read_json: {} if missing/unreadable
+from files import HelpFormat, read_json, read_log, whole_number, write_atomic, write_json   # read_json: {} if missing
 from bench import measured_speeds, schedule_seconds, seconds_for, speed_key   # how long the sweep will take
 from train import RESUME_MUST_MATCH, hms       # the settings that shape a run; seconds -> h:mm:ss
 from train import parse_args as train_config    # train.py's own reading of its command line
@@ -287,20 +287,13 @@ def collect(run_dirs):
 # Main: plan, run (or reuse), fit, draw
 
 
-def token_count(text):   # --tokens 1e6 as well as 1000000
-    try:
-        return int(float(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a token count (1000000, 1e6, 2.1e9)") from None
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormat)
     p.add_argument("--grid", default="cpu", choices=GRIDS, help="preset grid; the flags below override its values")
     p.add_argument("--models", help="comma-separated h<hidden>-L<layers> names (cpu: h32-L2,h64-L2,h64-L4,h128-L2)")
     p.add_argument("--corpora", default="simplified,unrestricted", help="dataset directories under --data_root")
     p.add_argument("--data_root", default="data", help="where the corpora's dataset directories are")
-    p.add_argument("--tokens", type=token_count, help="token budget per run, 0 = one epoch (cpu: 1e6)")
+    p.add_argument("--tokens", type=whole_number, help="token budget per run, 0 = one epoch (cpu: 1e6)")
     p.add_argument("--series_model", help="the model also trained at --series fractions of --tokens, for L(D)")
     p.add_argument("--series", help="comma-separated budget fractions for the series ('' for none; cpu: 0.25,0.5)")
     p.add_argument("--lr", type=float, default=0, help="one peak LR for every model (default: lr_for's per-size rule)")

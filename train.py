@@ -40,7 +40,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from model import GPT, LOSS_KINDS, auto_dtype, config_from_name, mfu, peak_flops, read_checkpoint
-from files import try_lock, write_atomic               # a run directory's lock; temp file + rename
+from files import try_lock, whole_number, write_atomic   # a run directory's lock; 1e6 -> 1000000; temp + rename
 from dataset import TokenBlocks, block_ids, load_meta, load_tokenizer, unigram_baseline   # what simplify.py wrote
 
 # -----------------------------------------------------------------------------
@@ -99,15 +99,11 @@ RESUME_MUST_MATCH = ("model", "block_size", "rope_base", "batch_size", "lr", "wa
                      "eval_blocks")
 
 
-def _int(text):   # int flags also accept 2.1e9 (not 2.5)
-    return int(float(text)) if float(text).is_integer() else int(text)
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     comments = dict(re.findall(r"^\s+(\w+): \w+ = .*?# (.*)$", inspect.getsource(TrainConfig), re.M))
     for f in fields(TrainConfig):
-        kind = {"type": _int if f.type is int else f.type}
+        kind = {"type": whole_number if f.type is int else f.type}
         if f.type is bool:
             kind = {"action": argparse.BooleanOptionalAction}
         parser.add_argument(f"--{f.name}", default=f.default, help=f"{comments[f.name]} (default: {f.default!r})",

@@ -288,7 +288,7 @@ def test_plan_of_the_default_grid(tmp_path, capsys):
     assert scaling.parse_args(["--tokens", "2.5e5"]).tokens == 250_000
     with pytest.raises(SystemExit):
         scaling.parse_args(["--tokens", "abc"])
-    assert "'abc' is not a token count" in capsys.readouterr().err
+    assert "'abc' is not a whole number" in capsys.readouterr().err
 
 # -----------------------------------------------------------------------------
 # Fake run directories: the skipper, the resumer, and the reports

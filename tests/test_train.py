@@ -120,10 +120,15 @@ def test_blocks_are_the_file_cut_in_T_with_targets_shifted_by_one(tmp_path):
     assert y.tolist() == [[16, 17, 18, 19, 20], [1, 2, 3, 4, 5], [16, 17, 18, 19, 20]]   # the next token of each
 
 
-def test_cli_flags_come_from_the_dataclass():
+def test_cli_flags_come_from_the_dataclass(capsys):
     cfg = parse_args(["--lr", "1e-3", "--max_tokens", "2.1e9", "--compile", "--model", "h256-L4"])
     assert cfg.lr == 1e-3 and cfg.max_tokens == 2_100_000_000 and cfg.compile is True and cfg.model == "h256-L4"
     assert parse_args([]) == TrainConfig()
+    assert parse_args(["--max_tokens", "12345678901234567891"]).max_tokens == 12345678901234567891   # exact, no float
+    for bad in ("2.5", "abc", "1e999"):                   # a readable error, not "invalid _int value"
+        with pytest.raises(SystemExit):
+            parse_args(["--max_tokens", bad])
+        assert f"{bad!r} is not a whole number" in capsys.readouterr().err
     helps = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True).stdout
     for f in fields(TrainConfig):
         assert f"--{f.name}" in helps
