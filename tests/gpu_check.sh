@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything only a CUDA GPU can check or time, in one go (about 10 minutes on an H100, most of it compiling):
+# Everything only a CUDA GPU can check or time, in one go (about 10 minutes on an H100, estimated: not yet run on one):
 #   1. the speed benchmark behind README.md's table: plain (bf16 + torch.compile + fused AdamW) against what
 #      --loss auto picks with CUDA graphs, side by side, from h32-L2 to h1024-L8, and the paper's 36 runs estimated
 #      from them (--sweep: its fit needs more than three sizes)
