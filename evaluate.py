@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from model import auto_dtype, load_checkpoint, read_checkpoint
+from model import load_checkpoint, read_checkpoint
 from files import HelpFormat, write_json
 from report import write_tables   # results/table.md, table.csv, generations.md
 from dataset import load_meta, load_tokenizer
@@ -130,6 +130,11 @@ def score_requests(model, requests, batch_tokens=8192, device="cpu", autocast=No
 
 
 SCORING = 2   # the version of evaluate_task's rules an entry was scored by (2: ties split): older entries are redone
+
+
+def reusable(entry, args):
+    """Whether a results entry was scored by today's rules at this --dtype (entries without one were float32)."""
+    return entry.get("scoring") == SCORING and entry.get("dtype", "float32") == args.dtype
 
 
 def tie_credit(scores, gold):
@@ -256,7 +261,7 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None):
           f"with {'<|endoftext|><s>' if sos else '<|endoftext|>'}")
     results, t0 = [], time.time()
     reuse = {(e["task"], e["shots"], e.get("data_sha")): e for e in (old or {}).get("results", [])
-             if not args.force and e.get("scoring") == SCORING}
+             if not args.force and reusable(e, args)}
     for task in tasks:
         held = task.get("heldout")
         if held and (Path(str(meta.get("source"))).parts[-2:] != ("data", "corpus")
@@ -272,7 +277,7 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None):
                 r = {**r, "majority": task["majority"]}
             else:
                 r = {**evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast),
-                     "data_sha": task["data_sha"], "scoring": SCORING}
+                     "data_sha": task["data_sha"], "scoring": SCORING, "dtype": args.dtype}
             results.append(r)
             norm = f", acc_norm {r['acc_norm']:.3f}" if r["acc_norm"] is not None else ""
             most = f", majority {r['majority']:.2f}" if r["majority"] is not None else ""
@@ -370,7 +375,9 @@ def get_args(argv=None):
     p.add_argument("--batch_tokens", type=int, default=0, help="padded tokens per forward pass (0: 65536 on a GPU, "
                    "8192 on a CPU)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="precision of the forward passes (default float32: under bf16 autocast close choices swap "
+                   "order and scores move; README)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--force", action="store_true", help="re-score the tasks asked for even where results/<run>.json "
                    "is up to date (its other tasks stay), or replace a results file that holds other settings")
@@ -392,8 +399,8 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = args.dtype if args.dtype != "auto" else auto_dtype(device)
-    autocast = nullcontext() if dtype == "float32" else torch.autocast(device.split(":")[0], getattr(torch, dtype))
+    autocast = nullcontext() if args.dtype == "float32" else torch.autocast(device.split(":")[0],
+                                                                              getattr(torch, args.dtype))
     args.batch_tokens = args.batch_tokens or (65536 if device.startswith("cuda") else 8192)
     ckpts = args.ckpt or sorted(str(p.parent) for p in Path("out").glob("*/ckpt.pt"))
     if not ckpts:
@@ -427,7 +434,7 @@ def main(argv=None):
         if problem:
             print(f"note: {problem}: replaced (--force)")
         have = {(e["task"], e["shots"], e.get("data_sha"), e.get("majority")) for e in (old or {}).get("results", [])
-                if e.get("scoring") == SCORING}   # (another majority baseline: the file is rewritten, scores kept)
+                if reusable(e, args)}   # (another majority baseline: the file is rewritten, scores kept)
         if old and not args.force and old["eval"].get("generation") == generation_settings(args) and all(
                 (t["name"], s, t["data_sha"], t["majority"]) in have for t in tasks for s in args.shots
                 if applies(t, s)):

@@ -446,7 +446,7 @@ def peak_flops(device_name):
 
 
 def auto_dtype(device):
-    """The --dtype auto of train.py, evaluate.py and bench.py: bf16 autocast on a GPU that has it, fp16 on an older
+    """The --dtype auto of train.py and bench.py: bf16 autocast on a GPU that has it, fp16 on an older
     one (train.py adds a GradScaler), float32 on a CPU."""
     if not str(device).startswith("cuda"):
         return "float32"

@@ -524,8 +524,8 @@ def test_whole_run_writes_results_as_the_interface_says(tiny_data, tmp_path):
     assert res["run_name"] == "tiny-run" and res["corpus"] == "tiny" and res["model"] == "h16-L1"
     assert res["tokens_seen"] == 1536 and res["train_flops_6nd"] == 6.0 * res["n_params"] * 1536
     keys = {"task", "family", "shots", "n", "chance", "majority", "acc", "acc_stderr", "acc_norm", "acc_norm_stderr",
-            "rope_scale", "filtered", "data_sha", "scoring", "fewest_demos"}
-    assert all(set(e) == keys for e in res["results"])
+            "rope_scale", "filtered", "data_sha", "scoring", "fewest_demos", "dtype"}
+    assert all(set(e) == keys and e["dtype"] == "float32" for e in res["results"])   # float32 unless asked
     got = {(e["task"], e["shots"]): e for e in res["results"]}
     assert set(got) == {("templates_anaphor_gender_agreement", 0), ("cloze", 0), ("bigbench_cause_and_effect", 0),
                         ("bigbench_cause_and_effect", 2)}      # pairs and cloze are zero-shot only
@@ -580,6 +580,18 @@ def test_results_are_reused_merged_and_redone_only_when_stale(tiny_data, tmp_pat
     ev("--tasks", pairs, "--limit", "6")
     assert "kept from before" not in capsys.readouterr().out
     assert json.loads(path.read_text())["results"] == json.loads(first)["results"]
+    old = json.loads(first)                                     # scored at another precision: redone at this one;
+    for e in old["results"]:                                    # an entry without "dtype" was float32 (kept)
+        e["dtype"] = "bfloat16"
+    path.write_text(json.dumps(old))
+    ev("--tasks", pairs, "--limit", "6")
+    assert "kept from before" not in capsys.readouterr().out
+    assert json.loads(path.read_text())["results"] == json.loads(first)["results"]
+    for e in old["results"]:
+        del e["dtype"]
+    path.write_text(json.dumps(old))
+    ev("--tasks", pairs, "--limit", "6")
+    assert "up to date" in capsys.readouterr().out
     ev("--tasks", choice, "--limit", "6")                       # another task: added, the first one kept
     res = json.loads(path.read_text())
     assert {(e["task"], e["n"]) for e in res["results"]} == {(pairs, 6), (choice, 6)}
