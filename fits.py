@@ -139,8 +139,8 @@ def fit_chinchilla(N, D, loss, delta=1e-3, n_boot=200, keep=64, seed=0, groups=N
     optimised (on Epoch's points the best 32 already all reach the optimum; the others only cost time).
     Intervals: 95% percentiles of n_boot refits on resampled points (or groups of points, resample_weights), each
     started from the best fit and the 3 best grid starts, all in one batch. -> {E, A, B, alpha, beta, r2 (of log L),
-    objective, n, ci, units (what was resampled), and a warning when an exponent leaves [0.01, 2]: the fit is then not
-    identified by these points}."""
+    objective, n, ci, units (what was resampled), and a warning when an exponent leaves [0.01, 2] or E falls to ~0:
+    the fit is then not identified by these points}."""
     N, D, L = (np.asarray(v, float) for v in (N, D, loss))
     if not N.shape == D.shape == L.shape or N.ndim != 1:
         raise ValueError(f"N, D and loss must be 1-d and of one length, got shapes {N.shape}, {D.shape}, {L.shape}")
@@ -167,9 +167,15 @@ def fit_chinchilla(N, D, loss, delta=1e-3, n_boot=200, keep=64, seed=0, groups=N
         return dict(E=np.exp(p[..., 2]), A=np.exp(p[..., 0]), B=np.exp(p[..., 1]), alpha=p[..., 3], beta=p[..., 4])
     with np.errstate(over="ignore"):
         out.update({k: float(v) for k, v in params(best).items()})
+    warnings = []
     if not (0.01 <= out["alpha"] <= 2 and 0.01 <= out["beta"] <= 2):   # the edges of Hoffmann's grid of starts
-        out["warning"] = (f"alpha {out['alpha']:.3g}, beta {out['beta']:.3g}: outside [0.01, 2], so one term is flat "
-                          "or vanishes; these points do not pin the law down (more model sizes and token budgets)")
+        warnings.append(f"alpha {out['alpha']:.3g}, beta {out['beta']:.3g}: outside [0.01, 2], so one term is flat "
+                        "or vanishes; these points do not pin the law down (more model sizes and token budgets)")
+    if out["E"] < 0.01 * L.min():   # no language has an entropy near 0: the points show no floor
+        warnings.append(f"E {out['E']:.3g} is under 1% of the lowest loss: the points show no irreducible loss, so "
+                        "the power laws absorb it and their exponents are biased low (longer runs, larger models)")
+    if warnings:
+        out["warning"] = "; ".join(warnings)
     if n_boot:
         w, out["units"] = resample_weights(groups, len(N), n_boot, np.random.default_rng(seed))
         seeds = np.vstack([best, starts[:3]])                                  # (4, 5)

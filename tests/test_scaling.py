@@ -185,6 +185,8 @@ def test_chinchilla_fit_warns_when_the_points_cannot_pin_it_down():
     N, D = np.repeat([1e6, 2e6, 4e6], 6), np.tile(np.geomspace(1e7, 1e9, 6), 3)
     f = fit_chinchilla(N, D, 2 + 400 / D ** 0.3, n_boot=0)     # the loss does not depend on N: A / N^alpha vanishes
     assert f["alpha"] > 2 and f["beta"] == pytest.approx(0.3) and "do not pin the law down" in f["warning"]
+    f = fit_chinchilla(N, D, 20 / N ** 0.2 + 400 / D ** 0.3, n_boot=0)   # no floor: E falls to ~0, said
+    assert f["E"] < 1e-3 and "no irreducible loss" in f["warning"] and "do not pin" not in f["warning"]
 
 
 def test_fits_json_is_strict_json():
