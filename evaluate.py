@@ -88,6 +88,13 @@ def score_requests(model, requests, batch_tokens=8192, device="cpu", autocast=No
     truncation). Requests are sorted by scale and length, so batches of similar lengths are padded on the right
     (which a causal model never looks at) to at most batch_tokens tokens each, and results are put back in order."""
     block, old_scale = model.config.block_size, model.config.rope_scale
+    # Identical requests (two choices written alike) are scored once: in two batches of other padded lengths their
+    # sums would differ in the last bits, and a tie (tie_credit) would go to whichever came out higher
+    unique = list(dict.fromkeys((tuple(c), tuple(k), s) for c, k, s in requests))
+    if len(unique) < len(requests):
+        scored = dict(zip(unique, score_requests(model, [(list(c), list(k), s) for c, k, s in unique], batch_tokens,
+                                                 device, autocast, label)))
+        return [scored[tuple(c), tuple(k), s] for c, k, s in requests]
     order = sorted(range(len(requests)), key=lambda i: (requests[i][2], -len(requests[i][0]) - len(requests[i][1])))
     out, done, t0 = [None] * len(requests), 0, time.time()
     last = t0
@@ -288,7 +295,8 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None):
     results += [e for e in (old or {}).get("results", []) if (e["task"], e["shots"]) not in asked]   # other tasks
     gen = generation_settings(args)
     same_gen = old and old.get("eval", {}).get("generation") == gen
-    return {"run_dir": str(run_dir), "run_name": result_name(path), "checkpoint_id": checkpoint_id(info),
+    return {"run_dir": str(run_dir), "run_dir_abs": str(run_dir.resolve()), "run_name": result_name(path),
+            "checkpoint_id": checkpoint_id(info),
             "corpus": meta["name"],
             "model": (info.get("train_config") or {}).get("model"), "n_params": n_params,
             "n_params_non_embedding": model.num_params(non_embedding=True), "tokens_seen": tokens,
@@ -296,7 +304,7 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None):
             "generations": old["generations"] if same_gen else
             generate(model, enc, prefix, sos, set(specials.values()), args.prompts, args, device),
             "filter_counts": {**(old or {}).get("filter_counts", {}), **{t["name"]: t["counts"] for t in tasks}},
-            "eval": {"shots": shots_list, "limit": args.limit, "vocab": args.vocab, "filter": args.filter,
+            "eval": {"shots": shots_list, "limit": args.limit, "vocab": args.vocab,
                      **{k: getattr(args, k) for k in SHARED_SETTINGS}, "prefix_sos": sos, "generation": gen,
                      "seconds": round(time.time() - t0, 1)}}
 
@@ -304,7 +312,8 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None):
 # Command line
 
 
-SHARED_SETTINGS = ("long", "seed", "sos")   # scored with these, every entry of a results file is comparable
+# Scored with these, every entry of a results file is comparable (vocab_sha: the filter's words, whatever the file)
+SHARED_SETTINGS = ("long", "seed", "sos", "filter", "vocab_sha")
 
 
 def generation_settings(args):
@@ -315,7 +324,7 @@ def generation_settings(args):
 def result_name(path):
     """What a checkpoint's results file is called: results/<run>.json for a run directory or its ckpt.pt,
     results/<run>-<stem>.json for another checkpoint file in it (a snapshot)."""
-    path = Path(path)
+    path = Path(path).resolve()   # (`--ckpt .` is the run directory it names)
     if path.is_dir() or path.name == "ckpt.pt":
         return path.name if path.is_dir() else path.parent.name
     return f"{path.parent.name}-{path.stem}"
@@ -334,13 +343,15 @@ def previous_results(path, args):
         info = read_checkpoint(path, "cpu", mmap=True)   # its settings and counters, not its weights
     except (OSError, ValueError):
         return None, None
-    if not isinstance(old, dict) or Path(str(old.get("run_dir"))).resolve() != run_dir.resolve():
-        return None, (f"{file} holds another run's results ({old.get('run_dir')})" if isinstance(old, dict) else None)
-    if old.get("checkpoint_id") != checkpoint_id(info):
+    if not isinstance(old, dict):
+        return None, None
+    if old.get("checkpoint_id") != checkpoint_id(info):   # (the same id: this checkpoint, from whatever directory)
+        if Path(str(old.get("run_dir_abs") or old.get("run_dir"))).resolve() != run_dir.resolve():
+            return None, f"{file} holds another run's results ({old.get('run_dir')})"
         print(f"note: {file} was scored on an earlier state of this checkpoint: all of it is redone")
         return None, None
-    differ = {k: (old.get("eval", {}).get(k), getattr(args, k)) for k in SHARED_SETTINGS
-              if old.get("eval", {}).get(k) != getattr(args, k)}
+    was = old.get("eval", {})   # (a setting a file does not record was not yet recorded: taken as the same)
+    differ = {k: (was[k], getattr(args, k)) for k in SHARED_SETTINGS if k in was and was[k] != getattr(args, k)}
     if differ:
         return None, (f"{file} was scored with other settings (there vs now: {differ}); its "
                       f"{len(old.get('results', []))} entries would be lost")
@@ -391,6 +402,7 @@ def get_args(argv=None):
     if not args.temperature >= 0 or args.max_new_tokens < 0:
         p.error("--temperature and --max_new_tokens must be >= 0 (temperature 0: the most likely token)")
     args.prompts = [s for s in args.prompts.split("|") if s.strip()]
+    args.vocab_sha = None   # main sets it once the vocabulary is read
     return args
 
 
@@ -411,6 +423,7 @@ def main(argv=None):
                              if not Path(c).is_dir() else f"--ckpt {c}: the run has no ckpt.pt yet (it writes one "
                              "every --eval_interval steps): train it further, or pass a checkpoint file")
     vocab = load_vocab(args.vocab)
+    args.vocab_sha = hashlib.sha256("\n".join(sorted(vocab)).encode()).hexdigest()[:16] if args.filter else None
     t0 = time.time()
     tasks = [load_task(n, args, vocab) for n in expand_tasks(args.tasks)]
     for t in tasks:

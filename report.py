@@ -127,23 +127,25 @@ def read_results(results_dir):
 
 def table_rows(runs, shots, cols):
     """Cells of one table: a row per model, then the chance and majority rows and the example-count row."""
-    rows, first, ns = [], {}, {c: set() for c in cols}
+    seen = {k: {c: set() for c in cols} for k in ("chance", "majority", "n")}   # over the runs: one value, or a range
+    rows = []
     for r in runs:
         got = {e["task"]: e for e in r["results"] if e["shots"] == shots}
         for c in cols:
-            first[c] = first.get(c) or got.get(c)
-            ns[c] |= {got[c]["n"]} if c in got else set()
+            for k in seen:
+                seen[k][c] |= {got[c][k]} if c in got and got[c].get(k) is not None else set()
         accs = [got[c]["acc"] for c in cols if c in got]
         avg = f"{100 * np.mean(accs):.1f}" if accs and len(accs) == len(cols) else "-"   # only over a complete row
         rows.append([r["run_name"], r["model"] or "-", r["corpus"], f"{r['n_params'] / 1e6:.2f}M",
                      *[f"{100 * got[c]['acc']:.1f}" if c in got else "-" for c in cols], avg])
+    # runs scored on different examples (--limit, another vocabulary) show the range of each: compare with care
+    def cell(values, fmt):
+        return "-".join(fmt(v) for v in sorted({min(values), max(values)})) if values else "-"
     for baseline in ("chance", "majority"):
-        x = [first[c].get(baseline) if first.get(c) else None for c in cols]
-        rows.append([baseline, "", "", "", *[f"{100 * v:.1f}" if v is not None else "-" for v in x],
-                     f"{100 * np.mean(x):.1f}" if cols and None not in x else "-"])
-    # runs scored on different numbers of examples (--limit, another vocabulary) show the range: compare with care
-    rows.append(["n", "", "", "", *["-".join(map(str, sorted({min(ns[c]), max(ns[c])}))) if ns[c] else "-"
-                                    for c in cols], ""])
+        x = [seen[baseline][c] for c in cols]
+        rows.append([baseline, "", "", "", *[cell(v, lambda v: f"{100 * v:.1f}") for v in x],
+                     f"{100 * np.mean([min(v) for v in x]):.1f}" if cols and all(len(v) == 1 for v in x) else "-"])
+    rows.append(["n", "", "", "", *[cell(seen["n"][c], str) for c in cols], ""])
     return rows
 
 

@@ -240,7 +240,11 @@ def load_task(name, args, vocab):
         def read(s):   # a split's rows as prompts; None if its file is not there; a damaged file: one line
             try:
                 rows = read_local(args.task_dir, family, config, s) if args.task_dir else read_hub(dataset, config, s)
-                return None if rows is None else [PROMPTS[family](r) for r in rows]
+                examples = None if rows is None else [PROMPTS[family](r) for r in rows]
+                for i, (_, choices, gold, _) in enumerate(examples or []):   # -1 would index the last choice
+                    if not 0 <= gold < len(choices):
+                        raise ValueError(f"example {i + 1}: label {gold} is not one of its {len(choices)} choices")
+                return examples
             except (ValueError, KeyError, TypeError, AttributeError, ET.ParseError) as e:   # JSONDecodeError too
                 where = f"{args.task_dir}/{family}/{local_files(family, config, s)}" if args.task_dir else dataset
                 raise SystemExit(f"{name}: could not read its {s} split from {where} ({type(e).__name__}: "
@@ -248,7 +252,8 @@ def load_task(name, args, vocab):
         examples = read(split)
         if examples is None:
             raise SystemExit(f"{name}: {args.task_dir}/{family}/{local_files(family, config, split)} not found (the "
-                             f"{split} split the task is scored on, in the original format; README: evaluate.py)")
+                             f"{split} split the task is scored on, in the original format; README: evaluate.py); "
+                             "--tasks with a list of the others scores them without it")
         splits = {split: examples}
         demos = read(demo_split) if demo_split else None
         if demos is not None:
@@ -272,7 +277,7 @@ def load_task(name, args, vocab):
     # the commonest right one scores: filtered sets are unbalanced (SST-2 keeps 73 negative, 40 positive), so a model
     # that always says the same can beat 1 / choices. Answers that differ per example (COPA, PIQA) are scored each on
     # its own, so their order is no bias a model could have: no majority baseline there.
-    same_answers = kind == "choice" and ev and all(e["choices"] == ev[0]["choices"] for e in ev)
+    same_answers = kind == "choice" and len(ev) > 1 and all(e["choices"] == ev[0]["choices"] for e in ev)
     majority = max(collections.Counter(e["gold"] for e in ev).values()) / len(ev) if same_answers else None
     if kind == "cloze" and ev:   # a model that always writes the commonest answer ("you": 5 of the 265 embedded)
         majority = max(collections.Counter(e["choices"][e["gold"]] for e in ev).values()) / len(ev)

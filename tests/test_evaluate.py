@@ -193,6 +193,16 @@ def test_ties_score_one_over_the_number_tied(tiny):
     assert r["acc"] == pytest.approx(1 / 3) and r["acc_norm"] == pytest.approx(1 / 3)
     scores = np.array([-1.0, -2.0, -1.0])
     assert evaluate.tie_credit(scores, 0) == 0.5 and evaluate.tie_credit(scores, 1) == 0
+    # Two choices written alike tie exactly, whatever the batching: scored once (in batches of other padded lengths
+    # their sums differed in the last bits, and the tie went to one of them: 0.475 or 0.512 where 0.5 is right)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=64, vocab_size=259, n_layer=2, n_head=2, n_embd=16, init_std=0.4)).eval()
+    rng = random.Random(0)
+    sentences = ["".join(rng.choice("abcdefgh ") for _ in range(rng.randint(3, 30))) for _ in range(40)]
+    same = task_of("pairs", [("", [t, t], 0) for t in sentences])
+    for batch_tokens in (4096, 37, 13):
+        args = types.SimpleNamespace(**{**vars(ARGS), "batch_tokens": batch_tokens})
+        assert evaluate_task(model, enc, [256], False, same, 0, args, "cpu", None)["acc"] == 0.5, batch_tokens
     assert evaluate.tie_credit(np.array([-3.0, -2.0]), 1) == 1
 
 
@@ -347,6 +357,11 @@ def test_damaged_task_files_are_one_line_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(tasks, "TASKS_DIR", tmp_path / "emb")
     with pytest.raises(SystemExit, match="broken.json is damaged .*rebuild the embedded tasks"):
         load_task("broken", args, frozenset())
+    write(tmp_path / "sst2/dev.tsv", "sentence\tlabel\nbad\t0\ngood\t2\n")            # a label out of range
+    write(tmp_path / "piqa/valid-labels.lst", "0\n-1\n")                                # -1: the last choice
+    for name in ("sst2", "piqa"):
+        with pytest.raises(SystemExit, match=rf"^{name}: could not read .*example 2: label (2|-1) is not one of its 2"):
+            load_task(name, args, frozenset())
 
 
 def test_majority_baseline_is_the_commonest_right_answer(tmp_path):
@@ -359,6 +374,9 @@ def test_majority_baseline_is_the_commonest_right_answer(tmp_path):
     write(tmp_path / "piqa/valid.jsonl", '{"goal": "g", "sol1": "a", "sol2": "b"}\n{"goal": "h", "sol1": "c", '
                                          '"sol2": "d"}\n')
     write(tmp_path / "piqa/valid-labels.lst", "0\n0\n")   # always the first answer, but the answers differ
+    assert load_task("piqa", args, frozenset())["majority"] is None
+    write(tmp_path / "piqa/valid.jsonl", '{"goal": "g", "sol1": "a", "sol2": "b"}\n')
+    write(tmp_path / "piqa/valid-labels.lst", "0\n")     # one example says nothing of shared answers: no 100%
     assert load_task("piqa", args, frozenset())["majority"] is None
     cloze = load_task("cloze", args, frozenset())   # the embedded one: always writing its commonest last word
     targets = [e["target"] for e in json.loads((Path(tasks.__file__).parent / "data/tasks/cloze.json").read_text())[
@@ -485,6 +503,11 @@ def test_table_layout(tmp_path):
     assert md[i + 6] == "| h128-L2-u | h128 | unrestricted | 4.00M | 60.0 | 70.0 | 65.0 |"
     assert md[i + 7] == "| chance |  |  |  | 50.0 | 50.0 | 50.0 |" and md[i + 9] == "| n |  |  |  | 10 | 20 |  |"
     assert md[i + 8] == "| majority |  |  |  | 60.0 | - | - |"       # taskB's entry (an older file) has none
+    runs[0]["results"][0]["majority"] = 0.55                           # another run's examples, another baseline:
+    (tmp_path / f"{runs[0]['run_name']}.json").write_text(json.dumps(runs[0]))   # the range, as for n
+    write_tables(tmp_path)
+    assert (tmp_path / "table.md").read_text().splitlines()[i + 8] == "| majority |  |  |  | 55.0-60.0 | - | - |"
+    del runs[0]["results"][0]["majority"]
     rows = list(csv.reader(open(tmp_path / "table.csv")))
     assert rows[0] == ["shots", "run", "model", "corpus", "params", "taskA", "taskB", "avg"]
     assert rows[1] == ["0", "h64-L2-s", "h64", "simplified", "2.00M", "50.0", "90.0", "70.0"] and len(rows) == 7
@@ -556,7 +579,7 @@ def test_prompts_start_as_the_models_training_documents(tiny_data, tmp_path, mon
     assert res["eval"]["prefix_sos"] is (257 in starts)
 
 
-def test_results_are_reused_merged_and_redone_only_when_stale(tiny_data, tmp_path, capsys):
+def test_results_are_reused_merged_and_redone_only_when_stale(tiny_data, tmp_path, capsys, monkeypatch):
     sha = json.loads((tiny_data / "meta.json").read_text())["tokenizer"]["sha256"]
     run = make_checkpoint(tmp_path / "out" / "tiny-run", tiny_data, sha)
     results, path = tmp_path / "results", tmp_path / "results" / "tiny-run.json"
@@ -612,6 +635,20 @@ def test_results_are_reused_merged_and_redone_only_when_stale(tiny_data, tmp_pat
     ev("--tasks", pairs, "--limit", "4", "--seed", "7", "--force")   # other settings, --force: replaced, said
     assert "replaced (--force)" in capsys.readouterr().out
     assert [e["task"] for e in json.loads(path.read_text())["results"]] == [pairs]
+    kept = path.read_text()                                     # another vocabulary: incomparable entries, refused
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text(Path(evaluate.DEFAULT_VOCAB).read_text() + "zzyzx\n")
+    with pytest.raises(SystemExit, match=r"other settings .*'vocab_sha'"):
+        ev("--tasks", choice, "--limit", "4", "--seed", "7", "--vocab", str(vocab))
+    assert path.read_text() == kept
+    monkeypatch.chdir(tmp_path)                                 # the same checkpoint, named from elsewhere: reused
+    evaluate.main(["--ckpt", "out/tiny-run", "--results_dir", str(results), "--max_new_tokens", "2", "--shots", "0",
+                   "--tasks", pairs, "--limit", "4", "--seed", "7", "--force"])   # (run_dir "out/tiny-run")
+    monkeypatch.chdir(run)
+    evaluate.main(["--ckpt", ".", "--results_dir", str(results), "--max_new_tokens", "2", "--shots", "0",
+                   "--tasks", pairs, "--limit", "4", "--seed", "7"])
+    assert "up to date" in capsys.readouterr().out and sorted(p.name for p in results.glob("*.json")) == [
+        "tiny-run.json"]
     shutil.copy(run / "ckpt.pt", run / "snap.pt")              # another checkpoint file of the run: its own results
     evaluate.main(["--ckpt", str(run / "snap.pt"), "--results_dir", str(results), "--max_new_tokens", "2",
                    "--shots", "0", "--tasks", pairs, "--limit", "4"])
