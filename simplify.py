@@ -29,7 +29,7 @@ from fractions import Fraction
 import numpy as np
 
 from bpe import SPECIAL_TOKENS, SPLIT_PATTERN, make_encoding, save_ranks, train_bpe
-from files import HelpFormat, file_sha256, read_json, write_atomic, write_json   # atomic writes, JSON records, sha256
+from files import HelpFormat, file_sha256, read_json, try_lock, write_atomic, write_json   # atomic writes, JSON, locks
 from sources import DEFAULT_SOURCE, iter_documents, list_files   # raw documents: files, folders, the hub
 from spans import DEFAULT_VOCAB, WORD_RE, filter_spans, format_document, load_vocab, vocab_bytes  # the rule
 
@@ -85,6 +85,26 @@ def source_files(source):
     return hashlib.sha256(json.dumps(files).encode()).hexdigest()
 
 
+def file_listing(source):
+    """What decides which files each shard reads: the sorted names (relative to the source) and sizes. Every shard
+    must see the same list, or files are read twice or never: the build compares the shards' listings."""
+    if source.startswith("hf:"):
+        return None
+    files = [(os.path.relpath(f, source) if os.path.isdir(source) else os.path.basename(f), os.path.getsize(f))
+             for f in list_files(source)]
+    return dict(files=len(files), sha=hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16])
+
+
+def lock_or_exit(path, what):
+    """files.try_lock (use it in a with block), or a one-line exit: two processes writing one shard (or one build)
+    would mix their bytes in the same temporary files."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    lock = try_lock(path)
+    if lock is None:
+        raise SystemExit(f"another simplify.py is {what} right now ({path} is locked): wait for it or stop it")
+    return lock
+
+
 def filter_stage(args, vocab, shard, num_shards):
     """Filter this shard's documents; write simplified docs, the raw docs for the control, and the counts."""
     tag = f"{shard}-of-{num_shards}"
@@ -93,13 +113,17 @@ def filter_stage(args, vocab, shard, num_shards):
     settings = dict(min_span_len=args.min_span_len, max_oov=args.max_oov, from_sentence_start=args.from_sentence_start)
     key = dict(filter_key(args), files=source_files(args.source))
     outs = {k: os.path.join(d, f"docs-{tag}.jsonl.gz") for k, d in dirs.items()}
-    if os.path.exists(done_path):
-        if read_json(done_path).get("key") == key and all(map(os.path.exists, outs.values())) and not args.force:
-            print(f"filter {tag}: already done with these settings ({done_path}), reusing it")
-            return
-        os.remove(done_path)  # this shard is about to be redone: unmark it first
     for d in dirs.values():
         os.makedirs(d, exist_ok=True)
+    if os.path.exists(done_path):
+        old = read_json(done_path)
+        if old.get("key") == key and all(map(os.path.exists, outs.values())) and not args.force:
+            print(f"filter {tag}: already done with these settings ({done_path}), reusing it")
+            return
+        why = ("--force" if args.force else record_differs(old, filter_key(args)) or ("its files are missing" if
+               old.get("key") == key else "the source's files changed (their paths, sizes or modification times)"))
+        print(f"filter {tag}: redoing the shard in {done_path} ({why})")
+        os.remove(done_path)  # this shard is about to be redone: unmark it first
     tmps = {k: f"{p}.tmp" for k, p in outs.items()}
     # mtime 0: the gzip header would otherwise hold the time, and the same documents would give different bytes
     files = {k: io.TextIOWrapper(gzip.GzipFile(p, "wb", compresslevel=3, mtime=0), encoding="utf-8")
@@ -153,7 +177,7 @@ def filter_stage(args, vocab, shard, num_shards):
             f.close()
             if os.path.exists(tmps[k]):
                 os.remove(tmps[k])
-    write_json(done_path, dict(key=key, counts=c))  # written last: its presence means the shard is complete
+    write_json(done_path, dict(key=key, counts=c, listing=file_listing(args.source)))  # last: the shard is complete
     print(f"filter {tag}: {c['docs_out']:,}/{c['docs_in']:,} documents and {c['words_out']:,}/{c['words_in']:,} words "
           f"kept ({c['words_out'] / max(c['words_in'], 1):.1%}) in {c['spans']:,} spans")
 
@@ -165,8 +189,13 @@ def read_docs(folder, num_shards):
     document's "text" is its list of spans (see encode_docs)."""
     docs = []
     for k in range(num_shards):
-        with gzip.open(os.path.join(folder, f"docs-{k}-of-{num_shards}.jsonl.gz"), "rt", encoding="utf-8") as f:
-            docs.extend((row["id"], row["text"] if "text" in row else row["spans"]) for row in map(json.loads, f))
+        path = os.path.join(folder, f"docs-{k}-of-{num_shards}.jsonl.gz")
+        try:
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                docs.extend((row["id"], row["text"] if "text" in row else row["spans"]) for row in map(json.loads, f))
+        except (OSError, EOFError, ValueError, KeyError) as e:
+            raise SystemExit(f"{path} is damaged ({type(e).__name__}: {e}): redo shard {k} (--stage filter --shard "
+                             f"{k}/{num_shards} --force)") from None
     docs.sort(key=lambda d: unit_hash(d[0], "order"))
     return docs
 
@@ -298,6 +327,12 @@ def build_stage(args, vocab):
         if differ:  # shards made with other settings would be mixed, and meta.json would record the wrong ones
             raise SystemExit(f"shard {k} was filtered with other settings ({differ}): build with the flags the filter "
                              f"used, or redo the filter with these")
+        if f.get("listing") != filters[0].get("listing"):   # then some files were read twice, others never
+            seen = [f"{x['files']} files (listing {x['sha']})" if x else "no listing" for x in
+                    (filters[0].get("listing"), f.get("listing"))]
+            raise SystemExit(f"shards 0 and {k} were filtered from different file lists under the source ({seen[0]} "
+                             f"vs {seen[1]}): every shard must see the same files; redo the shards whose files "
+                             f"differ (--stage filter --shard K/{num_shards})")
     counts = {k: sum(f["counts"][k] for f in filters) for k in filters[0]["counts"]}
     key = dict(filters=[f["key"] for f in filters], vocab_size=args.vocab_size, val_fraction=args.val_fraction,
                max_train_tokens=args.max_train_tokens, tokenizer_sample_mb=args.tokenizer_sample_mb)
@@ -453,19 +488,22 @@ def get_args(argv=None):
     return args
 
 
-def shards_ready(out_dir, num_shards, settings, since=None):
-    """Whether every filter-K-of-N.json is this run's, so rank 0 may build: it exists, holds these filter settings
-    (record_differs, as build_stage checks them) and, if `since` is given (--force), was written after it. A record
-    left by an earlier run is about to be redone by its rank: building from it would mix old shards in."""
+def shards_waited_for(out_dir, num_shards, settings, since=None):
+    """The shards whose filter-K-of-N.json is not yet this run's (rank 0 builds when there are none): missing, with
+    other filter settings (record_differs, as build_stage checks them) or, if `since` is given (--force), written
+    before it. A record left by an earlier run is about to be redone by its rank: building from it would mix old
+    shards in."""
+    waited = []
     for k in range(num_shards):
         path = os.path.join(out_dir, "simplified", f"filter-{k}-of-{num_shards}.json")
         try:
             mtime = os.path.getmtime(path)
         except OSError:  # not written yet (or removed by its rank, about to redo it)
-            return False
+            waited.append(k)
+            continue
         if record_differs(read_json(path), settings) or (since is not None and mtime < since):
-            return False
-    return True
+            waited.append(k)
+    return waited
 
 
 def main(argv=None):
@@ -492,15 +530,23 @@ def main(argv=None):
     print(f"vocabulary: {len(vocab):,} words from {args.vocab}")
     if args.benchmark:
         return benchmark(args, vocab)
-    t0 = time.time()
+    t0, locks = time.time(), os.path.join(args.out_dir, "simplified")
     if args.stage in ("all", "filter"):
-        filter_stage(args, vocab, shard, num_shards)
-    if args.stage == "build" or (args.stage == "all" and shard == 0):
-        while args.stage == "all" and num_shards > 1 and not shards_ready(
-                args.out_dir, num_shards, filter_key(args), started if args.force else None):
-            print("waiting for the other shards to finish filtering...", flush=True)
+        source_files(args.source)   # a wrong --source stops before anything is created
+        with lock_or_exit(os.path.join(locks, f"filter-{shard}-of-{num_shards}.lock"),
+                          f"filtering shard {shard}/{num_shards} into {args.out_dir}"):
+            filter_stage(args, vocab, shard, num_shards)
+    if args.stage == "build" and args.shard is None and shard > 0:   # torchrun: rank 0 builds, once
+        print(f"rank {shard}: rank 0 builds the datasets")
+    elif args.stage == "build" or (args.stage == "all" and shard == 0):
+        waiting = args.stage == "all" and num_shards > 1
+        while waiting and (waiting := shards_waited_for(args.out_dir, num_shards, filter_key(args),
+                                                        started if args.force else None)):
+            print(f"waiting for shards {', '.join(map(str, waiting))} of {num_shards} to finish filtering (their "
+                  f"filter-K-of-{num_shards}.json in {locks}, from this run)...", flush=True)
             time.sleep(10)
-        build_stage(args, vocab)
+        with lock_or_exit(os.path.join(locks, "build.lock"), f"building the datasets in {args.out_dir}"):
+            build_stage(args, vocab)
     print(f"done in {time.time() - t0:.0f}s")
 
 

@@ -27,6 +27,10 @@ def list_files(source):
     files = sorted(os.path.join(root, f) for root, _, names in os.walk(source) for f in names if f.endswith(SUFFIXES))
     if not files:
         raise SystemExit(f"no {', '.join(SUFFIXES)} files under {source}")
+    both = sorted(set(files) & {f[:-len(z)] for f in files for z in (".gz", ".zst") if f.endswith(z)})
+    if both:   # `zstd -d` keeps the .zst: its documents would be read twice, under two ids (train and val)
+        raise SystemExit(f"{both[0]} is under {source} both as it is and compressed ({len(both)} such files): "
+                         f"remove one of each pair")
     return files
 
 
@@ -69,7 +73,7 @@ def read_file(path, text_field="text"):
             with (gzip.open(path) if path.endswith(".gz") else open(path, "rb")) as f:
                 data = f.read()
             try:
-                text = data.decode("utf-8")
+                text = data.decode("utf-8-sig")   # a byte-order mark (Windows editors) is not part of the text
             except UnicodeDecodeError as e:
                 line = data.count(b"\n", 0, e.start) + 1
                 raise SystemExit(f"{path} line {line}: not UTF-8 ({e}); re-save the file as UTF-8")
@@ -85,7 +89,7 @@ def read_file(path, text_field="text"):
                 raise SystemExit(f"{path} has no column {text_field!r} (columns: {table.schema_arrow.names}): "
                                  f"pass --text_field")
             for batch in table.iter_batches(columns=[text_field]):
-                yield from (check_text(t, path, text_field) for t in batch.column(0).to_pylist() if t)
+                yield from (t for t in batch.column(0).to_pylist() if t is not None and check_text(t, path, text_field))
             return
         if path.endswith(".zst"):
             import zstandard  # SlimPajama's chunks are .jsonl.zst
@@ -106,8 +110,8 @@ def read_file(path, text_field="text"):
                                      f"({type(e).__name__}: {e}); fix the file or pass --text_field" + ("" if named else
                                      " (a file not named .txt, .parquet or .jsonl[.gz|.zst] is read as JSON lines: "
                                      "name a plain text file .txt)"))
-                if text:
-                    yield check_text(text, f"{path} line {n}", text_field)
+                if text is not None and check_text(text, f"{path} line {n}", text_field):   # 0 or [] is refused
+                    yield text
     except errors as e:
         where = f"{path} after line {n}" if n else path
         raise SystemExit(f"{where}: cannot read it ({type(e).__name__}: {e}): the file is corrupt, truncated or "
@@ -129,8 +133,9 @@ def iter_documents(source, shard=0, num_shards=1, text_field="text", split="trai
             if text_field not in row:  # at the first row: never stream a whole dataset to find no text in it
                 raise SystemExit(f"{source} row {i} has no field {text_field!r} (fields: {', '.join(row)}): pass "
                                  f"--text_field with the field that holds the documents")
-            if row[text_field]:   # id from the text: a row's split and order must not depend on the shard count
-                text = check_text(row[text_field], f"{source} row {i}", text_field)
+            text = row[text_field]   # null: no document; a number or a list is refused
+            if text is not None and check_text(text, f"{source} row {i}", text_field):
+                # id from the text: a row's split and order must not depend on the shard count
                 digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=10).hexdigest()
                 yield f"{source}:{digest}", text
         return

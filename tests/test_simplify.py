@@ -149,6 +149,8 @@ def _truncated_gz(p):
     ("bad.txt", lambda p: p.write_bytes(b"fine\n\xff\n"), "bad.txt line 2: not UTF-8"),
     ("bad.jsonl", lambda p: p.write_bytes(b'{"text": "ok"}\n{"text": "\xff"}\n'), "bad.jsonl line 2"),
     ("bad.jsonl", lambda p: p.write_text('{"text": "ok"}\n{"text": 5}\n'), "bad.jsonl line 2: field 'text' is not a str"),
+    ("bad.jsonl", lambda p: p.write_text('{"text": null}\n{"text": 0}\n'), "bad.jsonl line 2: field 'text' is not"),
+    ("bad.jsonl", lambda p: p.write_text('{"text": []}\n'), "bad.jsonl line 1: field 'text' is not a str"),
     ("bad.parquet", _int_parquet, "bad.parquet: field 'text' is not a string"),
     ("bad.parquet", _junk_parquet, "bad.parquet: cannot read it"),
     ("bad.jsonl.gz", _truncated_gz, "bad.jsonl.gz after line .*: cannot read it"),
@@ -161,6 +163,16 @@ def test_unreadable_files_stop_with_one_line_naming_them(tmp_path, name, write, 
     write(tmp_path / name)
     with pytest.raises(SystemExit, match=message):
         list(iter_documents(str(tmp_path / name)))
+
+
+def test_a_file_both_plain_and_compressed_is_refused_and_a_bom_is_not_text(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"text": "one"}\n')
+    (tmp_path / "a.jsonl.zst").write_bytes(b"")          # `zstd -d` keeps the original: both would be read
+    with pytest.raises(SystemExit, match=r"a.jsonl is under .* both as it is and compressed \(1 such files\)"):
+        list(iter_documents(str(tmp_path)))
+    (tmp_path / "a.jsonl.zst").unlink()
+    (tmp_path / "b.txt").write_text("The cat sat.\n", encoding="utf-8-sig")   # a byte-order mark, as Notepad writes
+    assert [t for _, t in iter_documents(str(tmp_path))] == ["one", "The cat sat.\n"]
 
 
 def test_hub_source_streams_rows_like_slimpajama(tmp_path, monkeypatch):
@@ -570,20 +582,20 @@ def test_a_failed_rebuild_leaves_no_dataset_that_looks_complete(tmp_path):
     assert not (out / "corpus_stats.json").exists()
 
 
-def test_rank_0_builds_only_from_this_runs_shard_records(tmp_path, monkeypatch):
+def test_rank_0_builds_only_from_this_runs_shard_records(tmp_path, monkeypatch, capsys):
     src, vocab = _corpus(tmp_path / "src")
     out = str(tmp_path / "out")
     common = ["--source", src, "--vocab", vocab, "--out_dir", out, "--workers", "1", "--vocab_size", "300"]
-    ready = lambda flags, since=None: simplify.shards_ready(out, 2, simplify.filter_key(simplify.get_args(
+    waited = lambda flags, since=None: simplify.shards_waited_for(out, 2, simplify.filter_key(simplify.get_args(
         common + flags)), since)
-    assert not ready(["--min_span_len", "3"])  # nothing filtered yet
+    assert waited(["--min_span_len", "3"]) == [0, 1]  # nothing filtered yet
     main(common + ["--stage", "filter", "--shard", "0/2", "--min_span_len", "3"])
-    assert not ready(["--min_span_len", "3"])  # shard 1 still missing
+    assert waited(["--min_span_len", "3"]) == [1]  # shard 1 still missing
     main(common + ["--stage", "filter", "--shard", "1/2", "--min_span_len", "4"])
-    assert not ready(["--min_span_len", "3"]) and not ready(["--min_span_len", "4"])  # two runs' settings
+    assert waited(["--min_span_len", "3"]) == [1] and waited(["--min_span_len", "4"]) == [0]  # two runs' settings
     main(common + ["--stage", "filter", "--shard", "1/2", "--min_span_len", "3"])
-    assert ready(["--min_span_len", "3"]) and ready(["--min_span_len", "3"], since=0)
-    assert not ready(["--min_span_len", "3"], since=time.time() + 1)  # --force: records older than the run are stale
+    assert waited(["--min_span_len", "3"]) == waited(["--min_span_len", "3"], since=0) == []
+    assert waited(["--min_span_len", "3"], since=time.time() + 1) == [0, 1]  # --force: older records are stale
     # under torchrun, rank 0 of a run with other settings waits for shard 1 to be redone, never builds from it
     main(common + ["--stage", "filter", "--shard", "0/2", "--min_span_len", "5"])
 
@@ -599,6 +611,36 @@ def test_rank_0_builds_only_from_this_runs_shard_records(tmp_path, monkeypatch):
         main(common + ["--min_span_len", "5"])
     with pytest.raises(Waiting):  # --force: shard 1's record, written before this run began, is about to be redone
         main(common + ["--min_span_len", "3", "--force"])
+    assert "waiting for shards 1 of 2 to finish filtering" in capsys.readouterr().out
+    monkeypatch.setenv("RANK", "1")   # --stage build under torchrun: rank 0 alone builds
+    main(common + ["--min_span_len", "3", "--stage", "build"])
+    assert "rank 1: rank 0 builds" in capsys.readouterr().out and not os.path.exists(f"{out}/corpus_stats.json")
+
+
+def test_shards_of_other_file_lists_are_refused_and_redone_shards_say_why(tmp_path, capsys):
+    """Shards deal the files by their place in the sorted list: a machine that saw another list (a partial
+    download) reads some files twice and others never, so the build compares the shards' listings."""
+    src, vocab = _corpus(tmp_path / "src")
+    out = str(tmp_path / "out")
+    common = ["--source", src, "--vocab", vocab, "--out_dir", out, "--workers", "1", "--vocab_size", "300"]
+    main(common + ["--stage", "filter", "--shard", "0/2"])
+    os.rename(f"{src}/part0.jsonl", f"{tmp_path}/part0.jsonl")      # shard 1 sees one file fewer
+    main(common + ["--stage", "filter", "--shard", "1/2"])
+    with pytest.raises(SystemExit, match=r"shards 0 and 1 were filtered from different file lists .*\(2 files "
+                                         r"\(listing \w+\) vs 1 files .*redo the shards"):
+        main(common + ["--stage", "build"])
+    os.rename(f"{tmp_path}/part0.jsonl", f"{src}/part0.jsonl")
+    capsys.readouterr()
+    main(common + ["--stage", "filter", "--shard", "1/2"])         # its files changed: redone, and said why
+    assert "redoing the shard in" in (o := capsys.readouterr().out) and "the source's files changed" in o
+    main(common + ["--stage", "filter", "--shard", "1/2", "--min_span_len", "4"])
+    assert "redoing the shard in" in (o := capsys.readouterr().out) and "min_span_len 8 there, 4 here" in o
+    main(common + ["--stage", "filter", "--shard", "1/2"])
+    main(common + ["--stage", "build"])                             # the same lists again: built
+    assert dataset.load_meta(f"{out}/simplified")["vocab_size"] == 300
+    with simplify.lock_or_exit(f"{out}/simplified/build.lock", "x"):   # a second simplify.py on the same output
+        with pytest.raises(SystemExit, match=r"another simplify.py is building the datasets in .* right now"):
+            main(common + ["--stage", "build", "--force"])
 
 
 def _zst_rows(n, start=0):
