@@ -299,8 +299,8 @@ def sweep_features(model_name, vocab_size, block_size):
 def sweep_estimate(results, paths, vocab_size, block_size, tokens=PAPER_TRAIN_TOKENS):
     """GPU-hours of the paper's 36 runs (PAPER_GRID's 18 models x 2 corpora, `tokens` each) on each path, from the
     measured tokens/s: a measured model at its speed, the others from a least-squares fit over the measured ones of
-    seconds per token = a x FLOPs per token + b x layers x width + c. A path measured on fewer than 3 models is left
-    out; "fastest" takes each model's fastest path. A grid model that could not run on a path (out of memory)
+    seconds per token = a x FLOPs per token + b x layers x width + c. A path measured on fewer than 4 models is left
+    out (3 constants go through 3 points exactly: no check of the fit); "fastest" takes each model's fastest path. A grid model that could not run on a path (out of memory)
     cannot train there: that path gets no total (it is left out, with a note) and "fastest" takes the model from the
     other paths.
     -> {path or "fastest": {"hours", "measured", "fit_max_error", "seconds_per_token": {model: s}}}"""
@@ -308,7 +308,7 @@ def sweep_estimate(results, paths, vocab_size, block_size, tokens=PAPER_TRAIN_TO
     out, runnable = {}, {}        # runnable: every estimated path, each without the grid models it has no memory for
     for i, path in enumerate(paths):
         measured = {r["model"]: 1 / r["paths"][i]["tokens_per_s"] for r in results if not r["paths"][i]["oom"]}
-        if len(measured) < 3:
+        if len(measured) < 4:
             continue
         X = np.array([features[m] if m in features else sweep_features(m, vocab_size, block_size) for m in measured])
         y = np.array(list(measured.values()))
@@ -393,9 +393,9 @@ def parse_args(argv=None):
     args.paths = [parse_path(spec.strip(), args.batch_size) for spec in args.paths.split(",") if spec.strip()]
     if len(args.paths) < 1:
         raise SystemExit("--paths: name at least one path")
-    if args.sweep and len(args.models) < 3:
-        raise SystemExit(f"--sweep fits a 3-constant model of step time: measure at least 3 --models (got "
-                         f"{len(args.models)}), e.g. h32-L2,h256-L4,h1024-L8")
+    if args.sweep and len(args.models) < 4:
+        raise SystemExit(f"--sweep fits a 3-constant model of step time, checked on the models measured: measure at "
+                         f"least 4 --models (got {len(args.models)}), e.g. h32-L2,h128-L4,h256-L4,h1024-L8")
     if args.warmup < 1:
         raise SystemExit("--warmup must be >= 1: the first step (allocation, compilation) is never timed")
     for name in ("profile", "min_seconds", "peak_flops", "threads"):
@@ -474,7 +474,7 @@ def main(argv=None):
         sweep = sweep_estimate(results, args.paths, args.vocab_size, args.block_size)
         print(f"bench: the paper's 36 runs (18 models x 2 corpora x {PAPER_TRAIN_TOKENS:,} tokens) on this device, "
               "measured models at their speed, the others from seconds per token = a x FLOPs + b x layers x width + c"
-              + ("" if sweep else ": needs 3 or more models measured on a path"))
+              + ("" if sweep else ": needs 4 or more models measured on a path"))
         for path, e in sweep.items():
             how = (f"fit within {e['fit_max_error']:.1%} on {', '.join(e['measured'])}" if "measured" in e else
                    "each model on its fastest path")

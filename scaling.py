@@ -81,7 +81,7 @@ def short(tokens):
     if not tokens:
         return "1ep"
     for unit, div in (("B", 1e9), ("M", 1e6), ("k", 1e3), ("", 1)):
-        if tokens >= div:
+        if float(f"{tokens:.3g}") >= div:   # 999,999 rounds to 1M, not '1e+03k'
             return f"{tokens / div:.3g}{unit}"
 
 
@@ -107,7 +107,7 @@ def plan(args):
             name = f"{model}-{corpus}-{short(budget)}"
             runs.append(dict(name=name, dir=Path(args.out_dir) / name, model=model, corpus=corpus, data_dir=data_dir,
                              have_data=bool(meta), max_tokens=budget, D=D, steps=steps,
-                             lr=float(f"{args.lr or lr_for(model):.3g}"), batch_size=args.batch_size,
+                             lr=args.lr or float(f"{lr_for(model):.3g}"), batch_size=args.batch_size,
                              warmup_steps=args.warmup_steps, C=6 * c["N"] * D, C_exact=c["flops_per_token"] * D, **c))
             # the dataset by content, as config.json records it: a moved checkout or --data_root is the same data
             runs[-1]["dataset"] = {} if not meta else {"name": meta.get("name"), "train_tokens": train_tokens,
@@ -295,7 +295,8 @@ def parse_args(argv=None):
     p.add_argument("--data_root", default="data", help="where the corpora's dataset directories are")
     p.add_argument("--tokens", type=whole_number, help="token budget per run, 0 = one epoch (cpu: 1e6)")
     p.add_argument("--series_model", help="the model also trained at --series fractions of --tokens, for L(D)")
-    p.add_argument("--series", help="comma-separated budget fractions for the series ('' for none; cpu: 0.25,0.5)")
+    p.add_argument("--series", help="comma-separated budget fractions in (0, 1] for the series ('' for none; cpu: "
+                   "0.25,0.5)")
     p.add_argument("--lr", type=float, default=0, help="one peak LR for every model (default: lr_for's per-size rule)")
     p.add_argument("--batch_size", type=int, help="sequences per step (cpu: 16, paper: 512)")
     p.add_argument("--warmup_steps", type=int, help="cpu: 30, paper: 1000")
@@ -345,6 +346,14 @@ def parse_args(argv=None):
             config_from_name(m)                   # a clear error for a bad name, before anything runs
     except ValueError as e:
         raise SystemExit(f"--models / --series_model: {e}") from None
+    try:
+        fractions = [float(f) for f in args.series.split(",") if f]
+    except ValueError:
+        fractions = [math.nan]
+    if not all(0 < f <= 1 for f in fractions):
+        raise SystemExit(f"--series {args.series!r}: comma-separated fractions of --tokens in (0, 1], e.g. 0.25,0.5")
+    if not args.lr >= 0 or args.lr == math.inf:
+        raise SystemExit(f"--lr {args.lr}: a peak learning rate > 0 (0: the per-size rule)")
     if min(args.parallel, args.batch_size, args.eval_interval, args.nproc_per_node) < 1 or min(
             args.warmup_steps, args.threads) < 0:
         raise SystemExit("--parallel, --batch_size, --eval_interval and --nproc_per_node must be >= 1, "

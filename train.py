@@ -100,7 +100,9 @@ RESUME_MUST_MATCH = ("model", "block_size", "rope_base", "batch_size", "lr", "wa
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # allow_abbrev=False: --batch is not --batch_size (scaling.py refuses some flags in --train_args by their names)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     comments = dict(re.findall(r"^\s+(\w+): \w+ = .*?# (.*)$", inspect.getsource(TrainConfig), re.M))
     for f in fields(TrainConfig):
         kind = {"type": whole_number if f.type is int else f.type}
@@ -209,6 +211,8 @@ def train(cfg):
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(f"--device {device}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu")
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", device):
+        raise SystemExit(f"--device {device!r}: use auto, cpu, cuda, cuda:N or mps")
     if device == "mps" and not torch.backends.mps.is_available():
         raise SystemExit(f"--device mps: this torch ({torch.__version__}) sees no Apple GPU; use --device cpu")
     if device == "cuda":   # one process per GPU: torchrun's LOCAL_RANK picks it (set_device needs an index)
@@ -220,6 +224,8 @@ def train(cfg):
     try:
         return _train(cfg, rank, world, device)
     except KeyboardInterrupt:   # Ctrl-C: one line on what is kept and how to go on, not a traceback
+        if rank:                # (from rank 0 alone under torchrun)
+            raise SystemExit(130) from None
         run_dir = Path(cfg.out_dir) / cfg.run_name
         if not cfg.run_name:   # before the run directory was chosen: nothing written yet
             raise SystemExit("interrupted before the run started") from None
@@ -247,10 +253,10 @@ def _train(cfg, rank, world, device):
             raise SystemExit(f"--{name} must be >= 1, got {getattr(cfg, name)}")
     if cfg.loss_chunk < 1:
         raise SystemExit(f"--loss_chunk must be >= 1 rows, got {cfg.loss_chunk}")
-    for name in ("micro_batch_size", "warmup_steps", "grad_clip", "weight_decay", "stop_at_step"):   # < 0: wrongly
+    for name in ("micro_batch_size", "warmup_steps", "grad_clip", "weight_decay", "stop_at_step", "max_tokens"):
         if getattr(cfg, name) < 0:
             raise SystemExit(f"--{name} must be >= 0, got {getattr(cfg, name)}")
-    for name, ok, rule in (("lr", cfg.lr > 0, "> 0"), ("epochs", cfg.epochs > 0, "> 0"),
+    for name, ok, rule in (("lr", cfg.lr > 0, "> 0"), ("epochs", 0 < cfg.epochs < math.inf, "> 0 and finite"),
                            ("rope_base", cfg.rope_base > 0, "> 0"), ("eps", cfg.eps >= 0, ">= 0"),
                            ("beta1", 0 <= cfg.beta1 < 1, "in [0, 1)"), ("beta2", 0 <= cfg.beta2 < 1, "in [0, 1)"),
                            ("final_lr_frac", 0 <= cfg.final_lr_frac <= 1, "in [0, 1]"),   # < 0: gradient ascent
@@ -426,7 +432,9 @@ def _train(cfg, rank, world, device):
             return
         log({**record, "event": "stopped"})
         kept = f"the last good checkpoint is kept in {ckpt_path}" if ckpt_path.exists() else "no checkpoint yet"
-        fix = ("Try a lower --lr or a longer --warmup_steps" if record["step"] else   # step 0: no update has run yet
+        fix = ("Train again with a lower --lr or a longer --warmup_steps (--overwrite, or another --run_name to keep "
+               "this one): --resume takes only the checkpoint's own settings, with which it would diverge again"
+               if record["step"] else   # step 0: no update has run yet
                "The initial weights give it, before any update: check model.py's changes, or --dtype float32")
         raise SystemExit(f"step {record['step']}: train loss {record['train_loss']}, val loss {record['val_loss']}: "
                          f"not finite, stopping; {kept}. {fix}")

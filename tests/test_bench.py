@@ -82,7 +82,8 @@ def test_sweep_estimate_recovers_a_known_speed_law():
         assert out["slow"]["seconds_per_token"][m] == pytest.approx(2 * law[m], rel=1e-9)
     assert out["fast"]["hours"] == pytest.approx(2 * 1e9 * sum(law.values()) / 3600, rel=1e-9)   # 18 models x 2
     assert out["fastest"]["hours"] == pytest.approx(out["fast"]["hours"], rel=1e-12)
-    assert bench.sweep_estimate(results[:2], [{"name": "fast"}, {"name": "slow"}], 15000, 128) == {}   # < 3 models
+    assert bench.sweep_estimate(results[:3], [{"name": "fast"}, {"name": "slow"}], 15000, 128) == {}   # < 4 models:
+    # 3 constants through 3 points always fit "within 0.0%", a check of nothing
 
 
 def test_sweep_estimate_gives_no_time_to_a_model_out_of_memory_on_a_path(capsys):
@@ -137,7 +138,7 @@ def test_paths_that_cannot_run_and_bad_flags_are_refused_before_timing(tmp_path,
                          (["--threads", "-1"], "--threads must be >= 0"), (["--peak_flops", "-5"], "--peak_flops must"),
                          (["--profile", "-3"], "--profile must"), (["--min_seconds", "nan"], "--min_seconds must"),
                          (["--device", "foo"], "--device 'foo': use cpu, cuda, cuda:N or mps"),
-                         (["--sweep", "--models", "h32-L2,h64-L2"], "--sweep fits .* at least 3 --models \\(got 2\\)")):
+                         (["--sweep", "--models", "h32-L2,h64-L2,h64-L4"], "--sweep fits .* at least 4 --models \\(got 3\\)")):
         with pytest.raises(SystemExit, match=error):
             bench.parse_args(flags)
     if not torch.cuda.is_available():

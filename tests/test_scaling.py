@@ -447,8 +447,17 @@ def test_flags_the_sweep_sets_cannot_come_through_train_args(tmp_path):
                            ("--compile --lr 1e-3", "--lr is the sweep's to set")]:
         with pytest.raises(SystemExit, match=message):
             scaling.main(args + ["--series", "", f"--train_args={extra}"])
-    with pytest.raises(SystemExit, match="--series 0,0.5: a fraction gives 0 tokens, less than one step"):
-        scaling.main(args + ["--series", "0,0.5"])     # 0 tokens would have meant a whole epoch
+    with pytest.raises(SystemExit, match="--train_args '--batch 8': train.py refuses them"):   # no abbreviations:
+        scaling.main(args + ["--series", "", "--train_args=--batch 8"])                       # --batch_size is ours
+    for series in ("0,0.5", "1/4", "inf", "nan", "1.5"):   # (0 tokens would have meant a whole epoch)
+        with pytest.raises(SystemExit, match=rf"--series '{series}': comma-separated fractions of --tokens in \(0, 1\]"):
+            scaling.main(args + ["--series", series])
+    with pytest.raises(SystemExit, match="--series 0.0001: a fraction gives .* tokens, less than one step"):
+        scaling.main(args + ["--series", "0.0001"])
+    with pytest.raises(SystemExit, match="--lr -1.0: a peak learning rate > 0"):
+        scaling.main(args + ["--lr", "-1"])
+    assert scaling.plan(scaling.parse_args(args + ["--series", "", "--lr", "1.23456e-3"]))[0]["lr"] == 1.23456e-3
+    assert [scaling.short(t) for t in (999_499, 999_999, 250_000, 999, 0)] == ["999k", "1M", "250k", "999", "1ep"]
     with pytest.raises(SystemExit, match="--threads >= 0"):
         scaling.main(args + ["--threads", "-1"])
 

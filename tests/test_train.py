@@ -275,9 +275,14 @@ def test_bad_datasets_are_refused(tiny_data, tmp_path):
         run(tiny_data, tmp_path, max_tokens=100)
     for flag, value in [("micro_batch_size", -2), ("grad_clip", -1.0), ("warmup_steps", -3), ("lr", 0.0),
                         ("final_lr_frac", -1.0), ("beta2", 1.5), ("eps", -1e-8), ("rope_base", 0.0),
-                        ("epochs", 0.0), ("threads", -2), ("stop_at_step", -1)]:
+                        ("epochs", 0.0), ("epochs", math.inf), ("threads", -2), ("stop_at_step", -1),
+                        ("max_tokens", -5)]:   # (-5 tokens trained a whole epoch, inf epochs was a traceback)
         with pytest.raises(SystemExit, match=f"--{flag} must be"):               # would train, wrongly
             run(tiny_data, tmp_path, **{flag: value})
+    with pytest.raises(SystemExit, match="--device 'foo': use auto, cpu, cuda, cuda:N or mps"):
+        run(tiny_data, tmp_path, device="foo")
+    with pytest.raises(SystemExit):   # no abbreviations: --batch is not --batch_size (scaling.py checks flag names)
+        train.parse_args(["--batch", "8"])
     with pytest.raises(SystemExit, match="needs --compile"):
         run(tiny_data, tmp_path, compile_mode="reduce-overhead")
 
@@ -291,7 +296,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp
         return logits, (loss * float("nan") if self.training and calls[0] > 14 else loss)
 
     monkeypatch.setattr(GPT, "head_and_loss", poisoned)
-    with pytest.raises(SystemExit, match="step 15: train loss nan.*last good checkpoint"):
+    with pytest.raises(SystemExit, match="step 15: train loss nan.*last good checkpoint.*Train again with a lower "
+                                         "--lr .*--overwrite, or another --run_name"):   # (--resume refuses a new lr)
         run(tiny_data, tmp_path, max_tokens=30 * 256, run_name="nan")
     ckpt = torch.load(tmp_path / "nan" / "ckpt.pt", weights_only=True)
     assert ckpt["step"] == 10 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
