@@ -376,7 +376,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--sweep", action="store_true", help="also estimate the paper's 36 runs from the models measured "
-                   "(3 or more, e.g. h32-L2,h128-L4,h256-L4,h512-L4,h1024-L8)")
+                   "(4 or more, e.g. h32-L2,h128-L4,h256-L4,h512-L4,h1024-L8)")
     p.add_argument("--json", default="", help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]

@@ -50,8 +50,9 @@ class GPTConfig:
         if self.n_embd % (2 * self.n_head):
             raise ValueError(f"n_embd {self.n_embd} must be a multiple of 2 * n_head = {2 * self.n_head} "
                              "(RoPE rotates pairs of head dimensions)")
-        if self.rope_scale <= 0 or self.rope_base <= 0:
-            raise ValueError(f"rope_scale and rope_base must be > 0, got {self.rope_scale}, {self.rope_base}")
+        if not (0 < self.rope_scale < math.inf and 0 < self.rope_base < math.inf and self.norm_eps >= 0):
+            raise ValueError(f"rope_scale and rope_base must be finite and > 0, norm_eps >= 0, got {self.rope_scale}, "
+                             f"{self.rope_base}, {self.norm_eps}")
 
 
 PAPER_GRID = [f"h{h}-L{n}" for h in (32, 64, 128, 256, 512, 1024) for n in (2, 4, 8)]
@@ -193,7 +194,9 @@ def _chunk_loss_and_grads(x, weight, targets, chunk, with_grads):
                 g.scatter_add_(1, safe[:, None], -keep[:, None].to(acc))
                 g = g.mul_(keep.to(acc)[:, None]).to(dt)
                 grad_x[s:s + chunk] = (g @ w).to(acc) * grad_scale             # (n, C)
-                grad_w += (g.t() @ xc).to(acc)                                 # (V, C)
+                # summed over up to `chunk` rows before the 1 / n_valid: in float32 when float16 could overflow
+                wide = torch.float32 if dt == torch.float16 else dt
+                grad_w += (g.t().to(wide) @ xc.to(wide)).to(acc)              # (V, C)
     return loss / n_valid, grad_x, (grad_w * grad_scale if with_grads else None)
 
 
@@ -293,7 +296,7 @@ class GPT(nn.Module):
     @property
     def max_seq_len(self):
         """The longest input the model reads: block_size, stretched by position interpolation."""
-        return int(self.config.block_size * self.config.rope_scale)
+        return int(self.config.block_size * self.config.rope_scale + 1e-9)   # (100 x 1.15 is 114.99999999999999)
 
     def forward(self, idx, targets=None):
         """idx (B, T) int64 -> logits (B, T, V), and the mean next-token cross-entropy if targets (B, T) are given

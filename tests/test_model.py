@@ -190,6 +190,10 @@ def test_generate_crops_to_max_seq_len_under_rope_scale():
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=1, n_embd=32, vocab_size=40, block_size=8, rope_scale=2.0)).eval()
     assert model.max_seq_len == 16
+    assert GPT(GPTConfig(n_layer=1, n_embd=16, vocab_size=40, block_size=100, rope_scale=1.15)).max_seq_len == 115
+    for bad in (dict(rope_scale=math.nan), dict(rope_base=math.inf), dict(norm_eps=-1e-6)):   # (100 x 1.15 is
+        with pytest.raises(ValueError, match="must be finite and > 0, norm_eps >= 0"):         # 114.999...)
+            GPTConfig(**bad)
     start = torch.randint(0, 40, (4, 20))                 # longer than max_seq_len: cropped from the first step on
     out = model.generate(start, 6, temperature=0)
 
@@ -250,6 +254,23 @@ def test_chunked_cross_entropy_in_float16_under_a_grad_scaler():
     for got, want in ((a.grad, ref[0].grad), (w.grad, ref[1].grad)):
         assert torch.isfinite(got).all()
         assert ((got.double() / 65536 - want).norm() / want.norm()).item() < 2e-3   # float16 rounding, 2^-11
+
+
+def test_chunked_head_gradient_does_not_overflow_float16():
+    """The head weight's gradient sums up to a chunk of rows before the 1 / n_valid: a target that 15% of 8192 rows
+    share, with a feature of 60 in their hidden states, sums past float16's 65504 (the mean gradient is ~9). It was
+    inf, in the forward pass, so no GradScaler could save it; the plain loss stays finite."""
+    g = torch.Generator().manual_seed(0)
+    x, t = torch.randn(8192, 16, generator=g), torch.randint(0, 50, (8192,), generator=g)
+    shared = torch.rand(8192, generator=g) < 0.15
+    t[shared], x[shared, 0] = 3, 60.0
+    w = 0.02 * torch.randn(50, 16, generator=g)
+    ref = [v.double().requires_grad_() for v in (x, w)]
+    F.cross_entropy(ref[0] @ ref[1].T, t).backward()
+    a, b = x.clone().requires_grad_(), w.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.float16):
+        chunked_cross_entropy(a, b, t, 8192).backward()
+    assert ((b.grad.double() - ref[1].grad).norm() / ref[1].grad.norm()).item() < 2e-3
 
 
 def model_loss_and_grads(model, idx, targets, chunk, autocast=False):
