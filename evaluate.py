@@ -228,11 +228,12 @@ def load_run(path, device, data_dir=None):
 
 
 def generate(model, enc, prefix, sos, stop, prompts, args, device):
-    """A sampled continuation per prompt (fixed seed), cut at the first token of `stop` (</s>, <|endoftext|>)."""
+    """A sampled continuation per prompt (seed + its index: one seed for all gave every prompt the same random
+    draws, and similar prompts the same text), cut at the first token of `stop` (</s>, <|endoftext|>)."""
     out = []
-    for p in prompts:
+    for i, p in enumerate(prompts):
         ids = list(prefix) + enc.encode_ordinary((" " if sos else "") + p)
-        g = torch.Generator(device=device).manual_seed(args.seed)
+        g = torch.Generator(device=device).manual_seed(args.seed + i)
         y = model.generate(torch.tensor([ids], device=device), args.max_new_tokens, temperature=args.temperature,
                            top_k=40, generator=g)[0, len(ids):].tolist()
         cut = next((i for i, t in enumerate(y) if t in stop), len(y))
@@ -318,7 +319,7 @@ SHARED_SETTINGS = ("long", "seed", "sos", "filter", "vocab_sha")
 
 def generation_settings(args):
     return {"prompts": args.prompts, "temperature": args.temperature, "max_new_tokens": args.max_new_tokens,
-            "seed": args.seed}
+            "seed": args.seed, "seeds": "seed + prompt index"}   # (files without "seeds" are generated again)
 
 
 def result_name(path):
@@ -346,7 +347,7 @@ def previous_results(path, args):
     if not isinstance(old, dict):
         return None, None
     if old.get("checkpoint_id") != checkpoint_id(info):   # (the same id: this checkpoint, from whatever directory)
-        if Path(str(old.get("run_dir_abs") or old.get("run_dir"))).resolve() != run_dir.resolve():
+        if run_dir.resolve() not in {Path(str(old.get(k))).resolve() for k in ("run_dir", "run_dir_abs")}:
             return None, f"{file} holds another run's results ({old.get('run_dir')})"
         print(f"note: {file} was scored on an earlier state of this checkpoint: all of it is redone")
         return None, None

@@ -96,7 +96,7 @@ def plan(args):
         series = [int(float(f) * (args.tokens or epoch)) for f in args.series.split(",") if f]
         if series and min(series) < step_tokens:   # (0 tokens would even mean train.py's "one epoch")
             raise SystemExit(f"--series {args.series}: a fraction gives {min(series):,} tokens, less than one step "
-                             f"of {step_tokens}: use larger fractions")
+                             f"of {step_tokens}: use larger fractions or a smaller --batch_size")
         jobs = [(m, args.tokens) for m in args.models.split(",")] + [(args.series_model, b) for b in series]
         for model, budget in dict.fromkeys(jobs):                          # unique, in order
             steps = int((budget or epoch) // step_tokens)                  # as train.py counts them
@@ -106,7 +106,7 @@ def plan(args):
             c, D = counts(model, V), steps * step_tokens
             name = f"{model}-{corpus}-{short(budget)}"
             runs.append(dict(name=name, dir=Path(args.out_dir) / name, model=model, corpus=corpus, data_dir=data_dir,
-                             have_data=bool(meta), max_tokens=budget, D=D, steps=steps,
+                             have_data=bool(meta), max_tokens=budget, D=D, steps=steps, epoch=epoch,
                              lr=args.lr or float(f"{lr_for(model):.3g}"), batch_size=args.batch_size,
                              warmup_steps=args.warmup_steps, C=6 * c["N"] * D, C_exact=c["flops_per_token"] * D, **c))
             # the dataset by content, as config.json records it: a moved checkout or --data_root is the same data
@@ -132,7 +132,8 @@ STATES = {"todo": "not started", "done": "finished (log has an end event): reuse
           "resume": "interrupted after a checkpoint (a sweep continues it with --resume)",
           "restart": "interrupted before its first checkpoint (a sweep starts it again with --overwrite)",
           "diverged": "stopped on a non-finite loss: not relaunched (lower --lr, or delete the directory)",
-          "conflict": "holds a run with other settings: not touched (delete it or change --out_dir)",
+          "conflict": "holds a run with other settings: not touched (pass the flags it was trained with, --fit_all "
+                      "to fit it as it is, or move it away)",
           "unreadable": "its config.json or log.jsonl is not train.py's: not touched (delete the directory)"}
 
 
@@ -390,11 +391,24 @@ def main(argv=None):
     for r in runs:
         print(f"  {r['name']:<30} {r['state']:<10} N {r['N']:>11,} ({r['N_nonemb']:,} non-emb.)  D {r['D']:>13,}  "
               f"C {r['C']:.2e} (exact {r['C_exact']:.2e})  lr {r['lr']:.3g}  {r['detail']}")
-    print(f"compute {to_launch}: {sum(r['C'] * r['left'] for r in todo):.3e} FLOP 6ND, "
-          f"{sum(r['C_exact'] * r['left'] for r in todo):.3e} exact; estimated "
-          f"{hms(schedule_seconds([r['seconds'] * r['left'] for r in todo], args.parallel))} on {args.parallel} "
-          f"slots of this machine ({here}; " + (f"measured speeds of {', '.join(measured)} in {args.out_dir}, else "
-                                                if measured else "") + "a guess from FLOPs)")
+    if not args.fit_only:
+        print(f"compute {to_launch}: {sum(r['C'] * r['left'] for r in todo):.3e} FLOP 6ND, "
+              f"{sum(r['C_exact'] * r['left'] for r in todo):.3e} exact; estimated "
+              f"{hms(schedule_seconds([r['seconds'] * r['left'] for r in todo], args.parallel))} on {args.parallel} "
+              f"slots of this machine ({here}; " + (f"measured speeds of {', '.join(measured)} in {args.out_dir}, "
+                                                    "else " if measured else "") + "a guess from FLOPs)")
+    for r in todo:   # what train.py would note in each run's train.out, said before anything is launched
+        odd = [why for why, bad in (
+            (f"--warmup_steps {r['warmup_steps']} >= its {r['steps']} steps (the LR never peaks)",
+             r["warmup_steps"] >= r["steps"]),
+            (f"{r['D']:,} tokens, more than one pass over its corpus' {r['epoch']:,} (blocks repeat)",
+             r["D"] > r["epoch"]),
+            (f"{-(-r['steps'] // args.eval_interval)} evals after step 0 at --eval_interval {args.eval_interval} "
+             "(the curves and the L(C), L(N, D) fits take the evals after warmup)",
+             -(-r["steps"] // args.eval_interval) < 2))
+               if bad]
+        if odd:
+            print(f"note: {r['name']}: " + "; ".join(odd))
     for r in (r for r in runs if r["state"] in ("diverged", "conflict", "unreadable")):
         print(f"note: {r['name']} {STATES[r['state']]} {r['detail']}")
     missing = sorted({str(r["data_dir"]) for r in runs if not r["have_data"]})
@@ -428,6 +442,8 @@ def main(argv=None):
     if not done:
         raise SystemExit(f"no finished runs to fit in {args.out_dir}: " + (
             f"{len(failed)} failed, see {Path(args.out_dir) / next(iter(failed)) / 'train.out'}" if failed else
+            "every one of the grid's runs here was made with other settings (pass the flags they were trained with, "
+            "or --fit_all)" if runs and all(r["state"] == "conflict" for r in runs) else
             "run `python scaling.py` without --fit_only" if args.fit_only else "none of the grid's runs can be fitted "
             "(the notes above say why)"))
     fits = {}

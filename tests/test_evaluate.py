@@ -206,6 +206,15 @@ def test_ties_score_one_over_the_number_tied(tiny):
     assert evaluate.tie_credit(np.array([-3.0, -2.0]), 1) == 1
 
 
+def test_each_prompt_samples_its_own_random_draws(tiny):
+    """One seed for every prompt gave them all the same draws: similar prompts came out with the same text."""
+    model, enc = tiny
+    args = types.SimpleNamespace(seed=3, max_new_tokens=8, temperature=1.0)
+    first, second = evaluate.generate(model, enc, [256], False, {256}, ["The", "The"], args, "cpu")
+    assert first["text"] != second["text"]
+    assert evaluate.generate(model, enc, [256], False, {256}, ["The"], args, "cpu")[0] == first   # reproducible
+
+
 def test_truncate_mode_keeps_scale_one(tiny):
     model, enc = tiny
     task = task_of("choice", [("x" * 40, ["yes", "no"], 0)])

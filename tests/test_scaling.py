@@ -373,6 +373,32 @@ def one_run(tmp_path, *flags, sha="aaa"):
     return scaling.plan(args)[0], args
 
 
+def test_fit_only_over_runs_of_other_settings_says_how_to_fit_them(tmp_path, capsys):
+    run, _ = one_run(tmp_path)
+    d = fake_run(tmp_path / "out", run["name"], data_dir=str(tmp_path / "data" / "simplified"))
+    config = json.loads((d / "config.json").read_text())
+    config["train"]["warmup_steps"] = 7                              # trained with a flag this command leaves out
+    (d / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SystemExit, match="every one of the grid's runs here was made with other settings .*--fit_all"):
+        scaling.main(["--data_root", str(tmp_path / "data"), "--out_dir", str(tmp_path / "out"), "--corpora",
+                      "simplified", "--models", "h64-L2", "--series", "", "--fit_only"])
+    assert "(pass the flags it was trained with, --fit_all to fit it as it is" in capsys.readouterr().out
+
+
+def test_dry_run_notes_what_train_py_would_note(tmp_path, capsys):
+    """Said in the plan, not only in each run's train.out: a warmup longer than the run, a budget past one epoch
+    (the dataset here has 2,925,780 train tokens), too few evals for the curves."""
+    one_run(tmp_path)
+    scaling.main(["--data_root", str(tmp_path / "data"), "--out_dir", str(tmp_path / "out"), "--corpora", "simplified",
+                  "--models", "h64-L2", "--series", "", "--tokens", "5e6", "--warmup_steps", "3000", "--dry-run"])
+    note = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: h64-L2-simplified-5M")]
+    assert note == ["note: h64-L2-simplified-5M: --warmup_steps 3000 >= its 2441 steps (the LR never peaks); 4,999,168 "
+                    "tokens, more than one pass over its corpus' 2,925,696 (blocks repeat)"]
+    scaling.main(["--data_root", str(tmp_path / "data"), "--out_dir", str(tmp_path / "out"), "--corpora", "simplified",
+                  "--models", "h64-L2", "--series", "", "--tokens", "1e5", "--dry-run"])
+    assert "1 evals after step 0 at --eval_interval 50" in capsys.readouterr().out
+
+
 def test_a_run_with_other_train_args_or_data_conflicts_and_a_moved_one_does_not(tmp_path):
     run, _ = one_run(tmp_path)
     d = fake_run(tmp_path / "out", run["name"], data_dir="/elsewhere/data/simplified")   # a moved checkout
