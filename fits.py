@@ -149,6 +149,9 @@ def fit_chinchilla(N, D, loss, delta=1e-3, n_boot=200, keep=64, seed=0, groups=N
     if len(N) < 6 or len(np.unique(N)) < 2 or len(np.unique(D)) < 2:
         raise ValueError(f"L(N, D) has 5 constants: it needs >= 6 points at >= 2 distinct N and D, got {len(N)} "
                          f"points, {len(np.unique(N))} N, {len(np.unique(D))} D")
+    order = np.lexsort((L, D, N))   # the same points in another order give the same fit (an ill-posed one differed)
+    N, D, L = N[order], D[order], L[order]
+    groups = None if groups is None else np.asarray(groups)[order]
     logs = np.log(N), np.log(D), np.log(L)
 
     def fg_for(w):
@@ -230,7 +233,7 @@ def fit_corpus(runs, exact_flops=False, n_boot=1000, seed=0):
     # L(N): final losses at the budget most models share. Kaplan's L(N) is at convergence; ours, like the paper's
     # figures, is at a fixed token budget, so it bends once the small budget rather than N limits the loss.
     budget, at = most("budget", "model")
-    fits = {f"L({key})": final(at, key, f"final losses of {len(at)} runs at a budget of {budget} tokens")
+    fits = {f"L({key})": final(at, key, f"final losses of {len(at)} runs at a budget of {budget}")
             for key in ("N", "N_nonemb")}
     model, series = most("model", "D")
     budgets = len({r["D"] for r in series})   # (two runs at one budget: --fit_all over repeated runs)

@@ -77,7 +77,7 @@ def plot_curves(runs, path):
             for i, r in enumerate(sorted((r for r in runs if r["corpus"] == corpus), key=lambda r: (r["N"], r["D"]))):
                 ax.plot(*curve(r), ls=["-", "--", "-.", ":"][i % 4], marker="osd^v<>"[i % 7], ms=3,
                         color=str(0.6 * sizes.index(r["N"]) / max(1, len(sizes) - 1)),
-                        label=f"{r['model']}, {r['budget']} tokens")
+                        label=f"{r['model']}, {r['budget']}")
             ax.set(xscale="log", xlabel="tokens seen", ylabel="val loss (nats/token)", title=corpus)
             plain_ticks(ax)
             ax.legend(fontsize=7)

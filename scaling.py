@@ -261,7 +261,7 @@ def read_run(run_dir):
     loss = np.array([float(e["val_loss"]) for e in evals])          # train.py writes a non-finite loss as "nan"
     return dict(name=run_dir.name, state=run_state(run_dir)[0], model=t["model"], corpus=config["dataset"]["name"],
                 N=d["params"], N_nonemb=d["params_non_embedding"], flops_per_token=d["flops_per_token"],
-                budget=short(t["max_tokens"]) if t["max_tokens"] else f"{t['epochs']:g}ep",
+                budget=f"{short(t['max_tokens'])} tokens" if t["max_tokens"] else f"{t['epochs']:g} epoch(s)",
                 warmup_tokens=t["warmup_steps"] * d["tokens_per_step"], D=tokens[-1] if len(tokens) else 0,
                 loss=loss[-1] if len(loss) else math.nan, curve_tokens=tokens, curve_loss=loss)
 

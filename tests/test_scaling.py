@@ -187,6 +187,12 @@ def test_chinchilla_fit_warns_when_the_points_cannot_pin_it_down():
     assert f["alpha"] > 2 and f["beta"] == pytest.approx(0.3) and "do not pin the law down" in f["warning"]
     f = fit_chinchilla(N, D, 20 / N ** 0.2 + 400 / D ** 0.3, n_boot=0)   # no floor: E falls to ~0, said
     assert f["E"] < 1e-3 and "no irreducible loss" in f["warning"] and "do not pin" not in f["warning"]
+    L = 20 / N ** 0.2 + 400 / D ** 0.3
+    shuffled = np.random.default_rng(0).permutation(len(N))   # an ill-posed fit: the same points in another order
+    for n_boot, groups in ((0, None), (20, None), (20, np.arange(len(N)) // 3)):   # give the same constants
+        f, g = (fit_chinchilla(N[o], D[o], L[o], n_boot=n_boot, groups=None if groups is None else groups[o])
+                for o in (np.arange(len(N)), shuffled))
+        assert json.dumps(f, sort_keys=True) == json.dumps(g, sort_keys=True)
 
 
 def test_fits_json_is_strict_json():
@@ -240,7 +246,7 @@ def test_compute_is_6_n_d_with_every_parameter_and_only_evals_after_warmup_are_f
     run = {"N": 1000, "N_nonemb": 400, "flops_per_token": 7777}
     assert flop_per_token(run, False) == 6000 and flop_per_token(run, True) == 7777
     tokens, warmup = np.arange(1, 11) * 1e5, 3e5                           # 10 evals, the first 3 in the warmup
-    runs = [dict(name=f"n{i}", model=f"m{i}", budget="1M", N=N, N_nonemb=N / 3, flops_per_token=5 * N, D=tokens[-1],
+    runs = [dict(name=f"n{i}", model=f"m{i}", budget="1M tokens", N=N, N_nonemb=N / 3, flops_per_token=5 * N, D=tokens[-1],
                  warmup_tokens=warmup, curve_tokens=tokens, curve_loss=chinchilla_law(N, tokens, **HOFFMANN),
                  loss=float(chinchilla_law(N, tokens[-1], **HOFFMANN))) for i, N in enumerate((1e6, 2e6, 4e6, 8e6))]
     after = [(r["N"], t, l) for r in runs for t, l in zip(r["curve_tokens"], r["curve_loss"]) if t > warmup]
@@ -500,12 +506,11 @@ def test_a_corrupt_run_directory_is_reported_not_a_crash(tmp_path, capsys):
     text = capsys.readouterr().out
     for name in ("h32-L2-simplified-1M", "h64-L4-simplified-1M"):     # neither relaunched (it would be overwritten)
         assert f"note: {name} its config.json or log.jsonl is not train.py's" in text
-    assert "12 runs, 9 to launch" in text
+    here = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores"
+    assert "12 runs, 9 to launch" in text and f"slots of this machine ({here}; a guess from FLOPs)" in text
     scaling.main(args + ["--fit_only", "--n_boot", "10"])
     text = capsys.readouterr().out
-    assert "12 runs, 9 not launched (--fit_only)" in text and "compute not launched (--fit_only): " in text
-    here = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores"
-    assert f"slots of this machine ({here}; a guess from FLOPs)" in text
+    assert "12 runs, 9 not launched (--fit_only)" in text and "compute not launched" not in text   # no estimate
     left_out = {x["run"]: x["why"] for x in json.loads((tmp_path / "r" / "fits.json").read_text())["left_out"]}
     assert left_out["h32-L2-simplified-1M"].startswith("unreadable")
     assert left_out["h64-L4-simplified-1M"].startswith("unreadable")
