@@ -29,7 +29,7 @@ from fractions import Fraction
 import numpy as np
 
 from bpe import SPECIAL_TOKENS, SPLIT_PATTERN, make_encoding, save_ranks, train_bpe
-from files import HelpFormat, file_sha256, read_json, try_lock, write_atomic, write_json   # atomic writes, JSON, locks
+from files import HelpFormat, file_sha256, read_json, try_lock, whole_number, write_atomic, write_json
 from sources import DEFAULT_SOURCE, iter_documents, list_files   # raw documents: files, folders, the hub
 from spans import DEFAULT_VOCAB, WORD_RE, filter_spans, format_document, load_vocab, vocab_bytes  # the rule
 
@@ -395,7 +395,9 @@ def stats_table(a, b):
         fmt = lambda v: "-" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:.4g}"
         rows.append(f"| {k} | {fmt(a[k])} | {fmt(b.get(k))} |")
     rows += ["", "docs_out, words_out, kept_word_fraction: for simplified, what the filter kept of the source (all of "
-             "it, also beyond --max_train_tokens); for unrestricted, the raw documents taken to match its tokens. "
+             "it, also beyond --max_train_tokens); for unrestricted, the raw documents taken to match its tokens, "
+             "and docs_in/words_in its pool (the --control_fraction share of the source: the control's tokenizer "
+             "learns from that pool, up to --tokenizer_sample_mb). "
              "train_* and the statistics below them: the training text of each. words_in/words_out count "
              "whitespace-separated words, train_words the filter's word tokens (numbers left out, a contraction "
              "two: don't = don + t), so train_words can exceed words_out."]
@@ -461,8 +463,8 @@ def get_args(argv=None):
     p.add_argument("--paper", action="store_true", help="the paper's settings: --min_span_len 32 --max_oov 0.01 "
                    "--vocab_size 15000 --val_fraction 0.003")
     p.add_argument("--val_fraction", type=float, default=0.01, help="share of documents held out for validation")
-    p.add_argument("--max_train_tokens", type=int, default=None, help="cap the simplified train tokens (paper: "
-                   "2130447357); the control always matches the simplified corpus")
+    p.add_argument("--max_train_tokens", type=whole_number, default=None, help="cap the simplified train tokens "
+                   "(paper: 2130447357 or 2.130447357e9); the control always matches the simplified corpus")
     p.add_argument("--control_fraction", type=float, default=1.0, help="share of raw documents kept as the control's "
                    "pool (lower it for huge sources: the control only needs as many tokens as the simplified corpus)")
     p.add_argument("--max_docs", type=int, default=None, help="read at most this many documents (per shard)")
