@@ -38,7 +38,7 @@ from torch.nn import functional as F
 from model import load_checkpoint, read_checkpoint
 from files import HelpFormat, write_json
 from report import write_tables   # results/table.md, table.csv, generations.md
-from dataset import load_meta, load_tokenizer
+from dataset import TokenBlocks, load_meta, load_tokenizer
 from spans import DEFAULT_VOCAB, load_vocab
 from tasks import expand_tasks, load_task   # the tasks, their loaders and the paper's filter
 
@@ -208,7 +208,8 @@ def evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast):
 
 
 def load_run(path, device, data_dir=None):
-    """A run directory (or ckpt.pt) -> (model, checkpoint info, tokenizer, dataset meta), checked to belong together."""
+    """A run directory (or ckpt.pt) -> (model, checkpoint info, tokenizer, dataset meta, dataset directory), checked
+    to belong together."""
     try:
         model, info = load_checkpoint(path, device)
     except (FileNotFoundError, ValueError) as e:
@@ -224,7 +225,23 @@ def load_run(path, device, data_dir=None):
                          f"{str(info.get('tokenizer_sha256'))[:12]} and vocab {model.config.vocab_size}, the dataset "
                          f"has {meta['tokenizer']['sha256'][:12]} and {meta['vocab_size']}. Pass --data_dir with the "
                          "dataset the run trained on (rebuilding a dataset changes its tokenizer)")
-    return model, info, enc, meta
+    return model, info, enc, meta, data_dir
+
+
+def unigram_logp(data_dir, meta):
+    """log p(token) of the run's training text, add-one smoothed (dataset.unigram_baseline's model): (V,) array."""
+    counts = TokenBlocks(Path(data_dir) / "train.bin", meta["dtype"], 1, meta["vocab_size"]).counts()
+    return np.log((counts + 1) / (counts.sum() + len(counts)))
+
+
+def unigram_accuracy(task, enc, prefix, logp):
+    """Minimal pairs only: the accuracy of a model that ignores context and word order, scoring each sentence by the
+    summed unigram log-probabilities of its tokens (ties as tie_credit). Pairs whose sentences differ in word
+    frequency are won by it: a language model must beat it, not only chance (BLiMP reports n-gram baselines too)."""
+    if task["kind"] != "pairs" or not task["eval"]:
+        return None
+    return float(np.mean([tie_credit(np.array([logp[encode_pair(enc, ex["context"], " " + c, prefix)[1]].sum()
+                                               for c in ex["choices"]]), ex["gold"]) for ex in task["eval"]]))
 
 
 def generate(model, enc, prefix, sos, stop, prompts, args, device):
@@ -257,7 +274,8 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None):
     """Score a run on every task that applies at each number of shots -> its results dict (results/<run>.json).
     old: that file's earlier contents for this very checkpoint and settings (previous_results): entries for the
     same examples are kept rather than scored again (unless --force), and entries for other tasks stay in the file."""
-    model, info, enc, meta = load_run(path, device, args.data_dir)
+    model, info, enc, meta, data_dir = load_run(path, device, args.data_dir)
+    logp = unigram_logp(data_dir, meta) if any(t["kind"] == "pairs" for t in tasks) else None
     run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
     specials = meta["tokenizer"]["special_tokens"]
     # Every prompt starts with <|endoftext|>: the token each training document follows in train.bin (and what the
@@ -286,9 +304,10 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None):
             else:
                 r = {**evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast),
                      "data_sha": task["data_sha"], "scoring": SCORING, "dtype": args.dtype}
+            r["unigram"] = unigram_accuracy(task, enc, prefix, logp)
             results.append(r)
             norm = f", acc_norm {r['acc_norm']:.3f}" if r["acc_norm"] is not None else ""
-            most = f", majority {r['majority']:.2f}" if r["majority"] is not None else ""
+            most = "".join(f", {k} {r[k]:.2f}" for k in ("majority", "unigram") if r[k] is not None)
             print(f"  {task['name']:<50} {shots}-shot  n={r['n']:<5} acc {r['acc']:.3f} ± {r['acc_stderr'] or 0:.3f}"
                   f"{norm} (chance {r['chance']:.2f}{most}, rope x{r['rope_scale']}) "
                   + ("kept from before" if kept else f"{time.time() - t:.1f}s"), flush=True)
@@ -448,7 +467,7 @@ def main(argv=None):
         if problem:
             print(f"note: {problem}: replaced (--force)")
         have = {(e["task"], e["shots"], e.get("data_sha"), e.get("majority")) for e in (old or {}).get("results", [])
-                if reusable(e, args)}   # (another majority baseline: the file is rewritten, scores kept)
+                if reusable(e, args) and "unigram" in e}   # (other baselines: the file is rewritten, scores kept)
         if old and not args.force and old["eval"].get("generation") == generation_settings(args) and all(
                 (t["name"], s, t["data_sha"], t["majority"]) in have for t in tasks for s in args.shots
                 if applies(t, s)):

@@ -31,11 +31,11 @@ PUBLISHED = {   # L(N, D) constants to compare ours with (the ones the paper cit
 # Figures
 
 STYLE = {"simplified": dict(color="black", ls="-", marker="o", mfc="black"),
-         "unrestricted": dict(color="0.4", ls="--", marker="s", mfc="white")}
+         "unrestricted": dict(color="0.4", ls="--", marker="s", mfc="none")}
 
 
 def style(corpus):
-    return STYLE.get(corpus, dict(color="0.6", ls=":", marker="^", mfc="white"))
+    return STYLE.get(corpus, dict(color="0.6", ls=":", marker="^", mfc="none"))
 
 
 @contextlib.contextmanager
@@ -125,9 +125,12 @@ def read_results(results_dir):
                                        r["run_name"]))
 
 
+BASELINES = ("chance", "majority", "unigram")   # what a model must beat (evaluate.py: a results entry's fields)
+
+
 def table_rows(runs, shots, cols):
     """Cells of one table: a row per model, then the chance and majority rows and the example-count row."""
-    seen = {k: {c: set() for c in cols} for k in ("chance", "majority", "n")}   # over the runs: one value, or a range
+    seen = {k: {c: set() for c in cols} for k in BASELINES + ("n",)}   # over the runs: one value, or a range
     rows = []
     for r in runs:
         got = {e["task"]: e for e in r["results"] if e["shots"] == shots}
@@ -141,7 +144,7 @@ def table_rows(runs, shots, cols):
     # runs scored on different examples (--limit, another vocabulary) show the range of each: compare with care
     def cell(values, fmt):
         return "-".join(fmt(v) for v in sorted({min(values), max(values)})) if values else "-"
-    for baseline in ("chance", "majority"):
+    for baseline in BASELINES:
         x = [seen[baseline][c] for c in cols]
         rows.append([baseline, "", "", "", *[cell(v, lambda v: f"{100 * v:.1f}") for v in x],
                      f"{100 * np.mean([min(v) for v in x]):.1f}" if cols and all(len(v) == 1 for v in x) else "-"])
@@ -210,8 +213,9 @@ def chance_crossing(C, acc, chance):
 
 def emergence(results):
     """evaluate.py's results -> series {(level, name, shots, corpus): [(C, acc, stderr, baseline)] by C} for every
-    task and every task family, and {(family, shots): number of tasks}. A task's baseline is the higher of chance and
-    its majority-class accuracy (a filtered set can be unbalanced: always saying "negative" gets 65% of SST-2's).
+    task and every task family, and {(family, shots): number of tasks}. A task's baseline is the highest of chance,
+    its majority-class accuracy (a filtered set can be unbalanced: always saying "negative" gets 65% of SST-2's) and,
+    for minimal pairs, a unigram model's (sentences of commoner words win: evaluate.unigram_accuracy).
     A family's point is its mean accuracy over its tasks (stderr of that mean) for a run scored on every task of the
     family at that number of shots: a run with fewer would average other tasks (it keeps its per-task points).
     k-shot prompts longer than the context count too (read with RoPE interpolation, as the paper did)."""
@@ -228,7 +232,7 @@ def emergence(results):
         for e in entries:
             key = (e.get("shots", 0), d["corpus"])
             point = (d["train_flops_6nd"], e["acc"], e.get("acc_stderr") or 0.0,
-                     max(e["chance"], e.get("majority") or 0.0))
+                     max(e.get(b) or 0.0 for b in BASELINES))
             tasks.setdefault(("task", e["task"], *key), []).append(point)
             by_family.setdefault(family(e), {})[e["task"]] = point
         for (name, shots), got in by_family.items():
@@ -242,9 +246,9 @@ def emergence(results):
 
 
 def plot_emergence(results, path):
-    """Mean accuracy of each task family against training compute, one panel per (family, shots), a line per corpus,
-    the baseline (chance, or the majority class if higher) dotted and a triangle where the corpus' accuracy rises
-    above it for good: where the lower end of its 95% interval does (one right answer of 265 on a task whose chance
+    """Mean accuracy of each task family against training compute, one panel per (family, shots), a line per corpus
+    with 95% error bars, its baseline (emergence(): chance, majority or unigram) dotted, and a triangle where the
+    corpus' accuracy rises above it for good: where the lower end of its 95% interval does (one right answer of 265 on a task whose chance
     is 0 is not an ability). -> [{level (task | family), name, shots, corpus, baseline, crossing, last_acc}] for
     every task and family."""
     (series, n_tasks), crossings = emergence(results), []
@@ -261,13 +265,13 @@ def plot_emergence(results, path):
             for x in mine:
                 C, acc, err, _ = map(np.array, zip(*series[("family", family, shots, x["corpus"])]))
                 s = style(x["corpus"])
-                ax.errorbar(C, acc, yerr=err, color=s["color"], ls=s["ls"], marker=s["marker"], mfc=s["mfc"], ms=4,
-                            capsize=2, label=x["corpus"])
-                if x["crossing"] is not None:
-                    ax.plot([x["crossing"]], [x["baseline"]], marker="^", ms=10, color=s["color"], mfc=s["mfc"],
-                            ls="none")
+                ax.errorbar(C, acc, yerr=Z95 * err, color=s["color"], ls=s["ls"], marker=s["marker"], mfc=s["mfc"],
+                            ms=4, capsize=2, label=f"{x['corpus']} (95% intervals)")
+                ax.axhline(x["baseline"], color=s["color"], ls=":", lw=1, label=f"{x['corpus']}'s baseline")
+                if x["crossing"] is not None:   # (the two corpora's may coincide: the open one drawn larger)
+                    ax.plot([x["crossing"]], [x["baseline"]], marker="^", ms=13 if s["mfc"] == "none" else 8,
+                            color=s["color"], mfc=s["mfc"], ls="none")
             n = n_tasks[(family, shots)]
-            ax.axhline(max(x["baseline"] for x in mine), color="black", ls=":", lw=1, label="chance or majority")
             ax.set(xscale="log", xlabel="training compute 6ND (FLOP)", ylabel="accuracy",
                    title=f"{family}, {shots}-shot" + (f" (mean of {n} tasks)" if n > 1 else ""))
             ax.legend(fontsize=7)
@@ -317,8 +321,9 @@ def table(fits, problems, crossings, exact_flops):
         out.append(f"| {who} (published) | Chinchilla's runs | " + " | ".join(f"{p[k]:g}" for k in p) + " | |")
     if crossings:
         out += ["", "## Emergence: compute (6ND) from which accuracy stays above its baseline", "",
-                "Task families (mean accuracy over their tasks); the baseline is chance, or always giving the "
-                "commonest right answer where that scores higher; above it means the lower end of the accuracy's "
+                "Task families (mean accuracy over their tasks); a task's baseline is the best of chance, always "
+                "giving the commonest right answer, and (minimal pairs) a unigram model of the corpus, which ignores "
+                "context and word order; a family's is their mean; above it means the lower end of the accuracy's "
                 "95% interval (acc - 1.96 stderr) is; every task's crossing is in fits.json.", "",
                 "| family | shots | corpus | baseline | crossing | accuracy at the largest compute |",
                 "|---|---|---|---|---|---|"]

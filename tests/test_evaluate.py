@@ -510,8 +510,9 @@ def test_table_layout(tmp_path):
     assert md[i + 4] == "| h64-L2-s | h64 | simplified | 2.00M | 50.0 | 90.0 | 70.0 |"   # simplified first, by size
     assert md[i + 5] == "| h128-L2-s | h128 | simplified | 4.00M | 55.0 | - | - |"      # no average of a partial row
     assert md[i + 6] == "| h128-L2-u | h128 | unrestricted | 4.00M | 60.0 | 70.0 | 65.0 |"
-    assert md[i + 7] == "| chance |  |  |  | 50.0 | 50.0 | 50.0 |" and md[i + 9] == "| n |  |  |  | 10 | 20 |  |"
+    assert md[i + 7] == "| chance |  |  |  | 50.0 | 50.0 | 50.0 |" and md[i + 10] == "| n |  |  |  | 10 | 20 |  |"
     assert md[i + 8] == "| majority |  |  |  | 60.0 | - | - |"       # taskB's entry (an older file) has none
+    assert md[i + 9] == "| unigram |  |  |  | - | - | - |"            # (minimal pairs only)
     runs[0]["results"][0]["majority"] = 0.55                           # another run's examples, another baseline:
     (tmp_path / f"{runs[0]['run_name']}.json").write_text(json.dumps(runs[0]))   # the range, as for n
     write_tables(tmp_path)
@@ -519,7 +520,7 @@ def test_table_layout(tmp_path):
     del runs[0]["results"][0]["majority"]
     rows = list(csv.reader(open(tmp_path / "table.csv")))
     assert rows[0] == ["shots", "run", "model", "corpus", "params", "taskA", "taskB", "avg"]
-    assert rows[1] == ["0", "h64-L2-s", "h64", "simplified", "2.00M", "50.0", "90.0", "70.0"] and len(rows) == 7
+    assert rows[1] == ["0", "h64-L2-s", "h64", "simplified", "2.00M", "50.0", "90.0", "70.0"] and len(rows) == 8
     # a 3-shot table with only taskA: the CSV leaves taskB blank and averages what applies; runs scored on
     # different numbers of examples show the range of n
     runs[0]["results"].append({"task": "taskA", "family": "x", "shots": 3, "n": 10, "chance": 0.5, "acc": 0.8})
@@ -556,14 +557,29 @@ def test_whole_run_writes_results_as_the_interface_says(tiny_data, tmp_path):
     assert res["run_name"] == "tiny-run" and res["corpus"] == "tiny" and res["model"] == "h16-L1"
     assert res["tokens_seen"] == 1536 and res["train_flops_6nd"] == 6.0 * res["n_params"] * 1536
     keys = {"task", "family", "shots", "n", "chance", "majority", "acc", "acc_stderr", "acc_norm", "acc_norm_stderr",
-            "rope_scale", "filtered", "data_sha", "scoring", "fewest_demos", "dtype"}
+            "rope_scale", "filtered", "data_sha", "scoring", "fewest_demos", "dtype", "unigram"}
     assert all(set(e) == keys and e["dtype"] == "float32" for e in res["results"])   # float32 unless asked
     got = {(e["task"], e["shots"]): e for e in res["results"]}
     assert set(got) == {("templates_anaphor_gender_agreement", 0), ("cloze", 0), ("bigbench_cause_and_effect", 0),
                         ("bigbench_cause_and_effect", 2)}      # pairs and cloze are zero-shot only
     assert got[("cloze", 0)]["family"] == "cloze" and got[("cloze", 0)]["n"] == 8
+    assert 0 <= got[("templates_anaphor_gender_agreement", 0)]["unigram"] <= 1 and got[("cloze", 0)]["unigram"] is None
     assert got[("bigbench_cause_and_effect", 2)]["acc_norm"] is not None and got[("cloze", 0)]["acc_norm"] is None
     assert len(res["generations"]) == 4 and (results / "table.md").exists() and (results / "table.csv").exists()
+
+
+def test_unigram_baseline_prefers_sentences_of_common_tokens(tiny, tiny_data):
+    """The context-free baseline of minimal pairs: a sentence of the corpus' commonest tokens beats one of rare ones,
+    whatever their order; written alike, they tie (1/2)."""
+    meta = json.loads((tiny_data / "meta.json").read_text())
+    logp = evaluate.unigram_logp(tiny_data, meta)
+    counts = np.bincount(np.fromfile(tiny_data / "train.bin", np.uint16), minlength=259)
+    assert logp[ord("e")] == pytest.approx(np.log((counts[ord("e")] + 1) / (counts.sum() + 259)))
+    _, enc = tiny
+    common, rare = "the dog sees the ball.", "QZX JQV"
+    pairs = task_of("pairs", [("", [common, rare], 0), ("", [rare, common], 0), ("", [common, common], 0)])
+    assert evaluate.unigram_accuracy(pairs, enc, [256], logp) == pytest.approx((1 + 0 + 0.5) / 3)
+    assert evaluate.unigram_accuracy(task_of("choice", [("Q?", ["a", "b"], 0)]), enc, [256], logp) is None
 
 
 @pytest.mark.parametrize("filter_key, sos, starts", [
