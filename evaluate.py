@@ -2,7 +2,7 @@
 evaluate.py: zero- and few-shot evaluation of trained models on vocabulary-simplified tasks (the paper's section 6).
 
     python evaluate.py                                   # every run in out/ on the embedded tasks: minutes on a CPU
-    python evaluate.py --ckpt out/h64-L2-simplified out/h64-L2-unrestricted --tasks templates,cloze --shots 0
+    python evaluate.py --ckpt out/h64-L2-simplified-1M out/h64-L2-unrestricted-1M --tasks templates,cloze --shots 0
     python evaluate.py --tasks paper --task_dir DIR --vocab AOChildes_word_frequency.csv --shots 0,5 --limit 0
     python evaluate.py --tasks paper --vocab ...         # the same tasks from the Hugging Face hub (needs `datasets`)
 

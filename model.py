@@ -8,7 +8,7 @@ model.py: the paper's LLaMA-style decoder-only transformer (section 4), small en
     from model import GPT, config_from_name, load_checkpoint
     model = GPT(config_from_name("h256-L4", vocab_size=15000))
     logits, loss = model(idx, targets)          # idx, targets: (B, T) int64 -> logits (B, T, V), scalar loss
-    model, info = load_checkpoint("out/h64-L2-simplified")   # a model trained by train.py, and its configs
+    model, info = load_checkpoint("out/h64-L2-simplified-1M")   # a run of train.py (here: of scaling.py)
     model.set_loss("chunked")                   # training speed: loss over 8192-row chunks, logits never whole
     model.set_loss("fused")                     # or (a GPU): Triton kernels that never write the logits at all
     logits, loss = model(idx, targets)          # -> logits None (not computed), the same loss and gradients

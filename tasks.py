@@ -199,9 +199,10 @@ def read_embedded(name):
     path = next((p for p in (TASKS_DIR / f"{name}.json", TASKS_DIR / f"{name}.json.gz") if p.exists()), None)
     if path is None:
         paper = ", ".join(t for t in PAPER_TASKS if not t.startswith("blimp_"))
-        raise SystemExit(f"task file {TASKS_DIR / name}.json not found: rebuild the embedded tasks with `python "
-                         f"data/build_tasks.py`, or check --tasks (embedded: {', '.join(embedded_names())}; the "
-                         f"paper's: {paper}, blimp_<paradigm>)")
+        raise SystemExit(f"no task {name!r}: neither one of the paper's ({paper}, blimp_<paradigm>) nor a file "
+                         f"{TASKS_DIR / name}.json (embedded: {', '.join(embedded_names())}; `python "
+                         f"data/build_tasks.py` rebuilds those). A new hub task needs an entry in tasks.PAPER_TASKS "
+                         "as well as its PROMPTS function")
     convert = {"pairs": lambda e: ("", [e["good"], e["bad"]], 0, [e["good"], e["bad"]]),
                # passages keep their line breaks; the filter splits on spaces only, so it reads them as spaces
                "cloze": lambda e: (e["context"], [e["target"]], 0, [" ".join(e["context"].split()), e["target"]]),
