@@ -300,9 +300,9 @@ def sweep_estimate(results, paths, vocab_size, block_size, tokens=PAPER_TRAIN_TO
     """GPU-hours of the paper's 36 runs (PAPER_GRID's 18 models x 2 corpora, `tokens` each) on each path, from the
     measured tokens/s: a measured model at its speed, the others from a least-squares fit over the measured ones of
     seconds per token = a x FLOPs per token + b x layers x width + c. A path measured on fewer than 4 models is left
-    out (3 constants go through 3 points exactly: no check of the fit); "fastest" takes each model's fastest path. A grid model that could not run on a path (out of memory)
-    cannot train there: that path gets no total (it is left out, with a note) and "fastest" takes the model from the
-    other paths.
+    out (3 constants go through 3 points exactly: no check of the fit); "fastest" takes each model's fastest path.
+    A grid model that could not run on a path (out of memory) cannot train there: that path gets no total (it is left
+    out, with a note) and "fastest" takes the model from the other paths.
     -> {path or "fastest": {"hours", "measured", "fit_max_error", "seconds_per_token": {model: s}}}"""
     features = {m: np.array(sweep_features(m, vocab_size, block_size)) for m in PAPER_GRID}
     out, runnable = {}, {}        # runnable: every estimated path, each without the grid models it has no memory for
