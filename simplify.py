@@ -366,8 +366,12 @@ def build_stage(args, vocab):
     del simple
     raw = read_docs(os.path.join(args.out_dir, "unrestricted"), num_shards)
     budget = (meta_s["train_tokens"], meta_s["val_tokens"])  # the control: same numbers of tokens, unfiltered text
-    meta_u, *used_u = build_dataset("unrestricted", args.out_dir, [d for d in raw if not is_val(d)],
-                                    [d for d in raw if is_val(d)], budget, args, dict(common, filter=None))
+    try:
+        meta_u, *used_u = build_dataset("unrestricted", args.out_dir, [d for d in raw if not is_val(d)],
+                                        [d for d in raw if is_val(d)], budget, args, dict(common, filter=None))
+    except BaseException:   # no simplified corpus without its control: a sweep would train one half of the pair
+        os.remove(os.path.join(args.out_dir, "simplified", "meta.json"))
+        raise
     # statistics, side by side: what went in and out, then the training text itself
     words = lambda texts: sum(len(t.split()) for t in texts)
     sim = dict(docs_in=counts["docs_in"], docs_out=counts["docs_out"], words_in=counts["words_in"],

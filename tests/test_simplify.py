@@ -580,6 +580,10 @@ def test_a_failed_rebuild_leaves_no_dataset_that_looks_complete(tmp_path):
         with pytest.raises(SystemExit, match="not found: build the dataset"):
             dataset.load_meta(str(out / name))
     assert not (out / "corpus_stats.json").exists()
+    with pytest.raises(SystemExit, match="^unrestricted: "):   # the control fails, after
+        main(common + ["--control_fraction", "0.05", "--force"])       # the simplified corpus was written
+    with pytest.raises(SystemExit, match="not found: build the dataset"):   # which is unmarked: no half of a pair
+        dataset.load_meta(str(out / "simplified"))
 
 
 def test_rank_0_builds_only_from_this_runs_shard_records(tmp_path, monkeypatch, capsys):
