@@ -140,8 +140,8 @@ SCORING = 2   # the version of evaluate_task's rules an entry was scored by (2: 
 
 
 def reusable(entry, args):
-    """Whether a results entry was scored by today's rules at this --dtype (entries without one were float32)."""
-    return entry.get("scoring") == SCORING and entry.get("dtype", "float32") == args.dtype
+    """Whether a results entry was scored by today's rules at this --dtype (one without a dtype may be a GPU's bf16)."""
+    return entry.get("scoring") == SCORING and entry.get("dtype") == args.dtype
 
 
 def tie_credit(scores, gold):
@@ -240,7 +240,7 @@ def unigram_accuracy(task, enc, prefix, logp):
     frequency are won by it: a language model must beat it, not only chance (BLiMP reports n-gram baselines too)."""
     if task["kind"] != "pairs" or not task["eval"]:
         return None
-    return float(np.mean([tie_credit(np.array([logp[encode_pair(enc, ex["context"], " " + c, prefix)[1]].sum()
+    return float(np.mean([tie_credit(np.array([math.fsum(logp[encode_pair(enc, ex["context"], " " + c, prefix)[1]])
                                                for c in ex["choices"]]), ex["gold"]) for ex in task["eval"]]))
 
 

@@ -327,9 +327,9 @@ def build_stage(args, vocab):
         if differ:  # shards made with other settings would be mixed, and meta.json would record the wrong ones
             raise SystemExit(f"shard {k} was filtered with other settings ({differ}): build with the flags the filter "
                              f"used, or redo the filter with these")
-        if f.get("listing") != filters[0].get("listing"):   # then some files were read twice, others never
-            seen = [f"{x['files']} files (listing {x['sha']})" if x else "no listing" for x in
-                    (filters[0].get("listing"), f.get("listing"))]
+        if None not in (f.get("listing"), filters[0].get("listing")) and f["listing"] != filters[0]["listing"]:
+            # then some files were read twice, others never (a record of an older simplify.py has no listing)
+            seen = [f"{x['files']} files (listing {x['sha']})" for x in (filters[0]["listing"], f["listing"])]
             raise SystemExit(f"shards 0 and {k} were filtered from different file lists under the source ({seen[0]} "
                              f"vs {seen[1]}): every shard must see the same files; redo the shards whose files "
                              f"differ (--stage filter --shard K/{num_shards})")
@@ -364,9 +364,9 @@ def build_stage(args, vocab):
     meta_s, *used_s = build_dataset("simplified", args.out_dir, [d for d in simple if not is_val(d)],
                                    [d for d in simple if is_val(d)], budget, args, common)
     del simple
-    raw = read_docs(os.path.join(args.out_dir, "unrestricted"), num_shards)
     budget = (meta_s["train_tokens"], meta_s["val_tokens"])  # the control: same numbers of tokens, unfiltered text
     try:
+        raw = read_docs(os.path.join(args.out_dir, "unrestricted"), num_shards)
         meta_u, *used_u = build_dataset("unrestricted", args.out_dir, [d for d in raw if not is_val(d)],
                                         [d for d in raw if is_val(d)], budget, args, dict(common, filter=None))
     except BaseException:   # no simplified corpus without its control: a sweep would train one half of the pair

@@ -8,6 +8,7 @@ sources.py: the raw documents simplify.py filters, from local files and folders 
 Formats: .txt (a whole file is one document), .jsonl with a text field per row (.gz, or .zst as SlimPajama ships),
 .parquet; hf:NAME streams a hub dataset (needs the `datasets` library).
 """
+import collections
 import gzip
 import hashlib
 import json
@@ -27,10 +28,11 @@ def list_files(source):
     files = sorted(os.path.join(root, f) for root, _, names in os.walk(source) for f in names if f.endswith(SUFFIXES))
     if not files:
         raise SystemExit(f"no {', '.join(SUFFIXES)} files under {source}")
-    both = sorted(set(files) & {f[:-len(z)] for f in files for z in (".gz", ".zst") if f.endswith(z)})
+    stems = collections.Counter(f.removesuffix(".gz").removesuffix(".zst") for f in files)
+    both = sorted(f for f, n in stems.items() if n > 1)
     if both:   # `zstd -d` keeps the .zst: its documents would be read twice, under two ids (train and val)
-        raise SystemExit(f"{both[0]} is under {source} both as it is and compressed ({len(both)} such files): "
-                         f"remove one of each pair")
+        raise SystemExit(f"{both[0]} is under {source} more than once, as it is or compressed ({len(both)} such "
+                         f"files): keep one of each")
     return files
 
 

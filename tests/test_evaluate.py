@@ -580,6 +580,8 @@ def test_unigram_baseline_prefers_sentences_of_common_tokens(tiny, tiny_data):
     common, rare = "the dog sees the ball.", "QZX JQV"
     pairs = task_of("pairs", [("", [common, rare], 0), ("", [rare, common], 0), ("", [common, common], 0)])
     assert evaluate.unigram_accuracy(pairs, enc, [256], logp) == pytest.approx((1 + 0 + 0.5) / 3)
+    shuffled = task_of("pairs", [("", ["the dog sees a big red ball.", "a big red ball sees the dog."], 0)])
+    assert evaluate.unigram_accuracy(shuffled, enc, [256], logp) == 0.5   # the same tokens in another order: a tie
     assert evaluate.unigram_accuracy(task_of("choice", [("Q?", ["a", "b"], 0)]), enc, [256], logp) is None
 
 
@@ -629,18 +631,18 @@ def test_results_are_reused_merged_and_redone_only_when_stale(tiny_data, tmp_pat
     ev("--tasks", pairs, "--limit", "6")
     assert "kept from before" not in capsys.readouterr().out
     assert json.loads(path.read_text())["results"] == json.loads(first)["results"]
-    old = json.loads(first)                                     # scored at another precision: redone at this one;
-    for e in old["results"]:                                    # an entry without "dtype" was float32 (kept)
+    old = json.loads(first)                                     # scored at another precision: redone at this one
+    for e in old["results"]:
         e["dtype"] = "bfloat16"
     path.write_text(json.dumps(old))
     ev("--tasks", pairs, "--limit", "6")
     assert "kept from before" not in capsys.readouterr().out
     assert json.loads(path.read_text())["results"] == json.loads(first)["results"]
-    for e in old["results"]:
+    for e in old["results"]:                                    # no dtype: an older file, maybe a GPU's bf16
         del e["dtype"]
     path.write_text(json.dumps(old))
     ev("--tasks", pairs, "--limit", "6")
-    assert "up to date" in capsys.readouterr().out
+    assert "kept from before" not in capsys.readouterr().out
     ev("--tasks", choice, "--limit", "6")                       # another task: added, the first one kept
     res = json.loads(path.read_text())
     assert {(e["task"], e["n"]) for e in res["results"]} == {(pairs, 6), (choice, 6)}

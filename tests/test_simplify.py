@@ -168,9 +168,14 @@ def test_unreadable_files_stop_with_one_line_naming_them(tmp_path, name, write, 
 def test_a_file_both_plain_and_compressed_is_refused_and_a_bom_is_not_text(tmp_path):
     (tmp_path / "a.jsonl").write_text('{"text": "one"}\n')
     (tmp_path / "a.jsonl.zst").write_bytes(b"")          # `zstd -d` keeps the original: both would be read
-    with pytest.raises(SystemExit, match=r"a.jsonl is under .* both as it is and compressed \(1 such files\)"):
+    with pytest.raises(SystemExit, match=r"a.jsonl is under .* more than once, as it is or compressed \(1 such"):
+        list(iter_documents(str(tmp_path)))
+    (tmp_path / "a.jsonl").rename(tmp_path / "a.jsonl.gz")   # two compressions of one file: the same
+    with pytest.raises(SystemExit, match=r"a.jsonl is under .* more than once"):
         list(iter_documents(str(tmp_path)))
     (tmp_path / "a.jsonl.zst").unlink()
+    (tmp_path / "a.jsonl.gz").unlink()
+    (tmp_path / "a.jsonl").write_text('{"text": "one"}\n')
     (tmp_path / "b.txt").write_text("The cat sat.\n", encoding="utf-8-sig")   # a byte-order mark, as Notepad writes
     assert [t for _, t in iter_documents(str(tmp_path))] == ["one", "The cat sat.\n"]
 
