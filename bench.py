@@ -262,8 +262,8 @@ def measured_speeds(out_dir):
 
 def seconds_for(run, speeds, args):
     """Predicted wall time of one run: D over the measured speed of its model with its settings (speed_key), else a
-    guess from its FLOPs (evals of 200 val blocks included, forward only: a third of a training token) at 2e10 FLOP/s
-    per CPU thread (these models on this 2-core machine: 0.9-4.5e10) or 30% of a known GPU's peak, shared by the runs
+    guess from its FLOPs (evals of 200 val blocks included, forward only: a third of a training token) at 3.5e10 FLOP/s
+    per CPU thread (the default grid on a quiet 2-core machine: 3.3e10 averaged over its 12 runs, 8 min on 2 slots) or 30% of a known GPU's peak, shared by the runs
     on that GPU (--runs_per_gpu, or --parallel without --gpus), plus ~3 s of start-up."""
     if run["speed_key"] in speeds:
         return run["D"] / speeds[run["speed_key"]] + 3
@@ -272,7 +272,7 @@ def seconds_for(run, speeds, args):
         rate = 0.3 * (peak_flops(torch.cuda.get_device_name()) or 1e14) * args.nproc_per_node / per_gpu
     else:
         cores = os.cpu_count() or 1           # runs with more threads than their share of the cores share them
-        rate = 2e10 * min(args.threads or max(1, cores // args.parallel), max(cores / args.parallel, 1))
+        rate = 3.5e10 * min(args.threads or max(1, cores // args.parallel), max(cores / args.parallel, 1))
     evals = run["steps"] // args.eval_interval + 2
     return (run["C_exact"] + evals * 200 * run["train"]["block_size"] * run["flops_per_token"] / 3) / rate + 3
 
