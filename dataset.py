@@ -115,11 +115,16 @@ def block_ids(position, count, n_blocks, seed):
     return out
 
 
+def unigram_probs(counts):
+    """A model that ignores context: token frequencies with add-one smoothing, (V,) -> (V,) probabilities."""
+    return (counts + 1) / (counts.sum() + len(counts))
+
+
 def unigram_baseline(train, val):
-    """A model that ignores context: token frequencies of train.bin with add-one smoothing. Returns its entropy on
-    the train distribution and its cross-entropy on val.bin, in nats per token (what a model must beat)."""
+    """unigram_probs of train.bin: its entropy on the train distribution and its cross-entropy on val.bin, in nats per
+    token (what a model must beat)."""
     counts = train.counts()
-    p = (counts + 1) / (counts.sum() + len(counts))
+    p = unigram_probs(counts)
     val_counts = val.counts()
     return {"unigram_train_entropy": float(-(counts / counts.sum() * np.log(p)).sum()),
             "unigram_val_xent": float(-(val_counts * np.log(p)).sum() / max(1, val_counts.sum()))}

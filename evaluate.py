@@ -38,7 +38,7 @@ from torch.nn import functional as F
 from model import load_checkpoint, read_checkpoint
 from files import HelpFormat, write_json
 from report import write_tables   # results/table.md, table.csv, generations.md
-from dataset import TokenBlocks, load_meta, load_tokenizer
+from dataset import TokenBlocks, load_meta, load_tokenizer, unigram_probs
 from spans import DEFAULT_VOCAB, load_vocab
 from tasks import expand_tasks, load_task   # the tasks, their loaders and the paper's filter
 
@@ -229,9 +229,9 @@ def load_run(path, device, data_dir=None):
 
 
 def unigram_logp(data_dir, meta):
-    """log p(token) of the run's training text, add-one smoothed (dataset.unigram_baseline's model): (V,) array."""
-    counts = TokenBlocks(Path(data_dir) / "train.bin", meta["dtype"], 1, meta["vocab_size"]).counts()
-    return np.log((counts + 1) / (counts.sum() + len(counts)))
+    """log p(token) of the run's training text (dataset.unigram_probs, as train.py's unigram baseline): (V,) array."""
+    train = TokenBlocks(Path(data_dir) / "train.bin", meta["dtype"], 1, meta["vocab_size"])
+    return np.log(unigram_probs(train.counts()))
 
 
 def unigram_accuracy(task, enc, prefix, logp):

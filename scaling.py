@@ -398,14 +398,14 @@ def main(argv=None):
               f"slots of this machine ({here}; " + (f"measured speeds of {', '.join(measured)} in {args.out_dir}, "
                                                     "else " if measured else "") + "a guess from FLOPs)")
     for r in todo:   # what train.py would note in each run's train.out, said before anything is launched
+        evals = -(-r["steps"] // args.eval_interval)   # (and one at the last step)
         odd = [why for why, bad in (
             (f"--warmup_steps {r['warmup_steps']} >= its {r['steps']} steps (the LR never peaks)",
              r["warmup_steps"] >= r["steps"]),
             (f"{r['D']:,} tokens, more than one pass over its corpus' {r['epoch']:,} (blocks repeat)",
              r["D"] > r["epoch"]),
-            (f"{-(-r['steps'] // args.eval_interval)} evals after step 0 at --eval_interval {args.eval_interval} "
-             "(the curves and the L(C), L(N, D) fits take the evals after warmup)",
-             -(-r["steps"] // args.eval_interval) < 2))
+            (f"{evals} evals after step 0 at --eval_interval {args.eval_interval} (the curves and the L(C), "
+             "L(N, D) fits take the evals after warmup)", evals < 2))
                if bad]
         if odd:
             print(f"note: {r['name']}: " + "; ".join(odd))
