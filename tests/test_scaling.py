@@ -152,6 +152,25 @@ def test_chinchilla_fit_shrugs_off_one_gross_outlier():
     assert f["objective"] == pytest.approx(1e-3 * (0.3 - 1e-3 / 2), rel=0.01)     # the outlier's linear cost
 
 
+def test_huber_objective_and_its_gradient_by_hand():
+    """At the true constants every residual is 0 but the outlier's 0.3: f = delta (0.3 - delta / 2) exactly, and the
+    analytic gradient equals central differences (with a residual on each side of delta)."""
+    N, D = (g.ravel() for g in np.meshgrid(np.geomspace(5e7, 2e10, 6), np.geomspace(2e8, 5e11, 6)))
+    loss = chinchilla_law(N, D, **HOFFMANN)
+    loss[7] *= np.exp(0.3)
+    h = HOFFMANN
+    p = np.array([[np.log(h["A"]), np.log(h["B"]), np.log(h["E"]), h["alpha"], h["beta"]]])
+    logs = np.log(N), np.log(D), np.log(loss)
+    f, g = fits.huber_objective(p, *logs, np.ones((1, len(N))), 1e-3)
+    assert f[0] == pytest.approx(1e-3 * (0.3 - 1e-3 / 2), rel=1e-9, abs=1e-12)
+    q = p + np.array([[0.02, -0.03, 0.01, 0.004, -0.002]])       # residuals of a few 1e-3: both Huber branches
+    f, g = fits.huber_objective(q, *logs, np.ones((1, len(N))), 1e-3)
+    eye = np.eye(5) * 1e-7
+    numeric = [(fits.huber_objective(q + e, *logs, np.ones((1, len(N))), 1e-3)[0][0] -
+                fits.huber_objective(q - e, *logs, np.ones((1, len(N))), 1e-3)[0][0]) / 2e-7 for e in eye]
+    np.testing.assert_allclose(g[0], numeric, rtol=1e-5, atol=1e-9)
+
+
 def test_chinchilla_intervals_keep_the_best_start_of_each_refit(monkeypatch):
     """Each bootstrap refit starts from the fit and from 3 grid points and keeps the lowest objective. On well-posed
     points the fit itself is nearly always that best start, so here its refits are made to get nowhere (they return
@@ -218,6 +237,7 @@ def test_frontier_keeps_the_running_minimum_over_compute():
     assert C[on].tolist() == [1, 2, 3, 5, 10, 20]        # 5 twice: only its lower loss; 8 and 30: beaten earlier
     assert L[on].tolist() == [5, 4, 3, 2.5, 2.0, 1.0]
     assert (np.diff(L[on]) < 0).all()
+    assert frontier([1, 2, 3], [3, 3, 2]).tolist() == [0, 2]       # more compute for the same loss is not on it
 
 
 def test_chance_crossing_is_where_accuracy_stays_above_chance():
@@ -289,6 +309,11 @@ def test_plan_of_the_default_grid(tmp_path, capsys):
     assert len(paper) == 2 * (18 + 4) and multi.parallel == 1
     epoch = [p for p in paper if p["name"] == "h32-L2-simplified-1ep"][0]
     assert epoch["D"] == (2_925_780 - 1) // 128 * 128 // 65536 * 65536            # one pass, whole steps of 512 x 128
+    for name in ("simplified", "unrestricted"):   # 40 steps of tokens, but the last block needs one token more
+        dataset(tmp_path / "even", name, train_tokens=65536 * 40)
+    even = scaling.plan(scaling.parse_args(["--data_root", str(tmp_path / "even"), "--grid", "paper"]))
+    epoch = [p for p in even if p["name"] == "h32-L2-simplified-1ep"][0]
+    assert epoch["steps"] == 39 and epoch["D"] == 39 * 65536       # as train.py runs it: (T - 1) // 128 blocks
     assert "torch.distributed.run" in scaling.command(epoch, multi, "todo") and "--nproc_per_node=8" in \
         scaling.command(epoch, multi, "todo")
     with pytest.raises(SystemExit, match="model name"):

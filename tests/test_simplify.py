@@ -327,6 +327,12 @@ def test_pipeline_errors(tmp_path):
         f.write(b"\0\0")
     with pytest.raises(SystemExit, match="incomplete or corrupt .train.bin is [0-9,]+ bytes, meta.json says"):
         dataset.load_meta(str(tmp_path / "ok" / "simplified"))
+    with open(tmp_path / "ok" / "unrestricted" / "val.bin", "ab") as f:      # val.bin is checked as well
+        f.write(b"\0\0")
+    with pytest.raises(SystemExit, match="incomplete or corrupt .val.bin is [0-9,]+ bytes, meta.json says"):
+        dataset.load_meta(str(tmp_path / "ok" / "unrestricted"))
+    val = tmp_path / "ok" / "unrestricted" / "val.bin"
+    val.write_bytes(val.read_bytes()[:-2])
     # meta.json edited by hand: a missing field, or a vocab size / <|endoftext|> id its tokenizer does not have
     meta_path = tmp_path / "ok" / "unrestricted" / "meta.json"
     good = json.loads(meta_path.read_text())

@@ -215,6 +215,15 @@ def test_mismatched_checkpoints_and_runs_are_refused(tiny_data, tmp_path):
     (other / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(SystemExit, match="tokenizers differ"):
         run(other, tmp_path, max_tokens=12 * 256, run_name="r", resume=True)
+    shorter = tmp_path / "shorter"              # same tokenizer, fewer blocks: another block order from the same seed
+    shutil.copytree(tiny_data, shorter)
+    meta = json.loads((shorter / "meta.json").read_text())
+    half = meta["train_tokens"] // 2
+    (shorter / "train.bin").write_bytes((tiny_data / "train.bin").read_bytes()[:2 * half])
+    (shorter / "meta.json").write_text(json.dumps(dict(meta, train_tokens=half)))
+    with pytest.raises(SystemExit, match=r"train.bin sizes differ \(checkpoint vs now: \{'n_train_blocks': \(981, "
+                                         f"{(half - 1) // 32}"):
+        run(shorter, tmp_path, max_tokens=12 * 256, run_name="r", resume=True)
     with pytest.raises(SystemExit, match=r"precisions differ.*float32.*bfloat16"):
         run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", dtype="bfloat16", resume=True)
     with pytest.raises(SystemExit, match="nothing to resume"):
@@ -389,6 +398,26 @@ def test_two_process_ddp_equals_one_process(tiny_data, tmp_path, loss):
     w_ddp, w_single = (torch.load(tmp_path / n / "ckpt.pt", weights_only=True)["model"] for n in ("ddp", "single"))
     for k in w_single:
         torch.testing.assert_close(w_ddp[k], w_single[k], atol=1e-5, rtol=1e-4)
+
+
+def test_gradient_accumulation_equals_one_batch_and_evals_spread_over_val(tiny_data, tmp_path, monkeypatch):
+    """4 micro-batches of 2 per step train the model 1 batch of 8 does (each micro-batch's loss divided by 4); the
+    --eval_blocks are spread evenly over val.bin (110 blocks of 32 here), not its first 16."""
+    run(tiny_data, tmp_path, max_tokens=6 * 256, eval_interval=3, run_name="whole")
+    evaluated, val_loss = [], train.val_loss
+    monkeypatch.setattr(train, "val_loss", lambda model, data, ids, *a: evaluated.append(ids.tolist()) or
+                        val_loss(model, data, ids, *a))
+    run(tiny_data, tmp_path, max_tokens=6 * 256, eval_interval=3, run_name="accum", micro_batch_size=2)
+    assert evaluated[0] == [0, 7, 15, 22, 29, 36, 44, 51, 58, 65, 73, 80, 87, 94, 102, 109]
+    whole, accum = records(tmp_path / "whole"), records(tmp_path / "accum")
+    assert [r["step"] for r in accum] == list(range(7))
+    for a, b in zip(whole, accum):
+        for key in ("train_loss", "val_loss", "grad_norm"):
+            if a[key] is not None:
+                assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), (a["step"], key)
+    w_whole, w_accum = (torch.load(tmp_path / n / "ckpt.pt", weights_only=True)["model"] for n in ("whole", "accum"))
+    for k in w_whole:
+        torch.testing.assert_close(w_accum[k], w_whole[k], atol=1e-5, rtol=1e-4)
 
 
 def test_chunked_loss_run_equals_plain_run(tiny_data, tmp_path):
