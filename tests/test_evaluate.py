@@ -253,10 +253,21 @@ def test_fewshot_context_joins_as_the_harness():
 
 def test_kshot_prompt_uses_demonstrations_and_interpolation(tiny):
     model, enc = tiny
-    examples = [(f"q{i}?", ["yes", "no"], i % 2) for i in range(6)]
+    examples = [(f"q{i}?", ["yes", "no"], int(i in (1, 4))) for i in range(6)]   # unbalanced: 1/2 is no answer
     task = task_of("choice", examples)
-    r = evaluate_task(model, enc, [256], False, task, 2, ARGS, "cpu", None)
-    assert r["shots"] == 2 and r["n"] == 6 and r["rope_scale"] >= 2     # 3 questions and answers > 16 tokens
+    seen, score = [], evaluate.score_requests
+    with pytest.MonkeyPatch.context() as mp:      # the real scoring, its requests recorded
+        mp.setattr(evaluate, "score_requests", lambda m, requests, *a: seen.extend(requests) or score(m, requests, *a))
+        r = evaluate_task(model, enc, [256], False, task, 2, ARGS, "cpu", None)
+    assert r["shots"] == 2 and r["n"] == 6 and len(seen) == 12
+    for ctx, cont, scale in seen:   # 2 demonstrations, then the question; read whole, positions squeezed to 16
+        text = bytes(ctx[1:]).decode()
+        assert text.count("\n\n") == 2 and re.fullmatch(r"(q\d\? (yes|no)\n\n){2}q\d\?", text), text
+        assert scale == math.ceil((len(ctx) + len(cont) - 1) / 16) >= 2
+    assert r["rope_scale"] == max(s for *_, s in seen)
+    logp = [direct(model, ctx + cont, len(cont), scale)[0] for ctx, cont, scale in seen]   # (yes, no) per example
+    picks = [int(logp[2 * i + 1] > logp[2 * i]) for i in range(6)]
+    assert r["acc"] == pytest.approx(np.mean([p == gold for p, (*_, gold) in zip(picks, examples)]))
 
 
 def recorded_prompts(monkeypatch):

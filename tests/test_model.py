@@ -385,7 +385,10 @@ def test_load_checkpoint_and_generate_refuse_clearly(tmp_path):
     with pytest.raises(ValueError, match="do not make this project's GPT"):
         load_checkpoint(tmp_path)
     idx = torch.zeros(1, 1, dtype=torch.long)
-    assert model.generate(idx, 3, top_k=0, generator=torch.Generator().manual_seed(0)).shape == (1, 4)  # 0: no cut
+    sample = lambda **kw: model.generate(idx, 6, generator=torch.Generator().manual_seed(0), **kw)
+    assert sample(top_k=0).shape == (1, 7) and torch.equal(sample(top_k=0), sample(top_k=None))   # 0: no cut
+    assert torch.equal(sample(top_k=1), model.generate(idx, 6, temperature=0))        # one kept: the greedy choice
+    assert not torch.equal(sample(top_k=1), sample(top_k=0))
 
 
 def test_first_sentence_keeps_one_line_errors_whole():
