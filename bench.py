@@ -34,6 +34,7 @@ import os
 import re
 import tempfile
 import time
+import traceback
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -44,7 +45,7 @@ from model import (GPT, LOSS_KINDS, PAPER_GRID, PAPER_TRAIN_TOKENS, auto_dtype, 
                    fused_loss_module, mfu, peak_flops)
 from files import HelpFormat, read_json, read_log, write_json
 from dataset import TokenBlocks, block_ids
-from train import COMPILE_MODES
+from train import COMPILE_MODES, keep_grads
 
 # -----------------------------------------------------------------------------
 # Measuring
@@ -160,6 +161,9 @@ def time_path(model_name, args, device, dtype, path, batches):
     """Build the model, run args.warmup then args.steps optimizer steps of args.batch_size sequences the way `path`
     says; returns the figures of the timed steps."""
     device_type = device.split(":")[0]
+    compiled = args.compile or path["compile_mode"] != "default"
+    if compiled:   # each path compiles afresh: no shapes marked dynamic by the previous model's graphs (and the
+        torch._dynamo.reset()   # previous path's CUDA-graph memory freed before the peak is reset)
     gc.collect()
     if device_type == "cuda":
         torch.cuda.empty_cache()
@@ -170,14 +174,12 @@ def time_path(model_name, args, device, dtype, path, batches):
     loss_kind = model.set_loss(path["loss"], args.loss_chunk)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-4, weight_decay=0.1,
                                   fused=device_type == "cuda")
-    compiled = args.compile or path["compile_mode"] != "default"
-    if compiled:
-        torch._dynamo.reset()   # each path compiles afresh: no shapes marked dynamic by the previous model's graphs
     step_model = torch.compile(model, mode=path["compile_mode"]) if compiled else model
     autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, dtype))
     scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")   # as train.py: fp16 needs loss scaling
     micro = path["micro"]
     accum = args.batch_size // micro
+    grads_kept = keep_grads(model, path["compile_mode"] if compiled else None, accum)   # as train.py
 
     def step(batch):                                   # batch (B, T + 1) token ids -> the step's mean loss
         loss_sum = torch.zeros((), device=device)
@@ -191,7 +193,7 @@ def time_path(model_name, args, device, dtype, path, batches):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         scaler.step(optimizer)
         scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=not grads_kept)
         return loss_sum
 
     sync = torch.cuda.synchronize if device_type == "cuda" else (lambda: None)
@@ -200,22 +202,24 @@ def time_path(model_name, args, device, dtype, path, batches):
         for i in range(1, args.warmup):               # warm: compiled, autotuned, allocator and caches filled
             step(batches[i % len(batches)])
         sync()
-        t0, steps = time.perf_counter(), 0
+        t0, steps, timed_from = time.perf_counter(), 0, time.time()
         while steps == 0 or time.perf_counter() - t0 < args.min_seconds:   # rounds of --steps, no sync inside
             for _ in range(args.steps):
                 step(batches[steps % len(batches)])
                 steps += 1
             sync()
-        step_s = (time.perf_counter() - t0) / steps
+        step_s, timed_to = (time.perf_counter() - t0) / steps, time.time()
         profile = None
         if args.profile:                               # one more step, kernel by kernel: where the time goes
             profile = profile_step(model_name, path["name"], lambda: (step(batches[0]), sync()), device_type,
                                    args.profile)
     except torch.cuda.OutOfMemoryError:   # the model and optimizer are freed on return (gc.collect() next path)
-        return {"oom": True, "path": path["name"]}
-    except RuntimeError as e:             # e.g. no tile of the fused loss fits this GPU's shared memory
-        print(f"bench: {model_name} {path['name']} cannot run here: {str(e).splitlines()[0]}")
-        return {"oom": True, "path": path["name"], "error": str(e).splitlines()[0]}
+        return {"oom": True, "path": path["name"], "error": "out of memory"}
+    except Exception as e:   # a compile failure, no tile of the fused loss fits this GPU, ...: the path is left out,
+        traceback.print_exc()   # its cause printed whole (torch's first line can be just "backend='inductor' raised:")
+        error = f"{type(e).__name__}: {' '.join(str(e).split())}"[:300]
+        print(f"bench: {model_name} {path['name']} cannot run here: {error}")
+        return {"oom": False, "path": path["name"], "error": error}
     tokens_per_s = args.batch_size * args.block_size / step_s
     if device_type == "cuda":
         peak_mem = torch.cuda.max_memory_allocated(device)
@@ -227,7 +231,12 @@ def time_path(model_name, args, device, dtype, path, batches):
             "loss_chunk": model.loss_chunk, "timed_steps": steps, "step_s": step_s,
             "tokens_per_s": tokens_per_s, "mfu": mfu(model.flops_per_token(), tokens_per_s, args.peak_flops),
             "peak_mem_bytes": peak_mem, "first_loss": first_loss, "params": model.num_params(),
-            "profile_ms_by_kind": profile}
+            "profile_ms_by_kind": profile, "timed_window": [timed_from, timed_to]}   # Unix times: runs at once overlap?
+
+
+def ran(r):
+    """Whether a time_path result has figures (not out of memory, no error)."""
+    return not r["oom"] and not r.get("error")
 
 # -----------------------------------------------------------------------------
 # How long a scaling.py sweep takes, from its finished runs' speeds or a FLOP rate (scaling.py --dry-run)
@@ -307,7 +316,7 @@ def sweep_estimate(results, paths, vocab_size, block_size, tokens=PAPER_TRAIN_TO
     features = {m: np.array(sweep_features(m, vocab_size, block_size)) for m in PAPER_GRID}
     out, runnable = {}, {}        # runnable: every estimated path, each without the grid models it has no memory for
     for i, path in enumerate(paths):
-        measured = {r["model"]: 1 / r["paths"][i]["tokens_per_s"] for r in results if not r["paths"][i]["oom"]}
+        measured = {r["model"]: 1 / r["paths"][i]["tokens_per_s"] for r in results if ran(r["paths"][i])}
         if len(measured) < 4:
             continue
         X = np.array([features[m] if m in features else sweep_features(m, vocab_size, block_size) for m in measured])
@@ -319,11 +328,12 @@ def sweep_estimate(results, paths, vocab_size, block_size, tokens=PAPER_TRAIN_TO
             print(f"bench: sweep estimate for {path['name']} skipped: the fit predicts a time <= 0 for a grid model "
                   "(measure a wider range of sizes)")
             continue
-        oom = [r["model"] for r in results if r["paths"][i]["oom"] and r["model"] in features]
-        runnable[path["name"]] = {m: t for m, t in per_token.items() if m not in oom}
-        if oom:
-            print(f"bench: no sweep total for {path['name']}: {', '.join(oom)} could not run on it (out of memory: "
-                  "try a smaller micro-batch, PATH@MICRO); \"fastest\" takes them from the other paths")
+        failed = [r["model"] for r in results if not ran(r["paths"][i]) and r["model"] in features]
+        runnable[path["name"]] = {m: t for m, t in per_token.items() if m not in failed}
+        if failed:
+            print(f"bench: no sweep total for {path['name']}: {', '.join(failed)} could not run on it (out of memory: "
+                  "try a smaller micro-batch, PATH@MICRO; or the error above); \"fastest\" takes them from the other "
+                  "paths")
             continue
         out[path["name"]] = {"measured": sorted(measured), "fit_max_error": float(np.abs(X @ coef / y - 1).max()),
                              "seconds_per_token": per_token}
@@ -342,7 +352,7 @@ def sweep_estimate(results, paths, vocab_size, block_size, tokens=PAPER_TRAIN_TO
 
 def fmt_row(model_name, r):
     path = r["path"]
-    if r["oom"]:
+    if not ran(r):
         return f"{model_name:<10} {path:<14} {r.get('error') or 'out of memory'}"
     mem = "n/a" if r["peak_mem_bytes"] is None else f"{r['peak_mem_bytes'] / 2**30:.2f} GiB"
     util = "n/a" if r["mfu"] is None else f"{r['mfu']:.1%}"
@@ -458,7 +468,7 @@ def main(argv=None):
             print(fmt_row(model_name, rows[-1]), flush=True)
         base, ratios = rows[0], {}
         for r in rows[1:]:
-            if base["oom"] or r["oom"]:
+            if not (ran(base) and ran(r)):
                 continue
             ratio = {"tokens_per_s": r["tokens_per_s"] / base["tokens_per_s"]}
             if base["peak_mem_bytes"] is not None and r["peak_mem_bytes"] is not None:
@@ -474,7 +484,7 @@ def main(argv=None):
         sweep = sweep_estimate(results, args.paths, args.vocab_size, args.block_size)
         print(f"bench: the paper's 36 runs (18 models x 2 corpora x {PAPER_TRAIN_TOKENS:,} tokens) on this device, "
               "measured models at their speed, the others from seconds per token = a x FLOPs + b x layers x width + c"
-              + ("" if sweep else ": needs 4 or more models measured on a path"))
+              + ("" if sweep else ": none (it needs 4 or more models measured on a path, and a fit that predicts times > 0)"))
         for path, e in sweep.items():
             how = (f"fit within {e['fit_max_error']:.1%} on {', '.join(e['measured'])}" if "measured" in e else
                    "each model on its fastest path")

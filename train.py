@@ -113,7 +113,7 @@ def parse_args(argv=None):
     return TrainConfig(**vars(parser.parse_args(argv)))
 
 # -----------------------------------------------------------------------------
-# Learning-rate schedule
+# Learning-rate schedule, gradients under CUDA graphs
 
 
 def lr_at(step, total_steps, peak_lr, warmup_steps, final_frac=0.5):
@@ -123,6 +123,18 @@ def lr_at(step, total_steps, peak_lr, warmup_steps, final_frac=0.5):
         return peak_lr * (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return peak_lr * (final_frac + (1 - final_frac) * math.cos(math.pi / 2 * progress))
+
+
+def keep_grads(model, compile_mode, accum):
+    """CUDA graphs (compile modes reduce-overhead and max-autotune) reuse their outputs' memory at the next replay:
+    with several micro-batches a step, the gradients the first backward handed over would be overwritten by the next
+    forward (torch stops: "accessing tensor output of CUDAGraphs that has been overwritten"). Gradients allocated
+    once, outside the graphs, are added into instead. -> whether zero_grad may free the gradients (set_to_none)."""
+    if compile_mode not in ("reduce-overhead", "max-autotune") or accum == 1:
+        return False
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    return True
 
 # -----------------------------------------------------------------------------
 # Checkpoints
@@ -350,6 +362,7 @@ def _train(cfg, rank, world, device):
         raise SystemExit(f"--stop_at_step {cfg.stop_at_step}: must come after step {step} (where the run is) and "
                          f"by its last step, {total_steps}")
     eval_model = model = torch.compile(raw_model, mode=cfg.compile_mode) if cfg.compile else raw_model
+    grads_kept = keep_grads(raw_model, cfg.compile_mode if cfg.compile else None, accum)
     if world > 1:
         model = DDP(model, device_ids=[torch.device(device).index] if device_type == "cuda" else None)
     flops_per_token = raw_model.flops_per_token()
@@ -468,7 +481,7 @@ def _train(cfg, rank, world, device):
         grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip or math.inf)  # pre-clip norm
         scaler.step(optimizer)
         scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=not grads_kept)
         step += 1
 
         do_eval = step % cfg.eval_interval == 0 or step == total_steps or step == cfg.stop_at_step

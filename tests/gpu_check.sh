@@ -1,35 +1,58 @@
 #!/usr/bin/env bash
-# Everything only a CUDA GPU can check or time, in one go (about 10 minutes on an H100, estimated: not yet run on one):
+# Everything only a CUDA GPU can check or time, in one go, within a time budget (not yet run on a GPU as it is):
 #   1. the speed benchmark behind README.md's table: plain (bf16 + torch.compile + fused AdamW) against what
 #      --loss auto picks with CUDA graphs, side by side, from h32-L2 to h1024-L8, and the paper's 36 runs estimated
-#      from them (--sweep: its fit needs more than three sizes)
-#   2. the GPU tests (tests/test_gpu.py: fast paths in bf16, train.py compiled, with the fused loss and CUDA graphs)
+#      from them (--sweep: its fit needs 4 sizes or more; bench.json is written after each model, so a step cut
+#      short keeps what it measured, and bench.sweep_estimate can redo the estimate from it anywhere)
+#   2. the GPU tests (tests/test_gpu.py: the fast paths in bf16, train.py compiled, with the fused loss and CUDA
+#      graphs, with and without micro-batches)
 #   3. the experiment not yet timed: the fused loss traced into the compiled graph (FUSED_LOSS_TRACE=1)
 #   4. two small runs sharing the GPU at once (does the sweep gain from running several per GPU?)
-# Usage: bash tests/gpu_check.sh [OUT_DIR]   (default out/gpu_check; every step's log and JSON land there)
-# Each step has its own time limit, so one that hangs or runs long still leaves the others' figures; they run in
-# order of importance, so a caller with less time can cut the tail.
+# Usage: bash tests/gpu_check.sh [OUT_DIR] [SECONDS]   (defaults: out/gpu_check, 560: the whole script's budget)
+# Steps run in order of importance, each under its own time limit, cut to what the budget has left; a step that
+# would get less than its minimum is skipped (and says so). At most 7 files land in OUT_DIR: each step's log, and
+# bench.json, trace.json, pair.json.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-out/gpu_check}
+budget=${2:-560}
+py=${PYTHON:-python3}            # the GPU image's python3 is the one with torch
+export PYTHONUNBUFFERED=1        # a step killed at its limit still shows what it printed
 mkdir -p "$out"
-step() {   # step NAME SECONDS COMMAND...: run, keep its output in OUT/NAME.log, say how it ended
-    local name=$1 limit=$2; shift 2
+step() {   # step NAME MIN_SECONDS MAX_SECONDS COMMAND...: run within what is left of the budget, log in OUT/NAME.log
+    local name=$1 min=$2 limit=$3; shift 3
+    local left=$((budget - SECONDS))
+    if [ "$left" -lt "$min" ]; then
+        echo "== $name: skipped, ${left} s of the budget left (needs ${min})"; return
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
     local t0=$SECONDS
     timeout "$limit" "$@" > "$out/$name.log" 2>&1
     local rc=$?
     echo "== $name: rc $rc in $((SECONDS - t0)) s$([ $rc = 124 ] && echo " (stopped at its ${limit} s limit)")"
-    tail -n 25 "$out/$name.log"
+    tail -n 30 "$out/$name.log"
 }
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
-python -c "import torch, triton; print('torch', torch.__version__, '| triton', triton.__version__)" | tee -a "$out/gpu.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+$py -c "import torch, triton; print('torch', torch.__version__, '| triton', triton.__version__)"
+timeout_flag=$($py -c "import pytest_timeout" 2>/dev/null && echo "--timeout=150")   # a hanging test's traceback
 
-step bench 360 python bench.py --models h32-L2,h128-L4,h256-L4,h512-L4,h1024-L8 --paths plain,auto+cg --sweep \
+step bench 120 300 $py bench.py --models h32-L2,h128-L4,h256-L4,h1024-L8 --paths plain,auto+cg --sweep \
     --json "$out/bench.json"
-step test_gpu 200 python -m pytest -q tests/test_gpu.py
-step bench_trace 150 env FUSED_LOSS_TRACE=1 python bench.py --models h32-L2,h256-L4 --paths plain,fused+cg \
-    --json "$out/bench_trace.json"
-# Two processes at once, each timing its own h32-L2 steps: the sum of their tokens/s against one alone (step 1).
-step two_at_once 120 bash -c "python bench.py --models h32-L2 --paths auto+cg --json '$out/pair_a.json' & \
-    python bench.py --models h32-L2 --paths auto+cg --json '$out/pair_b.json'; wait"
+step test_gpu 90 200 $py -m pytest -v --durations=0 -p no:cacheprovider $timeout_flag tests/test_gpu.py
+step trace 60 120 env FUSED_LOSS_TRACE=1 $py bench.py --models h32-L2 --paths plain,fused+cg \
+    --json "$out/trace.json"
+# Two processes at once, each timing its own h32-L2 steps for 15 s: their windows must overlap (timed_window in
+# pair.json) for the sum of their tokens/s to say what sharing the GPU gives, against one alone (step 1).
+step pair 60 120 bash -c "
+    $py bench.py --models h32-L2 --paths auto+cg --min_seconds 15 --json '$out/pair_a.json' & a=\$!
+    $py bench.py --models h32-L2 --paths auto+cg --min_seconds 15 --json '$out/pair_b.json'; b=\$?
+    wait \$a; a=\$?
+    $py -c \"import json, sys; runs = [json.load(open(f))['results'][0]['paths'][0] for f in sys.argv[1:]]
+json.dump(runs, open('$out/pair.json', 'w'), indent=1)
+w = [r['timed_window'] for r in runs]
+print('together: %.0f tokens/s, timed windows overlap %.1f s' % (sum(r['tokens_per_s'] for r in runs),
+      min(x[1] for x in w) - max(x[0] for x in w)))\" '$out/pair_a.json' '$out/pair_b.json' &&
+    rm -f '$out/pair_a.json' '$out/pair_b.json'
+    exit \$((a | b))"
+echo "== gpu_check: $SECONDS s of the ${budget} s budget"

@@ -146,3 +146,37 @@ def test_paths_that_cannot_run_and_bad_flags_are_refused_before_timing(tmp_path,
             bench.parse_args(["--device", "cuda", "--paths", "plain"])
     bench.parse_args(["--json", str(tmp_path / "new" / "dir" / "b.json")])
     assert (tmp_path / "new" / "dir").is_dir()                        # written after each model: made up front
+
+
+def test_a_path_that_fails_is_left_out_with_its_whole_cause(tmp_path, monkeypatch, capsys):
+    """A compile failure is not "out of memory": the path's error is recorded and its traceback printed, the other
+    paths are timed (with CUDA graphs and micro-batches, the gradients are kept across the step: train.keep_grads)."""
+    def broken(model, **kw):   # torch.compile compiles at the first call, and fails there
+        def call(*a, **k):
+            raise RuntimeError("backend='inductor' raised:\nRuntimeError: no kernel for you")
+        return call
+    monkeypatch.setattr(bench.torch, "compile", broken)
+    threads = torch.get_num_threads()
+    try:
+        results = bench.main(["--models", "h32-L2", "--steps", "1", "--batch_size", "4", "--vocab_size", "500",
+                              "--paths", "plain,plain+cg", "--no-compile", "--threads", "1",
+                              "--json", str(tmp_path / "b.json")])
+    finally:
+        torch.set_num_threads(threads)
+    plain, failed = results[0]["paths"]
+    assert bench.ran(plain) and not bench.ran(failed) and not failed["oom"]
+    assert failed["error"] == "RuntimeError: backend='inductor' raised: RuntimeError: no kernel for you"
+    captured = capsys.readouterr()
+    assert "Traceback" in captured.err and "h32-L2     plain+cg       RuntimeError: backend=" in captured.out
+    assert results[0]["over_baseline"] == {} and plain["timed_window"][0] <= plain["timed_window"][1]
+    assert json.loads((tmp_path / "b.json").read_text())["results"][0]["paths"][1]["error"] == failed["error"]
+
+
+def test_gradients_are_kept_across_micro_batches_only_under_cuda_graphs():
+    import train
+    model = torch.nn.Linear(3, 2)
+    for mode, accum, kept in (("reduce-overhead", 2, True), ("max-autotune", 4, True), ("reduce-overhead", 1, False),
+                              ("default", 2, False), ("max-autotune-no-cudagraphs", 2, False), (None, 2, False)):
+        model.zero_grad(set_to_none=True)
+        assert train.keep_grads(model, mode, accum) == kept, (mode, accum)
+        assert all((p.grad is not None and not p.grad.any()) if kept else p.grad is None for p in model.parameters())

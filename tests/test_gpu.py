@@ -1,6 +1,6 @@
 """What only a CUDA GPU can check: the fast paths in bf16, flash attention at the smallest width, and train.py with
 torch.compile, the fused loss and CUDA graphs. Skipped without a GPU; run them on one with
-`python -m pytest -q tests/test_gpu.py` (a few minutes, most of it compiling)."""
+`python -m pytest -q tests/test_gpu.py` (a few minutes, most of it compiling; tests/gpu_check.sh runs them first)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -59,10 +59,12 @@ def test_flash_attention_runs_at_head_dim_4():
     assert rel_err(flash, math_) < 1e-2
 
 
-@pytest.mark.parametrize("extra", [dict(loss="fused"), dict(loss="auto", compile=True, compile_mode="reduce-overhead")])
+@pytest.mark.parametrize("extra", [dict(loss="fused"), dict(loss="auto", compile=True, compile_mode="reduce-overhead"),
+                                   dict(loss="auto", compile=True, compile_mode="reduce-overhead", micro_batch_size=2)])
 def test_train_on_gpu_matches_the_plain_run_and_resumes(tiny_data, tmp_path, extra):
     """bf16 on the GPU: the fast settings (auto: the fused loss at h32) train the model the plain eager run does (to
-    bf16 rounding), and a run stopped and resumed ends where the uninterrupted one does."""
+    bf16 rounding), and a run stopped and resumed ends where the uninterrupted one does. With CUDA graphs and 4
+    micro-batches a step, the gradients must survive the replays (train.keep_grads)."""
     common = dict(device="cuda", max_tokens=16 * 256, eval_interval=8, batch_size=8, threads=0)
     run(tiny_data, tmp_path, run_name="plain", loss="plain", **common)
     run(tiny_data, tmp_path, run_name="fast", **common, **extra)
