@@ -36,7 +36,7 @@ import torch
 from torch.nn import functional as F
 
 from model import load_checkpoint, read_checkpoint
-from files import HelpFormat, write_json
+from files import HelpFormat, file_sha256, write_json
 from report import write_tables   # results/table.md, table.csv, generations.md
 from dataset import TokenBlocks, load_meta, load_tokenizer, unigram_probs
 from spans import DEFAULT_VOCAB, load_vocab
@@ -288,6 +288,9 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None):
     results, t0 = [], time.time()
     reuse = {(e["task"], e["shots"], e.get("data_sha")): e for e in (old or {}).get("results", [])
              if not args.force and reusable(e, args)}
+    if args.filter and meta.get("vocab_sha256") not in (None, file_sha256(args.vocab)):
+        print(f"  note: its corpus was simplified with the word list {meta.get('vocab_file')}, the tasks are filtered "
+              f"with --vocab {args.vocab}: pass that file to filter them by the words the simplified model saw")
     for task in tasks:
         held = task.get("heldout")
         if held and (Path(str(meta.get("source"))).parts[-2:] != ("data", "corpus")
@@ -401,8 +404,8 @@ def get_args(argv=None):
     p.add_argument("--results_dir", default="results")
     p.add_argument("--prompts", default="Once upon a time|The little dog|Mom said that|I think the best",
                    help="|-separated prompts for the generated samples")
-    p.add_argument("--max_new_tokens", type=int, default=32)
-    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--max_new_tokens", type=int, default=32, help="tokens sampled per prompt")
+    p.add_argument("--temperature", type=float, default=0.8, help="of the samples (0: the most likely token)")
     p.add_argument("--batch_tokens", type=int, default=0, help="padded tokens per forward pass (0: 65536 on a GPU, "
                    "8192 on a CPU)")
     p.add_argument("--device", default="auto")

@@ -317,7 +317,8 @@ def parse_args(argv=None):
     p.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples (L(N, D): at most 200)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     args = p.parse_args(argv)
-    vars(args).update({k: v for k, v in GRIDS[args.grid].items() if getattr(args, k) is None})
+    grid = {**GRIDS["cpu"], **GRIDS[args.grid]}          # a grid of one's own may set only what differs
+    vars(args).update({k: v for k, v in grid.items() if getattr(args, k) is None})
     if args.parallel == 0:
         args.parallel = 1 if torch.cuda.is_available() else os.cpu_count() or 1
     if args.nproc_per_node > 1:

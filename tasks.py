@@ -207,13 +207,22 @@ def read_embedded(name):
                # passages keep their line breaks; the filter splits on spaces only, so it reads them as spaces
                "cloze": lambda e: (e["context"], [e["target"]], 0, [" ".join(e["context"].split()), e["target"]]),
                "choice": lambda e: (e["context"], e["choices"], e["gold"], e["fields"])}
+    where = "the file"
     try:
         with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")) as f:
             task = json.load(f)
-        return task, [convert[task["kind"]](e) for e in task["splits"]["test"]]
+        where = "its header"
+        if task["kind"] not in convert:
+            raise ValueError(f"kind {task['kind']!r} is not one of {', '.join(convert)}")
+        examples = []
+        for i, e in enumerate(task["splits"]["test"]):
+            where = f"example {i} of splits.test"
+            examples.append(convert[task["kind"]](e))
+        return task, examples
     except (OSError, EOFError, ValueError, KeyError, TypeError) as e:     # gzip's BadGzipFile is an OSError
-        raise SystemExit(f"task file {path} is damaged ({type(e).__name__}: {str(e)[:200]}): rebuild the embedded "
-                         "tasks with `python data/build_tasks.py`") from None
+        raise SystemExit(f"task file {path} is damaged ({type(e).__name__} {str(e)[:200]} in {where}): a file of your "
+                         "own needs the format README.md gives (a new task); a shipped one is rebuilt by `python "
+                         "data/build_tasks.py`") from None
 
 
 def embedded_names():

@@ -26,6 +26,7 @@ import os
 import platform
 import random
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -532,6 +533,7 @@ def print_sample(model, cfg, meta, device):
 
 
 def main(argv=None):
+    signal.signal(signal.SIGTERM, signal.default_int_handler)   # `kill` says what is kept, as Ctrl-C does
     train(parse_args(argv))
 
 

@@ -375,8 +375,17 @@ def test_damaged_task_files_are_one_line_errors(tmp_path, monkeypatch):
     (tmp_path / "emb").mkdir()
     (tmp_path / "emb" / "broken.json").write_text('{"kind": "choice", "splits": {"test": [{"context"')
     monkeypatch.setattr(tasks, "TASKS_DIR", tmp_path / "emb")
-    with pytest.raises(SystemExit, match="broken.json is damaged .*rebuild the embedded tasks"):
+    with pytest.raises(SystemExit, match="broken.json is damaged .*in the file.*data/build_tasks.py"):
         load_task("broken", args, frozenset())
+    for task, where in (({"kind": "choice", "splits": {"test": [{"context": "a", "choices": ["b", "c"], "gold": 0,
+                                                                   "fields": ["a"]}, {"context": "a"}]}},
+                         "KeyError 'choices' in example 1 of splits.test"),
+                        ({"kind": "quiz", "splits": {"test": []}}, "ValueError kind 'quiz' is not one of pairs, cloze, "
+                                                                   "choice in its header"),
+                        ({"kind": "pairs", "split": {}}, "KeyError 'splits' in its header")):
+        (tmp_path / "emb" / "broken.json").write_text(json.dumps(task))
+        with pytest.raises(SystemExit, match=f"broken.json is damaged \\({where}\\): a file of your own needs"):
+            load_task("broken", args, frozenset())
     write(tmp_path / "sst2/dev.tsv", "sentence\tlabel\nbad\t0\ngood\t2\n")            # a label out of range
     write(tmp_path / "piqa/valid-labels.lst", "0\n-1\n")                                # -1: the last choice
     for name in ("sst2", "piqa"):
@@ -603,7 +612,8 @@ def test_unigram_baseline_prefers_sentences_of_common_tokens(tiny, tiny_data):
     ("absent", "yes", [256, 257, 32]),         # --sos overrides what the dataset says
     ({"vocab": "v.txt"}, "no", [256]),
 ])
-def test_prompts_start_as_the_models_training_documents(tiny_data, tmp_path, monkeypatch, filter_key, sos, starts):
+def test_prompts_start_as_the_models_training_documents(tiny_data, tmp_path, monkeypatch, capsys, filter_key, sos,
+                                                       starts):
     data = shutil.copytree(tiny_data, tmp_path / "data")
     meta = json.loads((data / "meta.json").read_text())
     if filter_key != "absent":
@@ -616,6 +626,11 @@ def test_prompts_start_as_the_models_training_documents(tiny_data, tmp_path, mon
     res = evaluate.evaluate_model(run, [task], [0], args, "cpu", None)
     assert seen == [(starts + list(b"Question: Is it?\nAnswer:"), list(b" " + c)) for c in (b"yes", b"no")]
     assert res["eval"]["prefix_sos"] is (257 in starts)
+    assert "note: its corpus was simplified with" not in capsys.readouterr().out     # no vocabulary recorded
+    (data / "meta.json").write_text(json.dumps(dict(meta, vocab_file="/elsewhere/ao.csv", vocab_sha256="0" * 64)))
+    evaluate.evaluate_model(run, [task], [0], args, "cpu", None)
+    assert ("note: its corpus was simplified with the word list /elsewhere/ao.csv, the tasks are filtered with "
+            "--vocab ") in capsys.readouterr().out
 
 
 def test_results_are_reused_merged_and_redone_only_when_stale(tiny_data, tmp_path, capsys, monkeypatch):

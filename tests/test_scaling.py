@@ -355,6 +355,18 @@ def fake_run(out, name, model="h64-L2", corpus="simplified", tokens=1_000_000, l
     return d
 
 
+def test_a_grid_of_ones_own_takes_what_it_leaves_out_from_the_cpu_grid(tmp_path, monkeypatch):
+    monkeypatch.setitem(scaling.GRIDS, "mine", dict(models="h32-L2,h48-L3", tokens=100_000))
+    for name in ("simplified", "unrestricted"):
+        dataset(tmp_path, name)
+    args = scaling.parse_args(["--grid", "mine", "--data_root", str(tmp_path), "--batch_size", "8"])
+    assert (args.models, args.tokens, args.batch_size) == ("h32-L2,h48-L3", 100_000, 8)
+    cpu = scaling.GRIDS["cpu"]
+    assert (args.series_model, args.series, args.warmup_steps, args.eval_interval, args.threads) == (
+        cpu["series_model"], cpu["series"], cpu["warmup_steps"], cpu["eval_interval"], cpu["threads"])
+    assert args.parallel >= 1 and len(scaling.plan(args)) == 2 * (2 + 2)
+
+
 def test_plan_takes_lr_from_the_command_line_over_the_per_width_rule(tmp_path):
     dataset(tmp_path, "simplified")
     args = scaling.parse_args(["--data_root", str(tmp_path), "--corpora", "simplified", "--lr", "8e-4"])

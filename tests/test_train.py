@@ -355,6 +355,21 @@ def test_ctrl_c_says_what_is_kept_and_how_to_go_on(tiny_data, tmp_path, monkeypa
     assert run(tiny_data, tmp_path, max_tokens=30 * 256, run_name="r", resume=True)["step"] == 30
 
 
+def test_kill_says_what_is_kept_as_ctrl_c_does(tiny_data, tmp_path):
+    """SIGTERM (`kill`, a scheduler's stop) ends train.py with the same one line as Ctrl-C, not silently."""
+    import time
+    args = [f"--{k}={v}" for k, v in {**TINY, "max_tokens": 10 ** 7, "eval_interval": 2}.items()]
+    proc = subprocess.Popen([sys.executable, "train.py", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}",
+                             "--run_name=k", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 60
+    while not (tmp_path / "k" / "ckpt.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.terminate()
+    err = proc.communicate(timeout=30)[1]
+    assert proc.returncode == 1 and err.strip().splitlines()[-1].startswith("interrupted: ") and "--resume" in err, err
+
+
 def test_non_finite_loss_of_the_initial_weights_stops_before_any_step(tiny_data, tmp_path, monkeypatch):
     """The evaluation at step 0 is NaN (broken initial weights, say): the run stops there, says so, writes no
     checkpoint, and a resume is refused rather than continuing a run that never started."""
