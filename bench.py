@@ -182,19 +182,19 @@ def time_path(model_name, args, device, dtype, path, batches):
     grads_kept = keep_grads(model, path["compile_mode"] if compiled else None, accum)   # as train.py
 
     def step(batch):                                   # batch (B, T + 1) token ids -> the step's mean loss
-        loss_sum = torch.zeros((), device=device)
+        step_loss = torch.zeros((), device=device)
         for i in range(accum):
             chunk = batch[i * micro:(i + 1) * micro]
             with autocast:
                 _, loss = step_model(chunk[:, :-1], chunk[:, 1:])
             scaler.scale(loss / accum).backward()
-            loss_sum += loss.detach() / accum
+            step_loss += loss.detach() / accum
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=not grads_kept)
-        return loss_sum
+        return step_loss
 
     sync = torch.cuda.synchronize if device_type == "cuda" else (lambda: None)
     try:

@@ -3,7 +3,7 @@ model.py: the paper's LLaMA-style decoder-only transformer (section 4), small en
 
     pre-norm blocks:  x = x + Attention(RMSNorm(x));  x = x + SwiGLU(RMSNorm(x))
     rotary position embeddings (RoPE), no biases, no dropout, 8 heads at every size,
-    untied input embedding and output head, a final RMSNorm, every weight initialised normal(0, 0.02).
+    untied input embedding and output head, a final RMSNorm, every matrix initialised normal(0, 0.02), norm weights 1.
 
     from model import GPT, config_from_name, load_checkpoint
     model = GPT(config_from_name("h256-L4", vocab_size=15000))
@@ -72,7 +72,9 @@ def config_from_name(name, **overrides):
 
 
 class RMSNorm(nn.Module):
-    """x / rms(x) * weight, computed in float32 (as LLaMA does) and returned in the input's dtype."""
+    """x / rms(x) * weight, the normalisation in float32 (as LLaMA does), cast back to x's dtype before the float32
+    weight multiplies it (so the result is float32: under autocast the residual stream stays float32, and the next
+    Linear casts its input)."""
 
     def __init__(self, dim, eps):
         super().__init__()
@@ -114,12 +116,13 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x, cos, sin):
         B, T, C = x.shape
+        hd = C // self.n_head                                          # head dimension
         q, k, v = self.qkv(x).split(C, dim=2)                          # 3 x (B, T, C)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
+        q, k, v = (t.view(B, T, self.n_head, hd).transpose(1, 2) for t in (q, k, v))   # (B, nh, T, hd)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        hd = C // self.n_head
         if hd % 8:   # the flash kernels need head_dim % 8 == 0 (h32 has 4): zero columns change no q.k and no output
             q, k, v = (F.pad(t, (0, -hd % 8)) for t in (q, k, v))
+        # scale given: after the padding, SDPA's default 1/sqrt(q.size(-1)) would divide by sqrt(8), not sqrt(hd)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=hd ** -0.5)[..., :hd]  # (B, nh, T, hd)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 

@@ -401,8 +401,8 @@ def main(argv=None):
     for r in todo:   # what train.py would note in each run's train.out, said before anything is launched
         evals = -(-r["steps"] // args.eval_interval)   # (and one at the last step)
         odd = [why for why, bad in (
-            (f"--warmup_steps {r['warmup_steps']} >= its {r['steps']} steps (the LR never peaks)",
-             r["warmup_steps"] >= r["steps"]),
+            (f"--warmup_steps {r['warmup_steps']} > its {r['steps']} steps (the LR never peaks)",
+             r["warmup_steps"] > r["steps"]),
             (f"{r['D']:,} tokens, more than one pass over its corpus' {r['epoch']:,} (blocks repeat)",
              r["D"] > r["epoch"]),
             (f"{evals} evals after step 0 at --eval_interval {args.eval_interval} (the curves and the L(C), "

@@ -6,7 +6,8 @@ train.py: pre-train one model on one dataset directory, as the paper did (sectio
     python train.py --data_dir data/paper/simplified --model h256-L4 --batch_size 512 --lr 9.9e-4 --warmup_steps 1000
     python train.py ... --compile --compile_mode reduce-overhead   # faster on a GPU (README: training speed)
     torchrun --standalone --nproc_per_node=8 train.py --model h1024-L8 --batch_size 512 ...   # one node, 8 GPUs
-    python train.py --run_name NAME --resume          # continue an interrupted run (same flags as before)
+    python train.py --run_name NAME --resume          # continue an interrupted run (same flags as before, but
+                                                      # no --stop_at_step, or a later one)
 
 The optimisation is the paper's: AdamW (0.9, 0.95, eps 1e-4, weight decay 0.1 on every parameter), linear warmup
 then a quarter-cycle cosine down to half the peak LR, one pass over the data in 128-token blocks. Every flag is a
@@ -119,7 +120,9 @@ def parse_args(argv=None):
 
 def lr_at(step, total_steps, peak_lr, warmup_steps, final_frac=0.5):
     """LR of update `step` (0-based): linear warmup to the peak, then a quarter-cycle cosine from the peak down to
-    final_frac * peak (Hugging Face's cosine schedule with num_cycles=0.25 is the same curve for final_frac 0.5)."""
+    final_frac * peak (for final_frac 0.5 the cosine part is Hugging Face's get_cosine_schedule_with_warmup with
+    num_cycles=0.25; their warmup starts at 0, ours at peak / warmup_steps). The log's lr at step N is the LR update
+    N - 1 was taken with."""
     if step < warmup_steps:
         return peak_lr * (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
@@ -157,8 +160,9 @@ def check_resumable(ckpt, cfg, model_config, meta, n_train_blocks, dtype):
 
 
 def rng_states():
-    """torch's generators (CPU and CUDA) and Python's. numpy's global one is never used: the data order is a function
-    of (seed, epoch) and is recomputed on resume."""
+    """torch's generators (CPU and CUDA) and Python's. Nothing random is drawn while training (no dropout, and the
+    data order is a function of (seed, epoch), recomputed on resume): they are kept for forks that add randomness
+    (dropout, sampled data), which exact resume would otherwise lose."""
     return {"python": random.getstate(), "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
@@ -377,8 +381,8 @@ def _train(cfg, rank, world, device):
             + (f", compiled ({cfg.compile_mode})" if cfg.compile else ""))
         if wanted > train_data.n * cfg.block_size:
             say(f"note: {wanted:,.0f} tokens is more than one pass over train.bin: blocks will repeat")
-        if cfg.warmup_steps >= total_steps:
-            say(f"note: --warmup_steps {cfg.warmup_steps} >= the run's {total_steps} steps: the LR never reaches "
+        if cfg.warmup_steps > total_steps:   # (at equality the last update is taken at the peak)
+            say(f"note: --warmup_steps {cfg.warmup_steps} > the run's {total_steps} steps: the LR never reaches "
                 "its peak")
         baseline = unigram_baseline(train_data, val_data)   # also checks every token id against vocab_size
         say(f"unigram baseline: val cross-entropy {baseline['unigram_val_xent']:.4f} nats "
@@ -469,15 +473,17 @@ def _train(cfg, rank, world, device):
         for group in optimizer.param_groups:
             group["lr"] = lr
         ids = block_ids(step * cfg.batch_size + rank * per_rank, per_rank, train_data.n, cfg.seed)  # my share
-        loss_sum = torch.zeros((), device=device)
+        step_loss = torch.zeros((), device=device)                         # this process' mean loss of the step
         for i in range(accum):
             x, y = train_data.get(ids[i * micro:(i + 1) * micro], device)        # (micro, T) each
             # DDP averages the gradients across processes during backward: only after the last micro-batch
             with model.no_sync() if world > 1 and i < accum - 1 else nullcontext():
                 with autocast:
-                    _, loss = model(x, y)
+                    _, loss = model(x, y)       # the mean over micro x T tokens
+                # / accum: the summed gradients are those of the mean over this process' per_rank sequences (and
+                # DDP's average over processes makes it the global batch's mean)
                 scaler.scale(loss / accum).backward()
-            loss_sum += loss.detach() / accum
+            step_loss += loss.detach() / accum
         scaler.unscale_(optimizer)                                                 # a no-op unless fp16
         grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip or math.inf)  # pre-clip norm
         scaler.step(optimizer)
@@ -489,8 +495,8 @@ def _train(cfg, rank, world, device):
         if step % cfg.log_interval and not do_eval:
             continue
         if world > 1:
-            dist.all_reduce(loss_sum)
-        train_loss, now = loss_sum.item() / world, time.time()
+            dist.all_reduce(step_loss)
+        train_loss, now = step_loss.item() / world, time.time()
         tokens_per_s = (step - step_last) * tokens_per_step / max(now - t_last, 1e-9)
         eta = (total_steps - step) * tokens_per_step / tokens_per_s
         val = evaluate() if do_eval else None
@@ -508,7 +514,8 @@ def _train(cfg, rank, world, device):
             checkpoint(val)
         t_last, step_last = time.time(), step
         if step == cfg.stop_at_step and step < total_steps:
-            say(f"stopped at step {step} as asked (--stop_at_step); continue with --resume")
+            say(f"stopped at step {step} as asked (--stop_at_step); continue with the same command plus --resume, "
+                "without --stop_at_step (or with a later one)")
             break
 
     summary = {"run_dir": str(run_dir), "step": step, "total_steps": total_steps, "tokens": step * tokens_per_step,

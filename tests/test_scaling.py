@@ -435,7 +435,7 @@ def test_dry_run_notes_what_train_py_would_note(tmp_path, capsys):
     scaling.main(["--data_root", str(tmp_path / "data"), "--out_dir", str(tmp_path / "out"), "--corpora", "simplified",
                   "--models", "h64-L2", "--series", "", "--tokens", "5e6", "--warmup_steps", "3000", "--dry-run"])
     note = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: h64-L2-simplified-5M")]
-    assert note == ["note: h64-L2-simplified-5M: --warmup_steps 3000 >= its 2441 steps (the LR never peaks); 4,999,168 "
+    assert note == ["note: h64-L2-simplified-5M: --warmup_steps 3000 > its 2441 steps (the LR never peaks); 4,999,168 "
                     "tokens, more than one pass over its corpus' 2,925,696 (blocks repeat)"]
     scaling.main(["--data_root", str(tmp_path / "data"), "--out_dir", str(tmp_path / "out"), "--corpora", "simplified",
                   "--models", "h64-L2", "--series", "", "--tokens", "1e5", "--dry-run"])
