@@ -43,7 +43,7 @@ import torch
 
 from model import (GPT, LOSS_KINDS, PAPER_GRID, PAPER_TRAIN_TOKENS, auto_dtype, choose_loss, config_from_name,
                    fused_loss_module, mfu, peak_flops)
-from files import HelpFormat, read_json, read_log, write_json
+from files import HelpFormat, make_dir, read_json, read_log, write_json
 from dataset import TokenBlocks, block_ids
 from train import COMPILE_MODES, keep_grads
 
@@ -427,7 +427,7 @@ def parse_args(argv=None):
             except ValueError as e:
                 raise SystemExit(f"--paths {path['name']} at {m}: {e}") from None
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        make_dir(Path(args.json).parent, "--json path")
     return args
 
 

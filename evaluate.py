@@ -36,7 +36,7 @@ import torch
 from torch.nn import functional as F
 
 from model import load_checkpoint, read_checkpoint
-from files import HelpFormat, file_sha256, write_json
+from files import HelpFormat, file_sha256, make_dir, write_json
 from report import write_tables   # results/table.md, table.csv, generations.md
 from dataset import TokenBlocks, load_meta, load_tokenizer, unigram_probs
 from spans import DEFAULT_VOCAB, load_vocab
@@ -453,7 +453,7 @@ def main(argv=None):
         counts = ", ".join(f"{s} {k:,}/{n:,}" for s, (k, n) in t["counts"].items())
         print(f"task {t['name']}: {counts} kept by the vocabulary filter{'' if args.filter else ' (off)'}; "
               f"evaluating {len(t['eval']):,}")
-    Path(args.results_dir).mkdir(parents=True, exist_ok=True)
+    make_dir(args.results_dir, "--results_dir")
     for t in tasks:
         if not t["eval"]:
             print(f"note: {t['name']}: the filter kept none of its examples: it is not scored")

@@ -1,7 +1,7 @@
 """
 files.py: the small file helpers every script shares: writes that are atomic (a killed run never leaves a
-half-written file that looks valid), JSON records and logs, a lock (one writer per run directory), a file's sha256; and
-the --help layout and whole-number flags of the command-line scripts.
+half-written file that looks valid), folders made with a one-line error, JSON records and logs, a lock (one writer per
+run directory), a file's sha256; and the --help layout and whole-number flags of the command-line scripts.
 """
 import argparse
 import contextlib
@@ -23,6 +23,15 @@ def write_atomic(path, write):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def make_dir(path, flag):
+    """mkdir -p path, or one line naming the flag to change (the path is a file, or not writable). -> Path(path)"""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SystemExit(f"cannot make the folder {path} ({e.strerror}): pass a writable {flag}") from None
+    return Path(path)
 
 
 def read_json(path):

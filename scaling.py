@@ -35,7 +35,8 @@ import torch
 from model import GPT, PAPER_GRID, PAPER_TRAIN_TOKENS, config_from_name
 from fits import fit_corpus   # the scaling-law math (fits.py), and which points each law is fitted to
 from report import plot_curves, plot_emergence, plot_law, read_results, table   # figures, fits.md
-from files import HelpFormat, read_json, read_log, whole_number, write_atomic, write_json   # read_json: {} if missing
+from files import (HelpFormat, make_dir, read_json, read_log, whole_number, write_atomic,   # read_json: {} if missing
+                   write_json)
 from bench import measured_speeds, schedule_seconds, seconds_for, speed_key   # how long the sweep will take
 from train import RESUME_MUST_MATCH, hms       # the settings that shape a run; seconds -> h:mm:ss
 from train import parse_args as train_config    # train.py's own reading of its command line
@@ -420,11 +421,13 @@ def main(argv=None):
         for r in todo:
             print(shlex.join(command(r, args, r["state"])))
         return
+    make_dir(args.results_dir, "--results_dir")   # now, not after hours of training
     failed = {}
     if not args.fit_only and todo:
         if missing:
             raise SystemExit(f"cannot train: {', '.join(missing)} not built (run `python simplify.py`, or pass "
                              "--data_root / --corpora)")
+        make_dir(args.out_dir, "--out_dir")     # before any run starts
         codes = launch([(r, command(r, args, r["state"]), r["seconds"]) for r in todo], args.slots)
         failed = {k: v for k, v in codes.items() if v}
         if failed:
@@ -458,7 +461,8 @@ def main(argv=None):
                   + (f"\n  warning: {f['warning']}" if "warning" in f else ""))
 
     # --- figures and tables
-    out, figs = Path(args.results_dir), Path(args.results_dir) / "figures"
+    out = make_dir(args.results_dir, "--results_dir")
+    figs = make_dir(out / "figures", "--results_dir")
     plot_curves(done, figs / "loss_curves.png")
     for keys, name in ((["N", "N_nonemb"], "loss_vs_N"), (["D"], "loss_vs_D"), (["C"], "loss_vs_C")):
         plot_law(fits, done, keys, figs / f"{name}.png", args.exact_flops)
@@ -475,7 +479,6 @@ def main(argv=None):
     crossings = plot_emergence(results, figs / "emergence.png") if results else []
     if not results:
         print(f"no evaluate.py results in {args.results_dir}/: emergence plot skipped (run evaluate.py on the runs)")
-    out.mkdir(parents=True, exist_ok=True)
     record = {"grid": args.grid, "exact_flops": args.exact_flops, "fits": fits, "emergence": crossings,
               "left_out": [{"run": n, "why": w} for n, w in problems],
               "runs": [{k: v for k, v in r.items() if not k.startswith("curve")} for r in done]}

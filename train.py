@@ -42,7 +42,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from model import GPT, LOSS_KINDS, auto_dtype, config_from_name, mfu, peak_flops, read_checkpoint
-from files import try_lock, whole_number, write_atomic   # a run directory's lock; 1e6 -> 1000000; temp + rename
+from files import make_dir, try_lock, whole_number, write_atomic   # lock: one writer; 1e6 -> 1000000; temp + rename
 from dataset import TokenBlocks, block_ids, load_meta, load_tokenizer, unigram_baseline   # what simplify.py wrote
 
 # -----------------------------------------------------------------------------
@@ -277,9 +277,13 @@ def _train(cfg, rank, world, device):
                            ("rope_base", cfg.rope_base > 0, "> 0"), ("eps", cfg.eps >= 0, ">= 0"),
                            ("beta1", 0 <= cfg.beta1 < 1, "in [0, 1)"), ("beta2", 0 <= cfg.beta2 < 1, "in [0, 1)"),
                            ("final_lr_frac", 0 <= cfg.final_lr_frac <= 1, "in [0, 1]"),   # < 0: gradient ascent
-                           ("threads", cfg.threads >= 0, ">= 0")):
+                           ("threads", 0 <= cfg.threads <= 4 * (os.cpu_count() or 1), f">= 0 and at most 4 x the "
+                            f"{os.cpu_count()} cores"), ("peak_flops", cfg.peak_flops >= 0, ">= 0")):
         if not ok:
             raise SystemExit(f"--{name} must be {rule}, got {getattr(cfg, name)}")
+    for f in fields(TrainConfig):   # inf and NaN pass the comparisons above, or fail them with the wrong advice
+        if f.type is float and not math.isfinite(getattr(cfg, f.name)):
+            raise SystemExit(f"--{f.name} must be a finite number, got {getattr(cfg, f.name)}")
     if cfg.loss not in LOSS_KINDS:
         raise SystemExit(f"--loss {cfg.loss!r}: use one of {', '.join(LOSS_KINDS)}")
     if cfg.compile_mode not in COMPILE_MODES:
@@ -295,6 +299,7 @@ def _train(cfg, rank, world, device):
 
     # --- data and batch geometry
     meta = load_meta(cfg.data_dir)              # checked against its token files (dataset.py)
+    load_tokenizer(cfg.data_dir)                # and its tokenizer, which evaluate.py will need: checked up front
     V = int(meta["vocab_size"])
     train_data, val_data = (TokenBlocks(Path(cfg.data_dir) / f"{split}.bin", meta["dtype"], cfg.block_size, V)
                             for split in ("train", "val"))
@@ -387,13 +392,15 @@ def _train(cfg, rank, world, device):
         baseline = unigram_baseline(train_data, val_data)   # also checks every token id against vocab_size
         say(f"unigram baseline: val cross-entropy {baseline['unigram_val_xent']:.4f} nats "
             f"(train entropy {baseline['unigram_train_entropy']:.4f})")
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_dir(run_dir, "--out_dir")
         # one writer per run directory: a second train.py (a sweep relaunched while its runs still train, say)
         # would interleave its log with this one's
         lock = try_lock(run_dir / "train.lock")
         if lock is None:
             raise SystemExit(f"{run_dir} is being trained by another process right now: wait for it or stop it")
         HELD_LOCKS.append(lock)
+        for tmp in run_dir.glob("*.tmp[0-9]*"):   # a write_atomic temp file of a process killed mid-save
+            tmp.unlink()
         if not cfg.resume:   # --overwrite: every check has passed; never leave the old run's checkpoint to resume
             ckpt_path.unlink(missing_ok=True)
         env = environment(device, world)
@@ -411,12 +418,12 @@ def _train(cfg, rank, world, device):
         write_atomic(run_dir / "config.json", lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
         if cfg.resume:   # keep the log up to the checkpoint: the steps after it are about to be redone
             lines = []   # a line torn by a kill, and the end of a finished run (it ends again), are left out
-            for x in log_path.read_text().splitlines(keepends=True) if log_path.exists() else []:
+            for x in log_path.read_text(errors="replace").splitlines(keepends=True) if log_path.exists() else []:
                 try:
                     rec = json.loads(x)
                 except ValueError:
                     continue
-                if rec.get("step", 0) <= step and rec.get("event") != "end":
+                if isinstance(rec, dict) and rec.get("step", 0) <= step and rec.get("event") != "end":
                     lines.append(x if x.endswith("\n") else x + "\n")
             lines.append(json.dumps({"event": "resume", "step": step, "env": env}) + "\n")
             write_atomic(log_path, lambda p: Path(p).write_text("".join(lines)))

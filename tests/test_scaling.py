@@ -765,3 +765,19 @@ def test_a_real_tiny_sweep_launches_then_reuses(tiny_data, tmp_path):
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "0 to launch" in again.stdout and "start " not in again.stdout
     assert (tmp_path / "res" / "fits.md").exists()
+
+
+def test_unwritable_output_folders_are_one_line_errors(tmp_path, tiny_data):
+    """A --results_dir, --out_dir or --json path that is a file (or not writable): one line naming the flag."""
+    import evaluate
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit, match="cannot make the folder .*a_file.*: pass a writable --results_dir"):
+        scaling.main(["--fit_only", "--fit_all", "--out_dir", str(tmp_path / "none"), "--results_dir",
+                      str(tmp_path / "a_file")])
+    with pytest.raises(SystemExit, match="cannot make the folder .*a_file.*: pass a writable --json path"):
+        bench.parse_args(["--json", str(tmp_path / "a_file" / "b.json")])
+    run = tmp_path / "out" / "r"
+    run.mkdir(parents=True)
+    (run / "ckpt.pt").write_bytes(b"")
+    with pytest.raises(SystemExit, match="cannot make the folder .*a_file.*: pass a writable --results_dir"):
+        evaluate.main(["--ckpt", str(run), "--tasks", "cloze", "--results_dir", str(tmp_path / "a_file")])

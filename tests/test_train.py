@@ -1,3 +1,4 @@
+import hashlib
 import importlib.util
 import json
 import math
@@ -179,9 +180,11 @@ def test_resumed_run_equals_uninterrupted_run(tiny_data, tmp_path):
         assert torch.equal(v, sd_split["model"][k]), k
     assert sd_split["step"] == sd_whole["step"] == 24 and sd_split["data_position"] == 24 * 8
     # a finished run resumed again ends once; a line torn by a kill is dropped, not a crash
-    with open(tmp_path / "split" / "log.jsonl", "a") as f:
-        f.write('{"event": "step", "step": 25, "tok')
+    with open(tmp_path / "split" / "log.jsonl", "ab") as f:         # and bytes that are not UTF-8, or not an object
+        f.write(b'\xff\xfe\n5\n{"event": "step", "step": 25, "tok')
+    (tmp_path / "split" / "ckpt.pt.tmp4242").write_bytes(b"\0" * 100)   # a save killed before its rename
     run(tiny_data, tmp_path, max_tokens=24 * 256, run_name="split", resume=True)
+    assert not list((tmp_path / "split").glob("*.tmp*"))
     assert len(records(tmp_path / "split", "end")) == 1 and [r["step"] for r in records(tmp_path / "split")] == \
         list(range(25))
 
@@ -208,10 +211,13 @@ def test_mismatched_checkpoints_and_runs_are_refused(tiny_data, tmp_path):
         run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", model="h64-L2", resume=True)
     with pytest.raises(SystemExit, match=r"training settings differ.*'lr'"):
         run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", lr=1e-3, resume=True)
-    other = tmp_path / "other_tokenizer"
+    other = tmp_path / "other_tokenizer"         # the same token count, two byte ids swapped
     shutil.copytree(tiny_data, other)
+    ranks = (other / "tokenizer.tiktoken").read_bytes().splitlines()
+    ranks[97], ranks[98] = ranks[98].split()[0] + b" 97", ranks[97].split()[0] + b" 98"
+    (other / "tokenizer.tiktoken").write_bytes(b"\n".join(ranks) + b"\n")
     meta = json.loads((other / "meta.json").read_text())
-    meta["tokenizer"]["sha256"] = "0" * 64
+    meta["tokenizer"]["sha256"] = hashlib.sha256((other / "tokenizer.tiktoken").read_bytes()).hexdigest()
     (other / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(SystemExit, match="tokenizers differ"):
         run(other, tmp_path, max_tokens=12 * 256, run_name="r", resume=True)
@@ -239,11 +245,19 @@ def test_mismatched_checkpoints_and_runs_are_refused(tiny_data, tmp_path):
     good = (tmp_path / "r" / "ckpt.pt").read_bytes()
     with pytest.raises(SystemExit, match="--model: model name 'h64'"):       # refused before --overwrite deletes
         run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", model="h64", overwrite=True)
-    bad_ids = tmp_path / "bad_ids"                 # checked late (after the model is built): still before deleting
+    bad_ids = tmp_path / "bad_ids"                 # a vocab_size its tokenizer does not have: before deleting
     shutil.copytree(tiny_data, bad_ids)
     meta = json.loads((bad_ids / "meta.json").read_text())
     (bad_ids / "meta.json").write_text(json.dumps(dict(meta, vocab_size=200)))
-    with pytest.raises(SystemExit, match="token id 258 >= vocab_size 200"):
+    with pytest.raises(SystemExit, match="make 259 tokens .* meta.json says 200"):
+        run(bad_ids, tmp_path, max_tokens=12 * 256, run_name="r", overwrite=True)
+    (bad_ids / "meta.json").write_text(json.dumps(meta))              # ids past vocab_size: checked when counted
+    np.minimum(np.fromfile(tiny_data / "train.bin", np.uint16) + 10, 265).astype(np.uint16).tofile(
+        bad_ids / "train.bin")
+    with pytest.raises(SystemExit, match="token id 265 >= vocab_size 259"):
+        run(bad_ids, tmp_path, max_tokens=12 * 256, run_name="r", overwrite=True)
+    (bad_ids / "tokenizer.tiktoken").unlink()   # evaluate.py would need it: refused before training, not after
+    with pytest.raises(SystemExit, match="tokenizer.tiktoken is missing or does not match"):
         run(bad_ids, tmp_path, max_tokens=12 * 256, run_name="r", overwrite=True)
     assert (tmp_path / "r" / "ckpt.pt").read_bytes() == good
     (tmp_path / "r" / "ckpt.pt").write_bytes(good[:1000])
@@ -285,9 +299,15 @@ def test_bad_datasets_are_refused(tiny_data, tmp_path):
     for flag, value in [("micro_batch_size", -2), ("grad_clip", -1.0), ("warmup_steps", -3), ("lr", 0.0),
                         ("final_lr_frac", -1.0), ("beta2", 1.5), ("eps", -1e-8), ("rope_base", 0.0),
                         ("epochs", 0.0), ("epochs", math.inf), ("threads", -2), ("stop_at_step", -1),
-                        ("max_tokens", -5)]:   # (-5 tokens trained a whole epoch, inf epochs was a traceback)
+                        ("max_tokens", -5), ("eps", math.inf), ("weight_decay", math.nan), ("grad_clip", math.nan),
+                        ("lr", math.inf), ("peak_flops", -1.0), ("threads", 100_000)]:
+                        # (-5 tokens trained a whole epoch, inf epochs was a traceback, inf eps learned nothing,
+                        # 100,000 threads crashed the process)
         with pytest.raises(SystemExit, match=f"--{flag} must be"):               # would train, wrongly
             run(tiny_data, tmp_path, **{flag: value})
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit, match="cannot make the folder .*a_file/r .*: pass a writable --out_dir"):
+        run(tiny_data, tmp_path / "a_file", run_name="r")
     with pytest.raises(SystemExit, match="--device 'foo': use auto, cpu, cuda, cuda:N or mps"):
         run(tiny_data, tmp_path, device="foo")
     with pytest.raises(SystemExit):   # no abbreviations: --batch is not --batch_size (scaling.py checks flag names)
