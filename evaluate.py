@@ -37,7 +37,7 @@ from torch.nn import functional as F
 
 from model import load_checkpoint, read_checkpoint
 from files import HelpFormat, file_sha256, make_dir, write_json
-from report import write_tables   # results/table.md, table.csv, generations.md
+from report import results_problem, write_tables   # results/table.md, table.csv, generations.md
 from dataset import TokenBlocks, load_meta, load_tokenizer, unigram_probs
 from spans import DEFAULT_VOCAB, load_vocab
 from tasks import expand_tasks, load_task   # the tasks, their loaders and the paper's filter
@@ -362,12 +362,17 @@ def previous_results(path, args):
     run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
     file = Path(args.results_dir) / f"{result_name(path)}.json"
     try:
-        old = json.loads(file.read_text())
+        text = file.read_text()
         info = read_checkpoint(path, "cpu", mmap=True)   # its settings and counters, not its weights
-    except (OSError, ValueError):
+    except (OSError, ValueError):                        # no file yet (a damaged checkpoint: load_run says it)
         return None, None
-    if not isinstance(old, dict):
-        return None, None
+    try:
+        old = json.loads(text)
+        problem = results_problem(old) or (None if isinstance(old.get("eval"), dict) else "it has no eval settings")
+    except ValueError as e:
+        problem = f"not JSON: {e}"
+    if problem:   # hand-edited, or not ours: never replaced without a word
+        return None, f"{file} is not a results file as evaluate.py writes them ({problem})"
     if old.get("checkpoint_id") != checkpoint_id(info):   # (the same id: this checkpoint, from whatever directory)
         if run_dir.resolve() not in {Path(str(old.get(k))).resolve() for k in ("run_dir", "run_dir_abs")}:
             return None, f"{file} holds another run's results ({old.get('run_dir')})"

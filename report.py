@@ -115,11 +115,34 @@ def plot_law(fits, runs, keys, path, exact_flops=False):
 # Tables of evaluate.py's results in the paper's layout (rows = models, columns = tasks)
 
 
+def results_problem(d):
+    """Why d, a results/<run>.json as parsed, is not one evaluate.py wrote (hand-edited, say), or None: what the tables,
+    the emergence analysis and evaluate.py's reuse read."""
+    if not isinstance(d, dict):
+        return "not a JSON object"
+    number = (int, float, type(None))
+    for key, kind, what in (("run_name", str, "a string"), ("corpus", str, "a string"), ("n_params", (int, float),
+                            "a number"), ("results", list, "a list")):
+        if not isinstance(d.get(key), kind):
+            return f"its {key} is missing or not {what}"
+    for i, e in enumerate(d["results"]):
+        if not (isinstance(e, dict) and isinstance(e.get("task"), str) and isinstance(e.get("shots"), int) and all(
+                isinstance(e.get(k), number) for k in ("n", "acc", "acc_norm", "chance", "majority", "unigram"))):
+            return f"its results entry {i} lacks a task, a whole number of shots, or numbers for its scores"
+    return None
+
+
 def read_results(results_dir):
     """evaluate.py's results/<run>.json files (other JSON there, like fits.json, is not a run's results), simplified
-    then unrestricted, by size."""
-    found = [read_json(p) for p in sorted(Path(results_dir).glob("*.json"))]
-    runs = [d for d in found if isinstance(d, dict) and isinstance(d.get("results"), list) and "run_name" in d]
+    then unrestricted, by size; a file that looks like one but is damaged is left out, and said."""
+    runs = []
+    for p in sorted(Path(results_dir).glob("*.json")):
+        d = read_json(p)
+        if isinstance(d, dict) and ("run_name" in d or "results" in d):
+            if problem := results_problem(d):
+                print(f"note: {p} left out: {problem} (evaluate.py rewrites it with --force)")
+            else:
+                runs.append(d)
     rank = {"simplified": 0, "unrestricted": 1}
     return sorted(runs, key=lambda r: (rank.get(r["corpus"], 2), r["n_params"], r.get("tokens_seen") or 0,
                                        r["run_name"]))

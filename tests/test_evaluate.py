@@ -714,6 +714,23 @@ def test_results_are_reused_merged_and_redone_only_when_stale(tiny_data, tmp_pat
     ev("--tasks", pairs, "--limit", "4")
     res = json.loads(path.read_text())
     assert [e["task"] for e in res["results"]] == [pairs] and res["tokens_seen"] == 3072
+    # a damaged or hand-edited file is never replaced without a word (--force replaces it), nor read into the tables
+    good = path.read_text()
+    for text, problem in (("{bad", "not JSON: Expecting property name"),
+                          (json.dumps({**res, "eval": 5}), "it has no eval settings"),
+                          (json.dumps({**res, "corpus": None}), "its corpus is missing or not a string"),
+                          (json.dumps({**res, "results": [{**res["results"][0], "shots": "0"}]}),
+                           "its results entry 0 lacks a task, a whole number of shots, or numbers for its scores"),
+                          (json.dumps({**res, "results": [{**res["results"][0], "acc": "high"}]}), "its results entry 0 lacks")):
+        path.write_text(text)
+        with pytest.raises(SystemExit, match=f"tiny-run.json is not a results file as evaluate.py writes them "
+                                             f"\\({problem}.*--force to replace it"):
+            ev("--tasks", pairs, "--limit", "4")
+        assert path.read_text() == text
+        if problem not in ("not JSON: Expecting property name", "it has no eval settings"):   # (the tables' too)
+            assert write_tables(results) and f"tiny-run.json left out: {problem}" in capsys.readouterr().out
+    ev("--tasks", pairs, "--limit", "4", "--force")
+    assert json.loads(path.read_text())["results"] == json.loads(good)["results"]
 
 
 def test_nan_scores_are_an_error_not_a_perfect_score(tiny, monkeypatch):
