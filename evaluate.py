@@ -219,6 +219,8 @@ def load_run(path, device, data_dir=None):
         raise SystemExit(f"{path}: the checkpoint names no data_dir; pass --data_dir with its dataset")
     if not Path(data_dir).is_dir() and (ROOT / data_dir).is_dir():
         data_dir = str(ROOT / data_dir)    # a relative data_dir written by a run started in the repository root
+    if not Path(data_dir).is_dir():
+        raise SystemExit(f"{path}: its dataset {data_dir} is not there (moved or deleted?): pass --data_dir with it")
     meta, enc = load_meta(data_dir), load_tokenizer(data_dir)
     if info.get("tokenizer_sha256") != meta["tokenizer"]["sha256"] or model.config.vocab_size != meta["vocab_size"]:
         raise SystemExit(f"{path} does not match the tokenizer of {data_dir}: trained with tokenizer sha256 "
@@ -461,7 +463,9 @@ def main(argv=None):
     make_dir(args.results_dir, "--results_dir")
     for t in tasks:
         if not t["eval"]:
-            print(f"note: {t['name']}: the filter kept none of its examples: it is not scored")
+            empty = not any(n for _, n in t["counts"].values())
+            print(f"note: {t['name']}: {'its files hold no examples' if empty else 'the filter kept none of its examples'}"
+                  ": it is not scored")
         elif not any(applies(t, s) for s in args.shots):
             print(f"note: {t['name']} is scored zero-shot only (minimal pairs and cloze); --shots has no 0")
     if not any(applies(t, s) for t in tasks for s in args.shots):

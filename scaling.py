@@ -358,9 +358,9 @@ def parse_args(argv=None):
     if not args.lr >= 0 or args.lr == math.inf:
         raise SystemExit(f"--lr {args.lr}: a peak learning rate > 0 (0: the per-size rule)")
     if min(args.parallel, args.batch_size, args.eval_interval, args.nproc_per_node) < 1 or min(
-            args.warmup_steps, args.threads) < 0:
+            args.warmup_steps, args.threads, args.tokens, args.n_boot) < 0:
         raise SystemExit("--parallel, --batch_size, --eval_interval and --nproc_per_node must be >= 1, "
-                         "--warmup_steps and --threads >= 0")
+                         "--warmup_steps, --threads, --tokens and --n_boot >= 0")
     # train.py flags the sweep sets itself: through --train_args they would win (they come last) while the plan, the
     # run names and the reuse checks still assumed the sweep's values (two budgets of a series training the same D)
     ours = {"model": "--models", "max_tokens": "--tokens", "lr": "--lr", "batch_size": "--batch_size",

@@ -761,6 +761,10 @@ def test_checkpoint_tokenizer_mismatch_is_a_clear_error(tiny_data, tmp_path):
         evaluate.load_run(run, "cpu")
     with pytest.raises(SystemExit, match="not found"):
         evaluate.load_run(tmp_path / "nothing", "cpu")
+    moved = make_checkpoint(tmp_path / "out" / "moved", tmp_path / "gone", "0" * 64)   # its dataset is not there
+    with pytest.raises(SystemExit, match=r"moved: its dataset .*gone is not there \(moved or deleted\?\): pass "
+                                         "--data_dir with it"):
+        evaluate.load_run(moved, "cpu")
     (tmp_path / "out" / "early").mkdir()                         # a run stopped before its first checkpoint
     with pytest.raises(SystemExit, match="early: the run has no ckpt.pt yet"):
         evaluate.main(["--ckpt", str(tmp_path / "out" / "early")])
@@ -774,3 +778,12 @@ def test_bad_sampling_and_scoring_flags_are_refused(flags, capsys):
     with pytest.raises(SystemExit):
         evaluate.get_args(flags)
     assert "must be >= 0" in capsys.readouterr().err
+
+
+def test_an_empty_task_file_is_said_to_be_empty_not_filtered_away(tiny_data, tmp_path, capsys):
+    run = make_checkpoint(tmp_path / "out" / "r", tiny_data, "0" * 64)
+    write(tmp_path / "tasks" / "blimp" / "adjunct_island.jsonl", "")
+    with pytest.raises(SystemExit, match="nothing to score"):
+        evaluate.main(["--ckpt", str(run), "--tasks", "blimp_adjunct_island", "--task_dir", str(tmp_path / "tasks"),
+                       "--results_dir", str(tmp_path / "results")])
+    assert "note: blimp_adjunct_island: its files hold no examples: it is not scored" in capsys.readouterr().out

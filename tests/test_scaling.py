@@ -527,8 +527,9 @@ def test_flags_the_sweep_sets_cannot_come_through_train_args(tmp_path):
         scaling.main(args + ["--lr", "-1"])
     assert scaling.plan(scaling.parse_args(args + ["--series", "", "--lr", "1.23456e-3"]))[0]["lr"] == 1.23456e-3
     assert [scaling.short(t) for t in (999_499, 999_999, 250_000, 999, 0)] == ["999k", "1M", "250k", "999", "1ep"]
-    with pytest.raises(SystemExit, match="--threads >= 0"):
-        scaling.main(args + ["--threads", "-1"])
+    for flag in ("--threads", "--tokens", "--n_boot"):   # (--tokens -1 was blamed on --series)
+        with pytest.raises(SystemExit, match="--warmup_steps, --threads, --tokens and --n_boot >= 0"):
+            scaling.main(args + [flag, "-1"])
 
 
 def test_a_corrupt_run_directory_is_reported_not_a_crash(tmp_path, capsys):
