@@ -25,6 +25,7 @@ import re
 import sys
 import time
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 
@@ -304,6 +305,13 @@ def record_differs(record, settings):
     return ", ".join(f"{n} {key[n]!r} there, {v!r} here" for n, v in settings.items() if key[n] != v) or None
 
 
+def datasets_match(dataset, path):
+    """Whether a run's config.json "dataset" record names the dataset at path as it is now (its dir and tokenizer)."""
+    meta = read_json(os.path.join(path, "meta.json"))
+    return isinstance(dataset, dict) and bool(meta) and dataset.get("dir_abs") == os.path.realpath(path) and \
+        dataset.get("tokenizer_sha256") == meta.get("tokenizer", {}).get("sha256")
+
+
 def build_stage(args, vocab):
     """Both datasets from the filter stage's files: the simplified one first, then the control matched to its tokens."""
     found = glob.glob(os.path.join(args.out_dir, "simplified", "filter-*-of-*.json"))
@@ -341,6 +349,12 @@ def build_stage(args, vocab):
             os.path.exists(os.path.join(args.out_dir, n, "meta.json")) for n in ("simplified", "unrestricted")):
         print(f"build: datasets already built with these settings ({stats_path}), reusing them")
         return
+    trained = [f"{c.parent} ({n})" for n in ("simplified", "unrestricted") for c in sorted(Path("out").glob(
+        "*/config.json")) if datasets_match(read_json(c).get("dataset"), os.path.join(args.out_dir, n))]
+    if trained and not args.force:   # a new tokenizer: those runs could no longer be resumed or evaluated
+        raise SystemExit(f"{args.out_dir} would be rebuilt with other settings, but runs in out/ trained on it "
+                         f"({', '.join(trained[:3])}{', ...' if len(trained) > 3 else ''}): pass another --out_dir "
+                         "to keep both, or --force to replace it")
     # the datasets are about to be rebuilt: unmark the build first (all three are written last, below), so that a
     # rebuild that fails halfway never leaves an old control beside a new simplified corpus, or an old pair, that
     # load_meta would take for complete

@@ -774,3 +774,25 @@ def test_filtered_documents_are_byte_identical_across_runs(tmp_path):
     for name in ("simplified", "unrestricted"):
         a, b = ((tmp_path / out / name / "docs-0-of-1.jsonl.gz").read_bytes() for out in ("a", "b"))
         assert a[4:8] == b"\0\0\0\0" and a == b  # gzip mtime 0: no clock in the header
+
+
+def test_a_dataset_runs_trained_on_is_not_rebuilt_without_force(tmp_path, monkeypatch, capsys):
+    """A rebuild with other settings makes a new tokenizer: runs in out/ trained on the old one could no longer be
+    resumed or evaluated, so it is refused (another --out_dir keeps both; --force replaces it)."""
+    src, vocab = _corpus(tmp_path / "src")
+    out = tmp_path / "data"
+    common = ["--source", src, "--vocab", vocab, "--out_dir", str(out), "--workers", "1", "--min_span_len", "3"]
+    main(common + ["--vocab_size", "300"])
+    monkeypatch.chdir(tmp_path)
+    sha = dataset.load_meta(str(out / "unrestricted"))["tokenizer"]["sha256"]
+    run = tmp_path / "out" / "some-run"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"dataset": {"dir": "data/unrestricted", "tokenizer_sha256": sha,
+                                                             "dir_abs": os.path.realpath(out / "unrestricted")}}))
+    main(common + ["--vocab_size", "300"])                      # the same settings: reused, nothing replaced
+    with pytest.raises(SystemExit, match=r"would be rebuilt with other settings, but runs in out/ trained on it "
+                                         r"\(out/some-run \(unrestricted\)\): pass another --out_dir"):
+        main(common + ["--vocab_size", "320"])
+    assert dataset.load_meta(str(out / "unrestricted"))["tokenizer"]["sha256"] == sha     # untouched
+    main(common + ["--vocab_size", "320", "--force"])
+    assert dataset.load_meta(str(out / "unrestricted"))["vocab_size"] == 320
