@@ -478,7 +478,8 @@ def main(argv=None):
     results = [d for d in results if fitted.get(d["run_name"]) == d.get("tokens_seen")]
     crossings = plot_emergence(results, figs / "emergence.png") if results else []
     if not results:
-        print(f"no evaluate.py results in {args.results_dir}/: emergence plot skipped (run evaluate.py on the runs)")
+        print(f"none of the fitted runs has evaluate.py results in {args.results_dir}/ (for the tokens it trained): "
+              "emergence plot skipped (run evaluate.py on the runs)")
     record = {"grid": args.grid, "exact_flops": args.exact_flops, "fits": fits, "emergence": crossings,
               "left_out": [{"run": n, "why": w} for n, w in problems],
               "runs": [{k: v for k, v in r.items() if not k.startswith("curve")} for r in done]}
