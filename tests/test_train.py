@@ -32,6 +32,20 @@ def run(data, out, **overrides):
         torch.set_num_threads(threads)   # leave the other tests as they were
 
 
+def assert_runs_agree(out, name, other, steps, rel=1e-5):
+    """Two runs of the same model on the same data in out/: the same steps logged, losses and grad norms, and final
+    weights, to rounding."""
+    logged = records(out / name), records(out / other)
+    assert [r["step"] for r in logged[0]] == [r["step"] for r in logged[1]] == list(range(steps + 1))
+    for a, b in zip(*logged):
+        for key in ("train_loss", "val_loss", "grad_norm"):
+            if a[key] is not None:
+                assert b[key] == pytest.approx(a[key], rel=rel, abs=rel / 10), (a["step"], key)
+    weights = [torch.load(out / n / "ckpt.pt", weights_only=True)["model"] for n in (name, other)]
+    for k in weights[0]:
+        torch.testing.assert_close(weights[1][k], weights[0][k], atol=1e-5, rtol=1e-4)
+
+
 def records(run_dir, event="step"):
     lines = [json.loads(line) for line in (Path(run_dir) / "log.jsonl").read_text().splitlines()]
     return [r for r in lines if r["event"] == event]
@@ -422,17 +436,9 @@ def test_two_process_ddp_equals_one_process(tiny_data, tmp_path, loss):
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     run(tiny_data, tmp_path, max_tokens=6 * 256, eval_interval=3, run_name="single")
-    ddp, single = records(tmp_path / "ddp"), records(tmp_path / "single")
     ddp_config = json.loads((tmp_path / "ddp" / "config.json").read_text())
     assert ddp_config["env"]["world_size"] == 2 and ddp_config["derived"]["loss"] == loss
-    assert [r["step"] for r in ddp] == [r["step"] for r in single] == list(range(7))
-    for a, b in zip(ddp, single):
-        for key in ("train_loss", "val_loss", "grad_norm"):
-            if b[key] is not None:
-                assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (a["step"], key)
-    w_ddp, w_single = (torch.load(tmp_path / n / "ckpt.pt", weights_only=True)["model"] for n in ("ddp", "single"))
-    for k in w_single:
-        torch.testing.assert_close(w_ddp[k], w_single[k], atol=1e-5, rtol=1e-4)
+    assert_runs_agree(tmp_path, "single", "ddp", 6)
 
 
 def test_gradient_accumulation_equals_one_batch_and_evals_spread_over_val(tiny_data, tmp_path, monkeypatch):
@@ -444,15 +450,7 @@ def test_gradient_accumulation_equals_one_batch_and_evals_spread_over_val(tiny_d
                         val_loss(model, data, ids, *a))
     run(tiny_data, tmp_path, max_tokens=6 * 256, eval_interval=3, run_name="accum", micro_batch_size=2)
     assert evaluated[0] == [0, 7, 15, 22, 29, 36, 44, 51, 58, 65, 73, 80, 87, 94, 102, 109]
-    whole, accum = records(tmp_path / "whole"), records(tmp_path / "accum")
-    assert [r["step"] for r in accum] == list(range(7))
-    for a, b in zip(whole, accum):
-        for key in ("train_loss", "val_loss", "grad_norm"):
-            if a[key] is not None:
-                assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), (a["step"], key)
-    w_whole, w_accum = (torch.load(tmp_path / n / "ckpt.pt", weights_only=True)["model"] for n in ("whole", "accum"))
-    for k in w_whole:
-        torch.testing.assert_close(w_accum[k], w_whole[k], atol=1e-5, rtol=1e-4)
+    assert_runs_agree(tmp_path, "whole", "accum", 6)
 
 
 def test_chunked_loss_run_equals_plain_run(tiny_data, tmp_path):
@@ -460,12 +458,8 @@ def test_chunked_loss_run_equals_plain_run(tiny_data, tmp_path):
     rounding; --loss auto is plain on CPU."""
     run(tiny_data, tmp_path, max_tokens=8 * 256, eval_interval=4, run_name="plain")
     run(tiny_data, tmp_path, max_tokens=8 * 256, eval_interval=4, run_name="chunked", loss="chunked", loss_chunk=100)
-    plain, chunked = records(tmp_path / "plain"), records(tmp_path / "chunked")
-    assert [r["step"] for r in chunked] == list(range(9))
-    for a, b in zip(plain, chunked):
-        for key in ("train_loss", "val_loss", "grad_norm"):
-            if a[key] is not None:
-                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), (a["step"], key)
+    assert_runs_agree(tmp_path, "plain", "chunked", 8, rel=1e-4)
+    plain = records(tmp_path / "plain")
     assert plain[-1]["train_loss"] < plain[1]["train_loss"] - 0.5           # it trained, not a flat comparison
     configs = [json.loads((tmp_path / n / "config.json").read_text()) for n in ("plain", "chunked")]
     assert configs[1]["train"]["loss_chunk"] == 100
