@@ -272,8 +272,9 @@ def measured_speeds(out_dir):
 def seconds_for(run, speeds, args):
     """Predicted wall time of one run: D over the measured speed of its model with its settings (speed_key), else a
     guess from its FLOPs (evals of 200 val blocks included, forward only: a third of a training token) at 3.5e10 FLOP/s
-    per CPU thread (the default grid on a quiet 2-core machine: 3.3e10 averaged over its 12 runs, 8 min on 2 slots) or 30% of a known GPU's peak, shared by the runs
-    on that GPU (--runs_per_gpu, or --parallel without --gpus), plus ~3 s of start-up."""
+    per CPU thread (the default grid on a quiet 2-core machine: 3.3e10 averaged over its 12 runs, 8 min on 2 slots)
+    or 30% of a known GPU's peak, shared by the runs on that GPU (--runs_per_gpu, or --parallel without --gpus), plus
+    ~3 s of start-up."""
     if run["speed_key"] in speeds:
         return run["D"] / speeds[run["speed_key"]] + 3
     if torch.cuda.is_available():
@@ -484,7 +485,8 @@ def main(argv=None):
         sweep = sweep_estimate(results, args.paths, args.vocab_size, args.block_size)
         print(f"bench: the paper's 36 runs (18 models x 2 corpora x {PAPER_TRAIN_TOKENS:,} tokens) on this device, "
               "measured models at their speed, the others from seconds per token = a x FLOPs + b x layers x width + c"
-              + ("" if sweep else ": none (it needs 4 or more models measured on a path, and a fit that predicts times > 0)"))
+              + ("" if sweep else ": none (it needs 4 or more models measured on a path, and a fit that predicts "
+                                  "times > 0)"))
         for path, e in sweep.items():
             how = (f"fit within {e['fit_max_error']:.1%} on {', '.join(e['measured'])}" if "measured" in e else
                    "each model on its fastest path")

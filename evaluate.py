@@ -464,8 +464,8 @@ def main(argv=None):
     for t in tasks:
         if not t["eval"]:
             empty = not any(n for _, n in t["counts"].values())
-            print(f"note: {t['name']}: {'its files hold no examples' if empty else 'the filter kept none of its examples'}"
-                  ": it is not scored")
+            why = "its files hold no examples" if empty else "the filter kept none of its examples"
+            print(f"note: {t['name']}: {why}: it is not scored")
         elif not any(applies(t, s) for s in args.shots):
             print(f"note: {t['name']} is scored zero-shot only (minimal pairs and cloze); --shots has no 0")
     if not any(applies(t, s) for t in tasks for s in args.shots):

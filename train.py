@@ -133,7 +133,8 @@ def keep_grads(model, compile_mode, accum):
     """CUDA graphs (compile modes reduce-overhead and max-autotune) reuse their outputs' memory at the next replay:
     with several micro-batches a step, the gradients the first backward handed over would be overwritten by the next
     forward (torch stops: "accessing tensor output of CUDAGraphs that has been overwritten"). Gradients allocated
-    once, outside the graphs, are added into instead. -> whether zero_grad may free the gradients (set_to_none)."""
+    once, outside the graphs, are added into instead. -> True when it allocated them (zero_grad must then zero them,
+    not free them: set_to_none=False)."""
     if compile_mode not in ("reduce-overhead", "max-autotune") or accum == 1:
         return False
     for p in model.parameters():
