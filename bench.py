@@ -1,7 +1,8 @@
 """
 bench.py: how fast a training step of the paper's models runs, the plain path against faster ones, side by side.
 
-    python bench.py                                               # CPU: h32-L2, h64-L2, fp32, 32 x 128 tokens
+    python bench.py                                               # CPU: h32-L2, h64-L2, fp32, 32 x 128 tokens,
+                                                                  # plain against chunked
     python bench.py --models h32-L2,h256-L4,h1024-L8             # a GPU: bf16, compile, fused AdamW, 512 x 128
     python bench.py --models h256-L4 --paths plain,chunked,fused,fused+cg,plain@128 --json out/bench.json
     python bench.py --models h32-L2 --paths plain,auto+cg --profile 15      # and where each path's time goes
@@ -378,7 +379,7 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=3 if gpu else 1, help="untimed steps first (compilation included)")
     p.add_argument("--profile", type=int, default=0, help="> 0: also print each path's N costliest operations and "
                    "its time by kind (matmul, element-wise, loss, ...)")
-    p.add_argument("--device", default="cuda" if gpu else "cpu")
+    p.add_argument("--device", default="cuda" if gpu else "cpu", help="cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
                    help="auto: as train.py (a GPU: bfloat16 where supported, else float16; CPU: float32)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=gpu, help="torch.compile (GPU: on)")
@@ -458,7 +459,8 @@ def main(argv=None):
           + ("traced into their graphs (FUSED_LOSS_TRACE=1)" if FUSED_LOSS_TRACE else "through a graph break"))
     data_s = time_data_loading(args, device)
     print(f"bench: train.py's data loading takes {data_s * 1e3:.2f} ms per batch on the host (block order, memmap "
-          f"gather, copy to {device}), hidden behind any step longer than that")
+          f"gather, copy to {device})" + (", hidden behind any step longer than that" if device.startswith("cuda")
+                                          else ", part of every step here (no device runs ahead of the host)"))
     g = torch.Generator().manual_seed(args.seed)
     batches = torch.randint(0, args.vocab_size, (3, args.batch_size, args.block_size + 1), generator=g).to(device)
     results = []

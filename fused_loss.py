@@ -4,23 +4,31 @@ fused_loss.py: the output head and the cross-entropy in two Triton kernels that 
     from fused_loss import fused_cross_entropy
     loss = fused_cross_entropy(x, weight, targets)   # x (N, C), weight (V, C), targets (N,) with -1 ignored
     # == F.cross_entropy(x @ weight.T, targets, ignore_index=-1), the same gradients, no (N, V) tensor anywhere
-    # (to float32 rounding: the kernels accumulate in float32, float64 inputs included)
+    # (to float32 rounding: the kernels work in float32, float64 inputs are multiplied in float32)
 
 Why: at the paper's 512 x 128 tokens per step and V = 15,000 the logits are 65,536 x 15,000. The plain path writes
-them (2 GB in bf16), reads them for the softmax, writes their gradient and reads it twice more for the two gradient
-matmuls: some 12 GB through device memory per step, several milliseconds, while the small models' matmuls take less.
-Here each program keeps a tile of logits in registers, FlashAttention-style, and memory sees only x, the weight,
-and one float per row (the log-sum-exp).
+them (2 GB in bf16), reads them for the log-sum-exp, reads them again in backward for softmax - onehot, writes that
+gradient and reads it twice for the two gradient matmuls: 6 x 2 GB = 12 GB through device memory per step, ~4 ms at
+3 TB/s, while the small models' matmuls take less. Here each program keeps a tile of logits in registers,
+FlashAttention-style, and memory sees x, the weight, their gradients and two floats per row (the log-sum-exp and
+the row's loss).
 
 The gradient of the loss of row n w.r.t. its hidden state is  softmax(z_n) @ w - w[t_n]  (z_n = w @ x_n, its logits):
-a softmax-weighted mean of the weight's rows. That is attention, with x as the queries and w as both the keys and
-the values, so the kernel that computes the loss can compute it in the same pass, as FlashAttention's forward does:
+a softmax-weighted mean of the weight's rows minus the target's row. The first term is attention, with x as the
+queries and w as both the keys and the values, so the kernel that computes the loss can compute it in the same pass,
+as FlashAttention's forward does:
 
     rows   one program per BLOCK_N rows, looping over the vocabulary in BLOCK_V columns:
            z = x @ w.T tile; the online max m and sum s of exp(z - m), and (training) acc = sum of exp(z - m) @ w,
            rescaled whenever m grows          -> lse = m + log s, loss_n = lse - x.w[t], grad_x = acc / s - w[t]
     vocab  (backward) one program per BLOCK_V vocabulary rows, looping over all N rows: recompute z, the
            softmax p = exp(z - lse), dz = (p - onehot(t)) * g / n_valid, accumulate dz.T @ x   -> grad_w (BLOCK_V, C)
+
+Why not grad_w in the rows pass too: a tile's p = exp(z - lse) needs its rows' final lse, known only after the loop
+over the whole vocabulary. grad_x gets around that with one accumulator per row, rescaled as the max grows and
+divided by s at the end; grad_w sums over all rows, each with its own lse, so it needs the second pass (or atomic
+adds from every program). Sums run in float32: s and acc add up to V = 15,000 terms, and tensor cores accumulate
+in float32 at no extra cost.
 
 At small C these loops are bound by what each SM can issue (128 instructions per clock) and by its exponential unit
 (16 per clock, one per logit), not by the matmuls (tensor cores) or memory, so the element-wise work is kept lean:
@@ -33,10 +41,11 @@ three-kernel version that README.md's GPU table measured took 518 + 474 + 629 (5
 
 The price is computing the logits twice (4 matmuls of N x C x V instead of the plain path's 3), cheap while C is
 small, where the memory traffic dominates; at C >= 512 the matmuls dominate and model.py's chunked loss is the
-better choice (README.md has the measured table). The kernels hold a (BLOCK, C) float32 accumulator in registers,
+better choice (README.md has the table measured with the earlier three-kernel version, which did five head matmuls:
+this one may move the crossover). The kernels hold a (BLOCK, C) float32 accumulator in registers,
 so C is at most MAX_C here. Checked against the plain loss on the CPU through Triton's interpreter in float32
-(TRITON_INTERPRET=1, tests/test_fused_loss.py; the interpreter cannot multiply bf16) and in bf16 on a GPU
-(tests/test_gpu.py).
+(TRITON_INTERPRET=1, tests/test_fused_loss.py; the interpreter cannot multiply bf16); tests/test_gpu.py checks bf16
+on a GPU, which the earlier three-kernel version passed and this one has not yet run.
 """
 import os
 
@@ -80,7 +89,7 @@ def _softmax_tile(x, w, cols, V, m, s, acc, LAST: tl.constexpr, WITH_GRAD: tl.co
 
 
 @triton.jit
-def _rows_kernel(x_ptr, w_ptr, t_ptr, scale_ptr, lse_ptr, loss_ptr, gx_ptr, N, V, C, BLOCK_N: tl.constexpr,
+def _rows_kernel(x_ptr, w_ptr, t_ptr, inv_n_ptr, lse_ptr, loss_ptr, gx_ptr, N, V, C, BLOCK_N: tl.constexpr,
                  BLOCK_V: tl.constexpr, CP: tl.constexpr, PRECISION: tl.constexpr, WITH_GRAD: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)                              # (BN,)
     ks = tl.arange(0, CP)
@@ -103,15 +112,15 @@ def _rows_kernel(x_ptr, w_ptr, t_ptr, scale_ptr, lse_ptr, loss_ptr, gx_ptr, N, V
     lse = m + tl.log(s)
     tl.store(lse_ptr + rows, lse, mask=rows < N)
     tl.store(loss_ptr + rows, tl.where(t >= 0, lse - z_t, 0.0), mask=rows < N)
-    if WITH_GRAD:   # (softmax @ w - w[t]) / n_valid; ignored (and out-of-range) rows get no gradient
-        row_scale = tl.where(t >= 0, tl.load(scale_ptr), 0.0)
+    if WITH_GRAD:   # the gradient of x: (softmax @ w - w[t]) / n_valid; ignored (and out-of-range) rows get none
+        row_scale = tl.where(t >= 0, tl.load(inv_n_ptr), 0.0)
         gx = (acc / s[:, None] - w_t.to(tl.float32)) * row_scale[:, None]
         tl.store(gx_ptr + rows[:, None] * C + ks[None, :], gx.to(gx_ptr.dtype.element_ty),
                  mask=(rows[:, None] < N) & (ks[None, :] < C))
 
 
 @triton.jit
-def _vocab_kernel(x_ptr, w_ptr, t_ptr, lse_ptr, scale_ptr, gw_ptr, N, V, C,
+def _vocab_kernel(x_ptr, w_ptr, t_ptr, lse_ptr, gw_scale_ptr, gw_ptr, N, V, C,
                   BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, CP: tl.constexpr, PRECISION: tl.constexpr):
     cols = tl.program_id(0) * BLOCK_V + tl.arange(0, BLOCK_V)                              # (BV,)
     ks = tl.arange(0, CP)
@@ -124,10 +133,11 @@ def _vocab_kernel(x_ptr, w_ptr, t_ptr, lse_ptr, scale_ptr, gw_ptr, N, V, C,
         lse = tl.load(lse_ptr + rows, mask=rows < N, other=0.0)
         shift = tl.where(t >= 0, lse * LOG2E, float("inf"))   # ignored rows: exp2(-inf) = 0, and t = -1 hits no column
         z = tl.dot(x, tl.trans(w), input_precision=PRECISION)                             # (BN, BV) recomputed
-        # softmax - onehot(t); columns past the vocabulary get garbage here, but their rows of acc are never stored
+        # softmax - onehot(t); columns past the vocabulary (zero weight rows) get exp(-lse), but their rows of acc
+        # are never stored
         dz = tl.math.exp2(z * LOG2E - shift[:, None]) - tl.where(cols[None, :] == t[:, None], 1.0, 0.0)
         acc += tl.dot(tl.trans(dz.to(x.dtype)), x, input_precision=PRECISION)              # (BV, BN) @ (BN, CP)
-    acc *= tl.load(scale_ptr)                            # g / n_valid, once per program rather than per logit
+    acc *= tl.load(gw_scale_ptr)                         # g / n_valid, once per program rather than per logit
     tl.store(gw_ptr + cols[:, None] * C + ks[None, :], acc, mask=(cols[:, None] < V) & (ks[None, :] < C))
 
 # -----------------------------------------------------------------------------
@@ -137,7 +147,8 @@ def _vocab_kernel(x_ptr, w_ptr, t_ptr, lse_ptr, scale_ptr, gw_ptr, N, V, C,
 # Candidate tiles (BLOCK_N, BLOCK_V, warps) of each kernel, by width (the first key >= CP); the autotuner times them
 # on the GPU. Chosen by compiling 32 tiles per kernel and width for an H100 (sm_90, Triton 3.7) without a GPU
 # (tests/h100_resources.py): of those that fit its 227 KiB of shared memory, the ones with the fewest loop
-# instructions per logit and the fewest register spills inside the loop (none for the first up to C = 256),
+# instructions per logit and the fewest register spills inside the loop (none in the first's loop up to C = 256;
+# the first rows tiles spill outside it),
 # preferring large tiles (x and w are reread once per tile) and, for the vocab kernel, enough programs (V / BLOCK_V)
 # to fill 132 SMs. Loop instructions per logit of the first tile: rows 6.1 at C = 32, 12.3 at 256, 181 at 1024 (with
 # 24 spill loads and stores: at that width every fast tile spills); vocab 7.8, 12.8, 145. Too few warps for a tile
@@ -162,8 +173,10 @@ def _configs(name, cp):
 
 _KERNELS = {"rows": _rows_kernel, "vocab": _vocab_kernel}
 # (kernel name, CP) -> the autotuned kernel, re-tuned per width and vocabulary, and per WITH_GRAD (the rows kernel's
-# two variants). Made here, not at the first call, so that torch.compile can trace a call (nothing compiles until then)
-_TUNED = {(name, cp): triton.autotune(configs=_configs(name, cp), key=["V", "C"] + ["WITH_GRAD"] * (name == "rows"))(k)
+# two variants). Made here, not at the first call, so that torch.compile can trace a call (nothing compiles until then).
+# Every output is stored, never accumulated into, so the autotuner's trial runs need no reset_to_zero.
+_TUNED = {(name, cp): triton.autotune(configs=_configs(name, cp),
+                                      key=["V", "C", "WITH_GRAD"] if name == "rows" else ["V", "C"])(k)
           for name, k in _KERNELS.items() for cp in (16, 32, 64, 128, 256, 512, 1024)}
 
 
@@ -189,6 +202,8 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
     def forward(ctx, x, weight, targets, with_grad_x):
         device_type = x.device.type
         dt = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
+        if dt == torch.float64:   # the kernels work in float32 (a float64 dot would change their loops' types)
+            dt = torch.float32
         xc, wc, t = x.to(dt).contiguous(), weight.to(dt).contiguous(), targets.contiguous()   # matmuls in dt
         (N, C), V = xc.shape, wc.shape[0]
         n_valid = (t != -1).sum().to(torch.float32)   # like F.cross_entropy: the mean over targets not ignored
@@ -199,7 +214,7 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
         # float32 until backward scales it (it holds 1 / n_valid already: tiny numbers, too small for float16)
         grad_x = torch.empty(N, C, dtype=torch.float32, device=x.device) if with_grad_x else lse   # (lse: a stand-in)
         # float32 inputs multiply in full float32 ("ieee"), as the plain path does with TF32 off; bf16/fp16 ignore it
-        ctx.cp, ctx.precision = max(16, triton.next_power_of_2(C)), "ieee" if dt.itemsize >= 4 else "tf32"
+        ctx.cp, ctx.precision = max(16, triton.next_power_of_2(C)), "ieee"
         _launch("rows", N, xc, wc, t, scale, lse, loss_rows, grad_x, N, V, C, CP=ctx.cp, PRECISION=ctx.precision,
                 WITH_GRAD=with_grad_x)
         ctx.save_for_backward(xc, wc, t, lse, scale, grad_x if with_grad_x else None)
@@ -213,6 +228,8 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
         g = grad_loss.to(torch.float32).reshape(1)
         grad_w = None
         if ctx.needs_input_grad[1]:
+            # float32: summed over all N rows and multiplied by a GradScaler's g (65,536 is infinite in float16);
+            # under autocast the weight is a float32 parameter, so the cast below does nothing
             grad_w = torch.empty(V, C, dtype=torch.float32, device=xc.device)
             _launch("vocab", V, xc, wc, t, lse, scale * g, grad_w, N, V, C, CP=ctx.cp, PRECISION=ctx.precision)
             grad_w = grad_w.to(ctx.w_dtype)

@@ -160,7 +160,9 @@ class Block(nn.Module):
 # their float32 copy and as much again for their gradient. For the small models that traffic, not the matmuls, is
 # most of a step. Here the rows go through the head a chunk at a time; since the loss is a scalar, each chunk's
 # gradients w.r.t. the hidden states and the head weight are taken right away, in the forward pass, and kept (they
-# are only (N, C) and (V, C)), so backward only scales them: no logits are stored or recomputed.
+# are only (N, C) and (V, C)), so backward only scales them: no logits are stored or recomputed. Chunking bounds the
+# memory (a chunk's logits at a time), not the traffic: each chunk's logits, their float32 copy and their gradient
+# still go through device memory, so on a GPU it runs at the plain path's speed. fused_loss.py removes the traffic.
 
 
 def _chunk_loss_and_grads(x, weight, targets, chunk, with_grads):
@@ -256,7 +258,8 @@ def fused_loss_module():
 
 
 LOSS_KINDS = ("auto", "plain", "chunked", "fused")
-FUSED_MAX_AUTO = 256   # "auto" takes the fused loss up to this width, the chunked one above (bench.py measured)
+FUSED_MAX_AUTO = 256   # "auto" takes the fused loss up to this width, the chunked one above (bench.py measured,
+# with the earlier three-kernel fused loss: the two-kernel one may move the crossover)
 
 
 def choose_loss(kind, n_embd, device_type):

@@ -32,7 +32,8 @@ import numpy as np
 from bpe import SPECIAL_TOKENS, SPLIT_PATTERN, make_encoding, save_ranks, train_bpe
 from files import HelpFormat, file_sha256, read_json, try_lock, whole_number, write_atomic, write_json
 from sources import DEFAULT_SOURCE, iter_documents, list_files   # raw documents: files, folders, the hub
-from spans import DEFAULT_VOCAB, WORD_RE, filter_spans, format_document, load_vocab, vocab_bytes  # the rule
+from spans import (DEFAULT_VOCAB, DELIMITERS, WORD_RE, filter_spans, format_document, load_vocab,  # the rule
+                   vocab_bytes)
 
 
 # -----------------------------------------------------------------------------
@@ -233,22 +234,28 @@ def encode_docs(enc, docs, budget, workers, spans=False):
 def corpus_stats(texts, vocab):
     """Statistics of the training text over the filter's word tokens (numbers excluded). -> (dict, sorted frequencies)"""
     # counted document by document: a list of every word would take ~54 bytes a word (~85 GB at the paper's scale)
-    counts, n_words, first, sentences = collections.Counter(), 0, set(), 0
+    counts, n_words, types_100k, sentences = collections.Counter(), 0, set(), 0
     for t in texts:
-        low = t.encode("utf-8", "surrogatepass").lower().replace(b"<s>", b" ").replace(b"</s>", b" ")
-        words = [w for w in WORD_RE.findall(low) if not w.isdigit()]
+        # a span's end ends a sentence too: most spans stop mid-sentence (before a word out of the vocabulary)
+        low = t.encode("utf-8", "surrogatepass").lower().replace(b"<s>", b" ").replace(b"</s>", b"\n")
+        words = []
+        for piece in re.split(rb"[.?!\n]+", low):   # sentences: the pieces between . ? ! and newlines that hold a word
+            # the filter's word tokens, numbers left out; a word the kernel glued to a delimiter after a digit
+            # ("3 cats" -> "3", " cats") counted as the word itself
+            found = [w.lstrip(DELIMITERS) for w in WORD_RE.findall(piece) if not w.isdigit()]
+            sentences += bool(found)
+            words += found
         counts.update(words)
-        first.update(words[:max(100_000 - n_words, 0)])  # the types of the first 100k words
+        types_100k.update(words[:max(100_000 - n_words, 0)])  # the types of the first 100k words
         n_words += len(words)
-        sentences += len(re.findall(rb"[.?!\n]+", low)) or 1  # sentence ends: runs of . ? ! or newlines
     freq = np.array(sorted(counts.values(), reverse=True), float)
-    top = min(len(freq), 1000)  # Zipf exponent: least-squares slope of log frequency vs log rank, ranks 1..1000
+    top = min(len(freq), 1000)  # Zipf slope (-s for frequency ~ rank^-s): least squares of log f on log rank, 1..1000
     zipf = float(np.polyfit(np.log(np.arange(1, top + 1)), np.log(freq[:top]), 1)[0]) if top > 1 else float("nan")
     vb = vocab_bytes(vocab)  # type/token ratio depends on size: compare on the first 100k words of each
     return dict(train_words=n_words, types=len(counts),
                 oov_rate=sum(n for w, n in counts.items() if w not in vb) / max(n_words, 1),
                 mean_sentence_words=n_words / max(sentences, 1),
-                type_token_ratio_100k=len(first) / max(min(n_words, 100_000), 1), zipf_slope=zipf), freq
+                type_token_ratio_100k=len(types_100k) / max(min(n_words, 100_000), 1), zipf_slope=zipf), freq
 
 
 def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta):

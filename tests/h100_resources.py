@@ -32,7 +32,7 @@ def resources(kernel, config, cp):
     per_logit: loop instructions of all threads per logit of the tile}."""
     sig = {a: ("*bf16" if a in ("x_ptr", "w_ptr") else "*i64" if a == "t_ptr" else "*fp32") if a.endswith("_ptr")
            else "i32" if a in ("N", "V", "C") else "constexpr" for a in kernel.arg_names}
-    constants = {k: v for k, v in dict(config.kwargs, CP=cp, PRECISION="tf32", WITH_GRAD=True).items()
+    constants = {k: v for k, v in dict(config.kwargs, CP=cp, PRECISION="ieee", WITH_GRAD=True).items()
                  if k in kernel.arg_names}
     # what Triton's launcher tells the compiler at run time: pointers 16-byte aligned, integers divisible by 16 marked
     # so (here the paper's step: N = 512 x 128 rows, V = 15,000, C = cp)

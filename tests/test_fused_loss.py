@@ -1,7 +1,8 @@
 """The fused head + cross-entropy (fused_loss.py) against the plain loss: the same loss and gradients.
 
 Without a GPU the Triton kernels run in Triton's CPU interpreter (conftest.py sets TRITON_INTERPRET=1), which
-multiplies float32 and float64 but not bf16; tests/test_gpu.py checks bf16 on a GPU."""
+multiplies float32 (and float64, which the kernels turn into float32) but not bf16; tests/test_gpu.py checks bf16 on
+a GPU."""
 import json
 import subprocess
 import sys
@@ -45,6 +46,21 @@ def test_fused_equals_plain_in_float32(N, C, V):
     assert out[1][::4].abs().max() == 0         # ignored rows get no gradient
     with torch.no_grad():                       # evaluation: the forward kernel alone
         assert abs(fused_cross_entropy(x, weight, targets).item() - ref[0].item()) < 1e-5
+
+
+def test_fused_loss_of_float64_inputs_works_in_float32():
+    """float64 inputs are multiplied in float32 (Triton cannot compile the kernels' float32 loops with float64 dots
+    on a GPU); the gradients come back in float64, equal to the float64 loss's to float32 rounding."""
+    g = torch.Generator().manual_seed(7)
+    x, weight = torch.randn(40, 32, generator=g, dtype=torch.float64), torch.randn(70, 32, generator=g,
+                                                                                  dtype=torch.float64)
+    targets = torch.randint(0, 70, (40,), generator=g)
+    ref = loss_and_grads(lambda a, w, t: F.cross_entropy(a @ w.T, t), x, weight, targets)
+    out = loss_and_grads(fused_cross_entropy, x.to(DEVICE), weight.to(DEVICE), targets.to(DEVICE))
+    assert out[1].dtype == out[2].dtype == torch.float64
+    for name, got, want in zip(("loss", "grad_x", "grad_w"), out, ref):
+        torch.testing.assert_close(got.double().cpu(), want, atol=1e-5, rtol=1e-5, msg=name)
+        assert name == "loss" or (got.double().cpu() - want).abs().max() > 1e-12   # float32, not float64, products
 
 
 @pytest.mark.parametrize("frozen", ["x", "weight"])

@@ -557,6 +557,9 @@ def test_corpus_stats_numbers():
     # Zipf slope: least squares of log f on log rank
     x, y = np.log(np.arange(1, 7)), np.log([2, 2, 2, 1, 1, 1])
     assert stats["zipf_slope"] == pytest.approx(np.polyfit(x, y, 1)[0])
+    # a span's end ends a sentence (spans mostly stop mid-sentence); a word glued after a digit is that word
+    stats, _ = simplify.corpus_stats(["<s> the cat </s> <s> sat on 3 mats </s>", "42."], frozenset({"the", "mats"}))
+    assert stats["mean_sentence_words"] == pytest.approx(5 / 2) and stats["oov_rate"] == pytest.approx(3 / 5)
 
 
 # --- regressions: the val cap, a failed rebuild, torchrun's wait, truncated .zst, hub fields, memory, small flags
@@ -702,13 +705,14 @@ def test_hub_source_without_the_text_field_stops_at_the_first_row(monkeypatch):
 
 
 def _naive_corpus_stats(texts, vocab):
-    """corpus_stats as it was: every word in one list."""
-    from spans import WORD_RE, vocab_bytes
+    """corpus_stats as a plain reading of its definitions: every word in one list; sentences end at . ? ! newlines
+    and span ends, and hold a word."""
+    from spans import DELIMITERS, WORD_RE, vocab_bytes
     words, sentences = [], 0
     for t in texts:
-        low = t.encode("utf-8", "surrogatepass").lower().replace(b"<s>", b" ").replace(b"</s>", b" ")
-        words.extend(w for w in WORD_RE.findall(low) if not w.isdigit())
-        sentences += len(re.findall(rb"[.?!\n]+", low)) or 1
+        low = t.encode("utf-8", "surrogatepass").lower().replace(b"<s>", b" ").replace(b"</s>", b"\n")
+        words.extend(w.lstrip(DELIMITERS) for w in WORD_RE.findall(low) if not w.isdigit())
+        sentences += sum(1 for s in re.split(rb"[.?!\n]+", low) if re.search(rb"[a-z]", s))
     counts = collections.Counter(words)
     freq = np.array(sorted(counts.values(), reverse=True), float)
     top = min(len(freq), 1000)
