@@ -74,10 +74,10 @@ def merge_pair(ids, a, b, new):
 def learn_merges(chunk_counts, n_merges, verbose=True):
     """The BPE loop. Returns merges {(id_a, id_b): new_id} in training order, new ids 256, 257, ...
     Ties are deterministic: highest count first, then the smallest pair (id_a, id_b)."""
-    words = [list(chunk) for chunk in chunk_counts]  # each distinct chunk as token ids (its bytes, at first)
-    freqs, vocab = list(chunk_counts.values()), [bytes([i]) for i in range(256)]  # vocab: id -> token bytes
+    chunks = [list(chunk) for chunk in chunk_counts]  # each distinct chunk as token ids (its bytes, at first)
+    freqs, token_bytes = list(chunk_counts.values()), [bytes([i]) for i in range(256)]  # id -> the bytes it stands for
     pair_counts, where = defaultdict(int), defaultdict(set)  # pair -> count in corpus; pair -> chunks holding it
-    for i, (w, f) in enumerate(zip(words, freqs)):
+    for i, (w, f) in enumerate(zip(chunks, freqs)):
         for pair in zip(w, w[1:]):
             pair_counts[pair] += f
             where[pair].add(i)
@@ -99,12 +99,12 @@ def learn_merges(chunk_counts, n_merges, verbose=True):
             if count > 0:
                 heapq.heappush(heap, (-count, pair))
             continue
-        (a, b), new = pair, len(vocab)
+        (a, b), new = pair, len(token_bytes)
         merges[pair] = new
-        vocab.append(vocab[a] + vocab[b])
+        token_bytes.append(token_bytes[a] + token_bytes[b])
         fresh = set()  # pairs containing `new`
         for i in where.pop(pair):
-            w = words[i]
+            w = chunks[i]
             w2 = merge_pair(w, a, b, new)
             if len(w2) == len(w):  # chunk lost this pair to an earlier merge (the index is cleaned lazily)
                 continue
@@ -116,7 +116,7 @@ def learn_merges(chunk_counts, n_merges, verbose=True):
                 if new in p:
                     where[p].add(i)
                     fresh.add(p)
-            words[i] = w2
+            chunks[i] = w2
         del pair_counts[pair]  # now 0: every occurrence was merged
         for p in fresh:
             heapq.heappush(heap, (-pair_counts[p], p))
@@ -124,8 +124,8 @@ def learn_merges(chunk_counts, n_merges, verbose=True):
         if verbose and (k <= 3 or now - t_print > 1 or k == n_merges):
             rate = (k - k_print) / max(now - t_print, 1e-9)  # recent rate; it rises as merges touch fewer chunks
             speed = f"  {rate:,.0f} merges/s, ETA {(n_merges - k) / rate:.0f}s" if k > 3 else ""
-            print(f"  merge {k:,}/{n_merges:,}: {show(vocab[a])} + {show(vocab[b])} -> {show(vocab[new])} "
-                  f"(count {count:,}){speed}", flush=True)
+            print(f"  merge {k:,}/{n_merges:,}: {show(token_bytes[a])} + {show(token_bytes[b])} -> "
+                  f"{show(token_bytes[new])} (count {count:,}){speed}", flush=True)
             t_print, k_print = now, k
     if verbose:
         dt = max(time.time() - t0, 1e-9)

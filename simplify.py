@@ -53,7 +53,8 @@ def _filter_batch(texts):
 
 
 def unit_hash(key, salt=""):
-    """A deterministic number in [0, 1) per document id: decides train/val and the order documents are taken in."""
+    """A deterministic number in [0, 1) per document id: decides train/val, the control's pool and the order documents
+    are taken in."""
     return int.from_bytes(hashlib.blake2b(f"{salt}:{key}".encode(), digest_size=8).digest(), "big") / 2 ** 64
 
 
@@ -215,7 +216,9 @@ def encode_docs(enc, docs, budget, workers, spans=False):
             pieces = iter(enc.encode_ordinary_batch([f" {x} " for t in texts for x in t], num_threads=workers))
             ids = []
             for t in texts:                       # every span as <s> " span " </s>, joined by " "
-                doc = [tok for _ in t for tok in [start, *next(pieces), end, *space]]
+                doc = []
+                for _ in t:
+                    doc += [start, *next(pieces), end, *space]
                 ids.append(doc[:-len(space)])
         else:
             ids = enc.encode_ordinary_batch(texts, num_threads=workers)
@@ -416,16 +419,18 @@ def build_stage(args, vocab):
 
 def stats_table(a, b):
     rows = ["| statistic | simplified | unrestricted |", "|---|---|---|"]
+    fmt = lambda v: "-" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:.4g}"
     for k in a:
-        fmt = lambda v: "-" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:.4g}"
         rows.append(f"| {k} | {fmt(a[k])} | {fmt(b.get(k))} |")
     rows += ["", "docs_out, words_out, kept_word_fraction: for simplified, what the filter kept of the source (all of "
              "it, also beyond --max_train_tokens); for unrestricted, the raw documents taken to match its tokens, "
              "and docs_in/words_in its pool (the --control_fraction share of the source: the control's tokenizer "
-             "learns from that pool, up to --tokenizer_sample_mb). "
-             "train_* and the statistics below them: the training text of each. words_in/words_out count "
+             "learns from that pool, up to --tokenizer_sample_mb). mean_span_words: whitespace-separated words per "
+             "span, over all the filtered text. train_* and the statistics below them: the training text of each "
+             "(the train split only, so train_words is usually the smaller). words_in/words_out count "
              "whitespace-separated words, train_words the filter's word tokens (numbers left out, a contraction "
-             "two: don't = don + t), so train_words can exceed words_out."]
+             "two: don't = don + t). mean_sentence_words: words per piece of text between . ? ! newlines and span "
+             "ends (most spans stop mid-sentence, before a word out of the vocabulary)."]
     return "\n".join(rows)
 
 
@@ -557,10 +562,10 @@ def main(argv=None):
     print(f"vocabulary: {len(vocab):,} words from {args.vocab}")
     if args.benchmark:
         return benchmark(args, vocab)
-    t0, locks = time.time(), os.path.join(args.out_dir, "simplified")
+    t0, lock_dir = time.time(), os.path.join(args.out_dir, "simplified")
     if args.stage in ("all", "filter"):
         source_files(args.source)   # a wrong --source stops before anything is created
-        with lock_or_exit(os.path.join(locks, f"filter-{shard}-of-{num_shards}.lock"),
+        with lock_or_exit(os.path.join(lock_dir, f"filter-{shard}-of-{num_shards}.lock"),
                           f"filtering shard {shard}/{num_shards} into {args.out_dir}"):
             filter_stage(args, vocab, shard, num_shards)
     if args.stage == "build" and args.shard is None and shard > 0:   # torchrun: rank 0 builds, once
@@ -570,9 +575,9 @@ def main(argv=None):
         while waiting and (waiting := shards_waited_for(args.out_dir, num_shards, filter_key(args),
                                                         started if args.force else None)):
             print(f"waiting for shards {', '.join(map(str, waiting))} of {num_shards} to finish filtering (their "
-                  f"filter-K-of-{num_shards}.json in {locks}, from this run)...", flush=True)
+                  f"filter-K-of-{num_shards}.json in {lock_dir}, from this run)...", flush=True)
             time.sleep(10)
-        with lock_or_exit(os.path.join(locks, "build.lock"), f"building the datasets in {args.out_dir}"):
+        with lock_or_exit(os.path.join(lock_dir, "build.lock"), f"building the datasets in {args.out_dir}"):
             build_stage(args, vocab)
     print(f"done in {time.time() - t0:.0f}s")
 

@@ -3,10 +3,13 @@ sources.py: the raw documents simplify.py filters, from local files and folders 
 
     from sources import iter_documents
     for doc_id, text in iter_documents("data/corpus"):            # the embedded default corpus
+        ...
     for doc_id, text in iter_documents("slimpajama/train", 3, 8):  # shard 3 of 8: no coordination between machines
+        ...
 
-Formats: .txt (a whole file is one document), .jsonl with a text field per row (.gz, or .zst as SlimPajama ships),
-.parquet; hf:NAME streams a hub dataset (needs the `datasets` library).
+Formats: .txt and .txt.gz (a whole file is one document), .jsonl with a text field per row (.gz, or .zst as
+SlimPajama ships), .parquet; hf:NAME streams a hub dataset (needs the `datasets` library). Empty texts are skipped
+(they get no id).
 """
 import collections
 import gzip

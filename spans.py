@@ -5,7 +5,8 @@ kept, each starting at a sentence and running until out-of-vocabulary words clos
 corpus; tests/filter_reference.py is the kernel's walk, line for line, and tests/test_filter.py compares the two.
 
     from spans import DEFAULT_VOCAB, filter_spans, load_vocab
-    filter_spans("The cat sat. A zyzzyva ...", load_vocab(DEFAULT_VOCAB), min_span_len=32, max_oov=0.01)
+    filter_spans("The cat sat on the mat. A zyzzyva sat.", load_vocab(DEFAULT_VOCAB), min_span_len=3, max_oov=0)
+    # -> ['The cat sat on the mat. A']: a span runs on across sentences until a word out of the vocabulary closes it
 """
 import csv
 import os
