@@ -7,7 +7,9 @@ fits.py: the scaling-law fits scaling.py draws, plain numpy (no scipy), each wit
     every law for one corpus' finished runs                     fit_corpus(runs)  (which points each law takes)
 
 fit_chinchilla minimises Hoffmann et al.'s Huber loss on log L (huber_objective) with a hand-written L-BFGS (lbfgs)
-from their grid of starting points, as Besiroglu et al.'s replication did.
+from the 64 best of their grid of starting points, as Besiroglu et al.'s replication did. With delta 1e-3 most
+residuals fall in the Huber loss' linear part: the fit is close to least absolute deviations, robust to a few bad
+points, while its R^2 still measures squared error.
 """
 import itertools
 import math
@@ -171,12 +173,14 @@ def fit_chinchilla(N, D, loss, delta=1e-3, n_boot=200, keep=64, seed=0, groups=N
     with np.errstate(over="ignore"):
         out.update({k: float(v) for k, v in params(best).items()})
     warnings = []
-    if not (0.01 <= out["alpha"] <= 2 and 0.01 <= out["beta"] <= 2):   # the edges of Hoffmann's grid of starts
+    if not (0.01 <= out["alpha"] <= 2 and 0.01 <= out["beta"] <= 2):   # near the edges of Hoffmann's grid (0, 2)
         warnings.append(f"alpha {out['alpha']:.3g}, beta {out['beta']:.3g}: outside [0.01, 2], so one term is flat "
                         "or vanishes; these points do not pin the law down (more model sizes and token budgets)")
     if out["E"] < 0.01 * L.min():   # no language has an entropy near 0: the points show no floor
         warnings.append(f"E {out['E']:.3g} is under 1% of the lowest loss: the points show no irreducible loss, so "
-                        "the power laws absorb it and their exponents are biased low (longer runs, larger models)")
+                        "the power laws absorb it and their exponents are biased low (longer runs, larger models); "
+                        "E's interval is not a range either (refits started at this E, where its gradient vanishes, "
+                        "mostly stay there)")
     if warnings:
         out["warning"] = "; ".join(warnings)
     if n_boot:
@@ -197,7 +201,7 @@ def frontier(C, L):
     C, L = np.asarray(C, float), np.asarray(L, float)
     order = np.lexsort((L, C))                       # by C, the lower loss first among ties
     best = np.minimum.accumulate(L[order])
-    keep = np.r_[True, L[order][1:] < best[:-1]][:len(C)]     # a new running minimum
+    keep = L[order] < np.r_[np.inf, best[:-1]]      # a new running minimum
     return order[keep]
 
 

@@ -1,7 +1,7 @@
 """
 report.py: the tables and figures: evaluate.py's accuracy tables (results/table.md, table.csv, generations.md), and
 what scaling.py draws and writes from its fits: the figures (results/figures/*.png), the fits.md table and the
-emergence analysis of evaluate.py's results (the compute from which a task's accuracy stays above chance).
+emergence analysis of evaluate.py's results (the compute from which a task's accuracy stays above its baseline).
 
     write_tables(results_dir)                accuracy per model and task, in the paper's layout
 
@@ -53,8 +53,8 @@ def figure(path, ncols=1, nrows=1, **kw):
 
 
 def plain_ticks(ax):
-    """Log axes: losses labelled 3.5, not 3.5 x 10^0; on x, only the minor ticks at 2 and 5 x 10^k are labelled
-    (2e5), so a range of less than a decade still gets labels and a wide one does not crowd."""
+    """Log axes: losses labelled 3.5, not 3.5 x 10^0; on x, besides the decades (10^6), the minor ticks at 2 and
+    5 x 10^k are labelled (2e5), so a range of less than a decade still gets labels and a wide one does not crowd."""
     from matplotlib.ticker import FuncFormatter
     if ax.get_yscale() == "log":
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -70,7 +70,8 @@ def curve(run, per_token=1):
 
 
 def plot_curves(runs, path):
-    """Val loss against tokens seen, one panel per corpus, one line per run (style by model, grey by size)."""
+    """Val loss against tokens seen, one panel per corpus, one line per run (grey by model size; line style and
+    marker by the run's place in the panel, so runs of one model at several budgets differ)."""
     corpora, sizes = sorted({r["corpus"] for r in runs}), sorted({r["N"] for r in runs})
     with figure(path, len(corpora), sharey=True) as axes:
         for ax, corpus in zip(axes, corpora):
@@ -85,30 +86,34 @@ def plot_curves(runs, path):
 
 def plot_law(fits, runs, keys, path, exact_flops=False):
     """Final loss (or the frontier) against X with each corpus' fitted law, both corpora on the same axes."""
-    names = {"N": "parameters N", "N_nonemb": "non-embedding parameters", "D": "tokens seen D", "C": "compute C (FLOP)"}
+    names = {"N": "parameters N", "N_nonemb": "non-embedding parameters", "D": "tokens seen D",
+             "C": "compute C = " + ("model.flops_per_token() x D" if exact_flops else "6ND") + " (FLOP)"}
     with figure(path, len(keys)) as axes:
         for ax, key in zip(axes, keys):
             skipped = []
             for corpus, f in fits.items():
                 s, fit = style(corpus), f[f"L({key})"]
                 if key == "C":                           # every run's curve in the background, the frontier on top
-                    for r in (r for r in runs if r["corpus"] == corpus):
+                    for i, r in enumerate(r for r in runs if r["corpus"] == corpus):
                         ax.plot(*curve(r, flop_per_token(r, exact_flops)), color=s["color"], ls=s["ls"], lw=0.6,
-                                alpha=0.5)
+                                alpha=0.5, label=f"{corpus}: every run's curve" if i == 0 else None)
                 if "skipped" in fit:
                     skipped.append(f"{corpus}: not fitted ({fit['skipped'].split(',')[0]})")
                     continue
                 x, y = map(np.array, fit["points"])
-                ax.plot(x, y, ls="none", marker=s["marker"], mfc=s["mfc"], color=s["color"])
+                ax.plot(x, y, ls="none", marker=s["marker"], mfc=s["mfc"], color=s["color"],
+                        label=f"{corpus}: the frontier" if key == "C" else None)
                 grid = np.geomspace(x.min(), x.max(), 50)
                 ax.plot(grid, np.exp(fit["alpha"] * (fit["log_x_c"] - np.log(grid))), color=s["color"], ls=s["ls"],
-                        label=f"{corpus}: alpha {fit['alpha']:.3f}, R$^2$ {fit['r2']:.3f}")
+                        label=f"{corpus}: alpha {fit['alpha']:.3f}" + ("" if "ci" not in fit else " [{:.3g}, {:.3g}]"
+                                                                       .format(*fit["ci"]["alpha"]))
+                        + f", R$^2$ {fit['r2']:.3f}")
             ax.set(xscale="log", yscale="log", xlabel=names[key], ylabel="val loss (nats/token)",
                    title=f"L({key}) = ({key}_c / {key})^alpha")
             plain_ticks(ax)
             ax.text(0.02, 0.02, "\n".join(skipped), transform=ax.transAxes, fontsize=7, va="bottom")
             if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=8)
+                ax.legend(fontsize=7)
 
 
 # -----------------------------------------------------------------------------
@@ -215,22 +220,24 @@ def write_tables(results_dir):
     return md
 
 # -----------------------------------------------------------------------------
-# Emergence: the compute from which accuracy stays above chance (or the majority class, if higher), counting a point
-# as above when the lower end of its 95% interval is: acc - Z95 * stderr
+# Emergence: the compute from which accuracy stays above its baseline (the best of chance, the majority class and,
+# for minimal pairs, a unigram model), counting a point as above when the lower end of its 95% interval is:
+# acc - Z95 * stderr
 
 Z95 = 1.96
 
 
-def chance_crossing(C, acc, chance):
-    """The compute from which accuracy stays above chance: interpolated (in log C) between the last point at or below
-    chance and the next one; C[0] if every point is above, None if the last point is not."""
-    below = np.flatnonzero(np.asarray(acc) <= chance)
+def baseline_crossing(C, low, baseline):
+    """The compute from which `low` (the accuracy, or the lower end of its interval) stays above the baseline:
+    interpolated (in log C) between the last point at or below it and the next one; C[0] if every point is above,
+    None if the last point is not."""
+    below = np.flatnonzero(np.asarray(low) <= baseline)
     if not len(below):
         return float(C[0])
     i = below[-1]
     if i == len(C) - 1:
         return None
-    t = (chance - acc[i]) / (acc[i + 1] - acc[i])
+    t = (baseline - low[i]) / (low[i + 1] - low[i])
     return float(np.exp(np.log(C[i]) + t * (np.log(C[i + 1]) - np.log(C[i]))))
 
 
@@ -279,7 +286,7 @@ def plot_emergence(results, path):
         C, acc, err, base = map(np.array, zip(*pts))
         low = acc - Z95 * err
         crossings.append(dict(level=level, name=name, shots=shots, corpus=corpus, baseline=float(base.mean()),
-                              crossing=chance_crossing(C, low, base.mean()), last_acc=float(acc[-1]),
+                              crossing=baseline_crossing(C, low, base.mean()), last_acc=float(acc[-1]),
                               above_throughout=bool((low > base.mean()).all())))
     panels = sorted({(name, shots) for level, name, shots, _ in series if level == "family"})
     with figure(path, min(4, len(panels)), math.ceil(len(panels) / 4)) as axes:
@@ -288,7 +295,8 @@ def plot_emergence(results, path):
             for x in mine:
                 C, acc, err, _ = map(np.array, zip(*series[("family", family, shots, x["corpus"])]))
                 s = style(x["corpus"])
-                ax.errorbar(C, acc, yerr=Z95 * err, color=s["color"], ls=s["ls"], marker=s["marker"], mfc=s["mfc"],
+                yerr = [np.minimum(acc, Z95 * err), Z95 * err]   # (an accuracy's interval stops at 0)
+                ax.errorbar(C, acc, yerr=yerr, color=s["color"], ls=s["ls"], marker=s["marker"], mfc=s["mfc"],
                             ms=4, capsize=2, label=f"{x['corpus']} (95% intervals)")
                 ax.axhline(x["baseline"], color=s["color"], ls=":", lw=1, label=f"{x['corpus']}'s baseline")
                 if x["crossing"] is not None:   # (the two corpora's may coincide: the open one drawn larger)
@@ -320,7 +328,8 @@ def table(fits, problems, crossings, exact_flops):
     c = "model.flops_per_token() x D" if exact_flops else "6ND"
     out = ["# Scaling-law fits", "", f"N counts every parameter (N_nonemb leaves out the embedding and the head), "
            f"D = tokens seen, C = {c}. Brackets: 95% bootstrap percentile intervals; L(C) and L(N, D) resample "
-           "runs (one run's evals are not independent), the others final losses, one per run. *: from fewer than "
+           "runs (one run's evals are not independent: L(C) the frontier's runs, the frontier itself fixed), the "
+           "others final losses, one per run. *: from fewer than "
            f"{FEW_UNITS} runs, where a bootstrap is the spread of a few refits, much narrower than a 95% interval "
            "(with 3 points it holds the true exponent about two times in three).", "",
            "## Kaplan et al.: L(X) = (X_c / X)^alpha", "", "| corpus | law | fitted to | X_c | alpha | R^2 |",
@@ -353,5 +362,5 @@ def table(fits, problems, crossings, exact_flops):
         out += [f"| {x['name']} | {x['shots']} | {x['corpus']} | {x['baseline']:.3g} | "
                 + ("never" if x["crossing"] is None else ("<= " if x["above_throughout"] else "")
                    + f"{x['crossing']:.3g}") + f" | {x['last_acc']:.3f} |" for x in crossings if x["level"] == "family"]
-    out += ["", "## Runs left out", ""] + [f"- {name}: {why}" for name, why in problems] + ["none"][:not problems]
+    out += ["", "## Runs left out", ""] + ([f"- {name}: {why}" for name, why in problems] or ["none"])
     return "\n".join(out) + "\n"

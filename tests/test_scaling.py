@@ -15,7 +15,7 @@ import scaling
 from model import GPT, config_from_name
 import fits
 from fits import fit_chinchilla, fit_corpus, fit_power_law, flop_per_token, frontier, lbfgs
-from report import chance_crossing, emergence
+from report import baseline_crossing, emergence
 from files import json_safe
 from scaling import collect, counts, read_run, run_state
 
@@ -240,11 +240,11 @@ def test_frontier_keeps_the_running_minimum_over_compute():
     assert frontier([1, 2, 3], [3, 3, 2]).tolist() == [0, 2]       # more compute for the same loss is not on it
 
 
-def test_chance_crossing_is_where_accuracy_stays_above_chance():
+def test_crossing_is_where_accuracy_stays_above_the_baseline():
     C = np.array([1e10, 1e11, 1e12, 1e13])
-    assert chance_crossing(C, np.array([0.4, 0.6, 0.4, 0.7]), 0.5) == pytest.approx(10 ** (12 + 1 / 3))  # last rise
-    assert chance_crossing(C, np.array([0.6, 0.7, 0.8, 0.9]), 0.5) == 1e10                        # above from the start
-    assert chance_crossing(C, np.array([0.6, 0.7, 0.8, 0.5]), 0.5) is None                        # ends at chance
+    assert baseline_crossing(C, np.array([0.4, 0.6, 0.4, 0.7]), 0.5) == pytest.approx(10 ** (12 + 1 / 3))  # last rise
+    assert baseline_crossing(C, np.array([0.6, 0.7, 0.8, 0.9]), 0.5) == 1e10                        # above from the start
+    assert baseline_crossing(C, np.array([0.6, 0.7, 0.8, 0.5]), 0.5) is None                        # ends at chance
 
 # -----------------------------------------------------------------------------
 # Counting N, D and C
