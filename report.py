@@ -1,8 +1,10 @@
 """
-report.py: the tables and figures: evaluate.py's accuracy tables (results/table.md, table.csv, generations.md), and
-what scaling.py draws and writes from its fits: the figures (results/figures/*.png), the fits.md table and the
-emergence analysis of evaluate.py's results (the compute from which a task's accuracy stays above its baseline).
+report.py: the tables and figures: simplify.py's corpus statistics (corpus_stats.md, rank_frequency.png),
+evaluate.py's accuracy tables (results/table.md, table.csv, generations.md), and what scaling.py draws and writes from
+its fits: the figures (results/figures/*.png), the fits.md table and the emergence analysis of evaluate.py's results
+(the compute from which a task's accuracy stays above its baseline).
 
+    corpus_stats(texts, vocab)               simplify.py's statistics of a corpus (and stats_table, its .md)
     write_tables(results_dir)                accuracy per model and task, in the paper's layout
 
     plot_curves(runs, path)                  val loss against tokens seen, a panel per corpus
@@ -12,15 +14,18 @@ emergence analysis of evaluate.py's results (the compute from which a task's acc
 
 Figures are readable in black and white: the corpora differ in line style and marker fill, not only colour.
 """
+import collections
 import contextlib
 import csv
 import io
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 
 from fits import flop_per_token
+from spans import DELIMITERS, WORD_RE, vocab_bytes   # the filter's word tokens, for the corpus statistics
 from files import read_json, write_atomic  # read_json: a JSON file, or {} if missing or unreadable
 
 PUBLISHED = {   # L(N, D) constants to compare ours with (the ones the paper cites)
@@ -115,6 +120,64 @@ def plot_law(fits, runs, keys, path, exact_flops=False):
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7)
 
+
+# -----------------------------------------------------------------------------
+# Corpus statistics: what simplify.py writes beside the datasets (corpus_stats.json, .md, rank_frequency.png)
+
+
+def corpus_stats(texts, vocab):
+    """Statistics of the training text over the filter's word tokens (numbers excluded). -> (dict, sorted frequencies)"""
+    # counted document by document: a list of every word would take ~54 bytes a word (~85 GB at the paper's scale)
+    counts, n_words, types_100k, sentences = collections.Counter(), 0, set(), 0
+    for t in texts:
+        # a span's end ends a sentence too: most spans stop mid-sentence (before a word out of the vocabulary)
+        low = t.encode("utf-8", "surrogatepass").lower().replace(b"<s>", b" ").replace(b"</s>", b"\n")
+        words = []
+        for piece in re.split(rb"[.?!\n]+", low):   # sentences: the pieces between . ? ! and newlines that hold a word
+            # the filter's word tokens, numbers left out; a word the kernel glued to a delimiter after a digit
+            # ("3 cats" -> "3", " cats") counted as the word itself
+            found = [w.lstrip(DELIMITERS) for w in WORD_RE.findall(piece) if not w.isdigit()]
+            sentences += bool(found)
+            words += found
+        counts.update(words)
+        types_100k.update(words[:max(100_000 - n_words, 0)])  # the types of the first 100k words
+        n_words += len(words)
+    freq = np.array(sorted(counts.values(), reverse=True), float)
+    top = min(len(freq), 1000)  # Zipf slope (-s for frequency ~ rank^-s): least squares of log f on log rank, 1..1000
+    zipf = float(np.polyfit(np.log(np.arange(1, top + 1)), np.log(freq[:top]), 1)[0]) if top > 1 else float("nan")
+    vb = vocab_bytes(vocab)  # type/token ratio depends on size: compare on the first 100k words of each
+    return dict(train_words=n_words, types=len(counts),
+                oov_rate=sum(n for w, n in counts.items() if w not in vb) / max(n_words, 1),
+                mean_sentence_words=n_words / max(sentences, 1),
+                type_token_ratio_100k=len(types_100k) / max(min(n_words, 100_000), 1), zipf_slope=zipf), freq
+
+
+
+def stats_table(a, b):
+    """corpus_stats.md: the statistics of the two corpora side by side, and what each one counts."""
+    rows = ["| statistic | simplified | unrestricted |", "|---|---|---|"]
+    fmt = lambda v: "-" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:.4g}"
+    for k in a:
+        rows.append(f"| {k} | {fmt(a[k])} | {fmt(b.get(k))} |")
+    rows += ["", "docs_out, words_out, kept_word_fraction: for simplified, what the filter kept of the source (all of "
+             "it, also beyond --max_train_tokens); for unrestricted, the raw documents taken to match its tokens, "
+             "and docs_in/words_in its pool (the --control_fraction share of the source: the control's tokenizer "
+             "learns from that pool, up to --tokenizer_sample_mb). mean_span_words: whitespace-separated words per "
+             "span, over all the filtered text. train_* and the statistics below them: the training text of each "
+             "(the train split only, so train_words is usually the smaller). words_in/words_out count "
+             "whitespace-separated words, train_words the filter's word tokens (numbers left out, a contraction "
+             "two: don't = don + t). mean_sentence_words: words per piece of text between . ? ! newlines and span "
+             "ends (most spans stop mid-sentence, before a word out of the vocabulary)."]
+    return "\n".join(rows)
+
+
+def plot_rank_frequency(freqs, path):
+    """Word rank-frequency (Zipf) plot of each corpus' training text, log-log: {name: sorted frequencies} -> path."""
+    with figure(path) as (ax,):
+        for (name, freq), ls in zip(freqs.items(), ["-", "--"]):
+            ax.loglog(np.arange(1, len(freq) + 1), freq / freq.sum(), ls, color="black", label=name)
+        ax.set(xlabel="rank", ylabel="relative frequency", title="Word rank-frequency (Zipf) plot")
+        ax.legend()
 
 # -----------------------------------------------------------------------------
 # Tables of evaluate.py's results in the paper's layout (rows = models, columns = tasks)

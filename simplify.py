@@ -31,9 +31,9 @@ import numpy as np
 
 from bpe import SPECIAL_TOKENS, SPLIT_PATTERN, make_encoding, save_ranks, train_bpe
 from files import HelpFormat, file_sha256, read_json, try_lock, whole_number, write_atomic, write_json
+from report import corpus_stats, plot_rank_frequency, stats_table   # corpus_stats.json, .md, rank_frequency.png
 from sources import DEFAULT_SOURCE, iter_documents, list_files   # raw documents: files, folders, the hub
-from spans import (DEFAULT_VOCAB, DELIMITERS, WORD_RE, filter_spans, format_document, load_vocab,  # the rule
-                   vocab_bytes)
+from spans import DEFAULT_VOCAB, filter_spans, format_document, load_vocab   # the rule
 
 
 # -----------------------------------------------------------------------------
@@ -234,33 +234,6 @@ def encode_docs(enc, docs, budget, workers, spans=False):
     return (np.concatenate(chunks) if chunks else np.zeros(0, np.uint32)), used
 
 
-def corpus_stats(texts, vocab):
-    """Statistics of the training text over the filter's word tokens (numbers excluded). -> (dict, sorted frequencies)"""
-    # counted document by document: a list of every word would take ~54 bytes a word (~85 GB at the paper's scale)
-    counts, n_words, types_100k, sentences = collections.Counter(), 0, set(), 0
-    for t in texts:
-        # a span's end ends a sentence too: most spans stop mid-sentence (before a word out of the vocabulary)
-        low = t.encode("utf-8", "surrogatepass").lower().replace(b"<s>", b" ").replace(b"</s>", b"\n")
-        words = []
-        for piece in re.split(rb"[.?!\n]+", low):   # sentences: the pieces between . ? ! and newlines that hold a word
-            # the filter's word tokens, numbers left out; a word the kernel glued to a delimiter after a digit
-            # ("3 cats" -> "3", " cats") counted as the word itself
-            found = [w.lstrip(DELIMITERS) for w in WORD_RE.findall(piece) if not w.isdigit()]
-            sentences += bool(found)
-            words += found
-        counts.update(words)
-        types_100k.update(words[:max(100_000 - n_words, 0)])  # the types of the first 100k words
-        n_words += len(words)
-    freq = np.array(sorted(counts.values(), reverse=True), float)
-    top = min(len(freq), 1000)  # Zipf slope (-s for frequency ~ rank^-s): least squares of log f on log rank, 1..1000
-    zipf = float(np.polyfit(np.log(np.arange(1, top + 1)), np.log(freq[:top]), 1)[0]) if top > 1 else float("nan")
-    vb = vocab_bytes(vocab)  # type/token ratio depends on size: compare on the first 100k words of each
-    return dict(train_words=n_words, types=len(counts),
-                oov_rate=sum(n for w, n in counts.items() if w not in vb) / max(n_words, 1),
-                mean_sentence_words=n_words / max(sentences, 1),
-                type_token_ratio_100k=len(types_100k) / max(min(n_words, 100_000), 1), zipf_slope=zipf), freq
-
-
 def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta):
     """Train this corpus' tokenizer, write train.bin/val.bin (capped at budget = (train, val) tokens, None: no cap),
     meta.json last. The simplified corpus' budget is a cap; the control's must be met exactly."""
@@ -416,38 +389,6 @@ def build_stage(args, vocab):
     plot_rank_frequency(freqs,
                         os.path.join(args.out_dir, "rank_frequency.png"))
 
-
-def stats_table(a, b):
-    rows = ["| statistic | simplified | unrestricted |", "|---|---|---|"]
-    fmt = lambda v: "-" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:.4g}"
-    for k in a:
-        rows.append(f"| {k} | {fmt(a[k])} | {fmt(b.get(k))} |")
-    rows += ["", "docs_out, words_out, kept_word_fraction: for simplified, what the filter kept of the source (all of "
-             "it, also beyond --max_train_tokens); for unrestricted, the raw documents taken to match its tokens, "
-             "and docs_in/words_in its pool (the --control_fraction share of the source: the control's tokenizer "
-             "learns from that pool, up to --tokenizer_sample_mb). mean_span_words: whitespace-separated words per "
-             "span, over all the filtered text. train_* and the statistics below them: the training text of each "
-             "(the train split only, so train_words is usually the smaller). words_in/words_out count "
-             "whitespace-separated words, train_words the filter's word tokens (numbers left out, a contraction "
-             "two: don't = don + t). mean_sentence_words: words per piece of text between . ? ! newlines and span "
-             "ends (most spans stop mid-sentence, before a word out of the vocabulary)."]
-    return "\n".join(rows)
-
-
-def plot_rank_frequency(freqs, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for (name, freq), style in zip(freqs.items(), ["-", "--"]):
-        ax.loglog(np.arange(1, len(freq) + 1), freq / freq.sum(), style, color="black", label=name)
-    ax.set_xlabel("rank")
-    ax.set_ylabel("relative frequency")
-    ax.set_title("Word rank-frequency (Zipf) plot")
-    ax.legend()
-    fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
 
 # -----------------------------------------------------------------------------
 # Benchmark and command line

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import dataset
+import report
 import simplify
 from simplify import main
 from spans import DEFAULT_VOCAB, filter_spans, format_document, load_vocab
@@ -547,7 +548,7 @@ def test_paper_settings_are_defaults_that_flags_override():
 
 
 def test_corpus_stats_numbers():
-    stats, freq = simplify.corpus_stats(["<s> The cat sat. The dog sat 3 times! </s>", "a cat"],
+    stats, freq = report.corpus_stats(["<s> The cat sat. The dog sat 3 times! </s>", "a cat"],
                                         frozenset({"the", "cat", "sat", "dog", "a"}))
     # words: the cat sat the dog sat times a cat (the number 3 is not a word here); 3 sentence ends (. ! and the
     # second document's end)
@@ -558,7 +559,7 @@ def test_corpus_stats_numbers():
     x, y = np.log(np.arange(1, 7)), np.log([2, 2, 2, 1, 1, 1])
     assert stats["zipf_slope"] == pytest.approx(np.polyfit(x, y, 1)[0])
     # a span's end ends a sentence (spans mostly stop mid-sentence); a word glued after a digit is that word
-    stats, _ = simplify.corpus_stats(["<s> the cat </s> <s> sat on 3 mats </s>", "42."], frozenset({"the", "mats"}))
+    stats, _ = report.corpus_stats(["<s> the cat </s> <s> sat on 3 mats </s>", "42."], frozenset({"the", "mats"}))
     assert stats["mean_sentence_words"] == pytest.approx(5 / 2) and stats["oov_rate"] == pytest.approx(3 / 5)
 
 
@@ -729,9 +730,9 @@ def test_corpus_stats_counts_incrementally_with_the_same_results():
     pool = WORDS + ODD + [f"w{i}" for i in range(3000)] + ["3", "42"]  # enough types that the first 100k matter
     texts = [" ".join(rng.choice(pool, rng.integers(1, 900))) + ". <s> Done! </s>" for _ in range(400)]
     vocab = frozenset(WORDS)
-    got, want = simplify.corpus_stats(iter(texts), vocab), _naive_corpus_stats(texts, vocab)
+    got, want = report.corpus_stats(iter(texts), vocab), _naive_corpus_stats(texts, vocab)
     assert got[0] == want[0] and got[0]["train_words"] > 100_000 and got[1].tolist() == want[1].tolist()
-    assert simplify.corpus_stats([], vocab)[0]["type_token_ratio_100k"] == _naive_corpus_stats([], vocab)[0][
+    assert report.corpus_stats([], vocab)[0]["type_token_ratio_100k"] == _naive_corpus_stats([], vocab)[0][
         "type_token_ratio_100k"] == 0
 
 
@@ -740,7 +741,7 @@ def test_corpus_stats_memory_does_not_grow_with_the_corpus():
     docs = [" ".join(WORDS * 20) + "." for _ in range(10)]  # ~500 words each, half a million in all below
     tracemalloc.start()
     try:
-        stats, _ = simplify.corpus_stats((docs[i % 10] for i in range(1000)), frozenset(WORDS))
+        stats, _ = report.corpus_stats((docs[i % 10] for i in range(1000)), frozenset(WORDS))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
