@@ -214,10 +214,12 @@ def time_path(model_name, args, device, dtype, path, batches):
         if args.profile:                               # one more step, kernel by kernel: where the time goes
             profile = profile_step(model_name, path["name"], lambda: (step(batches[0]), sync()), device_type,
                                    args.profile)
-    except torch.cuda.OutOfMemoryError:   # the model and optimizer are freed on return (gc.collect() next path)
-        return {"oom": True, "path": path["name"], "error": "out of memory"}
-    except Exception as e:   # a compile failure, no tile of the fused loss fits this GPU, ...: the path is left out,
-        traceback.print_exc()   # its cause printed whole (torch's first line can be just "backend='inductor' raised:")
+    except Exception as e:   # the path is left out (the model and optimizer are freed on return, gc.collect() next)
+        if any(isinstance(x, torch.cuda.OutOfMemoryError) or "out of memory" in str(x)   # (also wrapped by a compile)
+               for x in (e, e.__cause__, e.__context__) if x is not None):
+            return {"oom": True, "path": path["name"], "error": "out of memory"}
+        # a compile failure, no tile of the fused loss fits this GPU, a bug...: its cause printed whole (torch's first
+        traceback.print_exc()   # line can be just "backend='inductor' raised:"), and main exits with an error
         error = f"{type(e).__name__}: {' '.join(str(e).split())}"[:300]
         print(f"bench: {model_name} {path['name']} cannot run here: {error}")
         return {"oom": False, "path": path["name"], "error": error}
@@ -495,6 +497,9 @@ def main(argv=None):
             print(f"  {path:<14} {e['hours']:8.2f} device-hours ({how})")
         if args.json:
             save_json(args, name, dtype, data_s, results, sweep)
+    failed = [f"{r['model']} {p['path']}" for r in results for p in r["paths"] if not ran(p) and not p["oom"]]
+    if failed:   # (after every figure is printed and saved)
+        raise SystemExit(f"bench: {len(failed)} path(s) failed ({', '.join(failed)}): their tracebacks are above")
     return results
 
 

@@ -364,15 +364,17 @@ def previous_results(path, args):
     run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
     file = Path(args.results_dir) / f"{result_name(path)}.json"
     try:
-        text = file.read_text()
         info = read_checkpoint(path, "cpu", mmap=True)   # its settings and counters, not its weights
-    except (OSError, ValueError):                        # no file yet (a damaged checkpoint: load_run says it)
+    except (OSError, ValueError):                        # a damaged checkpoint: load_run says so
         return None, None
     try:
-        old = json.loads(text)
+        old = json.loads(file.read_text())
+    except FileNotFoundError:                            # no results yet
+        return None, None
+    except (OSError, ValueError) as e:                   # not UTF-8, not JSON
+        problem = f"unreadable: {e}"
+    else:
         problem = results_problem(old) or (None if isinstance(old.get("eval"), dict) else "it has no eval settings")
-    except ValueError as e:
-        problem = f"not JSON: {e}"
     if problem:   # hand-edited, or not ours: never replaced without a word
         return None, f"{file} is not a results file as evaluate.py writes them ({problem})"
     if old.get("checkpoint_id") != checkpoint_id(info):   # (the same id: this checkpoint, from whatever directory)

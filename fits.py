@@ -178,9 +178,9 @@ def fit_chinchilla(N, D, loss, delta=1e-3, n_boot=200, keep=64, seed=0, groups=N
                         "or vanishes; these points do not pin the law down (more model sizes and token budgets)")
     if out["E"] < 0.01 * L.min():   # no language has an entropy near 0: the points show no floor
         warnings.append(f"E {out['E']:.3g} is under 1% of the lowest loss: the points show no irreducible loss, so "
-                        "the power laws absorb it and their exponents are biased low (longer runs, larger models); "
-                        "E's interval is not a range either (refits started at this E, where its gradient vanishes, "
-                        "mostly stay there)")
+                        "the power laws absorb it and their exponents are biased low (longer runs, larger models)"
+                        + ("; E's bootstrap interval says little (refits started at this E, where its gradient "
+                           "vanishes, mostly stay there)" if n_boot else ""))
     if warnings:
         out["warning"] = "; ".join(warnings)
     if n_boot:

@@ -152,7 +152,6 @@ def corpus_stats(texts, vocab):
                 type_token_ratio_100k=len(types_100k) / max(min(n_words, 100_000), 1), zipf_slope=zipf), freq
 
 
-
 def stats_table(a, b):
     """corpus_stats.md: the statistics of the two corpora side by side, and what each one counts."""
     rows = ["| statistic | simplified | unrestricted |", "|---|---|---|"]
@@ -188,14 +187,16 @@ def results_problem(d):
     the emergence analysis and evaluate.py's reuse read."""
     if not isinstance(d, dict):
         return "not a JSON object"
-    number = (int, float, type(None))
-    for key, kind, what in (("run_name", str, "a string"), ("corpus", str, "a string"), ("n_params", (int, float),
-                            "a number"), ("results", list, "a list")):
+    number, optional = (int, float), (int, float, type(None))
+    for key, kind, what in (("run_name", str, "a string"), ("corpus", str, "a string"), ("model", str, "a string"),
+                            ("n_params", number, "a number"), ("train_flops_6nd", number, "a number"),
+                            ("results", list, "a list")):
         if not isinstance(d.get(key), kind):
             return f"its {key} is missing or not {what}"
     for i, e in enumerate(d["results"]):
-        if not (isinstance(e, dict) and isinstance(e.get("task"), str) and isinstance(e.get("shots"), int) and all(
-                isinstance(e.get(k), number) for k in ("n", "acc", "acc_norm", "chance", "majority", "unigram"))):
+        if not (isinstance(e, dict) and isinstance(e.get("task"), str) and isinstance(e.get("shots"), int)
+                and all(isinstance(e.get(k), number) for k in ("n", "acc", "chance"))
+                and all(isinstance(e.get(k), optional) for k in ("acc_norm", "majority", "unigram"))):
             return f"its results entry {i} lacks a task, a whole number of shots, or numbers for its scores"
     return None
 
@@ -206,7 +207,7 @@ def read_results(results_dir):
     runs = []
     for p in sorted(Path(results_dir).glob("*.json")):
         d = read_json(p)
-        if isinstance(d, dict) and ("run_name" in d or "results" in d):
+        if isinstance(d, dict) and "run_name" in d:   # (fits.json, a bench.py JSON: not a run's results)
             if problem := results_problem(d):
                 print(f"note: {p} left out: {problem} (evaluate.py rewrites it with --force)")
             else:

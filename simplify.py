@@ -288,11 +288,30 @@ def record_differs(record, settings):
     return ", ".join(f"{n} {key[n]!r} there, {v!r} here" for n, v in settings.items() if key[n] != v) or None
 
 
-def datasets_match(dataset, path):
-    """Whether a run's config.json "dataset" record names the dataset at path as it is now (its dir and tokenizer)."""
-    meta = read_json(os.path.join(path, "meta.json"))
-    return isinstance(dataset, dict) and bool(meta) and dataset.get("dir_abs") == os.path.realpath(path) and \
-        dataset.get("tokenizer_sha256") == meta.get("tokenizer", {}).get("sha256")
+def check_not_replacing_trained_on(args):
+    """Refuse (unless --force) to rebuild with other settings datasets that runs in out/ trained on: the new tokenizer
+    would leave them unresumable and unevaluable. Checked before the filter stage, which could take hours. Only the
+    settings count: source files that were merely touched (new dates) give the same datasets again."""
+    built = read_json(os.path.join(args.out_dir, "corpus_stats.json")).get("key")
+    same = isinstance(built, dict) and all(
+        isinstance(f, dict) and {k: v for k, v in f.items() if k != "files"} == filter_key(args)
+        for f in built.get("filters") or [None]) and all(
+        built.get(k) == getattr(args, k) for k in ("vocab_size", "val_fraction", "max_train_tokens",
+                                                   "tokenizer_sample_mb"))
+    if same or args.force:
+        return
+    trained = []
+    for n in ("simplified", "unrestricted"):
+        sha = read_json(os.path.join(args.out_dir, n, "meta.json")).get("tokenizer", {}).get("sha256")
+        for c in sorted(Path("out").glob("*/config.json")):
+            d = read_json(c).get("dataset")
+            if sha and isinstance(d, dict) and d.get("tokenizer_sha256") == sha and \
+                    d.get("dir_abs") == os.path.realpath(os.path.join(args.out_dir, n)):
+                trained.append(f"{c.parent} ({n})")
+    if trained:
+        raise SystemExit(f"{args.out_dir} would be rebuilt with other settings, but runs in out/ trained on it "
+                         f"({', '.join(trained[:3])}{', ...' if len(trained) > 3 else ''}): pass another --out_dir "
+                         "to keep both, or --force to replace it")
 
 
 def build_stage(args, vocab):
@@ -332,12 +351,6 @@ def build_stage(args, vocab):
             os.path.exists(os.path.join(args.out_dir, n, "meta.json")) for n in ("simplified", "unrestricted")):
         print(f"build: datasets already built with these settings ({stats_path}), reusing them")
         return
-    trained = [f"{c.parent} ({n})" for n in ("simplified", "unrestricted") for c in sorted(Path("out").glob(
-        "*/config.json")) if datasets_match(read_json(c).get("dataset"), os.path.join(args.out_dir, n))]
-    if trained and not args.force:   # a new tokenizer: those runs could no longer be resumed or evaluated
-        raise SystemExit(f"{args.out_dir} would be rebuilt with other settings, but runs in out/ trained on it "
-                         f"({', '.join(trained[:3])}{', ...' if len(trained) > 3 else ''}): pass another --out_dir "
-                         "to keep both, or --force to replace it")
     # the datasets are about to be rebuilt: unmark the build first (all three are written last, below), so that a
     # rebuild that fails halfway never leaves an old control beside a new simplified corpus, or an old pair, that
     # load_meta would take for complete
@@ -504,6 +517,8 @@ def main(argv=None):
     if args.benchmark:
         return benchmark(args, vocab)
     t0, lock_dir = time.time(), os.path.join(args.out_dir, "simplified")
+    if args.stage in ("all", "build"):
+        check_not_replacing_trained_on(args)
     if args.stage in ("all", "filter"):
         source_files(args.source)   # a wrong --source stops before anything is created
         with lock_or_exit(os.path.join(lock_dir, f"filter-{shard}-of-{num_shards}.lock"),

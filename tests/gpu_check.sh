@@ -27,7 +27,7 @@ step() {   # step NAME MIN_SECONDS MAX_SECONDS COMMAND...: run within what is le
     fi
     [ "$limit" -gt "$left" ] && limit=$left
     local t0=$SECONDS
-    timeout "$limit" "$@" > "$out/$name.log" 2>&1
+    timeout -k 10 "$limit" "$@" > "$out/$name.log" 2>&1
     local rc=$?
     echo "== $name: rc $rc in $((SECONDS - t0)) s$([ $rc = 124 ] && echo " (stopped at its ${limit} s limit)")"
     tail -n 30 "$out/$name.log"
@@ -43,16 +43,19 @@ step test_gpu 90 200 $py -m pytest -v --durations=0 -p no:cacheprovider $timeout
 step trace 60 120 env FUSED_LOSS_TRACE=1 $py bench.py --models h32-L2 --paths plain,fused+cg \
     --json "$out/trace.json"
 # Two processes at once, each timing its own h32-L2 steps for 15 s: their windows must overlap (timed_window in
-# pair.json) for the sum of their tokens/s to say what sharing the GPU gives, against one alone (step 1).
+# pair.json) for the sum of their tokens/s to say what sharing the GPU gives, against one alone (step 1). Their own
+# JSON files go to a temporary folder (only pair.json lands in OUT_DIR, whatever happens).
+pair_tmp=$(mktemp -d)
 step pair 60 120 bash -c "
-    $py bench.py --models h32-L2 --paths auto+cg --min_seconds 15 --json '$out/pair_a.json' & a=\$!
-    $py bench.py --models h32-L2 --paths auto+cg --min_seconds 15 --json '$out/pair_b.json'; b=\$?
+    $py bench.py --models h32-L2 --paths auto+cg --min_seconds 15 --json '$pair_tmp/a.json' & a=\$!
+    $py bench.py --models h32-L2 --paths auto+cg --min_seconds 15 --json '$pair_tmp/b.json'; b=\$?
     wait \$a; a=\$?
-    $py -c \"import json, sys; runs = [json.load(open(f))['results'][0]['paths'][0] for f in sys.argv[1:]]
+    $py -c \"import json, sys
+runs = [json.load(open(f))['results'][0]['paths'][0] for f in sys.argv[1:]]
 json.dump(runs, open('$out/pair.json', 'w'), indent=1)
 w = [r['timed_window'] for r in runs]
 print('together: %.0f tokens/s, timed windows overlap %.1f s' % (sum(r['tokens_per_s'] for r in runs),
-      min(x[1] for x in w) - max(x[0] for x in w)))\" '$out/pair_a.json' '$out/pair_b.json' &&
-    rm -f '$out/pair_a.json' '$out/pair_b.json'
-    exit \$((a | b))"
+      min(x[1] for x in w) - max(x[0] for x in w)))\" '$pair_tmp/a.json' '$pair_tmp/b.json'; c=\$?
+    exit \$((a | b | c))"
+rm -rf "$pair_tmp"
 echo "== gpu_check: $SECONDS s of the ${budget} s budget"

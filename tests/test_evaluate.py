@@ -511,7 +511,7 @@ def test_missing_task_file_is_a_clear_error():
 
 def fake_run(name, corpus, n_params, accs, shots=0):
     return {"run_dir": f"out/{name}", "run_name": name, "corpus": corpus, "model": name.split("-")[0],
-            "n_params": n_params, "results": [{"task": t, "family": "x", "shots": shots, "n": 10 * (i + 1),
+            "n_params": n_params, "train_flops_6nd": 6 * n_params * 1e6, "results": [{"task": t, "family": "x", "shots": shots, "n": 10 * (i + 1),
                                                "chance": 0.5, "acc": a} for i, (t, a) in enumerate(accs.items())],
             "generations": [{"prompt": "Hi", "text": f" from {name}"}]}
 
@@ -716,18 +716,20 @@ def test_results_are_reused_merged_and_redone_only_when_stale(tiny_data, tmp_pat
     assert [e["task"] for e in res["results"]] == [pairs] and res["tokens_seen"] == 3072
     # a damaged or hand-edited file is never replaced without a word (--force replaces it), nor read into the tables
     good = path.read_text()
-    for text, problem in (("{bad", "not JSON: Expecting property name"),
+    for text, problem in (("{bad", "unreadable: Expecting property name"), ("\udcff", "unreadable: .*utf-8"),
+                          (json.dumps({**res, "results": [{**res["results"][0], "acc": None}]}), "its results entry 0"),
+                          (json.dumps({k: v for k, v in res.items() if k != "model"}), "its model is missing"),
                           (json.dumps({**res, "eval": 5}), "it has no eval settings"),
                           (json.dumps({**res, "corpus": None}), "its corpus is missing or not a string"),
                           (json.dumps({**res, "results": [{**res["results"][0], "shots": "0"}]}),
                            "its results entry 0 lacks a task, a whole number of shots, or numbers for its scores"),
                           (json.dumps({**res, "results": [{**res["results"][0], "acc": "high"}]}), "its results entry 0 lacks")):
-        path.write_text(text)
+        path.write_bytes(text.encode("utf-8", "surrogateescape"))
         with pytest.raises(SystemExit, match=f"tiny-run.json is not a results file as evaluate.py writes them "
                                              f"\\({problem}.*--force to replace it"):
             ev("--tasks", pairs, "--limit", "4")
-        assert path.read_text() == text
-        if problem not in ("not JSON: Expecting property name", "it has no eval settings"):   # (the tables' too)
+        assert path.read_bytes() == text.encode("utf-8", "surrogateescape")
+        if not problem.startswith(("unreadable", "it has no eval settings")):   # the tables' problems too
             assert write_tables(results) and f"tiny-run.json left out: {problem}" in capsys.readouterr().out
     ev("--tasks", pairs, "--limit", "4", "--force")
     assert json.loads(path.read_text())["results"] == json.loads(good)["results"]

@@ -8,6 +8,8 @@ import sys
 import time
 import types
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -795,9 +797,16 @@ def test_a_dataset_runs_trained_on_is_not_rebuilt_without_force(tmp_path, monkey
     (run / "config.json").write_text(json.dumps({"dataset": {"dir": "data/unrestricted", "tokenizer_sha256": sha,
                                                              "dir_abs": os.path.realpath(out / "unrestricted")}}))
     main(common + ["--vocab_size", "300"])                      # the same settings: reused, nothing replaced
-    with pytest.raises(SystemExit, match=r"would be rebuilt with other settings, but runs in out/ trained on it "
-                                         r"\(out/some-run \(unrestricted\)\): pass another --out_dir"):
-        main(common + ["--vocab_size", "320"])
-    assert dataset.load_meta(str(out / "unrestricted"))["tokenizer"]["sha256"] == sha     # untouched
+    for f in Path(src).iterdir():                               # source files touched: filtered and built again,
+        os.utime(f, (1e9, 1e9))                                 # into the same datasets
+    main(common + ["--vocab_size", "300"])
+    assert dataset.load_meta(str(out / "unrestricted"))["tokenizer"]["sha256"] == sha
+    record = (out / "simplified" / "filter-0-of-1.json").read_text()
+    for other in (["--vocab_size", "320"], ["--vocab_size", "300", "--min_span_len", "4"]):
+        with pytest.raises(SystemExit, match=r"would be rebuilt with other settings, but runs in out/ trained on it "
+                                             r"\(out/some-run \(unrestricted\)\): pass another --out_dir"):
+            main(common[:-2] + other)
+    assert dataset.load_meta(str(out / "unrestricted"))["tokenizer"]["sha256"] == sha     # untouched, and refused
+    assert (out / "simplified" / "filter-0-of-1.json").read_text() == record             # before any filtering
     main(common + ["--vocab_size", "320", "--force"])
     assert dataset.load_meta(str(out / "unrestricted"))["vocab_size"] == 320

@@ -475,3 +475,12 @@ def test_chunked_loss_run_equals_plain_run(tiny_data, tmp_path):
         if not there:   # a one-line error, not torch's traceback
             with pytest.raises(SystemExit, match=f"--device {device}: this torch .* sees no {missing}; use --device"):
                 run(tiny_data, tmp_path, run_name="bad", device=device)
+
+
+def test_gradients_are_kept_across_micro_batches_only_under_cuda_graphs():
+    model = torch.nn.Linear(3, 2)
+    for mode, accum, kept in (("reduce-overhead", 2, True), ("max-autotune", 4, True), ("reduce-overhead", 1, False),
+                              ("default", 2, False), ("max-autotune-no-cudagraphs", 2, False), (None, 2, False)):
+        model.zero_grad(set_to_none=True)
+        assert train.keep_grads(model, mode, accum) == kept, (mode, accum)
+        assert all((p.grad is not None and not p.grad.any()) if kept else p.grad is None for p in model.parameters())
