@@ -12,9 +12,11 @@ in characters (a tie among the best k scores 1/k: the harness's argmax would giv
 pairs (BLiMP) compare the log-probabilities of the two whole sentences; the cloze task counts a hit when every token
 of the answer is the model's greedy pick. k-shot prompts put k solved examples of the task's train split (other
 examples of the evaluated split when a task has none; never the example itself) before the question, separated by
-blank lines. A prompt longer than the 128 tokens a model trained on is read with RoPE position interpolation (scale
-= ceil(length / 128), reported per task) or, with --long truncate, left-truncated. Every prompt starts with
-<|endoftext|> (the token every training document follows), plus <s> for models trained on the span format "<s> span
+blank lines (demonstrations drawn per example, seeded by --seed and its index). A prompt longer than the 128 tokens
+a model trained on is read with RoPE position interpolation (scale = ceil(length / 128), reported per task: every
+position of a 129-token prompt is halved), as the paper did, or, with --long truncate, left-truncated as the harness
+does. Every prompt starts with <|endoftext|> (it ends every training document, so it precedes all but the first; the
+harness puts it only before an empty context: our choice), plus <s> for models trained on the span format "<s> span
 </s>" (--sos). Before scoring, every task goes through the paper's vocabulary filter, tasks.keep_example(), on its
 evaluated and its demonstration split; the counts kept are printed and saved (tasks.py reads the tasks).
 
@@ -70,10 +72,10 @@ def fewshot_context(example, demos):
 
 
 def encode_pair(enc, context, continuation, prefix=()):
-    """Token ids of a (context, continuation) pair, split as the harness splits it: trailing spaces of the context
-    move to the continuation, the whole string is encoded, and the continuation is what follows the context's
+    """Token ids of a (context, continuation) pair, split as the harness splits it: trailing whitespace of the context
+    moves to the continuation, the whole string is encoded, and the continuation is what follows the context's
     tokens. prefix (start-of-document tokens) goes before the context."""
-    n = len(context) - len(context.rstrip(" "))
+    n = len(context) - len(context.rstrip())
     if n:
         context, continuation = context[:-n], context[-n:] + continuation
     whole, ctx = enc.encode_ordinary(context + continuation), enc.encode_ordinary(context)
@@ -164,28 +166,28 @@ class NaNScores(ValueError):
 def evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast):
     """One task at one number of shots -> a results entry (the `results` list of results/<run>.json), or None when
     it does not apply."""
-    if shots and task["kind"] != "choice":
-        return None      # minimal pairs and cloze are zero-shot tasks (BLiMP's harness config says num_fewshot: 0)
-    requests, spans, scales, fewest = [], [], [], shots
+    if not applies(task, shots):   # minimal pairs and cloze are zero-shot tasks; an empty one has nothing to score
+        return None
+    requests, choice_slots, scales, fewest = [], [], [], shots   # choice_slots: (first request, choices) per example
     for i, ex in enumerate(task["eval"]):
         rng = random.Random(f"{args.seed}:{task['name']}:{i}")
         demos = sample_demos(task["demos"], shots, rng, ex)
         fewest = min(fewest, len(demos))
-        context = fewshot_context(ex, demos) if shots else ex["context"]
+        context = fewshot_context(ex, demos)   # (no demonstrations: the example's own context)
         if sos and context:
             context = " " + context          # the simplified corpus has a space after every <s>: "<s> span </s>"
         pairs = [encode_pair(enc, context, " " + choice, prefix) for choice in ex["choices"]]
         longest = max(len(c) + len(x) - 1 for c, x in pairs)       # tokens the model reads for this example
         scale = max(1, math.ceil(longest / model.config.block_size)) if args.long == "rope" else 1
         scales.append(scale)                 # one scale per example, so all its choices are read alike
-        spans.append((len(requests), len(pairs)))
+        choice_slots.append((len(requests), len(pairs)))
         requests += [(c, x, scale) for c, x in pairs]
     if fewest < shots:   # a filter that keeps few examples leaves few to show
         print(f"  note: {task['name']}: only {len(task['demos'])} filtered examples to draw demonstrations from: "
               f"some prompts have {fewest} instead of {shots} (the entry records fewest_demos)")
     scored = score_requests(model, requests, args.batch_tokens, device, autocast, f"{task['name']} {shots}-shot")
     acc, acc_norm = [], []
-    for ex, (start, n) in zip(task["eval"], spans):
+    for ex, (start, n) in zip(task["eval"], choice_slots):
         ll = np.array([scored[start + c][0] for c in range(n)])
         if np.isnan(ll).any():   # np.argmax would pick choice 0, often the gold one: a NaN model would look perfect
             raise NaNScores(f"{task['name']}: the model gives NaN log-probabilities (a diverged checkpoint, or "
@@ -194,8 +196,9 @@ def evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast):
             acc.append(float(scored[start][1]))
             continue
         acc.append(tie_credit(ll, ex["gold"]))
-        acc_norm.append(tie_credit(ll / np.array([len(c) for c in ex["choices"]]), ex["gold"]))
-    with_norm = task["kind"] == "choice" and bool(acc)
+        if task["kind"] == "choice":   # by the choice's length in characters (the leading space not counted)
+            acc_norm.append(tie_credit(ll / np.array([len(c) for c in ex["choices"]]), ex["gold"]))
+    with_norm = bool(acc_norm)
     return {"task": task["name"], "family": task["family"], "shots": shots, "n": len(acc), "chance": task["chance"],
             "majority": task["majority"],
             "acc": float(np.mean(acc)) if acc else None, "acc_stderr": mean_stderr(acc) if acc else None,

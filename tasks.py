@@ -51,7 +51,7 @@ def keep_example(text, vocab):
 # (context, choices, index of the right choice, the content fields in the authors' order for the filter).
 
 
-def _copa(r):
+def _copa(r):   # the harness's COPA as of v0.3 (lowercased choice after one space; later versions differ)
     connector = {"cause": "because", "effect": "therefore"}[r["question"]]
     lower = lambda c: c[0].lower() + c[1:]  # noqa: E731  (the choice continues the premise's sentence)
     return (r["premise"].strip()[:-1] + f" {connector}", [lower(r["choice1"]), lower(r["choice2"])], r["label"],
@@ -85,6 +85,7 @@ BLIMP_22 = ["anaphor_gender_agreement", "anaphor_number_agreement", "ellipsis_n_
             "regular_plural_subject_verb_agreement_1", "regular_plural_subject_verb_agreement_2", "adjunct_island",
             "complex_NP_island", "principle_A_reconstruction"]
 # task: (family, hub dataset, hub config, evaluated split, split of the few-shot demonstrations), as the authors used
+# (BLiMP's one split is called "train" on the hub: it is what is scored, never trained on)
 PAPER_TASKS = {f"blimp_{p}": ("blimp", "nyu-mll/blimp", p, "train", None) for p in BLIMP_22}
 PAPER_TASKS.update({
     "copa": ("copa", "aps/super_glue", "copa", "validation", "train"),

@@ -128,11 +128,13 @@ def test_greedy_flag_marks_the_models_own_continuation(tiny):
     assert hit[1] is True and miss[1] is False and hit[0] > miss[0]
 
 
-def test_encode_pair_moves_trailing_space_and_adds_prefix(tiny):
+def test_encode_pair_moves_trailing_whitespace_and_adds_prefix(tiny):
     _, enc = tiny
     assert encode_pair(enc, "Answer: ", "yes", [256]) == encode_pair(enc, "Answer:", " yes", [256])
     ctx, cont = encode_pair(enc, "Answer:", " yes", [256, 257])
     assert ctx == [256, 257] + list(b"Answer:") and cont == list(b" yes")
+    ctx, cont = encode_pair(enc, "Answer:\n", " yes")               # any trailing whitespace, as the harness
+    assert ctx == list(b"Answer:") and cont == list(b"\n yes")
 
 
 def task_of(kind, examples, name="t"):
