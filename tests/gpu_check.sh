@@ -37,16 +37,17 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $py -c "import torch, triton; print('torch', torch.__version__, '| triton', triton.__version__)"
 timeout_flag=$($py -c "import pytest_timeout" 2>/dev/null && echo "--timeout=150")   # a hanging test's traceback
 
-step bench 120 300 $py bench.py --models h32-L2,h128-L4,h256-L4,h1024-L8 --paths plain,auto+cg --sweep \
+# the three sizes of issue 7's targets first (bench.json is saved after each model), h128-L4 last for the sweep's fit
+step bench 120 330 $py bench.py --models h32-L2,h256-L4,h1024-L8,h128-L4 --paths plain,auto+cg --sweep \
     --json "$out/bench.json"
-step test_gpu 90 200 $py -m pytest -v --durations=0 -p no:cacheprovider $timeout_flag tests/test_gpu.py
+step test_gpu 90 180 $py -m pytest -v --durations=0 -p no:cacheprovider $timeout_flag tests/test_gpu.py
 step trace 60 120 env FUSED_LOSS_TRACE=1 $py bench.py --models h32-L2 --paths plain,fused+cg \
     --json "$out/trace.json"
 # Two processes at once, each timing its own h32-L2 steps for 15 s: their windows must overlap (timed_window in
 # pair.json) for the sum of their tokens/s to say what sharing the GPU gives, against one alone (step 1). Their own
 # JSON files go to a temporary folder (only pair.json lands in OUT_DIR, whatever happens).
 pair_tmp=$(mktemp -d)
-step pair 60 120 bash -c "
+step pair 60 100 bash -c "
     $py bench.py --models h32-L2 --paths auto+cg --min_seconds 15 --json '$pair_tmp/a.json' & a=\$!
     $py bench.py --models h32-L2 --paths auto+cg --min_seconds 15 --json '$pair_tmp/b.json'; b=\$?
     wait \$a; a=\$?
