@@ -31,6 +31,7 @@ import math
 import random
 import time
 from contextlib import nullcontext
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -234,9 +235,16 @@ def load_run(path, device, data_dir=None):
 
 
 def unigram_logp(data_dir, meta):
-    """log p(token) of the run's training text (dataset.unigram_probs, as train.py's unigram baseline): (V,) array."""
-    train = TokenBlocks(Path(data_dir) / "train.bin", meta["dtype"], 1, meta["vocab_size"])
-    return np.log(unigram_probs(train.counts()))
+    """log p(token) of the run's training text (dataset.unigram_probs, as train.py's unigram baseline): (V,) array.
+    Counted once per dataset and process: a sweep's checkpoints share two datasets (2.1B tokens each in the paper)."""
+    path = Path(data_dir).resolve() / "train.bin"
+    return _unigram_logp(str(path), meta["dtype"], meta["vocab_size"], meta["tokenizer"]["sha256"],
+                         path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=4)
+def _unigram_logp(path, dtype, vocab_size, *_):   # (the tokenizer and file date in the key: a rebuilt dataset)
+    return np.log(unigram_probs(TokenBlocks(path, dtype, 1, vocab_size).counts()))
 
 
 def unigram_accuracy(task, enc, prefix, logp):
