@@ -114,6 +114,39 @@ def parse_args(argv=None):
                             **kind)
     return TrainConfig(**vars(parser.parse_args(argv)))
 
+
+def check_config(cfg):
+    """SystemExit with one line for a flag out of its range (before anything is written or deleted)."""
+    for name in ("batch_size", "eval_interval", "log_interval", "block_size", "eval_blocks"):
+        if getattr(cfg, name) < 1:
+            raise SystemExit(f"--{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.loss_chunk < 1:
+        raise SystemExit(f"--loss_chunk must be >= 1 rows, got {cfg.loss_chunk}")
+    for name in ("micro_batch_size", "warmup_steps", "grad_clip", "weight_decay", "stop_at_step", "max_tokens"):
+        if getattr(cfg, name) < 0:
+            raise SystemExit(f"--{name} must be >= 0, got {getattr(cfg, name)}")
+    for name, ok, rule in (("lr", cfg.lr > 0, "> 0"), ("epochs", cfg.epochs > 0, "> 0"),
+                           ("rope_base", cfg.rope_base > 0, "> 0"), ("eps", cfg.eps >= 0, ">= 0"),
+                           ("beta1", 0 <= cfg.beta1 < 1, "in [0, 1)"), ("beta2", 0 <= cfg.beta2 < 1, "in [0, 1)"),
+                           ("final_lr_frac", 0 <= cfg.final_lr_frac <= 1, "in [0, 1]"),   # < 0: gradient ascent
+                           ("threads", 0 <= cfg.threads <= 4 * (os.cpu_count() or 1), f">= 0 and at most 4 x the "
+                            f"{os.cpu_count()} cores"), ("peak_flops", cfg.peak_flops >= 0, ">= 0")):
+        if not ok:
+            raise SystemExit(f"--{name} must be {rule}, got {getattr(cfg, name)}")
+    for f in fields(TrainConfig):   # inf and NaN pass the comparisons above, or fail them with the wrong advice
+        if f.type is float and not math.isfinite(getattr(cfg, f.name)):
+            raise SystemExit(f"--{f.name} must be a finite number, got {getattr(cfg, f.name)}")
+    if cfg.loss not in LOSS_KINDS:
+        raise SystemExit(f"--loss {cfg.loss!r}: use one of {', '.join(LOSS_KINDS)}")
+    if cfg.compile_mode not in COMPILE_MODES:
+        raise SystemExit(f"--compile_mode {cfg.compile_mode!r}: use one of {', '.join(COMPILE_MODES)}")
+    if cfg.compile_mode != "default" and not cfg.compile:
+        raise SystemExit(f"--compile_mode {cfg.compile_mode} needs --compile")
+    try:
+        config_from_name(cfg.model)
+    except ValueError as e:
+        raise SystemExit(f"--model: {e}") from None
+
 # -----------------------------------------------------------------------------
 # Learning-rate schedule, gradients under CUDA graphs
 
@@ -266,37 +299,9 @@ def _train(cfg, rank, world, device):
         raise SystemExit(f"--dtype {dtype!r}: use auto, bfloat16, float16 or float32")
     # bf16/fp16 autocast: matmuls in half precision, weights and optimizer state in fp32; fp16 also needs loss scaling
     autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, dtype))
-    for name in ("batch_size", "eval_interval", "log_interval", "block_size", "eval_blocks"):
-        if getattr(cfg, name) < 1:
-            raise SystemExit(f"--{name} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.loss_chunk < 1:
-        raise SystemExit(f"--loss_chunk must be >= 1 rows, got {cfg.loss_chunk}")
-    for name in ("micro_batch_size", "warmup_steps", "grad_clip", "weight_decay", "stop_at_step", "max_tokens"):
-        if getattr(cfg, name) < 0:
-            raise SystemExit(f"--{name} must be >= 0, got {getattr(cfg, name)}")
-    for name, ok, rule in (("lr", cfg.lr > 0, "> 0"), ("epochs", 0 < cfg.epochs < math.inf, "> 0 and finite"),
-                           ("rope_base", cfg.rope_base > 0, "> 0"), ("eps", cfg.eps >= 0, ">= 0"),
-                           ("beta1", 0 <= cfg.beta1 < 1, "in [0, 1)"), ("beta2", 0 <= cfg.beta2 < 1, "in [0, 1)"),
-                           ("final_lr_frac", 0 <= cfg.final_lr_frac <= 1, "in [0, 1]"),   # < 0: gradient ascent
-                           ("threads", 0 <= cfg.threads <= 4 * (os.cpu_count() or 1), f">= 0 and at most 4 x the "
-                            f"{os.cpu_count()} cores"), ("peak_flops", cfg.peak_flops >= 0, ">= 0")):
-        if not ok:
-            raise SystemExit(f"--{name} must be {rule}, got {getattr(cfg, name)}")
-    for f in fields(TrainConfig):   # inf and NaN pass the comparisons above, or fail them with the wrong advice
-        if f.type is float and not math.isfinite(getattr(cfg, f.name)):
-            raise SystemExit(f"--{f.name} must be a finite number, got {getattr(cfg, f.name)}")
-    if cfg.loss not in LOSS_KINDS:
-        raise SystemExit(f"--loss {cfg.loss!r}: use one of {', '.join(LOSS_KINDS)}")
-    if cfg.compile_mode not in COMPILE_MODES:
-        raise SystemExit(f"--compile_mode {cfg.compile_mode!r}: use one of {', '.join(COMPILE_MODES)}")
-    if cfg.compile_mode != "default" and not cfg.compile:
-        raise SystemExit(f"--compile_mode {cfg.compile_mode} needs --compile")
+    check_config(cfg)                           # one line per bad flag, before anything is written
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    try:
-        config_from_name(cfg.model)             # before anything is written or deleted
-    except ValueError as e:
-        raise SystemExit(f"--model: {e}") from None
 
     # --- data and batch geometry
     meta = load_meta(cfg.data_dir)              # checked against its token files (dataset.py)
