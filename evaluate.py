@@ -5,6 +5,7 @@ evaluate.py: zero- and few-shot evaluation of trained models on vocabulary-simpl
     python evaluate.py --ckpt out/h64-L2-simplified-1M out/h64-L2-unrestricted-1M --tasks templates,cloze --shots 0
     python evaluate.py --tasks paper --task_dir DIR --vocab AOChildes_word_frequency.csv --shots 0,5 --limit 0
     python evaluate.py --tasks paper --vocab ...         # the same tasks from the Hugging Face hub (needs `datasets`)
+    python evaluate.py --hf_model EleutherAI/pythia-160m,facebook/opt-125m --tasks paper ...   # the paper's baselines
 
 Scoring is EleutherAI's lm-evaluation-harness's: every answer choice is a continuation (" " + choice) of the task's
 prompt; acc takes the choice with the largest summed log-probability, acc_norm divides that by the choice's length
@@ -38,6 +39,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+import pretrained   # Pythia, OPT and other transformers models (--hf_model), scored as our runs
 from model import load_checkpoint, read_checkpoint
 from files import HelpFormat, file_sha256, make_dir, write_json
 from report import results_problem, write_tables   # results/table.md, table.csv, generations.md
@@ -179,7 +181,8 @@ def evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast):
             context = " " + context          # the simplified corpus has a space after every <s>: "<s> span </s>"
         pairs = [encode_pair(enc, context, " " + choice, prefix) for choice in ex["choices"]]
         longest = max(len(c) + len(x) - 1 for c, x in pairs)       # tokens the model reads for this example
-        scale = max(1, math.ceil(longest / model.config.block_size)) if args.long == "rope" else 1
+        stretch = args.long == "rope" and getattr(model, "interpolates", True)   # (pretrained.py's: never)
+        scale = max(1, math.ceil(longest / model.config.block_size)) if stretch else 1
         scales.append(scale)                 # one scale per example, so all its choices are read alike
         choice_slots.append((len(requests), len(pairs)))
         requests += [(c, x, scale) for c, x in pairs]
@@ -251,7 +254,7 @@ def unigram_accuracy(task, enc, prefix, logp):
     """Minimal pairs only: the accuracy of a model that ignores context and word order, scoring each sentence by the
     summed unigram log-probabilities of its tokens (ties as tie_credit). Pairs whose sentences differ in word
     frequency are won by it: a language model must beat it, not only chance (BLiMP reports n-gram baselines too)."""
-    if task["kind"] != "pairs" or not task["eval"]:
+    if task["kind"] != "pairs" or not task["eval"] or logp is None:   # (None: a pretrained model's unknown text)
         return None
     return float(np.mean([tie_credit(np.array([math.fsum(logp[encode_pair(enc, ex["context"], " " + c, prefix)[1]])
                                                for c in ex["choices"]]), ex["gold"]) for ex in task["eval"]]))
@@ -283,31 +286,42 @@ def checkpoint_id(info):
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None):
-    """Score a run on every task that applies at each number of shots -> its results dict (results/<run>.json).
-    old: that file's earlier contents for this very checkpoint and settings (previous_results): entries for the
-    same examples are kept rather than scored again (unless --force), and entries for other tasks stay in the file."""
-    model, info, enc, meta, data_dir = load_run(path, device, args.data_dir)
-    logp = unigram_logp(data_dir, meta) if any(t["kind"] == "pairs" for t in tasks) else None
-    run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
-    specials = meta["tokenizer"]["special_tokens"]
-    # Every prompt starts with <|endoftext|>: the token each training document follows in train.bin (and what the
-    # harness puts before an empty context). Models trained on the span format ("<s> span </s>") also get <s>.
-    sos = args.sos == "yes" or (args.sos == "auto" and meta.get("filter") is not None)
-    prefix = [meta["eot_token"]] + ([specials["<s>"]] if sos else [])
+def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None, hub=False):
+    """Score a run (or with hub=True a pretrained model: pretrained.py) on every task that applies at each number of
+    shots -> its results dict (results/<run>.json). old: that file's earlier contents for this very checkpoint and
+    settings (previous_results): entries for the same examples are kept rather than scored again (unless --force),
+    and entries for other tasks stay in the file."""
+    if hub:   # its own document start, no unigram baseline (we do not have its training text), never <s>
+        model, enc, hf = pretrained.load_pretrained(path, device)
+        name, corpus, prefix, sos, stop, logp, info = (pretrained.result_name(path), "pretrained", [hf["start"]],
+                                                        False, hf["stop"], None, {})
+        start = enc.tok.convert_ids_to_tokens(prefix[0])
+    else:
+        model, info, enc, meta, data_dir = load_run(path, device, args.data_dir)
+        logp = unigram_logp(data_dir, meta) if any(t["kind"] == "pairs" for t in tasks) else None
+        specials = meta["tokenizer"]["special_tokens"]
+        # Every prompt starts with <|endoftext|>: the token each training document follows in train.bin (and what
+        # the harness puts before an empty context). Models trained on the span format ("<s> span </s>") get <s> too.
+        sos = args.sos == "yes" or (args.sos == "auto" and meta.get("filter") is not None)
+        prefix = [meta["eot_token"]] + ([specials["<s>"]] if sos else [])
+        name, corpus, stop = result_name(path), meta["name"], set(specials.values())
+        start = "<|endoftext|><s>" if sos else "<|endoftext|>"
     n_params, tokens = model.num_params(), int(info.get("tokens") or 0)
-    print(f"{result_name(path)}: {meta['name']} corpus, {n_params:,} parameters, {tokens:,} tokens seen, prompts start "
-          f"with {'<|endoftext|><s>' if sos else '<|endoftext|>'}")
+    what = path if hub else f"{corpus} corpus, {tokens:,} tokens seen"
+    print(f"{name}: {what}, {n_params:,} parameters, prompts start with {start}")
     results, t0 = [], time.time()
     reuse = {(e["task"], e["shots"], e.get("data_sha")): e for e in (old or {}).get("results", [])
              if not args.force and reusable(e, args)}
-    if args.filter and meta.get("vocab_sha256") not in (None, file_sha256(args.vocab)):
+    if not hub and args.filter and meta.get("vocab_sha256") not in (None, file_sha256(args.vocab)):
         print(f"  note: its corpus was simplified with the word list {meta.get('vocab_file')}, the tasks are filtered "
               f"with --vocab {args.vocab}: pass that file to filter them by the words the simplified model saw")
     for task in tasks:
         held = task.get("heldout")
-        if held and (Path(str(meta.get("source"))).parts[-2:] != ("data", "corpus")
-                     or meta.get("val_fraction", 0) < held["val_fraction"]):
+        if held and hub:
+            print(f"  warning: {task['name']} passages come from the embedded corpus (public texts): a pretrained "
+                  "model may have read them")
+        elif held and (Path(str(meta.get("source"))).parts[-2:] != ("data", "corpus")
+                       or meta.get("val_fraction", 0) < held["val_fraction"]):
             print(f"  warning: {task['name']} passages come from the embedded corpus' validation split at "
                   f"val_fraction {held['val_fraction']}; this model's dataset ({meta.get('source')}, val_fraction "
                   f"{meta.get('val_fraction')}) may have trained on some of them")
@@ -331,14 +345,15 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None):
     results += [e for e in (old or {}).get("results", []) if (e["task"], e["shots"]) not in asked]   # other tasks
     gen = generation_settings(args)
     same_gen = old and old.get("eval", {}).get("generation") == gen
-    return {"run_dir": str(run_dir), "run_dir_abs": str(run_dir.resolve()), "run_name": result_name(path),
-            "checkpoint_id": checkpoint_id(info),
-            "corpus": meta["name"],
-            "model": (info.get("train_config") or {}).get("model"), "n_params": n_params,
-            "n_params_non_embedding": model.num_params(non_embedding=True), "tokens_seen": tokens,
-            "train_flops_6nd": 6.0 * n_params * tokens, "val_loss": info.get("val_loss"), "results": results,
-            "generations": old["generations"] if same_gen else
-            generate(model, enc, prefix, sos, set(specials.values()), args.prompts, args, device),
+    run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
+    where = ({"hf_model": path, "checkpoint_id": pretrained.checkpoint_id(path), "model": path} if hub else
+             {"run_dir": str(run_dir), "run_dir_abs": str(run_dir.resolve()), "checkpoint_id": checkpoint_id(info),
+              "model": (info.get("train_config") or {}).get("model")})
+    return {**where, "run_name": name, "corpus": corpus, "n_params": n_params,
+            "n_params_non_embedding": model.num_params(non_embedding=True), "tokens_seen": None if hub else tokens,
+            "train_flops_6nd": None if hub else 6.0 * n_params * tokens, "val_loss": info.get("val_loss"),
+            "results": results, "generations": old["generations"] if same_gen else
+            generate(model, enc, prefix, sos, stop, args.prompts, args, device),
             "filter_counts": {**(old or {}).get("filter_counts", {}), **{t["name"]: t["counts"] for t in tasks}},
             "eval": {"shots": shots_list, "limit": args.limit, "vocab": args.vocab,
                      **{k: getattr(args, k) for k in SHARED_SETTINGS}, "prefix_sos": sos, "generation": gen,
@@ -366,18 +381,24 @@ def result_name(path):
     return f"{path.parent.name}-{path.stem}"
 
 
-def previous_results(path, args):
+def previous_results(path, args, hub=False):
     """-> (old, problem). old: results/<name>.json if it was written for this checkpoint as it is now and with these
     settings (its entries may be reused, and those of other tasks are kept), else None. problem: why the file, which
     holds results worth keeping, cannot be kept (another run's, or other --seed/--long/--sos), else None; a file for
     an earlier state of this checkpoint (trained further since) is simply replaced. Each entry also carries the
     fingerprint of the examples it scored (tasks.load_task's data_sha: task files, vocabulary filter, --limit)."""
-    run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
-    file = Path(args.results_dir) / f"{result_name(path)}.json"
-    try:
-        info = read_checkpoint(path, "cpu", mmap=True)   # its settings and counters, not its weights
-    except (OSError, ValueError):                        # a damaged checkpoint: load_run says so
-        return None, None
+    if hub:   # a pretrained model is known by its name (pretrained.checkpoint_id)
+        file = Path(args.results_dir) / f"{pretrained.result_name(path)}.json"
+        ckpt_id, same_model = pretrained.checkpoint_id(path), lambda old: old.get("hf_model") == path
+    else:
+        run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
+        file = Path(args.results_dir) / f"{result_name(path)}.json"
+        try:
+            ckpt_id = checkpoint_id(read_checkpoint(path, "cpu", mmap=True))   # its settings and counters only
+        except (OSError, ValueError):                                         # a damaged checkpoint: load_run says so
+            return None, None
+        same_model = lambda old: run_dir.resolve() in {Path(str(old.get(k))).resolve()   # noqa: E731
+                                                       for k in ("run_dir", "run_dir_abs") if old.get(k)}
     try:
         old = json.loads(file.read_text())
     except FileNotFoundError:                            # no results yet
@@ -388,9 +409,9 @@ def previous_results(path, args):
         problem = results_problem(old) or (None if isinstance(old.get("eval"), dict) else "it has no eval settings")
     if problem:   # hand-edited, or not ours: never replaced without a word
         return None, f"{file} is not a results file as evaluate.py writes them ({problem})"
-    if old.get("checkpoint_id") != checkpoint_id(info):   # (the same id: this checkpoint, from whatever directory)
-        if run_dir.resolve() not in {Path(str(old.get(k))).resolve() for k in ("run_dir", "run_dir_abs")}:
-            return None, f"{file} holds another run's results ({old.get('run_dir')})"
+    if old.get("checkpoint_id") != ckpt_id:   # (the same id: this checkpoint, from whatever directory)
+        if not same_model(old):
+            return None, f"{file} holds another model's results ({old.get('run_dir') or old.get('hf_model')})"
         print(f"note: {file} was scored on an earlier state of this checkpoint: all of it is redone")
         return None, None
     was = old.get("eval", {})   # (a setting a file does not record was not yet recorded: taken as the same)
@@ -405,6 +426,9 @@ def get_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormat)
     p.add_argument("--ckpt", nargs="+", default=None, help="run directories (or ckpt.pt files); default: every run "
                    "in out/ with a ckpt.pt")
+    p.add_argument("--hf_model", default="", help="comma-separated pretrained models to score as well (or instead "
+                   "of out/'s runs), hub ids or local directories: the paper's baselines, e.g. "
+                   "EleutherAI/pythia-160m,facebook/opt-125m (pretrained.py; results/hf-<name>.json)")
     p.add_argument("--tasks", default="embedded", help="comma-separated task names or groups: templates, cloze, "
                    "bigbench, embedded (those three), blimp (the paper's 22 paradigms), paper (all the paper's tasks)")
     p.add_argument("--task_dir", default=None, help="local files of the paper's tasks in their original formats "
@@ -445,6 +469,7 @@ def get_args(argv=None):
     if not args.temperature >= 0 or args.max_new_tokens < 0:
         p.error("--temperature and --max_new_tokens must be >= 0 (temperature 0: the most likely token)")
     args.prompts = [s for s in args.prompts.split("|") if s.strip()]
+    args.hf_model = list(dict.fromkeys(s.strip() for s in args.hf_model.split(",") if s.strip()))
     args.vocab_sha = None   # main sets it once the vocabulary is read
     return args
 
@@ -457,8 +482,8 @@ def main(argv=None):
     autocast = nullcontext() if args.dtype == "float32" else torch.autocast(device.split(":")[0],
                                                                               getattr(torch, args.dtype))
     args.batch_tokens = args.batch_tokens or (65536 if device.startswith("cuda") else 8192)
-    ckpts = args.ckpt or sorted(str(p.parent) for p in Path("out").glob("*/ckpt.pt"))
-    if not ckpts:
+    ckpts = args.ckpt or ([] if args.hf_model else sorted(str(p.parent) for p in Path("out").glob("*/ckpt.pt")))
+    if not ckpts and not args.hf_model:
         raise SystemExit("no checkpoints in out/: train one with `python train.py`, or pass --ckpt RUN_DIR")
     for c in ckpts:   # before any task is loaded (that may mean a download)
         if not (Path(c) / "ckpt.pt").is_file() and not Path(c).is_file():
@@ -484,9 +509,9 @@ def main(argv=None):
     if not any(applies(t, s) for t in tasks for s in args.shots):
         raise SystemExit("nothing to score: every task is empty after the filter or zero-shot only with these --shots")
     failed = []
-    for path in ckpts:
-        name = result_name(path)
-        old, problem = previous_results(path, args)
+    for path, hub in [(c, False) for c in ckpts] + [(m, True) for m in args.hf_model]:
+        name = pretrained.result_name(path) if hub else result_name(path)
+        old, problem = previous_results(path, args, hub)
         if problem and not args.force:
             raise SystemExit(f"{problem}: pass --results_dir DIR to keep both, or --force to replace it")
         if problem:
@@ -500,7 +525,7 @@ def main(argv=None):
                   "settings, reusing it (--force redoes these tasks)")
             continue
         try:
-            res = evaluate_model(path, tasks, args.shots, args, device, autocast, old)
+            res = evaluate_model(path, tasks, args.shots, args, device, autocast, old, hub)
         except NaNScores as e:   # one diverged checkpoint does not stop a sweep's evaluation; its file is left as is
             failed.append(f"{name} ({e})")
             print(f"{name}: skipped: {e}")
@@ -509,7 +534,8 @@ def main(argv=None):
         for g in res["generations"]:
             print(f"  > {g['prompt']}{g['text']!r}")
     print("\n".join(write_tables(args.results_dir)))
-    print(f"done in {time.time() - t0:.0f}s: {len(ckpts) - len(failed)} models; results in {args.results_dir}/")
+    n = len(ckpts) + len(args.hf_model) - len(failed)
+    print(f"done in {time.time() - t0:.0f}s: {n} models; results in {args.results_dir}/")
     if failed:
         raise SystemExit(f"{len(failed)} checkpoints not scored: " + "; ".join(failed))
 

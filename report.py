@@ -187,9 +187,9 @@ def results_problem(d):
     the emergence analysis and evaluate.py's reuse read."""
     if not isinstance(d, dict):
         return "not a JSON object"
-    number, optional = (int, float), (int, float, type(None))
+    number, optional = (int, float), (int, float, type(None))   # (a pretrained model's compute is not known)
     for key, kind, what in (("run_name", str, "a string"), ("corpus", str, "a string"), ("model", str, "a string"),
-                            ("n_params", number, "a number"), ("train_flops_6nd", number, "a number"),
+                            ("n_params", number, "a number"), ("train_flops_6nd", optional, "a number or null"),
                             ("results", list, "a list")):
         if not isinstance(d.get(key), kind):
             return f"its {key} is missing or not {what}"
@@ -315,7 +315,8 @@ def emergence(results):
     k-shot prompts longer than the context count too (read with RoPE interpolation, as the paper did)."""
     def family(e):
         return e.get("family", e["task"]), e.get("shots", 0)
-    scored = [(d, [e for e in d["results"] if e.get("acc") is not None]) for d in results]
+    scored = [(d, [e for e in d["results"] if e.get("acc") is not None]) for d in results
+              if d["train_flops_6nd"] is not None]   # (a pretrained model: compute unknown, not on these axes)
     members = {}                                              # (family, shots) -> every task of it scored anywhere
     for _, entries in scored:
         for e in entries:

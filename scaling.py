@@ -467,6 +467,7 @@ def main(argv=None):
     for keys, name in ((["N", "N_nonemb"], "loss_vs_N"), (["D"], "loss_vs_D"), (["C"], "loss_vs_C")):
         plot_law(fits, done, keys, figs / f"{name}.png", args.exact_flops)
     results, fitted = read_results(args.results_dir), {r["name"]: int(r["D"]) for r in done}   # name -> tokens seen
+    results = [d for d in results if not d.get("hf_model")]   # pretrained baselines (evaluate.py --hf_model): tables
     for d in results:   # the emergence plot shows the runs the fits show, scored as they ended
         name, file = d["run_name"], f"{args.results_dir}/{d['run_name']}.json"
         if name not in fitted:
@@ -475,7 +476,7 @@ def main(argv=None):
         elif d.get("tokens_seen") != fitted[name]:
             problems.append((name, f"{file} scored the run at {d.get('tokens_seen')} tokens, its log ends at "
                                    f"{fitted[name]}: left out of the emergence analysis (run evaluate.py again)"))
-    results = [d for d in results if fitted.get(d["run_name"]) == d.get("tokens_seen")]
+    results = [d for d in results if d["run_name"] in fitted and fitted[d["run_name"]] == d.get("tokens_seen")]
     crossings = plot_emergence(results, figs / "emergence.png") if results else []
     if not results:
         print(f"none of the fitted runs has evaluate.py results in {args.results_dir}/ (for the tokens it trained): "
