@@ -377,6 +377,10 @@ def _train(cfg, rank, world, device):
     if cfg.stop_at_step and not step < cfg.stop_at_step <= total_steps:   # else it would never stop the run
         raise SystemExit(f"--stop_at_step {cfg.stop_at_step}: must come after step {step} (where the run is) and "
                          f"by its last step, {total_steps}")
+    # Each run compiles afresh: dynamo keeps GPT.forward's graphs across torch.compile calls, each guarded by the call
+    # that made it, and stops compiling past 8 (a process' 5th run, in a notebook say, would silently run eagerly)
+    if cfg.compile:
+        torch._dynamo.reset()
     eval_model = model = torch.compile(raw_model, mode=cfg.compile_mode) if cfg.compile else raw_model
     grads_kept = keep_grads(raw_model, cfg.compile_mode if cfg.compile else None, accum)
     if world > 1:

@@ -484,3 +484,18 @@ def test_gradients_are_kept_across_micro_batches_only_under_cuda_graphs():
         model.zero_grad(set_to_none=True)
         assert train.keep_grads(model, mode, accum) == kept, (mode, accum)
         assert all((p.grad is not None and not p.grad.any()) if kept else p.grad is None for p in model.parameters())
+
+
+def test_every_compiled_run_of_a_process_is_compiled(tiny_data, tmp_path, monkeypatch):
+    """Each train() compiles the model afresh: dynamo's graphs of GPT.forward are guarded by the torch.compile call
+    that made them (inductor's backend is a new object per call, as the lambda here), and past 8 of them
+    (recompile_limit) a function runs eagerly, silently. The training and evaluation graphs: 2 per run."""
+    from torch._dynamo.utils import counters
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda m, mode=None: compile_(m, backend=lambda gm, _: gm.forward))
+    graphs = []
+    for i in range(5):
+        before = counters["stats"]["unique_graphs"]
+        run(tiny_data, tmp_path, run_name=f"c{i}", compile=True, max_tokens=4 * 256, eval_interval=4, batch_size=4)
+        graphs.append(counters["stats"]["unique_graphs"] - before)
+    assert graphs == [2] * 5
