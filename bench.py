@@ -22,10 +22,10 @@ tokens (no dataset needed), from the same initial weights. A path is LOSS[+cg][+
 With FUSED_LOSS_TRACE=1 in the environment, compiled paths trace the fused loss's kernels into their graphs rather
 than calling them through a graph break (fused_loss.py; an experiment, not yet timed on a GPU).
 The first path is the baseline. Each model prints, per path: tokens/s, step time, MFU (on a GPU against the bf16
-matmul rate measured first, or --peak_flops), peak memory (torch.cuda.max_memory_allocated on a GPU; on a CPU the
-process's peak resident memory while the path ran, libraries and earlier paths' freed pages included, so only a rough
-comparison; "n/a" where Linux does not report it) and the first step's loss (the
-paths must agree); then each path's ratios to the baseline. On a GPU the default paths are plain (bf16 +
+matmul rate measured first, or --peak_flops), peak memory of the timed steps (torch.cuda.max_memory_allocated on a
+GPU: the steady state, without the first steps' compiling and autotuning buffers; on a CPU the process's peak resident
+memory, libraries and earlier paths' freed pages included, so only a rough comparison; "n/a" where Linux does not
+report it) and the first step's loss (the paths must agree); then each path's ratios to the baseline. On a GPU the default paths are plain (bf16 +
 torch.compile + fused AdamW) and auto+cg, what README.md recommends. First it times train.py's data loading (the
 host's share of a step), which must stay under the step times for the GPU never to wait.
 """
@@ -74,7 +74,8 @@ def measure_matmul_peak(device, n=8192, reps=20):
     """The bf16 FLOP/s of a large square matmul on random data: the rate MFU is measured against on a GPU (the
     datasheet's is higher: an H100 SXM does about 790 of its 989 TFLOP/s here)."""
     a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
-    a @ b
+    for _ in range(3):   # from idle clocks up to speed
+        a @ b
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
     for _ in range(reps):
@@ -168,8 +169,6 @@ def time_path(model_name, args, device, dtype, path, batches):
     gc.collect()
     if device_type == "cuda":
         torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-    hwm_reset = device_type == "cpu" and cpu_peak_rss_reset()
     torch.manual_seed(args.seed)
     model = GPT(config_from_name(model_name, vocab_size=args.vocab_size, block_size=args.block_size)).to(device)
     loss_kind = model.set_loss(path["loss"], args.loss_chunk)
@@ -203,6 +202,9 @@ def time_path(model_name, args, device, dtype, path, batches):
         for i in range(1, args.warmup):               # warm: compiled, autotuned, allocator and caches filled
             step(batches[i % len(batches)])
         sync()
+        if device_type == "cuda":   # the timed steps' peak: Triton's autotuning allocates a 256 MB buffer in step 1
+            torch.cuda.reset_peak_memory_stats(device)
+        hwm_reset = device_type == "cpu" and cpu_peak_rss_reset()
         t0, steps, timed_from = time.perf_counter(), 0, time.time()
         while steps == 0 or time.perf_counter() - t0 < args.min_seconds:   # rounds of --steps, no sync inside
             for _ in range(args.steps):

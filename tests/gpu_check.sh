@@ -11,7 +11,7 @@
 # Usage: bash tests/gpu_check.sh [OUT_DIR] [SECONDS]   (defaults: out/gpu_check, 560: the whole script's budget)
 # Steps run in order of importance, each under its own time limit, cut to what the budget has left; a step that
 # would get less than its minimum is skipped (and says so). At most 7 files land in OUT_DIR: each step's log, and
-# bench.json, trace.json, pair.json.
+# bench.json, trace.json, pair.json. Exits 1 if a step that ran failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-out/gpu_check}
@@ -19,6 +19,7 @@ budget=${2:-560}
 py=${PYTHON:-python3}            # the GPU image's python3 is the one with torch
 export PYTHONUNBUFFERED=1        # a step killed at its limit still shows what it printed
 mkdir -p "$out"
+failed=0
 step() {   # step NAME MIN_SECONDS MAX_SECONDS COMMAND...: run within what is left of the budget, log in OUT/NAME.log
     local name=$1 min=$2 limit=$3; shift 3
     local left=$((budget - SECONDS))
@@ -29,6 +30,7 @@ step() {   # step NAME MIN_SECONDS MAX_SECONDS COMMAND...: run within what is le
     local t0=$SECONDS
     timeout -k 10 "$limit" "$@" > "$out/$name.log" 2>&1
     local rc=$?
+    [ $rc = 0 ] || failed=1
     echo "== $name: rc $rc in $((SECONDS - t0)) s$([ $rc = 124 ] && echo " (stopped at its ${limit} s limit)")"
     tail -n 30 "$out/$name.log"
 }
@@ -40,7 +42,7 @@ timeout_flag=$($py -c "import pytest_timeout" 2>/dev/null && echo "--timeout=150
 # the three sizes of issue 7's targets first (bench.json is saved after each model), h128-L4 last for the sweep's fit
 step bench 120 330 $py bench.py --models h32-L2,h256-L4,h1024-L8,h128-L4 --paths plain,auto+cg --sweep \
     --json "$out/bench.json"
-step test_gpu 90 180 $py -m pytest -v --durations=0 -p no:cacheprovider $timeout_flag tests/test_gpu.py
+step test_gpu 90 180 $py -m pytest -v --durations=5 -p no:cacheprovider $timeout_flag tests/test_gpu.py
 step trace 60 120 env FUSED_LOSS_TRACE=1 $py bench.py --models h32-L2 --paths plain,fused+cg \
     --json "$out/trace.json"
 # Two processes at once, each timing its own h32-L2 steps for 15 s: their windows must overlap (timed_window in
@@ -59,4 +61,5 @@ print('together: %.0f tokens/s, timed windows overlap %.1f s' % (sum(r['tokens_p
       min(x[1] for x in w) - max(x[0] for x in w)))\" '$pair_tmp/a.json' '$pair_tmp/b.json'; c=\$?
     exit \$((a | b | c))"
 rm -rf "$pair_tmp"
-echo "== gpu_check: $SECONDS s of the ${budget} s budget"
+echo "== gpu_check: $SECONDS s of the ${budget} s budget$([ $failed = 1 ] && echo ", a step failed")"
+exit $failed
