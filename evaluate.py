@@ -14,9 +14,9 @@ pairs (BLiMP) compare the log-probabilities of the two whole sentences; the cloz
 of the answer is the model's greedy pick. k-shot prompts put k solved examples of the task's train split (other
 examples of the evaluated split when a task has none; never the example itself) before the question, separated by
 blank lines (demonstrations drawn per example, seeded by --seed and its index). A prompt longer than the 128 tokens
-a model trained on is read with RoPE position interpolation (scale = ceil(length / 128), reported per task: every
-position of a 129-token prompt is halved), as the paper did, or, with --long truncate, left-truncated as the harness
-does. Every prompt starts with <|endoftext|> (it ends every training document, so it precedes all but the first; the
+a model trained on is read with RoPE position interpolation, as the paper did (scale = ceil(length / 128), of each
+prompt's own length: our reading; reported per task: every position of a 129-token prompt is halved), or, with
+--long truncate, left-truncated as the harness does. Every prompt starts with <|endoftext|> (it ends every training document, so it precedes all but the first; the
 harness puts it only before an empty context: our choice), plus <s> for models trained on the span format "<s> span
 </s>" (--sos). Before scoring, every task goes through the paper's vocabulary filter, tasks.keep_example(), on its
 evaluated and its demonstration split; the counts kept are printed and saved (tasks.py reads the tasks).
