@@ -25,9 +25,9 @@ The first path is the baseline. Each model prints, per path: tokens/s, step time
 matmul rate measured first, or --peak_flops), peak memory of the timed steps (torch.cuda.max_memory_allocated on a
 GPU: the steady state, without the first steps' compiling and autotuning buffers; on a CPU the process's peak resident
 memory, libraries and earlier paths' freed pages included, so only a rough comparison; "n/a" where Linux does not
-report it) and the first step's loss (the paths must agree); then each path's ratios to the baseline. On a GPU the default paths are plain (bf16 +
-torch.compile + fused AdamW) and auto+cg, what README.md recommends. First it times train.py's data loading (the
-host's share of a step), which must stay under the step times for the GPU never to wait.
+report it) and the first step's loss (the paths must agree); then each path's ratios to the baseline. On a GPU the
+default paths are plain (bf16 + torch.compile + fused AdamW) and auto+cg, what README.md recommends. First it times
+train.py's data loading (the host's share of a step), which must stay under the step times for the GPU never to wait.
 """
 import argparse
 import gc

@@ -16,10 +16,11 @@ examples of the evaluated split when a task has none; never the example itself) 
 blank lines (demonstrations drawn per example, seeded by --seed and its index). A prompt longer than the 128 tokens
 a model trained on is read with RoPE position interpolation, as the paper did (scale = ceil(length / 128), of each
 prompt's own length: our reading; reported per task: every position of a 129-token prompt is halved), or, with
---long truncate, left-truncated as the harness does. Every prompt starts with <|endoftext|> (it ends every training document, so it precedes all but the first; the
-harness puts it only before an empty context: our choice), plus <s> for models trained on the span format "<s> span
-</s>" (--sos). Before scoring, every task goes through the paper's vocabulary filter, tasks.keep_example(), on its
-evaluated and its demonstration split; the counts kept are printed and saved (tasks.py reads the tasks).
+--long truncate, left-truncated as the harness does. Every prompt starts with <|endoftext|> (it ends every training
+document, so it precedes all but the first; the harness puts it only before an empty context: our choice), plus <s>
+for models trained on the span format "<s> span </s>" (--sos). Before scoring, every task goes through the paper's
+vocabulary filter, tasks.keep_example(), on its evaluated and its demonstration split; the counts kept are printed
+and saved (tasks.py reads the tasks). --hf_model scores pretrained models (Pythia, OPT: pretrained.py) the same way.
 
 Writes results/<run_name>.json per model, then (report.write_tables) from every results/*.json: results/table.md and
 table.csv (rows = models, columns = tasks, with chance, majority-class, average and example counts) and
@@ -141,7 +142,10 @@ def score_requests(model, requests, batch_tokens=8192, device="cpu", autocast=No
     return out
 
 
-SCORING = 2   # the version of evaluate_task's rules an entry was scored by (2: ties split): older entries are redone
+# The version of the rules an entry was scored by (prompts, demonstrations, encoding, scoring): older entries are
+# redone. Bump it with any change to what evaluate_task sends the model or how it counts. 2: ties split; 3: a k-shot
+# context's trailing newlines move to the continuation (the harness's rule; tasks whose context is empty end theirs so)
+SCORING = 3
 
 
 def reusable(entry, args):
@@ -532,7 +536,7 @@ def main(argv=None):
             continue
         write_json(Path(args.results_dir) / f"{name}.json", res)
         for g in res["generations"]:
-            print(f"  > {g['prompt']}{g['text']!r}")
+            print(f"  > {g['prompt']!r} + {g['text']!r}")   # the prompt, then what the model wrote
     print("\n".join(write_tables(args.results_dir)))
     n = len(ckpts) + len(args.hf_model) - len(failed)
     print(f"done in {time.time() - t0:.0f}s: {n} models; results in {args.results_dir}/")

@@ -141,8 +141,8 @@ def fit_chinchilla(N, D, loss, delta=1e-3, n_boot=200, keep=64, seed=0, groups=N
     optimised (on Epoch's points the best 32 already all reach the optimum; the others only cost time).
     Intervals: 95% percentiles of n_boot refits on resampled points (or groups of points, resample_weights), each
     started from the best fit and the 3 best grid starts, all in one batch. -> {E, A, B, alpha, beta, r2 (of log L),
-    objective, n, ci, units (what was resampled), and a warning when an exponent leaves [0.01, 2] or E falls to ~0:
-    the fit is then not identified by these points}."""
+    objective, n, ci, units (what was resampled), and a warning when an exponent leaves [0.01, 2], E falls to ~0 or
+    there are only 2 model sizes: the fit is then not identified by these points}."""
     N, D, L = (np.asarray(v, float) for v in (N, D, loss))
     if not N.shape == D.shape == L.shape or N.ndim != 1:
         raise ValueError(f"N, D and loss must be 1-d and of one length, got shapes {N.shape}, {D.shape}, {L.shape}")
@@ -176,6 +176,8 @@ def fit_chinchilla(N, D, loss, delta=1e-3, n_boot=200, keep=64, seed=0, groups=N
     if not (0.01 <= out["alpha"] <= 2 and 0.01 <= out["beta"] <= 2):   # near the edges of Hoffmann's grid (0, 2)
         warnings.append(f"alpha {out['alpha']:.3g}, beta {out['beta']:.3g}: outside [0.01, 2], so one term is flat "
                         "or vanishes; these points do not pin the law down (more model sizes and token budgets)")
+    if len(np.unique(N)) < 3:   # E + A / N^alpha at two N: a line of (E, A, alpha) fits them equally well
+        warnings.append("2 model sizes: E, A and alpha are not pinned down by two values of N (3 sizes or more)")
     if out["E"] < 0.01 * L.min():   # no language has an entropy near 0: the points show no floor
         warnings.append(f"E {out['E']:.3g} is under 1% of the lowest loss: the points show no irreducible loss, so "
                         "the power laws absorb it and their exponents are biased low (longer runs, larger models)"

@@ -388,16 +388,17 @@ def main(argv=None):
     measured = sorted({r["model"] for r in todo if r["speed_key"] in speeds})
     to_launch = "not launched (--fit_only)" if args.fit_only else "to launch"
     here = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores"
-    print(f"grid {args.grid}: {len(runs)} runs, {len(todo)} {to_launch} ({args.parallel} side by side); N counts every "
-          "parameter, C = 6ND (exact: model.flops_per_token() x D)")
+    side = "" if args.fit_only else f" ({args.parallel} side by side)"
+    print(f"grid {args.grid}: {len(runs)} runs, {len(todo)} {to_launch}{side}; N counts every parameter, C = 6ND "
+          "(exact: model.flops_per_token() x D)")
     for r in runs:
         print(f"  {r['name']:<30} {r['state']:<10} N {r['N']:>11,} ({r['N_nonemb']:,} non-emb.)  D {r['D']:>13,}  "
               f"C {r['C']:.2e} (exact {r['C_exact']:.2e})  lr {r['lr']:.3g}  {r['detail']}")
     if not args.fit_only:
         print(f"compute {to_launch}: {sum(r['C'] * r['left'] for r in todo):.3e} FLOP 6ND, "
               f"{sum(r['C_exact'] * r['left'] for r in todo):.3e} exact; estimated "
-              f"{hms(schedule_seconds([r['seconds'] * r['left'] for r in todo], args.parallel))} on {args.parallel} "
-              f"slots of this machine ({here}; " + (f"measured speeds of {', '.join(measured)} in {args.out_dir}, "
+              f"{hms(schedule_seconds([r['seconds'] * r['left'] for r in todo], args.parallel))} with {args.parallel} "
+              f"at a time on this machine ({here}; " + (f"measured speeds of {', '.join(measured)} in {args.out_dir}, "
                                                     "else " if measured else "") + "a guess from FLOPs)")
     for r in todo:   # what train.py would note in each run's train.out, said before anything is launched
         evals = -(-r["steps"] // args.eval_interval)   # (and one at the last step)

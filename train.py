@@ -531,8 +531,8 @@ def _train(cfg, rank, world, device):
             checkpoint(val)
         t_last, step_last = time.time(), step
         if step == cfg.stop_at_step and step < total_steps:
-            say(f"stopped at step {step} as asked (--stop_at_step); continue with the same command plus --resume, "
-                "without --stop_at_step (or with a later one)")
+            say(f"stopped at step {step} as asked (--stop_at_step); continue with the same command"
+                + ("" if cfg.resume else " plus --resume") + ", without --stop_at_step (or with a later one)")
             break
 
     summary = {"run_dir": str(run_dir), "step": step, "total_steps": total_steps, "tokens": step * tokens_per_step,

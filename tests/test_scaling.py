@@ -206,6 +206,10 @@ def test_chinchilla_fit_warns_when_the_points_cannot_pin_it_down():
     assert f["alpha"] > 2 and f["beta"] == pytest.approx(0.3) and "do not pin the law down" in f["warning"]
     f = fit_chinchilla(N, D, 20 / N ** 0.2 + 400 / D ** 0.3, n_boot=0)   # no floor: E falls to ~0, said
     assert f["E"] < 1e-3 and "no irreducible loss" in f["warning"] and "do not pin" not in f["warning"]
+    assert "model sizes" not in f["warning"]
+    two = N < 3e6                                           # two sizes only: E trades with A and alpha, said
+    f = fit_chinchilla(N[two], D[two], (2 + 20 / N ** 0.2 + 400 / D ** 0.3)[two], n_boot=0)
+    assert f["warning"] == "2 model sizes: E, A and alpha are not pinned down by two values of N (3 sizes or more)"
     L = 20 / N ** 0.2 + 400 / D ** 0.3
     shuffled = np.random.default_rng(0).permutation(len(N))   # an ill-posed fit: the same points in another order
     for n_boot, groups in ((0, None), (20, None), (20, np.arange(len(N)) // 3)):   # give the same constants
@@ -545,10 +549,10 @@ def test_a_corrupt_run_directory_is_reported_not_a_crash(tmp_path, capsys):
     for name in ("h32-L2-simplified-1M", "h64-L4-simplified-1M"):     # neither relaunched (it would be overwritten)
         assert f"note: {name} its config.json or log.jsonl is not train.py's" in text
     here = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores"
-    assert "12 runs, 9 to launch" in text and f"slots of this machine ({here}; a guess from FLOPs)" in text
+    assert "12 runs, 9 to launch" in text and f"at a time on this machine ({here}; a guess from FLOPs)" in text
     scaling.main(args + ["--fit_only", "--n_boot", "10"])
     text = capsys.readouterr().out
-    assert "12 runs, 9 not launched (--fit_only)" in text and "compute not launched" not in text   # no estimate
+    assert "12 runs, 9 not launched (--fit_only); N" in text and "compute not launched" not in text   # no estimate
     left_out = {x["run"]: x["why"] for x in json.loads((tmp_path / "r" / "fits.json").read_text())["left_out"]}
     assert left_out["h32-L2-simplified-1M"].startswith("unreadable")
     assert left_out["h64-L4-simplified-1M"].startswith("unreadable")
