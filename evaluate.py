@@ -295,11 +295,13 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None, hu
     shots -> its results dict (results/<run>.json). old: that file's earlier contents for this very checkpoint and
     settings (previous_results): entries for the same examples are kept rather than scored again (unless --force),
     and entries for other tasks stay in the file."""
+    name = result_name(path, hub)
     if hub:   # its own document start, no unigram baseline (we do not have its training text), never <s>
         model, enc, hf = pretrained.load_pretrained(path, device)
-        name, corpus, prefix, sos, stop, logp, info = (pretrained.result_name(path), "pretrained", [hf["start"]],
-                                                        False, hf["stop"], None, {})
+        corpus, info, logp, sos, prefix, stop = "pretrained", {}, None, False, [hf["start"]], hf["stop"]
         start = enc.tok.convert_ids_to_tokens(prefix[0])
+        if args.sos == "yes":
+            print(f"  note: --sos yes applies to our runs only: {name}'s prompts start with {start} alone")
     else:
         model, info, enc, meta, data_dir = load_run(path, device, args.data_dir)
         logp = unigram_logp(data_dir, meta) if any(t["kind"] == "pairs" for t in tasks) else None
@@ -308,7 +310,7 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None, hu
         # the harness puts before an empty context). Models trained on the span format ("<s> span </s>") get <s> too.
         sos = args.sos == "yes" or (args.sos == "auto" and meta.get("filter") is not None)
         prefix = [meta["eot_token"]] + ([specials["<s>"]] if sos else [])
-        name, corpus, stop = result_name(path), meta["name"], set(specials.values())
+        corpus, stop = meta["name"], set(specials.values())
         start = "<|endoftext|><s>" if sos else "<|endoftext|>"
     n_params, tokens = model.num_params(), int(info.get("tokens") or 0)
     what = path if hub else f"{corpus} corpus, {tokens:,} tokens seen"
@@ -350,7 +352,8 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None, hu
     gen = generation_settings(args)
     same_gen = old and old.get("eval", {}).get("generation") == gen
     run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
-    where = ({"hf_model": path, "checkpoint_id": pretrained.checkpoint_id(path), "model": path} if hub else
+    where = ({"hf_model": pretrained.model_key(path), "checkpoint_id": pretrained.checkpoint_id(path), "model": path}
+             if hub else
              {"run_dir": str(run_dir), "run_dir_abs": str(run_dir.resolve()), "checkpoint_id": checkpoint_id(info),
               "model": (info.get("train_config") or {}).get("model")})
     return {**where, "run_name": name, "corpus": corpus, "n_params": n_params,
@@ -360,7 +363,7 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None, hu
             generate(model, enc, prefix, sos, stop, args.prompts, args, device),
             "filter_counts": {**(old or {}).get("filter_counts", {}), **{t["name"]: t["counts"] for t in tasks}},
             "eval": {"shots": shots_list, "limit": args.limit, "vocab": args.vocab,
-                     **{k: getattr(args, k) for k in SHARED_SETTINGS}, "prefix_sos": sos, "generation": gen,
+                     **shared_settings(args, hub), "prefix_sos": sos, "generation": gen,
                      "seconds": round(time.time() - t0, 1)}}
 
 # -----------------------------------------------------------------------------
@@ -371,14 +374,21 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None, hu
 SHARED_SETTINGS = ("long", "seed", "sos", "filter", "vocab_sha")
 
 
+def shared_settings(args, hub=False):
+    """The SHARED_SETTINGS a model is scored with: a pretrained model's prompts never get <s> nor are stretched."""
+    return {k: getattr(args, k) for k in SHARED_SETTINGS} | ({"long": "truncate", "sos": "no"} if hub else {})
+
+
 def generation_settings(args):
     return {"prompts": args.prompts, "temperature": args.temperature, "max_new_tokens": args.max_new_tokens,
             "seed": args.seed, "seeds": "seed + prompt index"}   # (files without "seeds" are generated again)
 
 
-def result_name(path):
+def result_name(path, hub=False):
     """What a checkpoint's results file is called: results/<run>.json for a run directory or its ckpt.pt,
-    results/<run>-<stem>.json for another checkpoint file in it (a snapshot)."""
+    results/<run>-<stem>.json for another checkpoint file in it (a snapshot); hf-<name>.json for --hf_model's."""
+    if hub:
+        return pretrained.result_name(path)
     path = Path(path).resolve()   # (`--ckpt .` is the run directory it names)
     if path.is_dir() or path.name == "ckpt.pt":
         return path.name if path.is_dir() else path.parent.name
@@ -391,12 +401,12 @@ def previous_results(path, args, hub=False):
     holds results worth keeping, cannot be kept (another run's, or other --seed/--long/--sos), else None; a file for
     an earlier state of this checkpoint (trained further since) is simply replaced. Each entry also carries the
     fingerprint of the examples it scored (tasks.load_task's data_sha: task files, vocabulary filter, --limit)."""
-    if hub:   # a pretrained model is known by its name (pretrained.checkpoint_id)
-        file = Path(args.results_dir) / f"{pretrained.result_name(path)}.json"
-        ckpt_id, same_model = pretrained.checkpoint_id(path), lambda old: old.get("hf_model") == path
+    file = Path(args.results_dir) / f"{result_name(path, hub)}.json"
+    if hub:   # a hub id, or a local directory as its files are (pretrained.checkpoint_id)
+        ckpt_id = pretrained.checkpoint_id(path)
+        same_model = lambda old: old.get("hf_model") == pretrained.model_key(path)   # noqa: E731
     else:
         run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
-        file = Path(args.results_dir) / f"{result_name(path)}.json"
         try:
             ckpt_id = checkpoint_id(read_checkpoint(path, "cpu", mmap=True))   # its settings and counters only
         except (OSError, ValueError):                                         # a damaged checkpoint: load_run says so
@@ -418,8 +428,8 @@ def previous_results(path, args, hub=False):
             return None, f"{file} holds another model's results ({old.get('run_dir') or old.get('hf_model')})"
         print(f"note: {file} was scored on an earlier state of this checkpoint: all of it is redone")
         return None, None
-    was = old.get("eval", {})   # (a setting a file does not record was not yet recorded: taken as the same)
-    differ = {k: (was[k], getattr(args, k)) for k in SHARED_SETTINGS if k in was and was[k] != getattr(args, k)}
+    was, now = old.get("eval", {}), shared_settings(args, hub)   # (a setting not recorded yet: taken as the same)
+    differ = {k: (was[k], now[k]) for k in now if k in was and was[k] != now[k]}
     if differ:
         return None, (f"{file} was scored with other settings (there vs now: {differ}); its "
                       f"{len(old.get('results', []))} entries would be lost")
@@ -494,6 +504,13 @@ def main(argv=None):
             raise SystemExit(f"--ckpt {c}: no such run directory or checkpoint (train one with `python train.py`)"
                              if not Path(c).is_dir() else f"--ckpt {c}: the run has no ckpt.pt yet (it writes one "
                              "every --eval_interval steps): train it further, or pass a checkpoint file")
+    for m in args.hf_model:
+        pretrained.local_dir(m)   # a path that is not a directory: said now, not after the other models are scored
+    models = [(c, False) for c in ckpts] + [(m, True) for m in args.hf_model]
+    names = [result_name(path, hub) for path, hub in models]
+    if clash := next((n for n in names if names.count(n) > 1), None):
+        raise SystemExit(f"two of the models would write {args.results_dir}/{clash}.json: evaluate them in two "
+                         "commands with another --results_dir")
     vocab = load_vocab(args.vocab)
     args.vocab_sha = hashlib.sha256("\n".join(sorted(vocab)).encode()).hexdigest()[:16] if args.filter else None
     t0 = time.time()
@@ -513,8 +530,8 @@ def main(argv=None):
     if not any(applies(t, s) for t in tasks for s in args.shots):
         raise SystemExit("nothing to score: every task is empty after the filter or zero-shot only with these --shots")
     failed = []
-    for path, hub in [(c, False) for c in ckpts] + [(m, True) for m in args.hf_model]:
-        name = pretrained.result_name(path) if hub else result_name(path)
+    for path, hub in models:
+        name = result_name(path, hub)
         old, problem = previous_results(path, args, hub)
         if problem and not args.force:
             raise SystemExit(f"{problem}: pass --results_dir DIR to keep both, or --force to replace it")

@@ -16,6 +16,7 @@ max_position_embeddings), so prompts are never stretched with RoPE interpolation
 left-truncated. transformers is the one dependency only this file needs (imported when it is used).
 """
 import hashlib
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -46,13 +47,17 @@ class PretrainedModel(nn.Module):
     generate = GPT.generate   # the same sampling as our models' (temperature, top_k, context cropping)
 
     def num_params(self, non_embedding=False):
-        """Every parameter once (OPT ties its head to the embedding); non_embedding=True leaves out the input
-        embedding and an untied output head, as GPT.num_params does."""
-        params = {p.data_ptr(): p.numel() for p in self.parameters()}
+        """Every parameter once (OPT's head is its embedding: parameters() yields it once). non_embedding=True leaves
+        out every embedding table (tokens, and OPT's learned positions: Kaplan's N) and an untied output head, as
+        GPT.num_params leaves out both vocabulary matrices."""
+        n = sum(p.numel() for p in self.parameters())
         if non_embedding:
-            for m in {self.hf.get_input_embeddings(), self.hf.get_output_embeddings()} - {None}:
-                params.pop(m.weight.data_ptr(), None)
-        return sum(params.values())
+            tables = {id(m.weight): m.weight for m in self.modules() if isinstance(m, nn.Embedding)}
+            head = self.hf.get_output_embeddings()
+            if head is not None:
+                tables[id(head.weight)] = head.weight
+            n -= sum(w.numel() for w in tables.values())
+        return n
 
 
 class PretrainedTokenizer:
@@ -61,8 +66,8 @@ class PretrainedTokenizer:
     def __init__(self, tok):
         self.tok = tok
 
-    def encode_ordinary(self, text):
-        return self.tok(text, add_special_tokens=False)["input_ids"]
+    def encode_ordinary(self, text):   # as tiktoken's: no special tokens added, and "<|endoftext|>" in text is text
+        return self.tok(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
 
     def decode(self, ids):
         return self.tok.decode(ids)
@@ -73,10 +78,28 @@ def result_name(name):
     return "hf-" + name.rstrip("/").split("/")[-1]
 
 
+def local_dir(name):
+    """The directory a --hf_model names, or None for a hub id; SystemExit if it looks like a path but is none."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    if name.startswith((".", "/", "~")):
+        raise SystemExit(f"--hf_model {name}: no such directory (a model saved with save_pretrained, or a hub id)")
+    return None
+
+
+def model_key(name):
+    """Which model a --hf_model names: a local directory by its absolute path, a hub id by itself."""
+    return str(local_dir(name) or name)
+
+
 def checkpoint_id(name):
-    """What evaluate.py's results reuse compares: the model's name (a hub model's final weights do not change; a
-    local directory retrained in place needs --force)."""
-    return hashlib.sha256(f"hf:{name}".encode()).hexdigest()[:16]
+    """What evaluate.py's results reuse compares: a hub id (a published model's final weights do not change), or a
+    local directory's path with its files' sizes and dates (saved again: scored again)."""
+    path = local_dir(name)
+    files = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(path.iterdir()) if f.is_file()] \
+        if path else []
+    return hashlib.sha256(json.dumps(["hf", model_key(name), files]).encode()).hexdigest()[:16]
 
 
 def load_pretrained(name, device):
@@ -87,11 +110,10 @@ def load_pretrained(name, device):
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError:
         raise SystemExit("--hf_model needs transformers: pip install -r requirements.txt") from None
-    if name.startswith((".", "/", "~")) and not Path(name).expanduser().is_dir():   # a path, not a hub id
-        raise SystemExit(f"--hf_model {name}: no such directory (a model saved with save_pretrained, or a hub id)")
+    source = model_key(name)
     try:
-        tok = AutoTokenizer.from_pretrained(name)
-        hf = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
+        tok = AutoTokenizer.from_pretrained(source)
+        hf = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     except (OSError, ValueError, KeyError) as e:   # no such directory or hub id, offline, not a causal LM
         raise SystemExit(f"--hf_model {name}: not a model directory or hub id transformers can load as a causal LM "
                          f"({type(e).__name__}: {first_sentence(e)})") from None

@@ -126,7 +126,8 @@ def plot_law(fits, runs, keys, path, exact_flops=False):
 
 
 def corpus_stats(texts, vocab):
-    """Statistics of the training text over the filter's word tokens (numbers excluded). -> (dict, sorted frequencies)"""
+    """Statistics of the training text over the filter's word tokens (numbers excluded).
+    -> (dict, sorted frequencies)"""
     # counted document by document: a list of every word would take ~54 bytes a word (~85 GB at the paper's scale)
     counts, n_words, types_100k, sentences = collections.Counter(), 0, set(), 0
     for t in texts:
@@ -191,7 +192,7 @@ def results_problem(d):
     for key, kind, what in (("run_name", str, "a string"), ("corpus", str, "a string"), ("model", str, "a string"),
                             ("n_params", number, "a number"), ("train_flops_6nd", optional, "a number or null"),
                             ("results", list, "a list")):
-        if not isinstance(d.get(key), kind):
+        if key not in d or not isinstance(d[key], kind):
             return f"its {key} is missing or not {what}"
     for i, e in enumerate(d["results"]):
         if not (isinstance(e, dict) and isinstance(e.get("task"), str) and isinstance(e.get("shots"), int)
@@ -344,8 +345,8 @@ def plot_emergence(results, path):
     """Mean accuracy of each task family against training compute, one panel per (family, shots), a line per corpus
     with 95% error bars, its baseline (emergence(): chance, majority or unigram) dotted, and a triangle where the
     corpus' accuracy rises above it for good: where the lower end of its 95% interval does (one right answer of 265
-    on a task whose chance is 0 is not an ability). -> [{level (task | family), name, shots, corpus, baseline, crossing, last_acc}] for
-    every task and family."""
+    on a task whose chance is 0 is not an ability). -> [{level (task | family), name, shots, corpus, baseline,
+    crossing, last_acc}] for every task and family."""
     (series, n_tasks), crossings = emergence(results), []
     for (level, name, shots, corpus), pts in sorted(series.items()):
         C, acc, err, base = map(np.array, zip(*pts))

@@ -20,14 +20,13 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers   #
 TEXT = ["the dog sees the ball.", "a cat likes some milk.", "my mom wants the red car.", "the little boy finds a book."]
 
 
-def save_tiny(path, arch):
+def save_tiny(path, arch, bos="<|endoftext|>"):
     """A byte-level BPE of 300 tokens (as Pythia's and OPT's are byte-level) and a 2-layer model of `arch`."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
-    tok.train_from_iterator(TEXT * 5, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+    tok.train_from_iterator(TEXT * 5, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>", "<s>"],
                                                          initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>",
-                                                eos_token="<|endoftext|>")
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token="<|endoftext|>")
     V = len(fast)
     torch.manual_seed(0)
     if arch == "neox":
@@ -75,9 +74,10 @@ def test_parameter_counts_are_exact(saved):
     layer = 4 * h + 3 * h * h + 3 * h + h * h + h + h * 64 + 64 + 64 * h + h
     assert neox.num_params(non_embedding=True) == 2 * layer + 2 * h            # + the final LayerNorm
     assert neox.num_params() == 2 * layer + 2 * h + 2 * V * h                    # untied embedding and head
-    # OPT layer: the same plus nothing; learned positions (64 + 2 offset rows) stay in the non-embedding count
-    assert opt.num_params() == opt.num_params(non_embedding=True) + V * h        # the tied matrix counted once
-    assert opt.num_params() == sum(p.numel() for p in opt.hf.parameters())
+    # OPT layer: q, k, v, out with biases (4h^2 + 4h), 2 LayerNorms (4h), fc1 (h x 64 + 64), fc2 (64 x h + h)
+    layer = 4 * h * h + 4 * h + 4 * h + h * 64 + 64 + 64 * h + h
+    assert opt.num_params(non_embedding=True) == 2 * layer + 2 * h              # no tokens, no learned positions
+    assert opt.num_params() == 2 * layer + 2 * h + (64 + 2) * h + V * h        # positions (offset 2), tied V x h once
 
 
 def test_long_prompts_are_truncated_never_stretched(saved):
@@ -99,6 +99,7 @@ def test_evaluate_scores_pretrained_models_as_runs(saved, tmp_path, capsys):
     assert "hf-tiny-neox: " + saved["neox"] + ", 36,352 parameters, prompts start with <|endoftext|>" in out
     d = json.loads((tmp_path / "hf-tiny-neox.json").read_text())
     assert results_problem(d) is None
+    assert "train_flops_6nd is missing" in results_problem({k: v for k, v in d.items() if k != "train_flops_6nd"})
     assert (d["hf_model"], d["corpus"], d["tokens_seen"], d["train_flops_6nd"]) == (saved["neox"], "pretrained",
                                                                                    None, None)
     assert {(e["task"], e["n"], e["unigram"]) for e in d["results"]} == {("templates_adjunct_island", 6, None),
@@ -123,3 +124,40 @@ def test_bad_models_are_one_line_errors(saved, tmp_path):
     transformers.AutoTokenizer.from_pretrained(saved["neox"]).save_pretrained(other)
     with pytest.raises(SystemExit, match="tokenizer has 300 tokens, the model's embedding 100"):
         pretrained.load_pretrained(str(other), "cpu")
+
+
+def test_prompts_start_with_bos_and_samples_stop_at_either(saved, tmp_path):
+    """A BOS token other than EOS (OPT's </s>, say) starts the prompts; a sample ends at EOS or BOS. Special tokens'
+    text is only text, as in tiktoken's encode_ordinary."""
+    model, enc, info = pretrained.load_pretrained(save_tiny(tmp_path / "bos", "neox", bos="<s>"), "cpu")
+    assert (info["start"], info["stop"]) == (1, {0, 1})
+    assert 0 not in enc.encode_ordinary("a <|endoftext|> b") and "<|endoftext|>" in enc.decode(
+        enc.encode_ordinary("a <|endoftext|> b"))
+    # every hidden state the same (final LayerNorm: weight 0, bias b) and EOS's head row along b: EOS always wins
+    norm, head = model.hf.gpt_neox.final_layer_norm, model.hf.get_output_embeddings()
+    with torch.no_grad():
+        norm.weight.zero_(), norm.bias.fill_(1.0), head.weight.zero_(), head.weight[0].fill_(1.0)
+    args = type("A", (), {"seed": 0, "max_new_tokens": 5, "temperature": 0.0})()
+    got = evaluate.generate(model, enc, [info["start"]], False, info["stop"], ["the dog"], args, "cpu")
+    assert got == [{"prompt": "the dog", "text": ""}]   # cut at the first token, EOS
+    raw = model.generate(torch.tensor([[1] + enc.encode_ordinary("the dog")]), 3, temperature=0)
+    assert raw[0, -3:].tolist() == [0, 0, 0]
+
+
+def test_hub_results_are_reused_by_the_model_not_its_spelling(saved, tmp_path, capsys, monkeypatch):
+    """A local directory is known by its absolute path and files: another spelling of it reuses its results, saving
+    it again scores it again; --sos and --long (which never apply to it) do not make its results incomparable."""
+    base = ["--tasks", "templates_adjunct_island", "--shots", "0", "--limit", "4", "--results_dir", str(tmp_path / "r"),
+            "--max_new_tokens", "2"]
+    evaluate.main(["--hf_model", saved["neox"]] + base)
+    monkeypatch.chdir(os.path.dirname(saved["neox"]))
+    for flags in ([], ["--sos", "yes"], ["--long", "truncate"]):
+        evaluate.main(["--hf_model", "./tiny-neox"] + base + flags)
+        assert "hf-tiny-neox.json is up to date" in capsys.readouterr().out
+    os.utime(os.path.join(saved["neox"], "config.json"))   # saved again (a new date)
+    evaluate.main(["--hf_model", "./tiny-neox"] + base)
+    assert "scored on an earlier state of this checkpoint" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="two of the models would write .*hf-tiny-neox.json"):
+        evaluate.main(["--hf_model", f"{saved['neox']},./tiny-neox/"] + base)
+    with pytest.raises(SystemExit, match="--hf_model ./nothing: no such directory"):
+        evaluate.main(["--hf_model", "./nothing"] + base)
