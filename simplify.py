@@ -73,8 +73,9 @@ class Progress:
 
 def filter_key(args):
     """The settings the filter's output depends on: a shard is reused, and shards are built together, only if equal."""
+    source = args.source if args.source.startswith("hf:") else os.path.normpath(args.source)   # (dir/ is dir)
     return dict(min_span_len=args.min_span_len, max_oov=args.max_oov, from_sentence_start=args.from_sentence_start,
-                source=args.source, vocab_sha256=file_sha256(args.vocab), text_field=args.text_field,
+                source=source, vocab_sha256=file_sha256(args.vocab), text_field=args.text_field,
                 max_docs=args.max_docs, control_fraction=args.control_fraction)
 
 
@@ -203,9 +204,10 @@ def read_docs(folder, num_shards):
     return docs
 
 
-def encode_docs(enc, docs, budget, workers, spans=False):
-    """Encode documents in order, each followed by <|endoftext|>, until `budget` tokens (None: all). -> (uint32 ids,
-    the documents used). The last document is cut so that the total is exactly the budget. Text is encoded as plain
+def encode_docs(enc, docs, budget, workers, spans=False, dtype=np.uint32):
+    """Encode documents in order, each followed by <|endoftext|>, until `budget` tokens (None: all). -> (ids in dtype
+    (uint16 where the vocabulary fits: half the memory of 2.1B tokens held twice while they are joined), the
+    documents used). The last document is cut so that the total is exactly the budget. Text is encoded as plain
     text. With spans=True a document is a list of spans, encoded as format_document writes it with the markers as
     their special ids: encoding the formatted text with "<s>" allowed would make a literal "<s>" in a span a marker."""
     eot, chunks, n, used = enc.eot_token, [], 0, []
@@ -226,12 +228,12 @@ def encode_docs(enc, docs, budget, workers, spans=False):
             if budget is not None and n >= budget:
                 break
             doc = (doc + [eot])[:None if budget is None else budget - n]
-            chunks.append(np.array(doc, np.uint32))
+            chunks.append(np.array(doc, dtype))
             n += len(doc)
             used.append(text)
         if budget is not None and n >= budget:
             break
-    return (np.concatenate(chunks) if chunks else np.zeros(0, np.uint32)), used
+    return (np.concatenate(chunks) if chunks else np.zeros(0, dtype)), used
 
 
 def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta):
@@ -255,8 +257,9 @@ def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta)
     specials = {s: len(ranks) + i for i, s in enumerate(SPECIAL_TOKENS)}  # right after the ranks
     save_ranks(os.path.join(d, "tokenizer.tiktoken"), ranks)
     enc = make_encoding(name, ranks, specials)
-    train, train_used = encode_docs(enc, train_docs, budget[0], args.workers, spans)
-    val, val_used = encode_docs(enc, val_docs, budget[1], args.workers, spans)
+    dtype = "uint16" if len(ranks) + len(specials) <= 65536 else "uint32"
+    train, train_used = encode_docs(enc, train_docs, budget[0], args.workers, spans, dtype)
+    val, val_used = encode_docs(enc, val_docs, budget[1], args.workers, spans, dtype)
     if name == "simplified" and budget[0] is not None and len(train) < budget[0]:  # --max_train_tokens is a cap
         print(f"{name}: {len(train):,} train tokens, fewer than --max_train_tokens {budget[0]:,}: using them all")
     if name == "unrestricted" and (len(train) < budget[0] or len(val) < budget[1]):  # the control must match
@@ -264,9 +267,8 @@ def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta)
                "the filter keeps nearly all of this source: use a larger one")
         raise SystemExit(f"{name}: its raw documents give only {len(train):,} train / {len(val):,} val tokens, fewer "
                          f"than the simplified corpus' {budget[0]:,} / {budget[1]:,}: {why}")
-    dtype = "uint16" if len(ranks) + len(specials) <= 65536 else "uint32"
     for split, ids in (("train", train), ("val", val)):
-        write_atomic(os.path.join(d, f"{split}.bin"), lambda tmp: ids.astype(dtype).tofile(tmp))
+        write_atomic(os.path.join(d, f"{split}.bin"), lambda tmp: ids.tofile(tmp))
     meta = dict(format_version=1, name=name, vocab_size=len(ranks) + len(specials), dtype=dtype,
                 eot_token=enc.eot_token, train_tokens=len(train), val_tokens=len(val),
                 train_documents=len(train_used), val_documents=len(val_used),
@@ -312,6 +314,16 @@ def check_not_replacing_trained_on(args):
         raise SystemExit(f"{args.out_dir} would be rebuilt with other settings, but runs in out/ trained on it "
                          f"({', '.join(trained[:3])}{', ...' if len(trained) > 3 else ''}): pass another --out_dir "
                          "to keep both, or --force to replace it")
+
+
+def corpus_stats_of(st, meta, texts, vocab):
+    """Complete a corpus' statistics st (counts in and out) with its dataset's and its training text's (report.py);
+    -> its word frequencies, for the rank-frequency plot."""
+    st["kept_word_fraction"] = st["words_out"] / max(st["words_in"], 1)
+    st.update({k: meta[k] for k in ("vocab_size", "train_tokens", "val_tokens", "train_documents")})
+    more, freqs = corpus_stats(texts, vocab)
+    st.update(more)
+    return freqs
 
 
 def build_stage(args, vocab):
@@ -373,7 +385,13 @@ def build_stage(args, vocab):
     budget = (args.max_train_tokens, val_cap)
     meta_s, *used_s = build_dataset("simplified", args.out_dir, [d for d in simple if not is_val(d)],
                                    [d for d in simple if is_val(d)], budget, args, common)
-    del simple
+    # statistics, side by side: what went in and out, then the training text itself (the simplified corpus' now, so
+    # its text is freed before the control's larger pool is read: at the paper's scale some 8 GB less at the peak)
+    words = lambda texts: sum(len(t.split()) for t in texts)
+    sim = dict(docs_in=counts["docs_in"], docs_out=counts["docs_out"], words_in=counts["words_in"],
+               words_out=counts["words_out"], mean_span_words=counts["words_out"] / max(counts["spans"], 1))
+    freqs = {"simplified": corpus_stats_of(sim, meta_s, map(format_document, used_s[0]), vocab)}
+    del simple, used_s
     budget = (meta_s["train_tokens"], meta_s["val_tokens"])  # the control: same numbers of tokens, unfiltered text
     try:
         raw = read_docs(os.path.join(args.out_dir, "unrestricted"), num_shards)
@@ -382,19 +400,9 @@ def build_stage(args, vocab):
     except BaseException:   # no simplified corpus without its control: a sweep would train one half of the pair
         os.remove(os.path.join(args.out_dir, "simplified", "meta.json"))
         raise
-    # statistics, side by side: what went in and out, then the training text itself
-    words = lambda texts: sum(len(t.split()) for t in texts)
-    sim = dict(docs_in=counts["docs_in"], docs_out=counts["docs_out"], words_in=counts["words_in"],
-               words_out=counts["words_out"], mean_span_words=counts["words_out"] / max(counts["spans"], 1))
     unr = dict(docs_in=len(raw), docs_out=len(used_u[0]) + len(used_u[1]), words_in=words(t for _, t in raw),
                words_out=words(used_u[0]) + words(used_u[1]), mean_span_words=None)
-    freqs = {}
-    for name, st, meta, texts in (("simplified", sim, meta_s, map(format_document, used_s[0])),
-                                  ("unrestricted", unr, meta_u, used_u[0])):
-        st["kept_word_fraction"] = st["words_out"] / max(st["words_in"], 1)
-        st.update({k: meta[k] for k in ("vocab_size", "train_tokens", "val_tokens", "train_documents")})
-        more, freqs[name] = corpus_stats(texts, vocab)
-        st.update(more)
+    freqs["unrestricted"] = corpus_stats_of(unr, meta_u, used_u[0], vocab)
     table = stats_table(sim, unr)
     print(table)
     write_json(stats_path, dict(key=key, simplified=sim, unrestricted=unr))

@@ -130,7 +130,7 @@ def iter_documents(source, shard=0, num_shards=1, text_field="text", split="trai
         try:
             import datasets
         except ImportError:
-            raise SystemExit("reading from the Hugging Face hub needs the datasets library: pip install datasets")
+            raise SystemExit("reading from the Hugging Face hub needs the datasets library: pip install datasets==5.2.0")
         ds = datasets.load_dataset(source[3:], split=split, streaming=True)
         if num_shards > 1:
             ds = ds.shard(num_shards=num_shards, index=shard)

@@ -187,7 +187,7 @@ def read_hub(dataset, config, split):
         import datasets
     except ImportError:
         raise SystemExit("the paper's tasks come from the Hugging Face hub unless --task_dir names local files: "
-                         "pip install datasets, or pass --task_dir DIR") from None
+                         "pip install datasets==5.2.0, or pass --task_dir DIR") from None
     try:
         return [dict(r) for r in datasets.load_dataset(dataset, config, split=split)]
     except Exception as e:   # offline, a renamed dataset, a missing split: one line that says what to do
