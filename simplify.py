@@ -4,6 +4,8 @@ simplify.py: build the paper's restricted-vocabulary corpus and its token-matche
 raw documents --filter_spans--> "<s> span </s> <s> span </s>" documents --BPE--> OUT/simplified/
 raw documents (same source, unfiltered, cut to the same token count) ------BPE--> OUT/unrestricted/
 Each dataset dir gets train.bin, val.bin, tokenizer.tiktoken, meta.json; OUT gets corpus_stats.{json,md} and a plot.
+Stage 1, the filter (filtering.py), writes each shard's kept spans and raw documents; stage 2, here, builds both
+datasets from them: tokenizers, token files, the token-matched control, statistics.
 
     python simplify.py                 # embedded default data and vocabulary, offline, well under a minute on 2 cores
     python simplify.py --paper --vocab AOChildes_word_frequency.csv --source hf:cerebras/SlimPajama-627B \
@@ -11,15 +13,10 @@ Each dataset dir gets train.bin, val.bin, tokenizer.tiktoken, meta.json; OUT get
     python simplify.py --benchmark     # the filter's speed in MB/s
 """
 import argparse
-import collections
 import glob
 import gzip
-import hashlib
-import io
-import itertools
 import json
 import math
-import multiprocessing
 import os
 import re
 import sys
@@ -30,160 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from bpe import SPECIAL_TOKENS, SPLIT_PATTERN, make_encoding, save_ranks, train_bpe
-from files import HelpFormat, file_sha256, read_json, try_lock, whole_number, write_atomic, write_json
+from files import HelpFormat, file_sha256, read_json, whole_number, write_atomic, write_json
+from filtering import (benchmark, filter_key, filter_stage, lock_or_exit, record_differs, shards_waited_for,
+                       source_files, unit_hash)   # stage 1: every shard of the source through the span filter
 from report import corpus_stats, plot_rank_frequency, stats_table   # corpus_stats.json, .md, rank_frequency.png
-from sources import DEFAULT_SOURCE, iter_documents, list_files   # raw documents: files, folders, the hub
-from spans import DEFAULT_VOCAB, filter_spans, format_document, load_vocab   # the rule
+from sources import DEFAULT_SOURCE   # raw documents: files, folders, the hub
+from spans import DEFAULT_VOCAB, format_document, load_vocab   # the rule
 
-
-# -----------------------------------------------------------------------------
-# Stage 1, filter: every document -> its kept spans (parallel over documents, shardable over machines)
-
-_worker_state = None
-
-
-def _init_worker(vocab, settings):
-    global _worker_state
-    _worker_state = (vocab, settings)
-
-
-def _filter_batch(texts):
-    vocab, settings = _worker_state
-    return [filter_spans(t, vocab, **settings) for t in texts]
-
-
-def unit_hash(key, salt=""):
-    """A deterministic number in [0, 1) per document id: decides train/val, the control's pool and the order documents
-    are taken in."""
-    return int.from_bytes(hashlib.blake2b(f"{salt}:{key}".encode(), digest_size=8).digest(), "big") / 2 ** 64
-
-
-class Progress:
-    """A status line every few seconds: amount done, rate and, once the done fraction is known, an ETA."""
-    def __init__(self, what):
-        self.what, self.t0, self.last = what, time.time(), 0.0
-
-    def __call__(self, mb, fraction=None, extra="", final=False):
-        now = time.time()
-        if final or now - self.last > 2:
-            self.last, dt = now, max(now - self.t0, 1e-9)
-            eta = f", ETA {dt * (1 - fraction) / fraction:.0f}s" if fraction and not final else ""
-            print(f"  {self.what}: {mb:,.1f} MB ({mb / dt:.1f} MB/s{eta}){extra}", flush=True)
-
-
-def filter_key(args):
-    """The settings the filter's output depends on: a shard is reused, and shards are built together, only if equal."""
-    source = args.source if args.source.startswith("hf:") else os.path.normpath(args.source)   # (dir/ is dir)
-    return dict(min_span_len=args.min_span_len, max_oov=args.max_oov, from_sentence_start=args.from_sentence_start,
-                source=source, vocab_sha256=file_sha256(args.vocab), text_field=args.text_field,
-                max_docs=args.max_docs, control_fraction=args.control_fraction)
-
-
-def source_files(source):
-    """The data itself, for the filter's cache: every file's real path, size and modification time (a hub dataset:
-    None), so that the same relative path from another directory or a file edited in place is not taken for the old
-    data. Reading the file list also stops a wrong --source before anything is written."""
-    if source.startswith("hf:"):
-        return None
-    files = [(os.path.realpath(f), os.path.getsize(f), os.stat(f).st_mtime_ns) for f in list_files(source)]
-    return hashlib.sha256(json.dumps(files).encode()).hexdigest()
-
-
-def file_listing(source):
-    """What decides which files each shard reads: the sorted names (relative to the source) and sizes. Every shard
-    must see the same list, or files are read twice or never: the build compares the shards' listings."""
-    if source.startswith("hf:"):
-        return None
-    files = [(os.path.relpath(f, source) if os.path.isdir(source) else os.path.basename(f), os.path.getsize(f))
-             for f in list_files(source)]
-    return dict(files=len(files), sha=hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16])
-
-
-def lock_or_exit(path, what):
-    """files.try_lock (use it in a with block), or a one-line exit: two processes writing one shard (or one build)
-    would mix their bytes in the same temporary files."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    lock = try_lock(path)
-    if lock is None:
-        raise SystemExit(f"another simplify.py is {what} right now ({path} is locked): wait for it or stop it")
-    return lock
-
-
-def filter_stage(args, vocab, shard, num_shards):
-    """Filter this shard's documents; write simplified docs, the raw docs for the control, and the counts."""
-    tag = f"{shard}-of-{num_shards}"
-    dirs = {k: os.path.join(args.out_dir, k) for k in ("simplified", "unrestricted")}
-    done_path = os.path.join(dirs["simplified"], f"filter-{tag}.json")
-    settings = dict(min_span_len=args.min_span_len, max_oov=args.max_oov, from_sentence_start=args.from_sentence_start)
-    key = dict(filter_key(args), files=source_files(args.source))
-    outs = {k: os.path.join(d, f"docs-{tag}.jsonl.gz") for k, d in dirs.items()}
-    for d in dirs.values():
-        os.makedirs(d, exist_ok=True)
-    if os.path.exists(done_path):
-        old = read_json(done_path)
-        if old.get("key") == key and all(map(os.path.exists, outs.values())) and not args.force:
-            print(f"filter {tag}: already done with these settings ({done_path}), reusing it")
-            return
-        why = ("--force" if args.force else record_differs(old, filter_key(args)) or ("its files are missing" if
-               old.get("key") == key else "the source's files changed (their paths, sizes or modification times)"))
-        print(f"filter {tag}: redoing the shard in {done_path} ({why})")
-        os.remove(done_path)  # this shard is about to be redone: unmark it first
-    tmps = {k: f"{p}.tmp" for k, p in outs.items()}
-    # mtime 0: the gzip header would otherwise hold the time, and the same documents would give different bytes
-    files = {k: io.TextIOWrapper(gzip.GzipFile(p, "wb", compresslevel=3, mtime=0), encoding="utf-8")
-             for k, p in tmps.items()}
-    c = dict(docs_in=0, docs_out=0, bytes_in=0, words_in=0, words_out=0, spans=0, control_docs=0)
-    n_files = None if args.source.startswith("hf:") else len(list_files(args.source))
-    progress, files_seen = Progress(f"filter {tag}"), set()  # ETA from the share of files started (when > 1 file)
-
-    def handle(batch, results):
-        for (doc_id, text), spans in zip(batch, results):
-            c["docs_in"] += 1
-            c["bytes_in"] += len(text.encode("utf-8", "surrogatepass"))
-            c["words_in"] += len(text.split())
-            if spans:
-                files["simplified"].write(json.dumps({"id": doc_id, "spans": spans}) + "\n")
-                c["docs_out"] += 1
-                c["spans"] += len(spans)
-                c["words_out"] += sum(len(s.split()) for s in spans)
-            if args.control_fraction >= 1 or unit_hash(doc_id, "control") < args.control_fraction:
-                files["unrestricted"].write(json.dumps({"id": doc_id, "text": text}) + "\n")
-                c["control_docs"] += 1
-            files_seen.add(doc_id.rsplit(":", 1)[0])
-        fraction = (len(files_seen) - 1) / n_files * num_shards if n_files and n_files > num_shards else None
-        progress(c["bytes_in"] / 1e6, fraction, f", kept {c['words_out'] / max(c['words_in'], 1):.1%} of words")
-
-    try:  # a failed or interrupted run leaves no temp files behind
-        docs = itertools.islice(iter_documents(args.source, shard, num_shards, args.text_field), args.max_docs)
-        batches = iter(lambda: list(itertools.islice(docs, 64)), [])
-        if args.workers <= 1:
-            _init_worker(vocab, settings)
-            for batch in batches:
-                handle(batch, _filter_batch([t for _, t in batch]))
-        else:  # a bounded window of batches in flight: a hub stream is never read far ahead of the workers
-            with multiprocessing.Pool(args.workers, _init_worker, (vocab, settings)) as pool:
-                pending = collections.deque()
-                for batch in itertools.chain(batches, [None]):
-                    if batch is not None:
-                        pending.append((batch, pool.apply_async(_filter_batch, ([t for _, t in batch],))))
-                    while pending and (batch is None or len(pending) >= 4 * args.workers):
-                        batch_done, result = pending.popleft()
-                        handle(batch_done, result.get())
-        for f in files.values():
-            f.close()
-        progress(c["bytes_in"] / 1e6, final=True)
-        if c["docs_in"] == 0:
-            raise SystemExit(f"filter {tag}: the source {args.source} gave no documents")
-        for k in outs:
-            os.replace(tmps[k], outs[k])
-    finally:
-        for k, f in files.items():
-            f.close()
-            if os.path.exists(tmps[k]):
-                os.remove(tmps[k])
-    write_json(done_path, dict(key=key, counts=c, listing=file_listing(args.source)))  # last: the shard is complete
-    print(f"filter {tag}: {c['docs_out']:,}/{c['docs_in']:,} documents and {c['words_out']:,}/{c['words_in']:,} words "
-          f"kept ({c['words_out'] / max(c['words_in'], 1):.1%}) in {c['spans']:,} spans")
 
 # -----------------------------------------------------------------------------
 # Stage 2, build: tokenizers, token files, the token-matched control, statistics
@@ -279,15 +129,6 @@ def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta)
     write_json(os.path.join(d, "meta.json"), meta)  # last: a dataset dir with a meta.json is complete
     print(f"{name}: {len(train):,} train + {len(val):,} val tokens, {len(train_used):,} documents -> {d}")
     return meta, train_used, val_used
-
-
-def record_differs(record, settings):
-    """Why a shard's filter-K-of-N.json cannot be built from with these filter settings: "unreadable" (not a record
-    of this simplify.py), the settings that differ ("min_span_len 8 there, 9 here"), or None."""
-    key = record.get("key") if isinstance(record, dict) and "counts" in record else None
-    if not isinstance(key, dict) or key.keys() != settings.keys() | {"files"}:
-        return "unreadable"
-    return ", ".join(f"{n} {key[n]!r} there, {v!r} here" for n, v in settings.items() if key[n] != v) or None
 
 
 def check_not_replacing_trained_on(args):
@@ -412,34 +253,7 @@ def build_stage(args, vocab):
 
 
 # -----------------------------------------------------------------------------
-# Benchmark and command line
-
-def benchmark(args, vocab):
-    """Filter throughput in MB/s: one core per document (how the pipeline calls it), one core on the whole corpus in
-    one call, and all workers together."""
-    docs, size = [], 0
-    for _, text in iter_documents(args.source, text_field=args.text_field):
-        docs.append(text)
-        size += len(text.encode("utf-8", "surrogatepass"))
-        if size > 64e6:
-            break
-    mb = size / 1e6
-    print(f"benchmark: {len(docs):,} documents, {mb:.1f} MB from {args.source}, vocabulary {args.vocab} ({len(vocab):,})")
-    for s in [dict(min_span_len=32, max_oov=0.01, from_sentence_start=True),
-              dict(min_span_len=args.min_span_len, max_oov=args.max_oov, from_sentence_start=args.from_sentence_start)]:
-        t = time.perf_counter()
-        kept = sum(len(sp) for d in docs for sp in filter_spans(d, vocab, **s))
-        per_doc = mb / (time.perf_counter() - t)
-        t = time.perf_counter()
-        filter_spans("\n\n".join(docs), vocab, **s)
-        whole = mb / (time.perf_counter() - t)
-        t = time.perf_counter()
-        with multiprocessing.Pool(args.workers, _init_worker, (vocab, s)) as pool:
-            pool.map(_filter_batch, [docs[i:i + 64] for i in range(0, len(docs), 64)])
-        par = mb / (time.perf_counter() - t)
-        print(f"  {s}: kept {kept / max(size, 1):.1%} of bytes | 1 core per document {per_doc:.1f} MB/s | "
-              f"1 core whole corpus {whole:.1f} MB/s | {args.workers} workers {par:.1f} MB/s")
-
+# Command line
 
 def get_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormat)
@@ -480,24 +294,6 @@ def get_args(argv=None):
     if not 256 + len(SPECIAL_TOKENS) < args.vocab_size <= 2 ** 32:
         p.error(f"--vocab_size must exceed {256 + len(SPECIAL_TOKENS)} (256 bytes + special tokens)")
     return args
-
-
-def shards_waited_for(out_dir, num_shards, settings, since=None):
-    """The shards whose filter-K-of-N.json is not yet this run's (rank 0 builds when there are none): missing, with
-    other filter settings (record_differs, as build_stage checks them) or, if `since` is given (--force), written
-    before it. A record left by an earlier run is about to be redone by its rank: building from it would mix old
-    shards in."""
-    waited = []
-    for k in range(num_shards):
-        path = os.path.join(out_dir, "simplified", f"filter-{k}-of-{num_shards}.json")
-        try:
-            mtime = os.path.getmtime(path)
-        except OSError:  # not written yet (or removed by its rank, about to redo it)
-            waited.append(k)
-            continue
-        if record_differs(read_json(path), settings) or (since is not None and mtime < since):
-            waited.append(k)
-    return waited
 
 
 def main(argv=None):

@@ -24,7 +24,7 @@ from evaluate import encode_pair, evaluate_task, fewshot_context, mean_stderr, s
 from report import write_tables
 from tasks import keep_example, load_task
 from model import GPT, GPTConfig
-from simplify import unit_hash
+from filtering import unit_hash
 from spans import DEFAULT_VOCAB, load_vocab
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import dataset
+import filtering
 import report
 import simplify
 from simplify import main
@@ -370,7 +371,7 @@ def test_failed_filter_leaves_nothing_behind(tmp_path, monkeypatch):
 
     def interrupt(texts):
         raise KeyboardInterrupt
-    monkeypatch.setattr(simplify, "_filter_batch", interrupt)
+    monkeypatch.setattr(filtering, "_filter_batch", interrupt)
     with pytest.raises(KeyboardInterrupt):
         main(["--source", src, "--vocab", vocab, "--out_dir", str(out), "--workers", "1"])
     assert not list(out.rglob("*.tmp"))
@@ -490,8 +491,8 @@ def test_the_control_must_match_the_val_tokens_too(tmp_path):
     groups = collections.Counter()
     with open(tmp_path / "src" / "docs.jsonl", "w") as f:
         for i in range(80):
-            is_val = simplify.unit_hash(f"docs.jsonl:{i}", "val") < 0.2
-            in_control = simplify.unit_hash(f"docs.jsonl:{i}", "control") < 0.5
+            is_val = filtering.unit_hash(f"docs.jsonl:{i}", "val") < 0.2
+            in_control = filtering.unit_hash(f"docs.jsonl:{i}", "control") < 0.5
             groups[is_val, in_control] += 1
             text = "Zebra." if is_val and in_control else " ".join(
                 " ".join(rng.choice(WORDS, 8)).capitalize() + "." for _ in range(10))
@@ -531,7 +532,7 @@ def test_tokenizer_sample_is_counted_in_bytes(tmp_path):
     main(["--source", src, "--vocab", vocab, "--out_dir", str(out), "--workers", "1", "--min_span_len", "3",
           "--vocab_size", "300"])
     raw = simplify.read_docs(str(out / "unrestricted"), 1)
-    train_bytes = sum(len(t.encode()) for i, t in raw if simplify.unit_hash(i, "val") >= 0.01)
+    train_bytes = sum(len(t.encode()) for i, t in raw if filtering.unit_hash(i, "val") >= 0.01)
     assert dataset.load_meta(str(out / "unrestricted"))["tokenizer"]["sample_bytes"] == train_bytes
 
 
@@ -607,7 +608,7 @@ def test_rank_0_builds_only_from_this_runs_shard_records(tmp_path, monkeypatch, 
     src, vocab = _corpus(tmp_path / "src")
     out = str(tmp_path / "out")
     common = ["--source", src, "--vocab", vocab, "--out_dir", out, "--workers", "1", "--vocab_size", "300"]
-    waited = lambda flags, since=None: simplify.shards_waited_for(out, 2, simplify.filter_key(simplify.get_args(
+    waited = lambda flags, since=None: filtering.shards_waited_for(out, 2, filtering.filter_key(simplify.get_args(
         common + flags)), since)
     assert waited(["--min_span_len", "3"]) == [0, 1]  # nothing filtered yet
     main(common + ["--stage", "filter", "--shard", "0/2", "--min_span_len", "3"])
@@ -659,7 +660,7 @@ def test_shards_of_other_file_lists_are_refused_and_redone_shards_say_why(tmp_pa
     main(common + ["--stage", "filter", "--shard", "1/2"])
     main(common + ["--stage", "build"])                             # the same lists again: built
     assert dataset.load_meta(f"{out}/simplified")["vocab_size"] == 300
-    with simplify.lock_or_exit(f"{out}/simplified/build.lock", "x"):   # a second simplify.py on the same output
+    with filtering.lock_or_exit(f"{out}/simplified/build.lock", "x"):   # a second simplify.py on the same output
         with pytest.raises(SystemExit, match=r"another simplify.py is building the datasets in .* right now"):
             main(common + ["--stage", "build", "--force"])
 
