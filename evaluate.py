@@ -28,7 +28,6 @@ results/generations.md.
 """
 import argparse
 import hashlib
-import json
 import math
 import random
 import time
@@ -41,9 +40,11 @@ import torch
 from torch.nn import functional as F
 
 import pretrained   # Pythia, OPT and other transformers models (--hf_model), scored as our runs
-from model import load_checkpoint, read_checkpoint
+from model import load_checkpoint
 from files import HelpFormat, file_sha256, make_dir, write_json
-from report import results_problem, write_tables   # results/table.md, table.csv, generations.md
+from report import write_tables   # results/table.md, table.csv, generations.md
+from results import (SCORING, checkpoint_id, generation_settings, hub_checkpoint_id, hub_dir, hub_key,   # a results
+                     previous_results, result_name, reusable, shared_settings)   # file's name, what of it may be kept
 from dataset import TokenBlocks, load_meta, load_tokenizer, unigram_probs
 from spans import DEFAULT_VOCAB, load_vocab
 from tasks import expand_tasks, load_task   # the tasks, their loaders and the paper's filter
@@ -140,17 +141,6 @@ def score_requests(model, requests, batch_tokens=8192, device="cpu", autocast=No
     finally:
         model.config.rope_scale = old_scale
     return out
-
-
-# The version of the rules an entry was scored by (prompts, demonstrations, encoding, scoring): older entries are
-# redone. Bump it with any change to what evaluate_task sends the model or how it counts. 2: ties split; 3: a k-shot
-# context's trailing newlines move to the continuation (the harness's rule; tasks whose context is empty end theirs so)
-SCORING = 3
-
-
-def reusable(entry, args):
-    """Whether a results entry was scored by today's rules at this --dtype (one without a dtype may be a GPU's bf16)."""
-    return entry.get("scoring") == SCORING and entry.get("dtype") == args.dtype
 
 
 def tie_credit(scores, gold):
@@ -284,12 +274,6 @@ def applies(task, shots):
     return bool(task["eval"]) and (shots == 0 or task["kind"] == "choice")
 
 
-def checkpoint_id(info):
-    """A checkpoint as it is now: its settings and how far it trained (retraining or resuming changes it)."""
-    key = [info.get(k) for k in ("model_config", "train_config", "step", "tokens", "val_loss")]
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None, hub=False):
     """Score a run (or with hub=True a pretrained model: pretrained.py) on every task that applies at each number of
     shots -> its results dict (results/<run>.json). old: that file's earlier contents for this very checkpoint and
@@ -352,7 +336,7 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None, hu
     gen = generation_settings(args)
     same_gen = old and old.get("eval", {}).get("generation") == gen
     run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
-    where = ({"hf_model": pretrained.model_key(path), "checkpoint_id": pretrained.checkpoint_id(path), "model": path}
+    where = ({"hf_model": hub_key(path), "checkpoint_id": hub_checkpoint_id(path), "model": path}
              if hub else
              {"run_dir": str(run_dir), "run_dir_abs": str(run_dir.resolve()), "checkpoint_id": checkpoint_id(info),
               "model": (info.get("train_config") or {}).get("model")})
@@ -368,72 +352,6 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None, hu
 
 # -----------------------------------------------------------------------------
 # Command line
-
-
-# Scored with these, every entry of a results file is comparable (vocab_sha: the filter's words, whatever the file)
-SHARED_SETTINGS = ("long", "seed", "sos", "filter", "vocab_sha")
-
-
-def shared_settings(args, hub=False):
-    """The SHARED_SETTINGS a model is scored with: a pretrained model's prompts never get <s> nor are stretched."""
-    return {k: getattr(args, k) for k in SHARED_SETTINGS} | ({"long": "truncate", "sos": "no"} if hub else {})
-
-
-def generation_settings(args):
-    return {"prompts": args.prompts, "temperature": args.temperature, "max_new_tokens": args.max_new_tokens,
-            "seed": args.seed, "seeds": "seed + prompt index"}   # (files without "seeds" are generated again)
-
-
-def result_name(path, hub=False):
-    """What a checkpoint's results file is called: results/<run>.json for a run directory or its ckpt.pt,
-    results/<run>-<stem>.json for another checkpoint file in it (a snapshot); hf-<name>.json for --hf_model's."""
-    if hub:
-        return pretrained.result_name(path)
-    path = Path(path).resolve()   # (`--ckpt .` is the run directory it names)
-    if path.is_dir() or path.name == "ckpt.pt":
-        return path.name if path.is_dir() else path.parent.name
-    return f"{path.parent.name}-{path.stem}"
-
-
-def previous_results(path, args, hub=False):
-    """-> (old, problem). old: results/<name>.json if it was written for this checkpoint as it is now and with these
-    settings (its entries may be reused, and those of other tasks are kept), else None. problem: why the file, which
-    holds results worth keeping, cannot be kept (another run's, or other --seed/--long/--sos), else None; a file for
-    an earlier state of this checkpoint (trained further since) is simply replaced. Each entry also carries the
-    fingerprint of the examples it scored (tasks.load_task's data_sha: task files, vocabulary filter, --limit)."""
-    file = Path(args.results_dir) / f"{result_name(path, hub)}.json"
-    if hub:   # a hub id, or a local directory as its files are (pretrained.checkpoint_id)
-        ckpt_id = pretrained.checkpoint_id(path)
-        same_model = lambda old: old.get("hf_model") == pretrained.model_key(path)   # noqa: E731
-    else:
-        run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
-        try:
-            ckpt_id = checkpoint_id(read_checkpoint(path, "cpu", mmap=True))   # its settings and counters only
-        except (OSError, ValueError):                                         # a damaged checkpoint: load_run says so
-            return None, None
-        same_model = lambda old: run_dir.resolve() in {Path(str(old.get(k))).resolve()   # noqa: E731
-                                                       for k in ("run_dir", "run_dir_abs") if old.get(k)}
-    try:
-        old = json.loads(file.read_text())
-    except FileNotFoundError:                            # no results yet
-        return None, None
-    except (OSError, ValueError) as e:                   # not UTF-8, not JSON
-        problem = f"unreadable: {e}"
-    else:
-        problem = results_problem(old) or (None if isinstance(old.get("eval"), dict) else "it has no eval settings")
-    if problem:   # hand-edited, or not ours: never replaced without a word
-        return None, f"{file} is not a results file as evaluate.py writes them ({problem})"
-    if old.get("checkpoint_id") != ckpt_id:   # (the same id: this checkpoint, from whatever directory)
-        if not same_model(old):
-            return None, f"{file} holds another model's results ({old.get('run_dir') or old.get('hf_model')})"
-        print(f"note: {file} was scored on an earlier state of this checkpoint: all of it is redone")
-        return None, None
-    was, now = old.get("eval", {}), shared_settings(args, hub)   # (a setting not recorded yet: taken as the same)
-    differ = {k: (was[k], now[k]) for k in now if k in was and was[k] != now[k]}
-    if differ:
-        return None, (f"{file} was scored with other settings (there vs now: {differ}); its "
-                      f"{len(old.get('results', []))} entries would be lost")
-    return old, None
 
 
 def get_args(argv=None):
@@ -505,7 +423,7 @@ def main(argv=None):
                              if not Path(c).is_dir() else f"--ckpt {c}: the run has no ckpt.pt yet (it writes one "
                              "every --eval_interval steps): train it further, or pass a checkpoint file")
     for m in args.hf_model:
-        pretrained.local_dir(m)   # a path that is not a directory: said now, not after the other models are scored
+        hub_dir(m)   # a path that is not a directory: said now, not after the other models are scored
     models = [(c, False) for c in ckpts] + [(m, True) for m in args.hf_model]
     names = [result_name(path, hub) for path, hub in models]
     if clash := next((n for n in names if names.count(n) > 1), None):

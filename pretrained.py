@@ -15,15 +15,13 @@ Every prompt starts with the model's document-start token (its BOS token, else i
 max_position_embeddings), so prompts are never stretched with RoPE interpolation; a longer one would be
 left-truncated. transformers is the one dependency only this file needs (imported when it is used).
 """
-import hashlib
-import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 import torch.nn as nn
 
 from model import GPT, first_sentence
+from results import hub_key
 
 
 class PretrainedModel(nn.Module):
@@ -73,35 +71,6 @@ class PretrainedTokenizer:
         return self.tok.decode(ids)
 
 
-def result_name(name):
-    """results/<this>.json of a hub model or a local directory: hf-pythia-160m for EleutherAI/pythia-160m."""
-    return "hf-" + name.rstrip("/").split("/")[-1]
-
-
-def local_dir(name):
-    """The directory a --hf_model names, or None for a hub id; SystemExit if it looks like a path but is none."""
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return path.resolve()
-    if name.startswith((".", "/", "~")):
-        raise SystemExit(f"--hf_model {name}: no such directory (a model saved with save_pretrained, or a hub id)")
-    return None
-
-
-def model_key(name):
-    """Which model a --hf_model names: a local directory by its absolute path, a hub id by itself."""
-    return str(local_dir(name) or name)
-
-
-def checkpoint_id(name):
-    """What evaluate.py's results reuse compares: a hub id (a published model's final weights do not change), or a
-    local directory's path with its files' sizes and dates (saved again: scored again)."""
-    path = local_dir(name)
-    files = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(path.iterdir()) if f.is_file()] \
-        if path else []
-    return hashlib.sha256(json.dumps(["hf", model_key(name), files]).encode()).hexdigest()[:16]
-
-
 def load_pretrained(name, device):
     """A hub id (EleutherAI/pythia-160m) or a local directory -> (PretrainedModel in float32 on device, tokenizer,
     info: the document-start token and the special tokens that end a sample). SystemExit with one line if it
@@ -110,7 +79,7 @@ def load_pretrained(name, device):
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError:
         raise SystemExit("--hf_model needs transformers: pip install -r requirements.txt") from None
-    source = model_key(name)
+    source = hub_key(name)   # a local directory's absolute path, or the hub id
     try:
         tok = AutoTokenizer.from_pretrained(source)
         hf = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)

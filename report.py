@@ -26,7 +26,8 @@ import numpy as np
 
 from fits import flop_per_token
 from spans import DELIMITERS, WORD_RE, vocab_bytes   # the filter's word tokens, for the corpus statistics
-from files import read_json, write_atomic  # read_json: a JSON file, or {} if missing or unreadable
+from files import write_atomic
+from results import read_results   # evaluate.py's results/<run>.json files, checked
 
 PUBLISHED = {   # L(N, D) constants to compare ours with (the ones the paper cites)
     "Hoffmann et al. 2022": dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28),
@@ -181,41 +182,6 @@ def plot_rank_frequency(freqs, path):
 
 # -----------------------------------------------------------------------------
 # Tables of evaluate.py's results in the paper's layout (rows = models, columns = tasks)
-
-
-def results_problem(d):
-    """Why d, a results/<run>.json as parsed, is not one evaluate.py wrote (hand-edited, say), or None: what the tables,
-    the emergence analysis and evaluate.py's reuse read."""
-    if not isinstance(d, dict):
-        return "not a JSON object"
-    number, optional = (int, float), (int, float, type(None))   # (a pretrained model's compute is not known)
-    for key, kind, what in (("run_name", str, "a string"), ("corpus", str, "a string"), ("model", str, "a string"),
-                            ("n_params", number, "a number"), ("train_flops_6nd", optional, "a number or null"),
-                            ("results", list, "a list")):
-        if key not in d or not isinstance(d[key], kind):
-            return f"its {key} is missing or not {what}"
-    for i, e in enumerate(d["results"]):
-        if not (isinstance(e, dict) and isinstance(e.get("task"), str) and isinstance(e.get("shots"), int)
-                and all(isinstance(e.get(k), number) for k in ("n", "acc", "chance"))
-                and all(isinstance(e.get(k), optional) for k in ("acc_norm", "majority", "unigram"))):
-            return f"its results entry {i} lacks a task, a whole number of shots, or numbers for its scores"
-    return None
-
-
-def read_results(results_dir):
-    """evaluate.py's results/<run>.json files (other JSON there, like fits.json, is not a run's results), simplified
-    then unrestricted, by size; a file that looks like one but is damaged is left out, and said."""
-    runs = []
-    for p in sorted(Path(results_dir).glob("*.json")):
-        d = read_json(p)
-        if isinstance(d, dict) and "run_name" in d:   # (fits.json, a bench.py JSON: not a run's results)
-            if problem := results_problem(d):
-                print(f"note: {p} left out: {problem} (evaluate.py rewrites it with --force)")
-            else:
-                runs.append(d)
-    rank = {"simplified": 0, "unrestricted": 1}
-    return sorted(runs, key=lambda r: (rank.get(r["corpus"], 2), r["n_params"], r.get("tokens_seen") or 0,
-                                       r["run_name"]))
 
 
 BASELINES = ("chance", "majority", "unigram")   # what a model must beat (evaluate.py: a results entry's fields)

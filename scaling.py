@@ -34,7 +34,8 @@ import torch
 
 from model import GPT, PAPER_GRID, PAPER_TRAIN_TOKENS, config_from_name
 from fits import fit_corpus   # the scaling-law math (fits.py), and which points each law is fitted to
-from report import plot_curves, plot_emergence, plot_law, read_results, table   # figures, fits.md
+from report import plot_curves, plot_emergence, plot_law, table   # figures, fits.md
+from results import read_results   # evaluate.py's results/<run>.json files, checked
 from files import (HelpFormat, make_dir, read_json, read_log, whole_number, write_atomic,   # read_json: {} if missing
                    write_json)
 from bench import measured_speeds, schedule_seconds, seconds_for, speed_key   # how long the sweep will take

@@ -12,7 +12,8 @@ from torch.nn import functional as F
 import evaluate
 import pretrained
 from evaluate import encode_pair, evaluate_task, score_requests
-from report import emergence, results_problem
+from report import emergence
+from results import results_problem
 
 import transformers   # noqa: E402
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers   # noqa: E402 (transformers' dependency)
