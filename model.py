@@ -288,6 +288,14 @@ class GPT(nn.Module):
         self.norm = RMSNorm(config.n_embd, config.norm_eps)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)  # untied from wte, as in the paper
         self.apply(self._init_weights)
+        # RoPE's cos/sin for every position the model reads, computed once: built inside forward, torch.compile fused
+        # pow, cos and sin into the rotation and recomputed them for each element of q and k (measured on an H200:
+        # a fifth of the step at h256-L4). Non-persistent buffers follow .to(device) and stay out of checkpoints.
+        c = config
+        self._rope_for = (c.rope_base, c.rope_scale)
+        cos, sin = rope_cos_sin(self.max_seq_len, c.n_embd // c.n_head, c.rope_base, c.rope_scale, "cpu")
+        self.register_buffer("rope_cos", cos, persistent=False)   # (max_seq_len, head_dim)
+        self.register_buffer("rope_sin", sin, persistent=False)
         # How the training loss is computed: speed settings, not part of the model (not in config or checkpoints; a
         # run may be resumed with or without them). loss_chunk: rows per chunk of the chunked loss (0: off);
         # fused_loss: the Triton kernels of fused_loss.py (a CUDA device; wins over loss_chunk). Both off: plain.
@@ -313,12 +321,19 @@ class GPT(nn.Module):
             raise ValueError(f"input of {T} tokens exceeds the model's {self.max_seq_len} (block_size "
                              f"{self.config.block_size} x rope_scale {self.config.rope_scale}); set "
                              f"config.rope_scale = {math.ceil(T / self.config.block_size)} to interpolate positions")
-        cos, sin = rope_cos_sin(T, self.config.n_embd // self.config.n_head, self.config.rope_base,
-                                self.config.rope_scale, idx.device)
+        cos, sin = self.rope(T)                                  # 2 x (T, head_dim)
         x = self.wte(idx)                                        # (B, T, C)
         for block in self.blocks:
             x = block(x, cos, sin)
         return self.head_and_loss(self.norm(x), targets)
+
+    def rope(self, T):
+        """cos, sin (T, head_dim) for positions 0..T-1: the tables built at init, or, where rope_scale or rope_base
+        changed since (evaluate.py stretches the positions of long prompts), computed for this call."""
+        c = self.config
+        if (c.rope_base, c.rope_scale) == self._rope_for and T <= self.rope_cos.size(0):
+            return self.rope_cos[:T], self.rope_sin[:T]
+        return rope_cos_sin(T, c.n_embd // c.n_head, c.rope_base, c.rope_scale, self.rope_cos.device)
 
     def head_and_loss(self, x, targets):
         """The one place logits and the loss are computed from the final hidden states x (B, T, C).

@@ -384,7 +384,9 @@ def _train(cfg, rank, world, device):
     eval_model = model = torch.compile(raw_model, mode=cfg.compile_mode) if cfg.compile else raw_model
     grads_kept = keep_grads(raw_model, cfg.compile_mode if cfg.compile else None, accum)
     if world > 1:
-        model = DDP(model, device_ids=[torch.device(device).index] if device_type == "cuda" else None)
+        # broadcast_buffers off: the model's only buffers are its RoPE tables, the same on every rank
+        model = DDP(model, device_ids=[torch.device(device).index] if device_type == "cuda" else None,
+                    broadcast_buffers=False)
     flops_per_token = raw_model.flops_per_token()
     peak = cfg.peak_flops or (peak_flops(torch.cuda.get_device_name(device)) if device_type == "cuda" else None)
 

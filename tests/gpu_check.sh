@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Everything only a CUDA GPU can check or time, in one go, within a time budget (not yet run on a GPU as it is):
+# Everything only a CUDA GPU can check or time, in one go, within a time budget (it ran in 340 s on an H200, before
+# the trace step timed two models and train.py's GPU tests ran traced too):
 #   1. the speed benchmark behind README.md's table: plain (bf16 + torch.compile + fused AdamW) against what
 #      --loss auto picks with CUDA graphs, side by side, from h32-L2 to h1024-L8, and the paper's 36 runs estimated
 #      from them (--sweep: its fit needs 4 sizes or more; bench.json is written after each model, so a step cut
 #      short keeps what it measured, and bench.sweep_estimate can redo the estimate from it anywhere)
 #   2. the GPU tests (tests/test_gpu.py: the fast paths in bf16, train.py compiled, with the fused loss and CUDA
 #      graphs, with and without micro-batches)
-#   3. the experiment not yet timed: the fused loss traced into the compiled graph (FUSED_LOSS_TRACE=1)
+#   3. the fused loss traced into the compiled graph (FUSED_LOSS_TRACE=1): its tokens/s at h32-L2 and h256-L4, to set
+#      against step 1's auto+cg (through a graph break, same machine), and train.py's GPU tests with it
 #   4. two small runs sharing the GPU at once (does the sweep gain from running several per GPU?)
 # Usage: bash tests/gpu_check.sh [OUT_DIR] [SECONDS]   (defaults: out/gpu_check, 560: the whole script's budget)
 # Steps run in order of importance, each under its own time limit, cut to what the budget has left; a step that
-# would get less than its minimum is skipped (and says so). At most 7 files land in OUT_DIR: each step's log, and
+# would get less than its minimum is skipped (and says so). At most 8 files land in OUT_DIR: each step's log, and
 # bench.json, trace.json, pair.json. Exits 1 if a step that ran failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -43,8 +45,10 @@ timeout_flag=$($py -c "import pytest_timeout" 2>/dev/null && echo "--timeout=150
 step bench 120 330 $py bench.py --models h32-L2,h256-L4,h1024-L8,h128-L4 --paths plain,auto+cg --sweep \
     --json "$out/bench.json"
 step test_gpu 90 180 $py -m pytest -v --durations=5 -p no:cacheprovider $timeout_flag tests/test_gpu.py
-step trace 60 120 env FUSED_LOSS_TRACE=1 $py bench.py --models h32-L2 --paths plain,fused+cg \
+step trace 60 120 env FUSED_LOSS_TRACE=1 $py bench.py --models h32-L2,h256-L4 --paths plain,auto+cg \
     --json "$out/trace.json"
+step train_traced 60 120 env FUSED_LOSS_TRACE=1 $py -m pytest -v -p no:cacheprovider $timeout_flag \
+    tests/test_gpu.py -k train_on_gpu
 # Two processes at once, each timing its own h32-L2 steps for 15 s: their windows must overlap (timed_window in
 # pair.json) for the sum of their tokens/s to say what sharing the GPU gives, against one alone (step 1). Their own
 # JSON files go to a temporary folder (only pair.json lands in OUT_DIR, whatever happens).

@@ -131,6 +131,18 @@ def test_rope_rotation_interpolation_and_relative_positions():
     assert abs(rq[7] @ rk[4] - rq[5] @ rk[2]) < 1e-4 and abs(rq[3] @ rk[3] - q @ k) < 1e-4
 
 
+def test_rope_tables_are_built_once_and_followed_when_the_scale_changes():
+    """forward reads cos/sin from tables built at init (not in checkpoints); a rope_scale set later is obeyed."""
+    model = GPT(GPTConfig(n_layer=1, n_embd=32, vocab_size=30, block_size=8, rope_scale=2.0))
+    assert model.rope_cos.shape == (16, 4) and not any("rope" in k for k in model.state_dict())
+    for T in (16, 5):
+        for got, want in zip(model.rope(T), rope_cos_sin(T, 4, 10000.0, 2.0, "cpu")):
+            assert torch.equal(got, want)          # the same numbers as computing them for the call
+    model.config.rope_scale = 4.0                  # as evaluate.py does for a long prompt
+    for got, want in zip(model.rope(32), rope_cos_sin(32, 4, 10000.0, 4.0, "cpu")):
+        assert torch.equal(got, want)
+
+
 def test_causal_and_long_inputs_need_rope_scale():
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=1, n_embd=32, vocab_size=30, block_size=8))
