@@ -32,9 +32,13 @@ def load_meta(dataset_dir):
     try:
         meta = json.load(open(path))
         tok = meta["tokenizer"]
-        if missing := [k for k in ("name", "vocab_size", "eot_token", "train_tokens", "val_tokens") if k not in meta
-                       ] + [f"tokenizer.{k}" for k in ("file", "sha256", "pattern", "special_tokens") if k not in tok]:
+        if missing := [k for k in ("name", "dtype", "vocab_size", "eot_token", "train_tokens", "val_tokens")
+                       if k not in meta] + [f"tokenizer.{k}" for k in ("file", "sha256", "pattern", "special_tokens")
+                                            if k not in tok]:
             raise ValueError(f"meta.json lacks {', '.join(missing)}")
+        if not_int := [k for k in ("vocab_size", "eot_token", "train_tokens", "val_tokens")
+                       if type(meta[k]) is not int or meta[k] < 0]:
+            raise ValueError(f"meta.json's {', '.join(not_int)} must be whole numbers >= 0")
         if meta["dtype"] not in ("uint16", "uint32"):
             raise ValueError(f"meta.json's dtype is {meta['dtype']!r}, not uint16 or uint32")
         itemsize = np.dtype(meta["dtype"]).itemsize
@@ -92,11 +96,11 @@ class TokenBlocks:
         """Token id counts over the whole file (in chunks: a 2B-token file never sits in memory)."""
         counts = np.zeros(self.vocab_size, np.int64)
         for start in range(0, len(self.tokens), chunk):
-            c = np.bincount(self.tokens[start:start + chunk])
-            if len(c) > self.vocab_size:
-                raise SystemExit(f"{self.path} holds token id {len(c) - 1} >= vocab_size {self.vocab_size} of "
+            part = self.tokens[start:start + chunk]
+            if len(part) and (top := int(part.max())) >= self.vocab_size:   # (before bincount allocates top + 1)
+                raise SystemExit(f"{self.path} holds token id {top} >= vocab_size {self.vocab_size} of "
                                  "meta.json: the dataset's files do not belong together; rebuild it")
-            counts[:len(c)] += c
+            counts += np.bincount(part, minlength=self.vocab_size)
         return counts
 
 

@@ -288,14 +288,7 @@ class GPT(nn.Module):
         self.norm = RMSNorm(config.n_embd, config.norm_eps)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)  # untied from wte, as in the paper
         self.apply(self._init_weights)
-        # RoPE's cos/sin for every position the model reads, computed once: built inside forward, torch.compile fused
-        # pow, cos and sin into the rotation and recomputed them for each element of q and k (measured on an H200:
-        # a fifth of the step at h256-L4). Non-persistent buffers follow .to(device) and stay out of checkpoints.
-        c = config
-        self._rope_for = (c.rope_base, c.rope_scale)
-        cos, sin = rope_cos_sin(self.max_seq_len, c.n_embd // c.n_head, c.rope_base, c.rope_scale, "cpu")
-        self.register_buffer("rope_cos", cos, persistent=False)   # (max_seq_len, head_dim)
-        self.register_buffer("rope_sin", sin, persistent=False)
+        self._build_rope()
         # How the training loss is computed: speed settings, not part of the model (not in config or checkpoints; a
         # run may be resumed with or without them). loss_chunk: rows per chunk of the chunked loss (0: off);
         # fused_loss: the Triton kernels of fused_loss.py (a CUDA device; wins over loss_chunk). Both off: plain.
@@ -326,6 +319,24 @@ class GPT(nn.Module):
         for block in self.blocks:
             x = block(x, cos, sin)
         return self.head_and_loss(self.norm(x), targets)
+
+    def _build_rope(self):
+        # RoPE's cos/sin for every position the model reads, computed once: built inside forward, torch.compile fused
+        # pow, cos and sin into the rotation and recomputed them for each element of q and k (measured on an H200:
+        # a fifth of the step at h256-L4). Non-persistent buffers: they stay out of checkpoints.
+        c = self.config
+        self._rope_for = (c.rope_base, c.rope_scale)
+        cos, sin = rope_cos_sin(self.max_seq_len, c.n_embd // c.n_head, c.rope_base, c.rope_scale,
+                                self.lm_head.weight.device)
+        self.register_buffer("rope_cos", cos, persistent=False)   # (max_seq_len, head_dim), float32
+        self.register_buffer("rope_sin", sin, persistent=False)
+
+    def _apply(self, fn, recurse=True):
+        # .to(device or dtype), .half(), .to_empty(): the tables are rebuilt in float32 beside the weights, never cast
+        # to half precision nor left as the uninitialised memory of to_empty
+        super()._apply(fn, recurse)
+        self._build_rope()
+        return self
 
     def rope(self, T):
         """cos, sin (T, head_dim) for positions 0..T-1: the tables built at init, or, where rope_scale or rope_base

@@ -130,7 +130,8 @@ def check_config(cfg):
                            ("beta1", 0 <= cfg.beta1 < 1, "in [0, 1)"), ("beta2", 0 <= cfg.beta2 < 1, "in [0, 1)"),
                            ("final_lr_frac", 0 <= cfg.final_lr_frac <= 1, "in [0, 1]"),   # < 0: gradient ascent
                            ("threads", 0 <= cfg.threads <= 4 * (os.cpu_count() or 1), f">= 0 and at most 4 x the "
-                            f"{os.cpu_count()} cores"), ("peak_flops", cfg.peak_flops >= 0, ">= 0")):
+                            f"{os.cpu_count()} cores"), ("peak_flops", cfg.peak_flops >= 0, ">= 0"),
+                           ("seed", 0 <= cfg.seed < 2 ** 63, "in [0, 2^63)")):   # (torch's and numpy's seeds)
         if not ok:
             raise SystemExit(f"--{name} must be {rule}, got {getattr(cfg, name)}")
     for f in fields(TrainConfig):   # inf and NaN pass the comparisons above, or fail them with the wrong advice
@@ -451,13 +452,19 @@ def _train(cfg, rank, world, device):
 
     def checkpoint(val):
         if master:
-            write_atomic(ckpt_path, lambda p: torch.save({
-                "format_version": 1, "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(), "step": step, "tokens": step * tokens_per_step,
-                "data_position": step * cfg.batch_size, "n_train_blocks": train_data.n, "rng": rng_states(),
-                "elapsed_s": elapsed_before + time.time() - t_start, "val_loss": val, "data_dir": cfg.data_dir,
-                "model_config": asdict(model_config), "train_config": asdict(cfg),
-                "tokenizer_sha256": meta["tokenizer"]["sha256"], "vocab_size": V, "dtype": dtype}, p))
+            state = {"format_version": 1, "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scaler": scaler.state_dict(), "step": step, "tokens": step * tokens_per_step,
+                     "data_position": step * cfg.batch_size, "n_train_blocks": train_data.n, "rng": rng_states(),
+                     "elapsed_s": elapsed_before + time.time() - t_start, "val_loss": val, "data_dir": cfg.data_dir,
+                     "model_config": asdict(model_config), "train_config": asdict(cfg),
+                     "tokenizer_sha256": meta["tokenizer"]["sha256"], "vocab_size": V, "dtype": dtype}
+            try:
+                write_atomic(ckpt_path, lambda p: torch.save(state, p))
+            except (OSError, RuntimeError) as e:   # a full disk or quota (torch.save: "unexpected pos ...")
+                fix = (f"{ckpt_path} still holds the last one: free space, then run the same command with --resume"
+                       if ckpt_path.exists() else "free space, then run again with --overwrite")
+                raise SystemExit(f"step {step}: cannot write the checkpoint ({str(e).splitlines()[0][:200]}; disk "
+                                 f"full?): {fix}") from None
         if world > 1:
             dist.barrier()
 

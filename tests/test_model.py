@@ -141,6 +141,11 @@ def test_rope_tables_are_built_once_and_followed_when_the_scale_changes():
     model.config.rope_scale = 4.0                  # as evaluate.py does for a long prompt
     for got, want in zip(model.rope(32), rope_cos_sin(32, 4, 10000.0, 4.0, "cpu")):
         assert torch.equal(got, want)
+    # cast to bf16, or made on the meta device then given memory: the tables are float32 and right again
+    assert model.to(torch.bfloat16).rope_cos.dtype == torch.float32 and model.rope_cos.shape == (32, 4)
+    with torch.device("meta"):
+        empty = GPT(GPTConfig(n_layer=1, n_embd=32, vocab_size=30, block_size=8))
+    assert torch.equal(empty.to_empty(device="cpu").rope_sin, rope_cos_sin(8, 4, 10000.0, 1.0, "cpu")[1])
 
 
 def test_causal_and_long_inputs_need_rope_scale():

@@ -301,6 +301,12 @@ def test_bad_datasets_are_refused(tiny_data, tmp_path):
         (short_val / "meta.json").write_text(json.dumps(dict(meta, val_tokens=n)))
         with pytest.raises(SystemExit, match=f"val.bin holds {n} tokens, less than one block of 32 \\+ 1"):
             run(short_val, tmp_path)
+    for key, value, said in (("dtype", None, "lacks dtype"), ("train_tokens", "123", "train_tokens must be whole"),
+                             ("vocab_size", 259.0, "vocab_size must be whole")):
+        (short_val / "meta.json").write_text(json.dumps({k: v for k, v in dict(meta, **{key: value}).items()
+                                                         if v is not None}))
+        with pytest.raises(SystemExit, match=f"incomplete or corrupt \\(meta.json('s)? {said}"):
+            run(short_val, tmp_path)
     np.zeros(0, meta["dtype"]).tofile(short_val / "train.bin")      # with a token budget, steps would not say it
     (short_val / "meta.json").write_text(json.dumps(dict(meta, train_tokens=0, val_tokens=32)))
     with pytest.raises(SystemExit, match="train.bin holds 0 tokens, less than one block of 32 \\+ 1: a smaller "
@@ -314,9 +320,9 @@ def test_bad_datasets_are_refused(tiny_data, tmp_path):
                         ("final_lr_frac", -1.0), ("beta2", 1.5), ("eps", -1e-8), ("rope_base", 0.0),
                         ("epochs", 0.0), ("epochs", math.inf), ("threads", -2), ("stop_at_step", -1),
                         ("max_tokens", -5), ("eps", math.inf), ("weight_decay", math.nan), ("grad_clip", math.nan),
-                        ("lr", math.inf), ("peak_flops", -1.0), ("threads", 100_000)]:
+                        ("lr", math.inf), ("peak_flops", -1.0), ("threads", 100_000), ("seed", -1)]:
                         # (-5 tokens trained a whole epoch, inf epochs was a traceback, inf eps learned nothing,
-                        # 100,000 threads crashed the process)
+                        # 100,000 threads crashed the process, seed -1 a traceback at the first step)
         with pytest.raises(SystemExit, match=f"--{flag} must be"):               # would train, wrongly
             run(tiny_data, tmp_path, **{flag: value})
     (tmp_path / "a_file").write_text("")
@@ -365,6 +371,23 @@ def test_non_finite_val_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data,
     assert ckpt["step"] == 10 and math.isfinite(ckpt["val_loss"])
     stopped = records(tmp_path / "nan", "stopped")[0]
     assert stopped["step"] == 20 and stopped["val_loss"] == "nan" and math.isfinite(stopped["train_loss"])
+
+
+def test_a_full_disk_keeps_the_last_checkpoint_and_says_how_to_go_on(tiny_data, tmp_path, monkeypatch):
+    run(tiny_data, tmp_path, max_tokens=30 * 256, run_name="r", stop_at_step=10)
+    good = (tmp_path / "r" / "ckpt.pt").read_bytes()
+
+    def full(obj, f, *a, **k):
+        open(f, "wb").write(b"half a checkpoint")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 497344 vs 497232")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(SystemExit, match="step 20: cannot write the checkpoint .*unexpected pos.*disk full.*ckpt.pt "
+                                         "still holds the last one: free space, then .* --resume"):
+        run(tiny_data, tmp_path, max_tokens=30 * 256, run_name="r", resume=True)
+    assert (tmp_path / "r" / "ckpt.pt").read_bytes() == good and not list((tmp_path / "r").glob("*.tmp*"))
+    monkeypatch.undo()
+    assert run(tiny_data, tmp_path, max_tokens=30 * 256, run_name="r", resume=True)["step"] == 30
 
 
 def test_ctrl_c_says_what_is_kept_and_how_to_go_on(tiny_data, tmp_path, monkeypatch):
