@@ -19,7 +19,7 @@ import multiprocessing
 import os
 import time
 
-from files import file_sha256, read_json, try_lock, write_json
+from files import file_sha256, make_dir, read_json, try_lock, write_json
 from sources import iter_documents, list_files   # raw documents: files, folders, the hub
 from spans import filter_spans   # the rule
 
@@ -89,7 +89,7 @@ def file_listing(source):
 def lock_or_exit(path, what):
     """files.try_lock (use it in a with block), or a one-line exit: two processes writing one shard (or one build)
     would mix their bytes in the same temporary files."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    make_dir(os.path.dirname(path), "--out_dir")   # (one that cannot be made: one line, not a traceback)
     lock = try_lock(path)
     if lock is None:
         raise SystemExit(f"another simplify.py is {what} right now ({path} is locked): wait for it or stop it")

@@ -28,8 +28,8 @@ import numpy as np
 
 from bpe import SPECIAL_TOKENS, SPLIT_PATTERN, make_encoding, save_ranks, train_bpe
 from files import HelpFormat, file_sha256, read_json, whole_number, write_atomic, write_json
-from filtering import (benchmark, filter_key, filter_stage, lock_or_exit, record_differs, shards_waited_for,
-                       source_files, unit_hash)   # stage 1: every shard of the source through the span filter
+from filtering import (benchmark, file_listing, filter_key, filter_stage, lock_or_exit, record_differs,
+                       shards_waited_for, source_files, unit_hash)   # stage 1: every shard of the source through the span filter
 from report import corpus_stats, plot_rank_frequency, stats_table   # corpus_stats.json, .md, rank_frequency.png
 from sources import DEFAULT_SOURCE   # raw documents: files, folders, the hub
 from spans import DEFAULT_VOCAB, format_document, load_vocab   # the rule
@@ -95,7 +95,7 @@ def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta)
         if not docs:
             raise SystemExit(f"{name}: no documents for the {split} split ({len(train_docs) + len(val_docs):,} in "
                              f"all, --val_fraction {args.val_fraction}): use a larger source{more} or another "
-                             f"--val_fraction")
+                             f"--val_fraction (a .txt file is one document: a .jsonl line each gives many)")
     sample, size = [], 0
     for _, doc in train_docs:  # the tokenizer learns from a sample of the training documents (all of them if small)
         if size > args.tokenizer_sample_mb * 1e6:
@@ -132,11 +132,12 @@ def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta)
 
 
 def check_not_replacing_trained_on(args):
-    """Refuse (unless --force) to rebuild with other settings datasets that runs in out/ trained on: the new tokenizer
-    would leave them unresumable and unevaluable. Checked before the filter stage, which could take hours. Only the
-    settings count: source files that were merely touched (new dates) give the same datasets again."""
-    built = read_json(os.path.join(args.out_dir, "corpus_stats.json")).get("key")
-    same = isinstance(built, dict) and all(
+    """Refuse (unless --force) to rebuild with other settings or other source files datasets that runs in out/
+    trained on: the new tokenizer would leave them unresumable and unevaluable. Checked before the filter stage, which
+    could take hours. Files count by name and size: ones that were merely touched (new dates) give the same datasets."""
+    stats = read_json(os.path.join(args.out_dir, "corpus_stats.json"))
+    built = stats.get("key")
+    same = stats.get("listing") in (None, file_listing(args.source)) and isinstance(built, dict) and all(
         isinstance(f, dict) and {k: v for k, v in f.items() if k != "files"} == filter_key(args)
         for f in built.get("filters") or [None]) and all(
         built.get(k) == getattr(args, k) for k in ("vocab_size", "val_fraction", "max_train_tokens",
@@ -152,9 +153,9 @@ def check_not_replacing_trained_on(args):
                     d.get("dir_abs") == os.path.realpath(os.path.join(args.out_dir, n)):
                 trained.append(f"{c.parent} ({n})")
     if trained:
-        raise SystemExit(f"{args.out_dir} would be rebuilt with other settings, but runs in out/ trained on it "
-                         f"({', '.join(trained[:3])}{', ...' if len(trained) > 3 else ''}): pass another --out_dir "
-                         "to keep both, or --force to replace it")
+        raise SystemExit(f"{args.out_dir} would be rebuilt with other settings or source files, but runs in out/ "
+                         f"trained on it ({', '.join(trained[:3])}{', ...' if len(trained) > 3 else ''}): pass "
+                         "another --out_dir to keep both, or --force to replace it")
 
 
 def corpus_stats_of(st, meta, texts, vocab):
@@ -246,7 +247,11 @@ def build_stage(args, vocab):
     freqs["unrestricted"] = corpus_stats_of(unr, meta_u, used_u[0], vocab)
     table = stats_table(sim, unr)
     print(table)
-    write_json(stats_path, dict(key=key, simplified=sim, unrestricted=unr))
+    if meta_s["vocab_size"] != meta_u["vocab_size"]:   # a BPE ran out of pairs: the pair differs in more than its text
+        print(f"note: the tokenizers have {meta_s['vocab_size']:,} (simplified) and {meta_u['vocab_size']:,} "
+              f"(unrestricted) tokens, not both {args.vocab_size:,}: their corpora are too small for --vocab_size "
+              f"{args.vocab_size}; use a larger source or a smaller --vocab_size for a matched pair")
+    write_json(stats_path, dict(key=key, listing=filters[0].get("listing"), simplified=sim, unrestricted=unr))
     write_atomic(os.path.join(args.out_dir, "corpus_stats.md"), lambda tmp: open(tmp, "w").write(table + "\n"))
     plot_rank_frequency(freqs,
                         os.path.join(args.out_dir, "rank_frequency.png"))

@@ -28,9 +28,19 @@ def list_files(source):
     if not os.path.isdir(source):
         raise SystemExit(f"source {source} not found: give a file or folder of {', '.join(SUFFIXES)} files, "
                          f"or hf:NAME for a Hugging Face dataset")
-    files = sorted(os.path.join(root, f) for root, _, names in os.walk(source) for f in names if f.endswith(SUFFIXES))
+    files, seen = [], set()
+    for root, dirs, names in os.walk(source, followlinks=True):   # a corpus gathered with links is read whole
+        if os.path.realpath(root) in seen:   # a folder reached twice (two links to it, a link up the tree): once
+            dirs.clear()
+            continue
+        seen.add(os.path.realpath(root))
+        files += [os.path.join(root, f) for f in names if f.endswith(SUFFIXES)]
+    files.sort()
     if not files:
         raise SystemExit(f"no {', '.join(SUFFIXES)} files under {source}")
+    if broken := [f for f in files if not os.path.isfile(f)]:
+        raise SystemExit(f"{broken[0]} is a broken link or not a file ({len(broken)} such under {source}): fix or "
+                         "remove it")
     stems = collections.Counter(f.removesuffix(".gz").removesuffix(".zst") for f in files)
     both = sorted(f for f, n in stems.items() if n > 1)
     if both:   # `zstd -d` keeps the .zst: its documents would be read twice, under two ids (train and val)
@@ -82,7 +92,8 @@ def read_file(path, text_field="text"):
             except UnicodeDecodeError as e:
                 line = data.count(b"\n", 0, e.start) + 1
                 raise SystemExit(f"{path} line {line}: not UTF-8 ({e}); re-save the file as UTF-8")
-            yield text.replace("\r\n", "\n").replace("\r", "\n")  # newlines as Python's text mode reads them
+            if text.strip():
+                yield text.replace("\r\n", "\n").replace("\r", "\n")  # newlines as Python's text mode reads them
             return
         if path.endswith(".parquet"):
             try:
@@ -108,7 +119,7 @@ def read_file(path, text_field="text"):
                 if not line.strip():
                     continue
                 try:
-                    text = json.loads(line.decode("utf-8"))[text_field]
+                    text = json.loads(line.decode("utf-8-sig" if n == 1 else "utf-8"))[text_field]   # (a BOM)
                 except (ValueError, KeyError, TypeError) as e:  # ValueError: not JSON, or not UTF-8
                     named = path.endswith((".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz"))
                     raise SystemExit(f"{path} line {n}: expected a UTF-8 JSON object with a {text_field!r} field "

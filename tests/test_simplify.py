@@ -38,6 +38,14 @@ def test_load_vocab_word_list(tmp_path):
     assert v == {"the", "cat", "sat"} and isinstance(v, frozenset)
 
 
+def test_load_vocab_says_which_entries_can_never_match(tmp_path, capsys):
+    p = tmp_path / "words.txt"
+    p.write_text("don't\ne-mail\ncat\n2nd\n")
+    assert load_vocab(str(p)) == {"don't", "e-mail", "cat", "2nd"}
+    out = capsys.readouterr().out
+    assert "note: 3 entries of" in out and "(2nd, don't, e-mail): list their pieces" in out
+
+
 def test_load_vocab_ignores_a_byte_order_mark(tmp_path):
     p = tmp_path / "v.csv"
     p.write_text("\ufeff,word,frequency\n0,cat,3\n", encoding="utf-8")  # as Excel saves a CSV
@@ -182,6 +190,26 @@ def test_a_file_both_plain_and_compressed_is_refused_and_a_bom_is_not_text(tmp_p
     (tmp_path / "a.jsonl").write_text('{"text": "one"}\n')
     (tmp_path / "b.txt").write_text("The cat sat.\n", encoding="utf-8-sig")   # a byte-order mark, as Notepad writes
     assert [t for _, t in iter_documents(str(tmp_path))] == ["one", "The cat sat.\n"]
+    (tmp_path / "a.jsonl").write_text('{"text": "one"}\n', encoding="utf-8-sig")   # in a JSON-lines file too
+    (tmp_path / "c.txt").write_text(" \n")                                          # no text: no document
+    assert [t for _, t in iter_documents(str(tmp_path))] == ["one", "The cat sat.\n"]
+
+
+def test_linked_folders_are_read_once_and_a_broken_link_is_named(tmp_path):
+    """A corpus gathered from several disks with links: every linked folder is read, a folder reached twice (a
+    second link, a link up the tree) once; a link to nothing stops the run with one line."""
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "b.jsonl").write_text('{"text": "two"}\n')
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.jsonl").write_text('{"text": "one"}\n')
+    (src / "part2").symlink_to(tmp_path / "elsewhere")
+    (src / "again").symlink_to(tmp_path / "elsewhere")
+    (src / "loop").symlink_to(src)
+    assert [t for _, t in iter_documents(str(src))] == ["one", "two"]
+    (src / "c.jsonl").symlink_to(tmp_path / "gone.jsonl")
+    with pytest.raises(SystemExit, match=r"c.jsonl is a broken link or not a file \(1 such under .*\): fix or remove"):
+        list(iter_documents(str(src)))
 
 
 def test_hub_source_streams_rows_like_slimpajama(tmp_path, monkeypatch):
@@ -803,10 +831,11 @@ def test_a_dataset_runs_trained_on_is_not_rebuilt_without_force(tmp_path, monkey
     main(common + ["--vocab_size", "300"])
     assert dataset.load_meta(str(out / "unrestricted"))["tokenizer"]["sha256"] == sha
     record = (out / "simplified" / "filter-0-of-1.json").read_text()
-    for other in (["--vocab_size", "320"], ["--vocab_size", "300", "--min_span_len", "4"]):
-        with pytest.raises(SystemExit, match=r"would be rebuilt with other settings, but runs in out/ trained on it "
-                                             r"\(out/some-run \(unrestricted\)\): pass another --out_dir"):
-            main(common[:-2] + other)
+    (Path(src) / "part2.jsonl").write_text((Path(src) / "part0.jsonl").read_text().replace("the", "a"))
+    for other in (["--vocab_size", "320"], ["--vocab_size", "300", "--min_span_len", "4"], ["--vocab_size", "300"]):
+        with pytest.raises(SystemExit, match=r"would be rebuilt with other settings or source files, but runs in "
+                                             r"out/ trained on it \(out/some-run \(unrestricted\)\): pass another"):
+            main(common[:-2] + other)       # (the last: the same settings, but a file was added to the source)
     assert dataset.load_meta(str(out / "unrestricted"))["tokenizer"]["sha256"] == sha     # untouched, and refused
     assert (out / "simplified" / "filter-0-of-1.json").read_text() == record             # before any filtering
     main(common + ["--vocab_size", "320", "--force"])
