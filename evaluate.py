@@ -171,7 +171,7 @@ def evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast):
         demos = sample_demos(task["demos"], shots, rng, ex)
         fewest = min(fewest, len(demos))
         context = fewshot_context(ex, demos)   # (no demonstrations: the example's own context)
-        if sos and context:
+        if sos and context and not context[0].isspace():   # (demonstrations of an empty context start with one)
             context = " " + context          # the simplified corpus has a space after every <s>: "<s> span </s>"
         pairs = [encode_pair(enc, context, " " + choice, prefix) for choice in ex["choices"]]
         longest = max(len(c) + len(x) - 1 for c, x in pairs)       # tokens the model reads for this example
@@ -303,8 +303,9 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None, hu
     reuse = {(e["task"], e["shots"], e.get("data_sha")): e for e in (old or {}).get("results", [])
              if not args.force and reusable(e, args)}
     if not hub and args.filter and meta.get("vocab_sha256") not in (None, file_sha256(args.vocab)):
-        print(f"  note: its corpus was simplified with the word list {meta.get('vocab_file')}, the tasks are filtered "
-              f"with --vocab {args.vocab}: pass that file to filter them by the words the simplified model saw")
+        what = "its corpus was simplified" if meta.get("filter") else "its simplified twin was made"
+        print(f"  note: {what} with the word list {meta.get('vocab_file')}, the tasks are filtered with --vocab "
+              f"{args.vocab}: pass that file to filter them by the words the simplified model saw")
     for task in tasks:
         held = task.get("heldout")
         if held and hub:

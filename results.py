@@ -11,15 +11,15 @@ import hashlib
 import json
 from pathlib import Path
 
-from files import read_json
 
 # -----------------------------------------------------------------------------
 # Reuse: a results entry is kept while its checkpoint, its settings and the scoring rules are what they were
 
 # The version of the rules an entry was scored by (prompts, demonstrations, encoding, scoring): older entries are
 # redone. Bump it with any change to what evaluate_task sends the model or how it counts. 2: ties split; 3: a k-shot
-# context's trailing newlines move to the continuation (the harness's rule; tasks whose context is empty end theirs so)
-SCORING = 3
+# context's trailing newlines move to the continuation (the harness's rule; tasks whose context is empty end theirs so);
+# 4: no second space after <s> before demonstrations of an empty context
+SCORING = 4
 
 
 def reusable(entry, args):
@@ -145,7 +145,7 @@ def results_problem(d):
     number, optional = (int, float), (int, float, type(None))   # (a pretrained model's compute is not known)
     for key, kind, what in (("run_name", str, "a string"), ("corpus", str, "a string"), ("model", str, "a string"),
                             ("n_params", number, "a number"), ("train_flops_6nd", optional, "a number or null"),
-                            ("results", list, "a list")):
+                            ("results", list, "a list"), ("generations", list, "a list")):
         if key not in d or not isinstance(d[key], kind):
             return f"its {key} is missing or not {what}"
     for i, e in enumerate(d["results"]):
@@ -153,6 +153,9 @@ def results_problem(d):
                 and all(isinstance(e.get(k), number) for k in ("n", "acc", "chance"))
                 and all(isinstance(e.get(k), optional) for k in ("acc_norm", "majority", "unigram"))):
             return f"its results entry {i} lacks a task, a whole number of shots, or numbers for its scores"
+    if not all(isinstance(g, dict) and isinstance(g.get("prompt"), str) and isinstance(g.get("text"), str)
+               for g in d["generations"]):
+        return "its generations are not all {prompt, text} pairs"
     return None
 
 
@@ -161,7 +164,11 @@ def read_results(results_dir):
     then unrestricted, by size; a file that looks like one but is damaged is left out, and said."""
     runs = []
     for p in sorted(Path(results_dir).glob("*.json")):
-        d = read_json(p)
+        try:
+            d = json.loads(p.read_bytes())
+        except (OSError, ValueError) as e:   # (a file cut short, say: never dropped silently)
+            print(f"note: {p} left out: not readable JSON ({str(e)[:100]}) (evaluate.py rewrites it with --force)")
+            continue
         if isinstance(d, dict) and "run_name" in d:   # (fits.json, a bench.py JSON: not a run's results)
             if problem := results_problem(d):
                 print(f"note: {p} left out: {problem} (evaluate.py rewrites it with --force)")

@@ -297,6 +297,18 @@ def test_each_example_draws_its_own_demonstrations(tiny, monkeypatch):
     assert len(set(first)) >= 10          # seeded per example: not one draw for the whole task (at most 3 would differ)
     assert demos_of(1234) == first and demos_of(7) != first                 # fixed by --seed, and changed by it
 
+
+def test_after_sos_every_prompt_starts_with_one_space(tiny, monkeypatch):
+    """The simplified corpus reads "<s> The ...": a context gets the space, demonstrations of an empty context
+    (" answer\\n\\n") already start with one, an empty 0-shot context leaves it to the continuation."""
+    model, enc = tiny
+    seen = recorded_prompts(monkeypatch)
+    for examples, shots, want in (([("Q: a\nA:", ["yes"], 0)] * 2, 0, b" Q: a\nA:"),
+                                  ([("", ["The cat sat."], 0), ("", ["A dog ran."], 0)], 1, b" A dog ran."), ([("", ["b"], 0)], 0, b"")):
+        seen.clear()
+        evaluate_task(model, enc, [256, 257], True, task_of("choice", examples), shots, ARGS, "cpu", None)
+        assert bytes(seen[0][0][2:]) == want
+
 # -----------------------------------------------------------------------------
 # Loaders of the original formats (tiny synthetic files)
 
@@ -631,8 +643,9 @@ def test_prompts_start_as_the_models_training_documents(tiny_data, tmp_path, mon
     assert "note: its corpus was simplified with" not in capsys.readouterr().out     # no vocabulary recorded
     (data / "meta.json").write_text(json.dumps(dict(meta, vocab_file="/elsewhere/ao.csv", vocab_sha256="0" * 64)))
     evaluate.evaluate_model(run, [task], [0], args, "cpu", None)
-    assert ("note: its corpus was simplified with the word list /elsewhere/ao.csv, the tasks are filtered with "
-            "--vocab ") in capsys.readouterr().out
+    what = "its corpus was simplified" if isinstance(filter_key, dict) else "its simplified twin was made"
+    assert f"note: {what} with the word list /elsewhere/ao.csv, the tasks are filtered with --vocab " in \
+        capsys.readouterr().out
 
 
 def test_results_are_reused_merged_and_redone_only_when_stale(tiny_data, tmp_path, capsys, monkeypatch):
@@ -725,14 +738,17 @@ def test_results_are_reused_merged_and_redone_only_when_stale(tiny_data, tmp_pat
                           (json.dumps({**res, "corpus": None}), "its corpus is missing or not a string"),
                           (json.dumps({**res, "results": [{**res["results"][0], "shots": "0"}]}),
                            "its results entry 0 lacks a task, a whole number of shots, or numbers for its scores"),
-                          (json.dumps({**res, "results": [{**res["results"][0], "acc": "high"}]}), "its results entry 0 lacks")):
+                          (json.dumps({**res, "results": [{**res["results"][0], "acc": "high"}]}), "its results entry 0 lacks"),
+                          (json.dumps({k: v for k, v in res.items() if k != "generations"}), "its generations is missing"),
+                          (json.dumps({**res, "generations": [{"prompt": "a"}]}), "its generations are not all")):
         path.write_bytes(text.encode("utf-8", "surrogateescape"))
         with pytest.raises(SystemExit, match=f"tiny-run.json is not a results file as evaluate.py writes them "
                                              f"\\({problem}.*--force to replace it"):
             ev("--tasks", pairs, "--limit", "4")
         assert path.read_bytes() == text.encode("utf-8", "surrogateescape")
-        if not problem.startswith(("unreadable", "it has no eval settings")):   # the tables' problems too
-            assert write_tables(results) and f"tiny-run.json left out: {problem}" in capsys.readouterr().out
+        if not problem.startswith("it has no eval settings"):   # the tables' problems too
+            seen = "not readable JSON" if problem.startswith("unreadable") else problem
+            assert write_tables(results) and f"tiny-run.json left out: {seen}" in capsys.readouterr().out
     ev("--tasks", pairs, "--limit", "4", "--force")
     assert json.loads(path.read_text())["results"] == json.loads(good)["results"]
 

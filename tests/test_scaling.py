@@ -355,7 +355,7 @@ def fake_run(out, name, model="h64-L2", corpus="simplified", tokens=1_000_000, l
         lines.append({"event": "end", "step": steps, "tokens": steps * tps, "elapsed_s": 10.0, "val_loss": loss})
     (d / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     if ckpt:
-        (d / "ckpt.pt").write_bytes(b"not read by scaling.py")
+        (d / "ckpt.pt").write_bytes(b"not a checkpoint")   # (scaling.py: its checkpoint id is None)
     return d
 
 
@@ -663,9 +663,9 @@ def test_gpus_without_a_gpu_or_runs_per_gpu_without_gpus_is_an_error(monkeypatch
 # End to end on fake runs: fits, figures, tables
 
 
-def results_json(path, run, corpus, flops, accs, tokens_seen=1_000_000 // 2048 * 2048):   # fake_run's 1M-token D
-    path.write_text(json.dumps({
-        "run_dir": f"out/{run}", "run_name": run, "corpus": corpus, "model": "h64-L2", "n_params": 1,
+def results_json(path, run, corpus, flops, accs, tokens_seen=1_000_000 // 2048 * 2048, checkpoint_id=None):
+    path.write_text(json.dumps({   # (tokens_seen: fake_run's 1M-token D; its checkpoint is unreadable: its id None)
+        "run_dir": f"out/{run}", "checkpoint_id": checkpoint_id, "run_name": run, "corpus": corpus, "model": "h64-L2", "n_params": 1,
         "n_params_non_embedding": 1, "tokens_seen": tokens_seen, "train_flops_6nd": flops, "val_loss": 3.0,
         "results": [{"task": task, "family": "blimp", "shots": 0, "n": 400, "chance": 0.5, "acc": acc,
                      "acc_stderr": 0.02, "acc_norm": None, "acc_norm_stderr": None, "rope_scale": 1, "filtered": True}
@@ -736,6 +736,18 @@ def test_fit_only_on_runs_from_a_known_law_writes_fits_figures_and_table(tmp_pat
             "its log ends at 999424: left out of the emergence analysis (run evaluate.py again)"} in fits["left_out"]
     cross = {(x["level"], x["name"], x["corpus"]): x["crossing"] for x in fits["emergence"]}
     assert cross[("family", "blimp", "simplified")] is None   # its means 0.475, 0.525 without the 0.6 at 1e14
+    results_json(res / "s2.json", "h128-L2-simplified-1M", "simplified", 1e14, {"blimp_a": 0.7}, checkpoint_id="0f")
+    scaling.main(args)                                         # another checkpoint of that name: left out, said
+    assert {"run": "h128-L2-simplified-1M", "why": f"{res}/h128-L2-simplified-1M.json scored another checkpoint of "
+            "that name (trained elsewhere or with other settings): left out of the emergence analysis (run "
+            "evaluate.py again)"} in json.loads((res / "fits.json").read_text())["left_out"]
+    for f in res.glob("[su]*.json"):                           # no run scored on a whole family: no figure, no error
+        f.unlink()
+    results_json(res / "s0.json", "h32-L2-simplified-1M", "simplified", 1e12, {"blimp_a": 0.5})
+    results_json(res / "s1.json", "h64-L2-simplified-1M", "simplified", 1e13, {"blimp_b": 0.5})
+    (res / "figures" / "emergence.png").unlink()
+    scaling.main(args)
+    assert not (res / "figures" / "emergence.png").exists() and "emergence.png not drawn" in capsys.readouterr().out
 
 
 def test_emergence_means_a_family_over_its_tasks():
