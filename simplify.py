@@ -77,10 +77,13 @@ def encode_docs(enc, docs, budget, workers, spans=False, dtype=np.uint32):
         for text, doc in zip(texts, ids):
             if budget is not None and n >= budget:
                 break
+            whole = len(doc) + 1
             doc = (doc + [eot])[:None if budget is None else budget - n]
             chunks.append(np.array(doc, dtype))
             n += len(doc)
-            used.append(text)
+            # the statistics count what was kept: of a cut plain-text document its first tokens (a cut simplified
+            # document, under --max_train_tokens alone, counts whole: one document of millions)
+            used.append(text if len(doc) == whole or spans else enc.decode(doc))
         if budget is not None and n >= budget:
             break
     return (np.concatenate(chunks) if chunks else np.zeros(0, dtype)), used

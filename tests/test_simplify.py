@@ -549,6 +549,10 @@ def test_literal_markers_in_the_text_stay_text():
     assert ids.tolist() == enc.encode(format_document(spans), allowed_special={"<s>", "</s>"}) + [eot]
     ids, _ = simplify.encode_docs(enc, [("d", "raw <s> text")], None, 1)
     assert ids.tolist() == [*b"raw <s> text", eot]
+    # cut to a budget (the control's last document): the statistics get the text that was kept
+    ids, used = simplify.encode_docs(enc, [("a", "one."), ("b", "two words more")], 8, 1)
+    assert ids.tolist() == [*b"one.", eot, *b"two"] and used == ["one.", "two"]
+    assert simplify.encode_docs(enc, [("a", "one.")], 5, 1)[1] == ["one."]    # the whole of it: not cut
 
 
 def test_tokenizer_sample_is_counted_in_bytes(tmp_path):
