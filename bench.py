@@ -20,10 +20,11 @@ tokens (no dataset needed), from the same initial weights. A path is LOSS[+cg][+
              matmul templates against cuBLAS and fuses element-wise work into them (minutes of compiling)
     @MICRO   sequences per forward pass (default: the whole batch), the rest accumulated
 With FUSED_LOSS_TRACE=1 in the environment, compiled paths trace the fused loss's kernels into their graphs rather
-than calling them through a graph break (fused_loss.py; an experiment, not yet timed on a GPU).
+than calling them through a graph break (fused_loss.py; opt-in: 1.09x at h32-L2 in one pair of H200 runs).
 The first path is the baseline. Each model prints, per path: tokens/s, step time, MFU (on a GPU against the bf16
-matmul rate measured first, or --peak_flops), peak memory of the timed steps (torch.cuda.max_memory_allocated on a
-GPU: the steady state, without the first steps' compiling and autotuning buffers; on a CPU the process's peak resident
+matmul rate measured first, or --peak_flops), peak memory of the timed steps (torch.cuda.max_memory_reserved on a
+GPU, CUDA graphs' memory pool included: the steady state, without the first steps' compiling and autotuning buffers,
+which are released before; on a CPU the process's peak resident
 memory, libraries and earlier paths' freed pages included, so only a rough comparison; "n/a" where Linux does not
 report it) and the first step's loss (the paths must agree); then each path's ratios to the baseline. On a GPU the
 default paths are plain (bf16 + torch.compile + fused AdamW) and auto+cg, what README.md recommends. First it times
@@ -203,6 +204,7 @@ def time_path(model_name, args, device, dtype, path, batches):
             step(batches[i % len(batches)])
         sync()
         if device_type == "cuda":   # the timed steps' peak: Triton's autotuning allocates a 256 MB buffer in step 1
+            torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
         hwm_reset = device_type == "cpu" and cpu_peak_rss_reset()
         t0, steps, timed_from = time.perf_counter(), 0, time.time()
@@ -226,8 +228,8 @@ def time_path(model_name, args, device, dtype, path, batches):
         print(f"bench: {model_name} {path['name']} cannot run here: {error}")
         return {"oom": False, "path": path["name"], "error": error}
     tokens_per_s = args.batch_size * args.block_size / step_s
-    if device_type == "cuda":
-        peak_mem = torch.cuda.max_memory_allocated(device)
+    if device_type == "cuda":   # reserved, not allocated: CUDA graphs replay into a memory pool they keep reserved,
+        peak_mem = torch.cuda.max_memory_reserved(device)   # with no allocation the allocated count would see
     else:
         hwm = _proc_status_kb("VmHWM") if hwm_reset else None
         peak_mem = hwm * 1024 if hwm is not None else None
@@ -311,6 +313,12 @@ def sweep_features(model_name, vocab_size, block_size):
     return [model.flops_per_token(), model.config.n_layer * model.config.n_embd, 1.0]
 
 
+def fit(X, y):
+    """Least squares y ~ X @ coef, the columns (1e9 FLOPs and 1) solved on a common scale."""
+    norm = np.abs(X).max(0)
+    return np.linalg.lstsq(X / norm, y, rcond=None)[0] / norm
+
+
 def sweep_estimate(results, paths, vocab_size, block_size, tokens=PAPER_TRAIN_TOKENS):
     """GPU-hours of the paper's 36 runs (PAPER_GRID's 18 models x 2 corpora, `tokens` each) on each path, from the
     measured tokens/s: a measured model at its speed, the others from a least-squares fit over the measured ones of
@@ -318,7 +326,8 @@ def sweep_estimate(results, paths, vocab_size, block_size, tokens=PAPER_TRAIN_TO
     out (3 constants go through 3 points exactly: no check of the fit); "fastest" takes each model's fastest path.
     A grid model that could not run on a path (out of memory) cannot train there: that path gets no total (it is left
     out, with a note) and "fastest" takes the model from the other paths.
-    -> {path or "fastest": {"hours", "measured", "fit_max_error", "seconds_per_token": {model: s}}}"""
+    -> {path or "fastest": {"hours", "measured", "fit_max_error", "loo_max_error" (each measured model predicted
+    from the others), "seconds_per_token": {model: s}}}"""
     features = {m: np.array(sweep_features(m, vocab_size, block_size)) for m in PAPER_GRID}
     out, runnable = {}, {}        # runnable: every estimated path, each without the grid models it has no memory for
     for i, path in enumerate(paths):
@@ -327,8 +336,9 @@ def sweep_estimate(results, paths, vocab_size, block_size, tokens=PAPER_TRAIN_TO
             continue
         X = np.array([features[m] if m in features else sweep_features(m, vocab_size, block_size) for m in measured])
         y = np.array(list(measured.values()))
-        norm = np.abs(X).max(0)                        # columns of 1e9 FLOPs and of 1: solve on a common scale
-        coef = np.linalg.lstsq(X / norm, y, rcond=None)[0] / norm
+        coef = fit(X, y)
+        # each measured model predicted from the others: how far the fit carries to the models not measured
+        loo = [abs(X[k] @ fit(np.delete(X, k, 0), np.delete(y, k)) / y[k] - 1) for k in range(len(y))]
         per_token = {m: measured.get(m, float(f @ coef)) for m, f in features.items()}
         if min(per_token.values()) <= 0:
             print(f"bench: sweep estimate for {path['name']} skipped: the fit predicts a time <= 0 for a grid model "
@@ -342,7 +352,7 @@ def sweep_estimate(results, paths, vocab_size, block_size, tokens=PAPER_TRAIN_TO
                   "paths")
             continue
         out[path["name"]] = {"measured": sorted(measured), "fit_max_error": float(np.abs(X @ coef / y - 1).max()),
-                             "seconds_per_token": per_token}
+                             "loo_max_error": float(max(loo)), "seconds_per_token": per_token}
     nowhere = [m for m in PAPER_GRID if not any(m in t for t in runnable.values())]
     if len(runnable) > 1 and nowhere:
         print(f"bench: no \"fastest\" sweep total: {', '.join(nowhere)} could not run on any path")
@@ -450,6 +460,8 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device
+    if device.startswith("cuda"):   # events, synchronize() and CUDA graphs act on the current device: make it this one
+        torch.cuda.set_device(device)
     dtype = args.dtype if args.dtype != "auto" else auto_dtype(device)
     name = (torch.cuda.get_device_name(device) if device.startswith("cuda")
             else f"CPU, {torch.get_num_threads()} threads")
@@ -494,7 +506,8 @@ def main(argv=None):
               + ("" if sweep else ": none (it needs 4 or more models measured on a path, and a fit that predicts "
                                   "times > 0)"))
         for path, e in sweep.items():
-            how = (f"fit within {e['fit_max_error']:.1%} on {', '.join(e['measured'])}" if "measured" in e else
+            how = (f"fit within {e['fit_max_error']:.1%} on {', '.join(e['measured'])}, each of them predicted from "
+                   f"the others within {e['loo_max_error']:.0%}" if "measured" in e else
                    "each model on its fastest path")
             print(f"  {path:<14} {e['hours']:8.2f} device-hours ({how})")
         if args.json:

@@ -37,15 +37,18 @@ below 2^-126 do not matter), only the rows kernel's last tile masks the columns 
 them (those rows of its accumulator are not stored) and scales its tile once at the end. Compiled for an H100
 (tests/h100_resources.py), a 64 x 64 tile at C = 32 with 4 warps takes 259 instructions per thread in the rows loop
 and 300 in the vocab loop (17.5 per logit), from 454 and 629 with tl.exp and masks everywhere; the earlier
-three-kernel version that README.md's GPU table measured took 518 + 474 + 629 (50.7).
+three-kernel version (README.md's H100 figures) took 518 + 474 + 629 (50.7). On an H200 at h32-L2 (65,536 rows, V =
+15,000) the rows kernel took 0.45 ms and the vocab kernel 0.73 ms, against some 0.25 ms each for one exponential per
+logit: the vocab kernel's grid is V / BLOCK_V programs (118 with 128-row tiles, for 132 SMs), each looping over
+every row, so splitting the rows over a second grid axis is the next thing to try.
 
 The price is computing the logits twice (4 matmuls of N x C x V instead of the plain path's 3), cheap while C is
 small, where the memory traffic dominates; at C >= 512 the matmuls dominate and model.py's chunked loss is the
-better choice (README.md has the table measured with the earlier three-kernel version, which did five head matmuls:
-this one may move the crossover). The kernels hold a (BLOCK, C) float32 accumulator in registers,
+better choice (the earlier three-kernel version, with five head matmuls, ran at 0.74x the plain path at h512-L4 on an
+H100; this one, traced, at 0.78x at h1024-L8 on an H200; h512 not yet measured). The kernels hold a (BLOCK, C) float32 accumulator in registers,
 so C is at most MAX_C here. Checked against the plain loss on the CPU through Triton's interpreter in float32
 (TRITON_INTERPRET=1, tests/test_fused_loss.py; the interpreter cannot multiply bf16); tests/test_gpu.py checks bf16
-on a GPU, which the earlier three-kernel version passed and this one has not yet run.
+on a GPU (passed on an H200), and tests/gpu_check.sh runs tests/test_fused_loss.py there too.
 """
 import os
 
@@ -265,7 +268,8 @@ def fused_cross_entropy(x, weight, targets):
 # the loss and a second one starts after it; launches outside the graphs are not replayed by CUDA graphs). With
 # FUSED_LOSS_TRACE=1 torch.compile traces them into the model's graph instead (the autotuned kernels are made at import
 # for that: tracing cannot create them), so inductor compiles them with the rest and CUDA graphs cover the whole step.
-# Traced and checked on CPU (tests/test_fused_loss.py), not yet timed or run on a GPU: hence opt-in.
+# Checked on CPU (tests/test_fused_loss.py) and on an H200 (tests/test_gpu.py), where it was 1.09x faster at h32-L2
+# in one pair of runs; opt-in until train.py has run with it on a GPU (tests/gpu_check.sh does).
 TRACE = os.environ.get("FUSED_LOSS_TRACE") == "1"
 if not TRACE:
     fused_cross_entropy = torch.compiler.disable(fused_cross_entropy)

@@ -77,6 +77,7 @@ def test_sweep_estimate_recovers_a_known_speed_law():
     results.append({"model": "h2048-L8", "paths": [{"oom": True}, {"oom": True}]})     # left out, not a zero
     out = bench.sweep_estimate(results, [{"name": "fast"}, {"name": "slow"}], 15000, 128, tokens=1e9)
     assert out["fast"]["measured"] == sorted(measured) and out["fast"]["fit_max_error"] < 1e-9
+    assert out["fast"]["loo_max_error"] < 1e-9      # each measured model predicted from the other three: the law too
     for m in PAPER_GRID:
         assert out["fast"]["seconds_per_token"][m] == pytest.approx(law[m], rel=1e-9)
         assert out["slow"]["seconds_per_token"][m] == pytest.approx(2 * law[m], rel=1e-9)
