@@ -36,11 +36,12 @@ exponentials as exp2 of a multiply-add (tl.exp compiles to six instructions with
 below 2^-126 do not matter), only the rows kernel's last tile masks the columns past V, the vocab kernel never masks
 them (those rows of its accumulator are not stored) and scales its tile once at the end. Compiled for an H100
 (tests/h100_resources.py), a 64 x 64 tile at C = 32 with 4 warps takes 259 instructions per thread in the rows loop
-and 300 in the vocab loop (17.5 per logit), from 454 and 629 with tl.exp and masks everywhere; the earlier
+and 314 in the vocab loop (17.9 per logit), from 454 and 629 with tl.exp and masks everywhere; the earlier
 three-kernel version (README.md's H100 figures) took 518 + 474 + 629 (50.7). On an H200 at h32-L2 (65,536 rows, V =
 15,000) the rows kernel took 0.45 ms and the vocab kernel 0.73 ms, against some 0.25 ms each for one exponential per
-logit: the vocab kernel's grid is V / BLOCK_V programs (118 with 128-row tiles, for 132 SMs), each looping over
-every row, so splitting the rows over a second grid axis is the next thing to try.
+logit. The vocab kernel then had V / BLOCK_V programs (118 with 128-row tiles, for 132 SMs), each looping over every
+row; its rows are now also tried in MAX_SPLIT chunks on a second grid axis (partial sums added after it: 4 copies of
+the weight's gradient in float32), which the autotuner keeps where it is faster (not yet run on a GPU).
 
 The price is computing the logits twice (4 matmuls of N x C x V instead of the plain path's 3), cheap while C is
 small, where the memory traffic dominates; at C >= 512 the matmuls dominate and model.py's chunked loss is the
@@ -124,12 +125,18 @@ def _rows_kernel(x_ptr, w_ptr, t_ptr, inv_n_ptr, lse_ptr, loss_ptr, gx_ptr, N, V
 
 @triton.jit
 def _vocab_kernel(x_ptr, w_ptr, t_ptr, lse_ptr, gw_scale_ptr, gw_ptr, N, V, C,
-                  BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, CP: tl.constexpr, PRECISION: tl.constexpr):
+                  BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, CP: tl.constexpr, PRECISION: tl.constexpr,
+                  SPLIT: tl.constexpr):
+    # program (i, j): vocabulary tile i, summed over the j-th of SPLIT chunks of the rows into slice j of gw (MAX_SPLIT,
+    # V, C), which the caller sums (V / BLOCK_V programs alone, each over every row, leave a large GPU's SMs idle).
+    # Programs j >= SPLIT have no rows: they store zeros, so every slice is written whatever SPLIT the autotuner picks.
     cols = tl.program_id(0) * BLOCK_V + tl.arange(0, BLOCK_V)                              # (BV,)
     ks = tl.arange(0, CP)
     w = _load_tile(w_ptr, cols, ks, V, C)                                                  # (BV, CP)
     acc = tl.zeros((BLOCK_V, CP), tl.float32)
-    for n0 in range(0, N, BLOCK_N):
+    chunk = tl.cdiv(tl.cdiv(N, SPLIT), BLOCK_N) * BLOCK_N   # whole tiles: no tile spans two chunks
+    start = tl.program_id(1) * chunk
+    for n0 in range(start, tl.minimum(start + chunk, N), BLOCK_N):
         rows = n0 + tl.arange(0, BLOCK_N)
         x = _load_tile(x_ptr, rows, ks, N, C)                                              # (BN, CP)
         t = tl.load(t_ptr + rows, mask=rows < N, other=-1).to(tl.int32)
@@ -141,6 +148,7 @@ def _vocab_kernel(x_ptr, w_ptr, t_ptr, lse_ptr, gw_scale_ptr, gw_ptr, N, V, C,
         dz = tl.math.exp2(z * LOG2E - shift[:, None]) - tl.where(cols[None, :] == t[:, None], 1.0, 0.0)
         acc += tl.dot(tl.trans(dz.to(x.dtype)), x, input_precision=PRECISION)              # (BV, BN) @ (BN, CP)
     acc *= tl.load(gw_scale_ptr)                         # g / n_valid, once per program rather than per logit
+    gw_ptr += tl.program_id(1) * V * C                   # this chunk's slice
     tl.store(gw_ptr + cols[:, None] * C + ks[None, :], acc, mask=(cols[:, None] < V) & (ks[None, :] < C))
 
 # -----------------------------------------------------------------------------
@@ -150,12 +158,13 @@ def _vocab_kernel(x_ptr, w_ptr, t_ptr, lse_ptr, gw_scale_ptr, gw_ptr, N, V, C,
 # Candidate tiles (BLOCK_N, BLOCK_V, warps) of each kernel, by width (the first key >= CP); the autotuner times them
 # on the GPU. Chosen by compiling 32 tiles per kernel and width for an H100 (sm_90, Triton 3.7) without a GPU
 # (tests/h100_resources.py): of those that fit its 227 KiB of shared memory, the ones with the fewest loop
-# instructions per logit and the fewest register spills inside the loop (none in the first's loop up to C = 256;
-# the first rows tiles spill outside it),
-# preferring large tiles (x and w are reread once per tile) and, for the vocab kernel, enough programs (V / BLOCK_V)
-# to fill 132 SMs. Loop instructions per logit of the first tile: rows 6.1 at C = 32, 12.3 at 256, 181 at 1024 (with
-# 24 spill loads and stores: at that width every fast tile spills); vocab 7.8, 12.8, 145. Too few warps for a tile
-# spill; too many make each warp group repeat the softmax (64 x 64 with 8 warps at C = 256: 28.4 per logit).
+# instructions per logit and the fewest register spills inside the loop (none in the first's loop up to C = 256; the
+# first rows tiles spill outside it), preferring large tiles (x and w are reread once per tile) and, for the vocab
+# kernel, enough programs (V / BLOCK_V) to fill 132 SMs (each tile is also tried with its rows in MAX_SPLIT chunks,
+# for MAX_SPLIT times the programs). Loop instructions per logit of the first tile: rows 6.1 at C = 32, 12.3 at 256,
+# 181 at 1024 (with 24 spill loads and stores: at that width every fast tile spills); vocab 8.0, 13.6, 155 (7.8, 12.8,
+# 145 before the rows were split in chunks). Too few warps for a tile spill; too many make each warp group repeat the
+# softmax (64 x 64 with 8 warps at C = 256: 28.4 per logit).
 TILES = {64: {"rows": [(128, 128, 4), (128, 128, 8), (64, 128, 4), (128, 64, 4)],
               "vocab": [(64, 128, 4), (128, 128, 8), (128, 64, 4), (64, 64, 4)]},
          128: {"rows": [(128, 128, 4), (128, 128, 8), (64, 128, 4), (64, 64, 4)],
@@ -168,10 +177,15 @@ TILES = {64: {"rows": [(128, 128, 4), (128, 128, 8), (64, 128, 4), (128, 64, 4)]
                 "vocab": [(32, 32, 8), (64, 32, 8), (16, 32, 8), (16, 16, 4)]}}
 
 
+MAX_SPLIT = 4   # the vocab kernel sums its rows in 1 or MAX_SPLIT chunks: its tiles are timed both ways
+
+
 def _configs(name, cp):
     """The autotuner's candidates for kernel `name` at width CP (a power of two <= MAX_C)."""
     tiles = TILES[min(k for k in TILES if k >= cp)][name]
-    return [triton.Config({"BLOCK_N": bn, "BLOCK_V": bv}, num_warps=w, num_stages=2) for bn, bv, w in tiles]
+    splits = [{"SPLIT": 1}, {"SPLIT": MAX_SPLIT}] if name == "vocab" else [{}]
+    return [triton.Config({"BLOCK_N": bn, "BLOCK_V": bv, **sp}, num_warps=w, num_stages=2)
+            for sp in splits for bn, bv, w in tiles]
 
 
 _KERNELS = {"rows": _rows_kernel, "vocab": _vocab_kernel}
@@ -186,12 +200,13 @@ _TUNED = {(name, cp): triton.autotune(configs=_configs(name, cp),
 def _launch(name, n, *args, **constants):
     """Run kernel `name` over n rows (vocab: n vocabulary rows), one program per block of them."""
     block = "BLOCK_V" if name == "vocab" else "BLOCK_N"
-    if INTERPRET:   # the interpreter: small fixed tiles (Triton's dot needs at least 16 x 16)
-        blocks = {"BLOCK_N": 16, "BLOCK_V": 32}
-        _KERNELS[name][(triton.cdiv(n, blocks[block]),)](*args, **blocks, **constants)
+    splits = MAX_SPLIT if name == "vocab" else 1   # (the grid's second axis: every slice of the vocab kernel's output)
+    if INTERPRET:   # the interpreter: small fixed tiles (Triton's dot needs at least 16 x 16), the rows in 2 chunks
+        blocks = {"BLOCK_N": 16, "BLOCK_V": 32} | ({"SPLIT": 2} if name == "vocab" else {})
+        _KERNELS[name][(triton.cdiv(n, blocks[block]), splits)](*args, **blocks, **constants)
         return
     try:
-        _TUNED[name, constants["CP"]][lambda meta: (triton.cdiv(n, meta[block]),)](*args, **constants)
+        _TUNED[name, constants["CP"]][lambda meta: (triton.cdiv(n, meta[block]), splits)](*args, **constants)
     except OutOfResources as e:   # smaller GPUs (an RTX 4090 has 99 KiB of shared memory) at the widest sizes
         raise RuntimeError(f"the fused loss: no tile of its {name} kernel fits this GPU at hidden size "
                            f"{constants['CP']} ({e}); use the chunked loss") from None
@@ -233,9 +248,9 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             # float32: summed over all N rows and multiplied by a GradScaler's g (65,536 is infinite in float16);
             # under autocast the weight is a float32 parameter, so the cast below does nothing
-            grad_w = torch.empty(V, C, dtype=torch.float32, device=xc.device)
-            _launch("vocab", V, xc, wc, t, lse, scale * g, grad_w, N, V, C, CP=ctx.cp, PRECISION=ctx.precision)
-            grad_w = grad_w.to(ctx.w_dtype)
+            parts = torch.empty(MAX_SPLIT, V, C, dtype=torch.float32, device=xc.device)   # one per chunk of rows
+            _launch("vocab", V, xc, wc, t, lse, scale * g, parts, N, V, C, CP=ctx.cp, PRECISION=ctx.precision)
+            grad_w = parts.sum(0).to(ctx.w_dtype)
         return ((grad_x * g).to(ctx.x_dtype) if grad_x is not None else None), grad_w, None, None
 
 
@@ -256,9 +271,10 @@ def fused_cross_entropy(x, weight, targets):
         raise ValueError(f"the fused loss takes x (N, C), weight (V, C) and targets (N,), got {tuple(x.shape)}, "
                          f"{tuple(weight.shape)} and {tuple(targets.shape)}")   # the kernels would read past them
     check_supported(x.device.type, x.size(-1))
-    if max(x.numel(), weight.numel()) >= 2 ** 31:   # the kernels' offsets (row * C + k) are 32-bit
-        raise ValueError(f"the fused loss indexes with 32-bit offsets: x {tuple(x.shape)} or the head weight "
-                         f"{tuple(weight.shape)} has 2^31 elements or more: use a smaller --micro_batch_size")
+    if max(x.numel(), MAX_SPLIT * weight.numel()) >= 2 ** 31:   # the kernels' offsets (row * C + k) are 32-bit
+        raise ValueError(f"the fused loss indexes with 32-bit offsets: x {tuple(x.shape)} or {MAX_SPLIT} copies of "
+                         f"the head weight {tuple(weight.shape)} have 2^31 elements or more: use a smaller "
+                         "--micro_batch_size or the chunked loss")
     check_targets(targets, weight.size(0))
     # the gradient w.r.t. x is computed with the loss, so only when it will be wanted (not in evaluation)
     return FusedLinearCrossEntropy.apply(x, weight, targets, torch.is_grad_enabled() and x.requires_grad)
