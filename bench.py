@@ -24,9 +24,8 @@ than calling them through a graph break (fused_loss.py; opt-in: 1.09x at h32-L2 
 The first path is the baseline. Each model prints, per path: tokens/s, step time, MFU (on a GPU against the bf16
 matmul rate measured first, or --peak_flops), peak memory of the timed steps (torch.cuda.max_memory_reserved on a
 GPU, CUDA graphs' memory pool included: the steady state, without the first steps' compiling and autotuning buffers,
-which are released before; on a CPU the process's peak resident
-memory, libraries and earlier paths' freed pages included, so only a rough comparison; "n/a" where Linux does not
-report it) and the first step's loss (the paths must agree); then each path's ratios to the baseline. On a GPU the
+which are released before; on a CPU the process's peak resident memory, libraries and earlier paths' freed pages
+included, so only a rough comparison; "n/a" where Linux does not report it) and the first step's loss (the paths must agree); then each path's ratios to the baseline. On a GPU the
 default paths are plain (bf16 + torch.compile + fused AdamW) and auto+cg, what README.md recommends. First it times
 train.py's data loading (the host's share of a step), which must stay under the step times for the GPU never to wait.
 """

@@ -33,6 +33,15 @@ def checkpoint_id(info):
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def run_checkpoint_id(path):
+    """checkpoint_id of a run directory's (or ckpt.pt's) checkpoint as it is now; None if missing or unreadable."""
+    from model import read_checkpoint   # (torch: imported here, so reading results needs none)
+    try:
+        return checkpoint_id(read_checkpoint(path, "cpu", mmap=True))   # its settings and counters only
+    except (OSError, ValueError):
+        return None
+
+
 # Scored with these, every entry of a results file is comparable (vocab_sha: the filter's words, whatever the file)
 SHARED_SETTINGS = ("long", "seed", "sos", "filter", "vocab_sha")
 
@@ -70,10 +79,7 @@ def previous_results(path, args, hub=False):
         same_model = lambda old: old.get("hf_model") == hub_key(path)   # noqa: E731
     else:
         run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
-        from model import read_checkpoint   # (torch: imported here, so reading results needs none)
-        try:
-            ckpt_id = checkpoint_id(read_checkpoint(path, "cpu", mmap=True))   # its settings and counters only
-        except (OSError, ValueError):                                         # a damaged checkpoint: load_run says so
+        if (ckpt_id := run_checkpoint_id(path)) is None:   # a damaged checkpoint: load_run says so
             return None, None
         same_model = lambda old: run_dir.resolve() in {Path(str(old.get(k))).resolve()   # noqa: E731
                                                        for k in ("run_dir", "run_dir_abs") if old.get(k)}

@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import GPT, PAPER_GRID, PAPER_TRAIN_TOKENS, config_from_name, read_checkpoint
+from model import GPT, PAPER_GRID, PAPER_TRAIN_TOKENS, config_from_name
 from fits import fit_corpus   # the scaling-law math (fits.py), and which points each law is fitted to
 from report import plot_curves, plot_emergence, plot_law, table   # figures, fits.md
-from results import checkpoint_id, read_results   # evaluate.py's results/<run>.json files, checked
+from results import read_results, run_checkpoint_id   # evaluate.py's results/<run>.json files, checked
 from files import (HelpFormat, make_dir, read_json, read_log, whole_number, write_atomic,   # read_json: {} if missing
                    write_json)
 from bench import measured_speeds, schedule_seconds, seconds_for, speed_key   # how long the sweep will take
@@ -261,20 +261,11 @@ def read_run(run_dir):
     evals = [e for e in read_log(run_dir / "log.jsonl") if e.get("event") == "step" and e.get("val_loss") is not None]
     tokens = np.array([e["tokens"] for e in evals], float)
     loss = np.array([float(e["val_loss"]) for e in evals])          # train.py writes a non-finite loss as "nan"
-    return dict(name=run_dir.name, dir=str(run_dir), state=run_state(run_dir)[0], model=t["model"],
-                corpus=config["dataset"]["name"],
+    return dict(name=run_dir.name, state=run_state(run_dir)[0], model=t["model"], corpus=config["dataset"]["name"],
                 N=d["params"], N_nonemb=d["params_non_embedding"], flops_per_token=d["flops_per_token"],
                 budget=f"{short(t['max_tokens'])} tokens" if t["max_tokens"] else f"{t['epochs']:g} epoch(s)",
                 warmup_tokens=t["warmup_steps"] * d["tokens_per_step"], D=tokens[-1] if len(tokens) else 0,
                 loss=loss[-1] if len(loss) else math.nan, curve_tokens=tokens, curve_loss=loss)
-
-
-def run_checkpoint_id(run_dir):
-    """results.checkpoint_id of a run's checkpoint as it is now (what evaluate.py records), None if unreadable."""
-    try:
-        return checkpoint_id(read_checkpoint(run_dir, mmap=True))
-    except (OSError, ValueError):
-        return None
 
 
 def collect(run_dirs):
@@ -478,7 +469,7 @@ def main(argv=None):
     for keys, name in ((["N", "N_nonemb"], "loss_vs_N"), (["D"], "loss_vs_D"), (["C"], "loss_vs_C")):
         plot_law(fits, done, keys, figs / f"{name}.png", args.exact_flops)
     results, fitted = read_results(args.results_dir), {r["name"]: int(r["D"]) for r in done}   # name -> tokens seen
-    dirs, scored = {r["name"]: r["dir"] for r in done}, []
+    scored = []
     for d in results:   # the emergence plot shows the runs the fits show, scored as they ended
         name, file = d["run_name"], f"{args.results_dir}/{d['run_name']}.json"
         if d.get("hf_model"):   # a pretrained baseline (evaluate.py --hf_model): in the tables only
@@ -489,7 +480,7 @@ def main(argv=None):
         elif d.get("tokens_seen") != fitted[name]:
             problems.append((name, f"{file} scored the run at {d.get('tokens_seen')} tokens, its log ends at "
                                    f"{fitted[name]}: left out of the emergence analysis (run evaluate.py again)"))
-        elif d.get("checkpoint_id") != run_checkpoint_id(dirs[name]):
+        elif d.get("checkpoint_id") != run_checkpoint_id(Path(args.out_dir) / name):
             problems.append((name, f"{file} scored another checkpoint of that name (trained elsewhere or with other "
                                    "settings): left out of the emergence analysis (run evaluate.py again)"))
         else:
@@ -501,7 +492,7 @@ def main(argv=None):
               "emergence plot skipped (run evaluate.py on the runs)")
     record = {"grid": args.grid, "exact_flops": args.exact_flops, "fits": fits, "emergence": crossings,
               "left_out": [{"run": n, "why": w} for n, w in problems],
-              "runs": [{k: v for k, v in r.items() if not k.startswith("curve") and k != "dir"} for r in done]}
+              "runs": [{k: v for k, v in r.items() if not k.startswith("curve")} for r in done]}
     write_json(out / "fits.json", record)            # strict JSON: an overflowing constant is null
     text = table(fits, problems, crossings, args.exact_flops)
     write_atomic(out / "fits.md", lambda tmp: Path(tmp).write_text(text))
