@@ -22,12 +22,13 @@ tokens (no dataset needed), from the same initial weights. A path is LOSS[+cg][+
 With FUSED_LOSS_TRACE=1 in the environment, compiled paths trace the fused loss's kernels into their graphs rather
 than calling them through a graph break (fused_loss.py; opt-in: 1.09x at h32-L2 in one pair of H200 runs).
 The first path is the baseline. Each model prints, per path: tokens/s, step time, MFU (on a GPU against the bf16
-matmul rate measured first, or --peak_flops), peak memory of the timed steps (torch.cuda.max_memory_reserved on a
-GPU, CUDA graphs' memory pool included: the steady state, without the first steps' compiling and autotuning buffers,
-which are released before; on a CPU the process's peak resident memory, libraries and earlier paths' freed pages
-included, so only a rough comparison; "n/a" where Linux does not report it) and the first step's loss (the paths must agree); then each path's ratios to the baseline. On a GPU the
-default paths are plain (bf16 + torch.compile + fused AdamW) and auto+cg, what README.md recommends. First it times
-train.py's data loading (the host's share of a step), which must stay under the step times for the GPU never to wait.
+matmul rate measured first, or --peak_flops), peak memory of the timed steps (torch.cuda.max_memory_reserved on a GPU,
+CUDA graphs' memory pool included: the steady state, without the first steps' compiling and autotuning buffers, which
+are released before; on a CPU the process's peak resident memory, libraries and earlier paths' freed pages included,
+so only a rough comparison; "n/a" where Linux does not report it) and the first step's loss (the paths must agree);
+then each path's ratios to the baseline. On a GPU the default paths are plain (bf16 + torch.compile + fused AdamW) and
+auto+cg, what README.md recommends. First it times train.py's data loading (the host's share of a step), which must
+stay under the step times for the GPU never to wait.
 """
 import argparse
 import gc

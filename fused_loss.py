@@ -44,12 +44,13 @@ row; its rows are now also tried in MAX_SPLIT chunks on a second grid axis (part
 the weight's gradient in float32), which the autotuner keeps where it is faster (not yet run on a GPU).
 
 The price is computing the logits twice (4 matmuls of N x C x V instead of the plain path's 3), cheap while C is
-small, where the memory traffic dominates; at C >= 512 the matmuls dominate and model.py's chunked loss is the
-better choice (the earlier three-kernel version, with five head matmuls, ran at 0.74x the plain path at h512-L4 on an
-H100; this one, traced, at 0.78x at h1024-L8 on an H200; h512 not yet measured). The kernels hold a (BLOCK, C) float32 accumulator in registers,
-so C is at most MAX_C here. Checked against the plain loss on the CPU through Triton's interpreter in float32
-(TRITON_INTERPRET=1, tests/test_fused_loss.py; the interpreter cannot multiply bf16); tests/test_gpu.py checks bf16
-on a GPU (passed on an H200), and tests/gpu_check.sh runs tests/test_fused_loss.py there too.
+small, where the memory traffic dominates; at C >= 512 the matmuls dominate and model.py's chunked loss is the better
+choice (the earlier three-kernel version, with five head matmuls, ran at 0.74x the plain path at h512-L4 on an H100;
+this one, traced, at 0.78x at h1024-L8 on an H200; h512 not yet measured). The kernels hold a (BLOCK, C) float32
+accumulator in registers, so C is at most MAX_C here. Checked against the plain loss on the CPU through Triton's
+interpreter in float32 (TRITON_INTERPRET=1, tests/test_fused_loss.py; the interpreter cannot multiply bf16);
+tests/test_gpu.py checks bf16 on a GPU (passed on an H200), and tests/gpu_check.sh runs tests/test_fused_loss.py there
+too.
 """
 import os
 
