@@ -41,6 +41,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+import fp8   # --fp8: float8 matmuls (H100/H200)
 from model import GPT, LOSS_KINDS, auto_dtype, config_from_name, mfu, peak_flops, read_checkpoint
 from files import make_dir, try_lock, whole_number, write_atomic   # lock: one writer; 1e6 -> 1000000; temp + rename
 from dataset import TokenBlocks, block_ids, load_meta, load_tokenizer, unigram_baseline   # what simplify.py wrote
@@ -90,6 +91,7 @@ class TrainConfig:
     compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune[-no-cudagraphs] (--compile)
     loss: str = "auto"  # plain | chunked | fused (Triton, GPU) | auto (plain on CPU; GPU: fused to h256, chunked)
     loss_chunk: int = 8192  # rows per chunk of the chunked loss
+    fp8: bool = False  # the blocks' matmuls in float8 while training (fp8.py: H100/H200; changes the numbers a little)
     threads: int = 0  # CPU threads per process (0: torch's default)
     peak_flops: float = 0.0  # peak FLOP/s of one device for MFU (0: look its name up in model.PEAK_FLOPS)
 
@@ -98,7 +100,7 @@ class TrainConfig:
 # (eval_blocks too: the val losses of one log are measured on the same blocks)
 RESUME_MUST_MATCH = ("model", "block_size", "rope_base", "batch_size", "lr", "warmup_steps", "final_lr_frac",
                      "beta1", "beta2", "eps", "weight_decay", "grad_clip", "epochs", "max_tokens", "seed",
-                     "eval_blocks")
+                     "eval_blocks", "fp8")
 
 
 def parse_args(argv=None):
@@ -185,7 +187,8 @@ def check_resumable(ckpt, cfg, model_config, meta, n_train_blocks, dtype):
         return {k: (old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)}
     problems = [f"{what} differ (checkpoint vs now: {d})" for what, d in (
         ("model settings", differ(ckpt["model_config"], asdict(model_config), asdict(model_config))),
-        ("training settings", differ(ckpt.get("train_config", {}), asdict(cfg), RESUME_MUST_MATCH)),
+        # (fp8: runs from before the flag trained without it)
+        ("training settings", differ({"fp8": False, **ckpt.get("train_config", {})}, asdict(cfg), RESUME_MUST_MATCH)),
         ("tokenizers", differ(ckpt, {"tokenizer_sha256": meta["tokenizer"]["sha256"]}, ["tokenizer_sha256"])),
         ("train.bin sizes", differ(ckpt, {"n_train_blocks": n_train_blocks}, ["n_train_blocks"])),
         ("precisions", differ(ckpt, {"dtype": dtype}, ["dtype"] if "dtype" in ckpt else []))) if d]
@@ -356,6 +359,12 @@ def _train(cfg, rank, world, device):
         loss_kind = raw_model.set_loss(cfg.loss, cfg.loss_chunk)   # the same numbers, differently fast (model.py)
     except ValueError as e:
         raise SystemExit(f"--loss {cfg.loss}: {e}") from None
+    if cfg.fp8:   # before the optimizer and the compile (fp8.py)
+        try:
+            fp8.check_supported(device_type, dtype)
+        except ValueError as e:
+            raise SystemExit(f"--fp8: {e}") from None
+        fp8.use_fp8(raw_model)
     optimizer = torch.optim.AdamW(raw_model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
                                   weight_decay=cfg.weight_decay, fused=device_type == "cuda")
     scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")
@@ -396,7 +405,7 @@ def _train(cfg, rank, world, device):
         say(f"{cfg.run_name}: {cfg.model} ({raw_model.num_params():,} parameters, V={V}) on {cfg.data_dir} "
             f"({train_data.n:,} train blocks): {total_steps:,} steps of {cfg.batch_size} x {cfg.block_size} tokens, "
             f"{world} x {device} {dtype}, {accum} micro-batches of {micro} per process, {loss_kind} loss"
-            + (f", compiled ({cfg.compile_mode})" if cfg.compile else ""))
+            + (", float8 matmuls" if cfg.fp8 else "") + (f", compiled ({cfg.compile_mode})" if cfg.compile else ""))
         if wanted > train_data.n * cfg.block_size:
             say(f"note: {wanted:,.0f} tokens is more than one pass over train.bin: blocks will repeat")
         if cfg.warmup_steps > total_steps:   # (at equality the last update is taken at the peak)

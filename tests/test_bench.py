@@ -12,7 +12,7 @@ def test_benchmark_prints_every_path_and_its_ratio_to_the_first(tmp_path, capsys
     threads = torch.get_num_threads()
     try:
         results = bench.main(["--models", "h32-L2", "--steps", "2", "--batch_size", "4", "--vocab_size", "2000",
-                              "--paths", "plain,chunked,auto@2", "--loss_chunk", "100", "--threads", "1",
+                              "--paths", "plain,chunked,auto@2,plain+f8", "--loss_chunk", "100", "--threads", "1",
                               "--json", str(tmp_path / "b.json")])
     finally:
         torch.set_num_threads(threads)
@@ -20,9 +20,9 @@ def test_benchmark_prints_every_path_and_its_ratio_to_the_first(tmp_path, capsys
     data_ms = re.search(r"train.py's data loading takes ([\d.]+) ms per batch on the host", out)
     assert data_ms and 0 < float(data_ms[1]) < 1000, out
     rows = {}
-    for path, micro in (("plain", 4), ("chunked", 4), ("auto@2", 2)):
-        m = re.search(rf"h32-L2 +{path} +micro {micro} +\| tokens/s +([\d.]+)k \| step +([\d.]+) ms \| MFU +n/a \| "
-                      rf"peak mem +(n/a|[\d.]+ GiB) \| first loss ([\d.]+)", out)
+    for path, micro in (("plain", 4), ("chunked", 4), ("auto@2", 2), ("plain+f8", 4)):
+        m = re.search(rf"h32-L2 +{re.escape(path)} +micro {micro} +\| tokens/s +([\d.]+)k \| step +([\d.]+) ms \| "
+                      rf"MFU +n/a \| peak mem +(n/a|[\d.]+ GiB) \| first loss ([\d.]+)", out)
         assert m, (path, out)
         rows[path] = m
         tokens_per_s, step_ms = float(m[1]) * 1e3, float(m[2])
@@ -33,10 +33,11 @@ def test_benchmark_prints_every_path_and_its_ratio_to_the_first(tmp_path, capsys
         assert ratio, out
         assert float(ratio[1]) == pytest.approx(float(rows[path][1]) / float(rows["plain"][1]), rel=0.02)
     # the same weights and tokens: every path starts from the same loss, about ln V for a fresh model
-    plain, chunked, auto = results[0]["paths"]
+    plain, chunked, auto, f8 = results[0]["paths"]
     assert chunked["first_loss"] == pytest.approx(plain["first_loss"], abs=1e-4)
     assert auto["first_loss"] == pytest.approx(plain["first_loss"], abs=1e-4)     # 2 micro-batches of 2
     assert plain["first_loss"] == pytest.approx(7.6, abs=0.3)        # ln 2000 = 7.60
+    assert f8["fp8"] and not plain["fp8"] and f8["first_loss"] == pytest.approx(plain["first_loss"], rel=1e-3)
     assert (chunked["loss"], chunked["loss_chunk"], plain["loss"], plain["loss_chunk"]) == ("chunked", 100, "plain", 0)
     assert auto["loss"] == "plain" and plain["timed_steps"] == 2      # auto is plain on a CPU
     saved = json.loads((tmp_path / "b.json").read_text())
@@ -115,6 +116,9 @@ def test_path_modifiers_pick_the_compile_mode():
         "auto+cg+ma": "max-autotune", "auto+ma+cg": "max-autotune"}
     assert modes["chunked+ma@4"]["micro"] == 4 and not modes["chunked+ma@4"]["cuda_graphs"]
     assert modes["auto+cg+ma"]["cuda_graphs"] and modes["auto+cg+ma"]["loss"] == "auto"
+    assert not any(p["fp8"] for p in modes.values())
+    f8 = bench.parse_path("auto+cg+f8@2", 8)
+    assert (f8["fp8"], f8["compile_mode"], f8["micro"], f8["loss"]) == (True, "reduce-overhead", 2, "auto")
 
 
 def test_benchmark_refuses_bad_flags():
@@ -126,6 +130,9 @@ def test_benchmark_refuses_bad_flags():
         bench.parse_args(["--paths", "plain,fast"])
     with pytest.raises(SystemExit, match="'fused[+]cg[+]cg' is not LOSS"):
         bench.parse_args(["--paths", "plain,fused+cg+cg"])
+    with pytest.raises(SystemExit, match="--paths plain[+]f8 at h32-L2: float8 matmuls run on CUDA GPUs and CPUs, "
+                                         "not mps"):
+        bench.parse_args(["--models", "h32-L2", "--paths", "plain,plain+f8", "--device", "mps"])
 
 
 def test_paths_that_cannot_run_and_bad_flags_are_refused_before_timing(tmp_path, monkeypatch):

@@ -1,0 +1,107 @@
+"""
+fp8.py: the transformer blocks' matmuls in 8-bit floats while training (train.py --fp8), for the largest models.
+
+At h1024-L8 the bf16 matmuls already run near the GPU's peak (62% MFU for the whole step on an H200), so no
+rearranging of the bf16 step can make it much faster. An H100 or H200 multiplies float8 (E4M3: 4 exponent bits, 3
+mantissa bits, largest value 448) at twice the bf16 rate. Each Linear of the blocks (not the embedding and not the
+output head, whose V = 15,000 rows are no multiple of 16) then computes, in training:
+
+    forward   y  = x @ W.T        x: a scale per row (token), W: a scale per row (output feature); float8 x float8
+    backward  dx = dy @ W         dy: a scale per row (token), W: a scale per column (input feature); float8 x float8
+              dW = dy.T @ x       in the autocast dtype (bf16): the weight gradient sums over all 65,536 tokens of a
+                                  step, where float8's rounding would add up, so it keeps the higher precision
+
+Scaling: each row is divided by a power of two that brings its largest |value| to at most 448, then rounded to
+float8; the matmul multiplies the float32 scales back into its output (torch._scaled_mm, "rowwise" scaling). A power
+of two scales exactly: the only error is float8's rounding (3 mantissa bits: up to 1/16 of each value, relative).
+A row's scale needs only that row, so torch.compile can fold the scaling into the kernel that made the row (the
+RMSNorm before qkv, the SwiGLU product before down). The weights stay float32 (the optimizer's master copy); they are
+quantised again at each forward. In evaluation mode (train.py's val loss, evaluate.py) the Linears compute as usual,
+in the autocast dtype: float8 is how the model is trained, not what it is.
+
+    from fp8 import use_fp8
+    use_fp8(model)      # before the optimizer and torch.compile; -> the names of the Linears converted
+
+It changes the numbers (train.py records --fp8 in config.json; a run resumes only with the setting it started with).
+Rowwise float8 matmuls need compute capability 9.0 (H100, H200) or later; CPUs run them too (slowly: for tests).
+"""
+import torch
+import torch.nn as nn
+
+E4M3 = torch.float8_e4m3fn
+E4M3_MAX = torch.finfo(E4M3).max   # 448.0
+
+
+def check_supported(device_type, dtype):
+    """ValueError (one line, what to do instead) where float8 matmuls cannot run: dtype is train.py's --dtype."""
+    if device_type not in ("cuda", "cpu"):
+        raise ValueError(f"float8 matmuls run on CUDA GPUs and CPUs, not {device_type}: train without --fp8")
+    if device_type == "cuda" and torch.cuda.get_device_capability() < (9, 0):
+        raise ValueError(f"float8 rowwise matmuls need an H100-class GPU (compute capability 9.0+), this is "
+                         f"{torch.cuda.get_device_name()} {torch.cuda.get_device_capability()}: train without --fp8")
+    if device_type == "cuda" and dtype != "bfloat16":   # the GPU's rowwise kernels write bf16 only
+        raise ValueError(f"float8 matmuls on a GPU run under bfloat16 autocast, not {dtype}: --dtype bfloat16")
+
+
+def to_fp8_rows(t):
+    """t (R, K) -> (q (R, K) float8 E4M3, scale (R, 1) float32) with t ~= q * scale; each row's scale is the power of
+    two that brings its largest |value| to at most 448 (an all-zero row gets a tiny scale and stays zero)."""
+    amax = t.abs().amax(dim=-1, keepdim=True).float().clamp(min=1e-30)            # (R, 1)
+    scale = torch.exp2(torch.ceil(torch.log2(amax / E4M3_MAX)))                    # (R, 1), a power of two
+    q = (t.float() / scale).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3).contiguous()       # (R, K); the clamp: rounding
+    return q, scale
+
+
+def scaled_mm(aq, a_scale, bq, b_scale, out_dtype):
+    """(aq * a_scale) @ (bq * b_scale).T for float8 aq (M, K), bq (N, K) and their row scales (M, 1), (N, 1):
+    float8 products summed in float32, the scales applied to the sum. -> (M, N) in out_dtype."""
+    # _scaled_mm wants its second operand column-major: bq.t() is (K, N) on bq's row-major storage. GPUs' rowwise
+    # kernels write bf16 (float32 only in some versions): a float32 product is cast up from it there
+    dt = out_dtype if aq.device.type == "cpu" else torch.bfloat16
+    return torch._scaled_mm(aq, bq.t(), scale_a=a_scale, scale_b=b_scale.t(), out_dtype=dt).to(out_dtype)
+
+
+class FP8Matmul(torch.autograd.Function):
+    """x (M, K) @ weight (N, K).T with float8 operands in the forward and input-gradient matmuls (module docstring)."""
+
+    @staticmethod
+    def forward(ctx, x, weight):
+        xq, xs = to_fp8_rows(x)                                  # (M, K), (M, 1): a scale per token
+        wq, ws = to_fp8_rows(weight)                             # (N, K), (N, 1): a scale per output feature
+        ctx.save_for_backward(x, weight)
+        return scaled_mm(xq, xs, wq, ws, x.dtype)                # (M, N)
+
+    @staticmethod
+    def backward(ctx, grad_y):                                   # grad_y (M, N)
+        x, weight = ctx.saved_tensors
+        gq, gs = to_fp8_rows(grad_y)                             # (M, N), (M, 1): a scale per token
+        wtq, wts = to_fp8_rows(weight.t())                       # (K, N), (K, 1): a scale per input feature
+        grad_x = scaled_mm(gq, gs, wtq, wts, x.dtype)            # (M, K)
+        grad_w = grad_y.to(x.dtype).t() @ x                      # (N, K), in x's dtype (bf16 under autocast)
+        return grad_x, grad_w.to(weight.dtype)
+
+
+class FP8Linear(nn.Linear):
+    """An nn.Linear (no bias) that multiplies in float8 in training mode, as usual in evaluation mode."""
+
+    def forward(self, x):
+        if not self.training:
+            return super().forward(x)
+        device_type = x.device.type
+        # the dtype nn.Linear would compute in: autocast's (bf16 on a GPU), else x's
+        dt = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
+        y = FP8Matmul.apply(x.reshape(-1, x.size(-1)).to(dt), self.weight)   # (B*T, out_features)
+        return y.view(*x.shape[:-1], -1)
+
+
+def use_fp8(model):
+    """Turn every Linear of model.blocks whose sizes are multiples of 16 (float8 matmuls need them; every model of the
+    paper's grid qualifies) into an FP8Linear, in place: the same Parameter objects, the same state_dict. Call it
+    before creating the optimizer and compiling. Returns the names of the Linears converted."""
+    converted = []
+    for name, module in model.blocks.named_modules():
+        if type(module) is nn.Linear and module.bias is None and not module.in_features % 16 \
+                and not module.out_features % 16:
+            module.__class__ = FP8Linear   # only forward differs: weight, hooks and registrations are kept
+            converted.append(f"blocks.{name}")
+    return converted

@@ -1,0 +1,151 @@
+"""fp8.py: float8 matmuls checked against the same arithmetic written out by hand (dequantised operands in float32),
+and train.py --fp8 end to end. CPUs run torch._scaled_mm too, so all of it runs here; on a GPU it runs on the GPU."""
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+
+import fp8
+from fp8 import E4M3_MAX, FP8Linear, FP8Matmul, to_fp8_rows, use_fp8
+from model import GPT, GPTConfig, config_from_name
+from test_train import records, run
+
+DEVICE = "cuda" if torch.cuda.is_available() and torch.cuda.get_device_capability() >= (9, 0) else "cpu"
+EXACT = dict(rtol=1e-5, atol=1e-6) if DEVICE == "cpu" else dict(rtol=1e-2, atol=1e-3)   # GPUs' kernels write bf16
+
+
+def dequantised(t):
+    q, scale = to_fp8_rows(t)
+    return q.float() * scale
+
+
+def rel_err(got, want):
+    return ((got.double() - want.double()).norm() / want.double().norm()).item()
+
+
+def test_rows_are_scaled_by_powers_of_two_into_the_float8_range():
+    t = torch.tensor([[1.0, -3.0, 0.5, 2.0], [1000.0, 0.0, -1e-3, 7.0], [0.0, 0.0, 0.0, 0.0]])
+    q, scale = to_fp8_rows(t)
+    assert q.dtype == torch.float8_e4m3fn and q.shape == t.shape and scale.shape == (3, 1)
+    assert torch.equal(scale, torch.exp2(torch.log2(scale).round()))          # powers of two
+    assert scale[0, 0] == 2.0 ** -7 and scale[1, 0] == 4.0                     # 3 -> 384, 1000 -> 250
+    assert torch.equal(q[0].float(), torch.tensor([128.0, -384.0, 64.0, 256.0]))   # exact: these are float8 values
+    assert q[1, 0].float() == 256.0                                            # 250 rounded to 3 mantissa bits
+    assert q[1, 2].float() == 0.0                                              # 1e-3 / 4: below float8's range
+    assert torch.equal(q[2].float(), torch.zeros(4))                           # an all-zero row stays zero
+    big = torch.randn(64, 100) * torch.logspace(-3, 3, 64)[:, None]
+    q, scale = to_fp8_rows(big)
+    row_max = q.float().abs().amax(dim=1)
+    assert (row_max <= E4M3_MAX).all() and (row_max > E4M3_MAX / 2 - 16).all()   # each row uses the range
+    assert rel_err(q.float() * scale, big) < 0.04                              # 3 mantissa bits
+
+
+def test_matmul_and_its_gradients_are_the_float8_arithmetic_written_out():
+    """forward and input gradient: float8 operands (scales per row) multiplied exactly; weight gradient: the plain
+    matmul in the input's dtype. Against the float32 matmul: the few-percent error of 3 mantissa bits."""
+    torch.manual_seed(0)
+    x = torch.randn(200, 64, device=DEVICE, requires_grad=True)
+    w = (torch.randn(96, 64, device=DEVICE) * 0.02).requires_grad_()
+    grad_y = torch.randn(200, 96, device=DEVICE)
+    y = FP8Matmul.apply(x, w)
+    y.backward(grad_y)
+    want_y = dequantised(x.detach()) @ dequantised(w.detach()).t()
+    want_gx = dequantised(grad_y) @ dequantised(w.detach().t().contiguous()).t()
+    torch.testing.assert_close(y, want_y, **EXACT)
+    torch.testing.assert_close(x.grad, want_gx, **EXACT)
+    torch.testing.assert_close(w.grad, grad_y.t() @ x.detach(), rtol=1e-5, atol=1e-5)
+    assert 0.005 < rel_err(y, x.detach() @ w.detach().t()) < 0.06
+    assert 0.005 < rel_err(x.grad, grad_y @ w.detach()) < 0.06
+
+
+def test_fp8_linear_computes_in_float8_only_while_training():
+    torch.manual_seed(0)
+    lin = nn.Linear(32, 48, bias=False).to(DEVICE)
+    x = torch.randn(2, 5, 32, device=DEVICE)
+    want = lin(x)
+    lin.__class__ = FP8Linear
+    lin.eval()
+    assert torch.equal(lin(x), want)                                           # evaluation: nn.Linear's own
+    lin.train()
+    got = lin(x)
+    assert got.shape == (2, 5, 48) and 0 < rel_err(got, want) < 0.06
+    want_fp8 = dequantised(x.view(10, 32)) @ dequantised(lin.weight.detach()).t()
+    torch.testing.assert_close(got, want_fp8.view(2, 5, 48), **EXACT)
+    with torch.autocast(DEVICE, dtype=torch.bfloat16):                         # autocast's dtype, as nn.Linear
+        assert lin(x).dtype == torch.bfloat16
+
+
+def test_use_fp8_converts_the_blocks_linears_in_place():
+    torch.manual_seed(0)
+    model = GPT(config_from_name("h32-L2", vocab_size=300))
+    params, keys = list(model.parameters()), list(model.state_dict())
+    names = use_fp8(model)
+    assert names == [f"blocks.{i}.{m}" for i in range(2) for m in ("attn.qkv", "attn.proj", "mlp.gate", "mlp.up",
+                                                                     "mlp.down")]
+    assert type(model.lm_head) is nn.Linear and all(isinstance(model.get_submodule(n), FP8Linear) for n in names)
+    assert all(a is b for a, b in zip(params, model.parameters())) and list(model.state_dict()) == keys
+    assert model.num_params() == 2 * (16 * 32 ** 2 + 2 * 32) + 2 * 300 * 32 + 32 == 52_128   # h32-L2, V = 300
+    # widths float8 cannot take are left alone: n_embd 40 (not a multiple of 16), its 160-wide SwiGLU is
+    odd = GPT(GPTConfig(n_embd=40, n_head=4, n_layer=1, vocab_size=100))
+    assert use_fp8(odd) == []
+
+
+def test_a_float8_model_trains_like_the_float32_one_and_traces_whole():
+    """The same steps from the same weights: the loss goes down alike (float8's rounding is noise, not bias), and
+    torch.compile takes the model in one graph (fullgraph: no break around the float8 matmuls)."""
+    torch.manual_seed(0)
+    base = GPT(config_from_name("h32-L2", vocab_size=64, block_size=32)).to(DEVICE)
+    models = [base, GPT(base.config).to(DEVICE)]
+    models[1].load_state_dict(base.state_dict())
+    use_fp8(models[1])
+    data = torch.randint(0, 64, (16, 33), device=DEVICE)
+    data[:, 1::2] = (data[:, 0::2][:, :16] * 3 + 1) % 64                      # something to learn
+    losses = []
+    for model in models:
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        curve = []
+        for _ in range(20):
+            _, loss = model(data[:, :-1], data[:, 1:])
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            curve.append(loss.item())
+        losses.append(curve)
+    assert losses[0][-1] < losses[0][0] - 0.5                                  # it learns
+    assert losses[1][0] == pytest.approx(losses[0][0], rel=1e-2)
+    assert losses[1][-1] == pytest.approx(losses[0][-1], rel=0.02)
+    compiled = torch.compile(models[1], backend="aot_eager", fullgraph=True)
+    _, loss = compiled(data[:, :-1], data[:, 1:])
+    loss.backward()
+    assert torch.isfinite(loss) and models[1].blocks[0].mlp.down.weight.grad is not None
+
+
+def test_train_py_fp8_runs_records_and_resumes_only_with_the_same_setting(tiny_data, tmp_path):
+    common = dict(max_tokens=12 * 256, eval_interval=6, device=DEVICE)
+    run(tiny_data, tmp_path, run_name="plain", **common)
+    run(tiny_data, tmp_path, run_name="fp8", fp8=True, **common)
+    run(tiny_data, tmp_path, run_name="split", fp8=True, stop_at_step=6, **common)
+    with pytest.raises(SystemExit, match=r"training settings differ .*'fp8': \(True, False\)"):
+        run(tiny_data, tmp_path, run_name="split", resume=True, **common)
+    run(tiny_data, tmp_path, run_name="split", fp8=True, resume=True, **common)
+    plain, f8, split = (records(tmp_path / n) for n in ("plain", "fp8", "split"))
+    assert f8[-1]["val_loss"] < f8[0]["val_loss"] - 0.5                        # it trained
+    assert f8[-1]["val_loss"] == pytest.approx(plain[-1]["val_loss"], rel=0.03)
+    assert f8[-1]["val_loss"] != plain[-1]["val_loss"]                         # and in float8: not the same numbers
+    assert split[-1]["val_loss"] == pytest.approx(f8[-1]["val_loss"], rel=1e-4)   # resumed = uninterrupted
+    assert json.loads((tmp_path / "fp8" / "config.json").read_text())["train"]["fp8"] is True
+    # a checkpoint from before the flag existed (no fp8 in its train_config) resumes without it
+    ckpt_path = tmp_path / "plain" / "ckpt.pt"
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    del ckpt["train_config"]["fp8"]
+    torch.save(ckpt, ckpt_path)
+    run(tiny_data, tmp_path, run_name="plain", resume=True, **common)
+
+
+def test_where_float8_cannot_run_it_says_so_in_one_line():
+    with pytest.raises(ValueError, match="not mps: train without --fp8"):
+        fp8.check_supported("mps", "float32")
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="--dtype bfloat16"):
+            fp8.check_supported("cuda", "float16")
