@@ -178,9 +178,7 @@ def time_path(model_name, args, device, dtype, path, batches):
     torch.manual_seed(args.seed)
     model = GPT(config_from_name(model_name, vocab_size=args.vocab_size, block_size=args.block_size)).to(device)
     loss_kind = model.set_loss(path["loss"], args.loss_chunk)
-    if path["fp8"]:   # as train.py --fp8: before the optimizer and the compile
-        fp8.check_supported(device_type, dtype)
-        fp8.use_fp8(model)
+    fp8_linears = len(fp8.use_fp8(model)) if path["fp8"] else 0   # as train.py --fp8: before optimizer and compile
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-4, weight_decay=0.1,
                                   fused=device_type == "cuda")
     step_model = torch.compile(model, mode=path["compile_mode"]) if compiled else model
@@ -242,8 +240,8 @@ def time_path(model_name, args, device, dtype, path, batches):
         hwm = _proc_status_kb("VmHWM") if hwm_reset else None
         peak_mem = hwm * 1024 if hwm is not None else None
     return {"oom": False, "path": path["name"], "loss": loss_kind, "cuda_graphs": path["cuda_graphs"],
-            "fp8": path["fp8"], "compile_mode": path["compile_mode"] if compiled else None, "micro_batch_size": micro,
-            "loss_chunk": model.loss_chunk, "timed_steps": steps, "step_s": step_s,
+            "fp8_linears": fp8_linears, "compile_mode": path["compile_mode"] if compiled else None,
+            "micro_batch_size": micro, "loss_chunk": model.loss_chunk, "timed_steps": steps, "step_s": step_s,
             "tokens_per_s": tokens_per_s, "mfu": mfu(model.flops_per_token(), tokens_per_s, args.peak_flops),
             "peak_mem_bytes": peak_mem, "first_loss": first_loss, "params": model.num_params(),
             "profile_ms_by_kind": profile, "timed_window": [timed_from, timed_to]}   # Unix times: runs at once overlap?
@@ -258,12 +256,12 @@ def ran(r):
 
 
 def speed_key(train, device, world_size):
-    """What one train.py process's speed depends on: its model, batch, compile and --threads flags, the kind of device
-    (cpu, cuda) and the process count. A speed measured with other settings (batch 512 on a GPU vs 16 on a CPU)
+    """What one train.py process's speed depends on: its model, batch, compile, fp8 and --threads flags, the kind of
+    device (cpu, cuda) and the process count. A speed measured with other settings (batch 512 on a GPU vs 16 on a CPU)
     predicts nothing. device: as config.json's env records it ("cuda:0"), or train.py's --device for a planned run."""
     kind = "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
-    return (train["model"], train["batch_size"], bool(train.get("compile")), train.get("threads", 0),
-            kind.split(":")[0], world_size)
+    return (train["model"], train["batch_size"], bool(train.get("compile")), bool(train.get("fp8")),
+            train.get("threads", 0), kind.split(":")[0], world_size)
 
 
 def measured_speeds(out_dir):
@@ -442,7 +440,7 @@ def parse_args(argv=None):
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu")
     device_type = args.device.split(":")[0]
-    dtype = args.dtype if args.dtype != "auto" else auto_dtype(args.device)
+    args.dtype = args.dtype if args.dtype != "auto" else auto_dtype(args.device)
     for m in args.models:     # a path that cannot run here is refused now, not after the others have been timed
         width = config_from_name(m).n_embd
         for path in args.paths:
@@ -450,7 +448,7 @@ def parse_args(argv=None):
                 if choose_loss(path["loss"], width, device_type) == "fused":
                     fused_loss_module().check_supported(device_type, width)
                 if path["fp8"]:
-                    fp8.check_supported(device_type, dtype)
+                    fp8.check_supported(device_type, args.dtype)
             except ValueError as e:
                 raise SystemExit(f"--paths {path['name']} at {m}: {e}") from None
     if args.json:
@@ -473,7 +471,7 @@ def main(argv=None):
     device = args.device
     if device.startswith("cuda"):   # events, synchronize() and CUDA graphs act on the current device: make it this one
         torch.cuda.set_device(device)
-    dtype = args.dtype if args.dtype != "auto" else auto_dtype(device)
+    dtype = args.dtype   # (parse_args resolved "auto")
     name = (torch.cuda.get_device_name(device) if device.startswith("cuda")
             else f"CPU, {torch.get_num_threads()} threads")
     if not args.peak_flops and device.startswith("cuda"):

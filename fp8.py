@@ -11,13 +11,14 @@ output head, whose V = 15,000 rows are no multiple of 16) then computes, in trai
               dW = dy.T @ x       in the autocast dtype (bf16): the weight gradient sums over all 65,536 tokens of a
                                   step, where float8's rounding would add up, so it keeps the higher precision
 
-Scaling: each row is divided by a power of two that brings its largest |value| to at most 448, then rounded to
+Scaling: each row is divided by a power of two that brings its largest |value| into (224, 448], then rounded to
 float8; the matmul multiplies the float32 scales back into its output (torch._scaled_mm, "rowwise" scaling). A power
-of two scales exactly: the only error is float8's rounding (3 mantissa bits: up to 1/16 of each value, relative).
-A row's scale needs only that row, so torch.compile can fold the scaling into the kernel that made the row (the
-RMSNorm before qkv, the SwiGLU product before down). The weights stay float32 (the optimizer's master copy); they are
-quantised again at each forward. In evaluation mode (train.py's val loss, evaluate.py) the Linears compute as usual,
-in the autocast dtype: float8 is how the model is trained, not what it is.
+of two scales exactly, so the only error is float8's rounding: 3 mantissa bits (up to 1/16 of a value, relative) for
+values down to 2^-6 of the scale, fewer below, and values under about 2^-19 of their row's largest become 0. A row's
+scale needs only that row, so torch.compile may fuse the scaling into the kernel that made the row (the RMSNorm
+before qkv, the SwiGLU product before down; not checked on a GPU yet). The weights stay float32 (the optimizer's
+master copy); they are quantised again at each forward. In evaluation mode (train.py's val loss and sample,
+evaluate.py) the Linears compute as usual, in the autocast dtype: float8 is how the model is trained, not what it is.
 
     from fp8 import use_fp8
     use_fp8(model)      # before the optimizer and torch.compile; -> the names of the Linears converted
@@ -28,14 +29,17 @@ Rowwise float8 matmuls need compute capability 9.0 (H100, H200) or later; CPUs r
 import torch
 import torch.nn as nn
 
+from model import matmul_dtype   # autocast's dtype, or x's: what nn.Linear computes in
+
 E4M3 = torch.float8_e4m3fn
 E4M3_MAX = torch.finfo(E4M3).max   # 448.0
 
 
 def check_supported(device_type, dtype):
     """ValueError (one line, what to do instead) where float8 matmuls cannot run: dtype is train.py's --dtype."""
-    if device_type not in ("cuda", "cpu"):
-        raise ValueError(f"float8 matmuls run on CUDA GPUs and CPUs, not {device_type}: train without --fp8")
+    where = "ROCm" if device_type == "cuda" and torch.version.hip else device_type   # (ROCm has other float8 types)
+    if where not in ("cuda", "cpu"):
+        raise ValueError(f"float8 matmuls run on NVIDIA GPUs and CPUs here, not {where}: train without --fp8")
     if device_type == "cuda" and torch.cuda.get_device_capability() < (9, 0):
         raise ValueError(f"float8 rowwise matmuls need an H100-class GPU (compute capability 9.0+), this is "
                          f"{torch.cuda.get_device_name()} {torch.cuda.get_device_capability()}: train without --fp8")
@@ -87,21 +91,19 @@ class FP8Linear(nn.Linear):
     def forward(self, x):
         if not self.training:
             return super().forward(x)
-        device_type = x.device.type
-        # the dtype nn.Linear would compute in: autocast's (bf16 on a GPU), else x's
-        dt = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
-        y = FP8Matmul.apply(x.reshape(-1, x.size(-1)).to(dt), self.weight)   # (B*T, out_features)
+        y = FP8Matmul.apply(x.reshape(-1, x.size(-1)).to(matmul_dtype(x)), self.weight)   # (B*T, out_features)
         return y.view(*x.shape[:-1], -1)
 
 
 def use_fp8(model):
-    """Turn every Linear of model.blocks whose sizes are multiples of 16 (float8 matmuls need them; every model of the
-    paper's grid qualifies) into an FP8Linear, in place: the same Parameter objects, the same state_dict. Call it
-    before creating the optimizer and compiling. Returns the names of the Linears converted."""
-    converted = []
-    for name, module in model.blocks.named_modules():
-        if type(module) is nn.Linear and module.bias is None and not module.in_features % 16 \
-                and not module.out_features % 16:
-            module.__class__ = FP8Linear   # only forward differs: weight, hooks and registrations are kept
-            converted.append(f"blocks.{name}")
-    return converted
+    """Turn every Linear of model.blocks into an FP8Linear, in place: the same Parameter objects, the same state_dict.
+    Call it before creating the optimizer and compiling. Returns the names of the Linears converted; ValueError if
+    one has a size that is no multiple of 16 (float8 matmuls need them; n_embd is a multiple of 2 x 8 heads)."""
+    linears = {f"blocks.{name}": m for name, m in model.blocks.named_modules() if isinstance(m, nn.Linear)}
+    for name, m in linears.items():
+        if m.in_features % 16 or m.out_features % 16 or m.bias is not None:
+            raise ValueError(f"{name} is {m.in_features} -> {m.out_features}{' with a bias' * (m.bias is not None)}:"
+                             " float8 matmuls need sizes that are multiples of 16 and no bias")
+    for m in linears.values():
+        m.__class__ = FP8Linear   # only forward differs: weight, hooks and registrations are kept
+    return list(linears)

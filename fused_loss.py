@@ -59,7 +59,7 @@ import triton
 import triton.language as tl
 from triton.runtime.errors import OutOfResources
 
-from model import check_targets   # the target rule every loss shares
+from model import check_targets, matmul_dtype   # the target rule every loss shares; autocast's dtype or x's
 
 LOG2E = tl.constexpr(1.4426950408889634)   # exp(x) = exp2(x * LOG2E): exp2 is the GPU's one-instruction exponential
 MAX_C = 1024   # widest hidden size the kernels take (the register accumulators grow with C)
@@ -219,8 +219,7 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, targets, with_grad_x):
-        device_type = x.device.type
-        dt = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
+        dt = matmul_dtype(x)
         if dt == torch.float64:   # the kernels work in float32 (a float64 dot would change their loops' types)
             dt = torch.float32
         xc, wc, t = x.to(dt).contiguous(), weight.to(dt).contiguous(), targets.contiguous()   # matmuls in dt

@@ -165,12 +165,17 @@ class Block(nn.Module):
 # still go through device memory, so on a GPU it runs at the plain path's speed. fused_loss.py removes the traffic.
 
 
+def matmul_dtype(x):
+    """The dtype a matmul of x runs in, as nn.Linear's would: autocast's where it is on for x's device, else x's."""
+    device_type = x.device.type
+    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
+
+
 def _chunk_loss_and_grads(x, weight, targets, chunk, with_grads):
     """x (N, C), weight (V, C), targets (N,) with -1 ignored -> mean loss (a float32 scalar), and if with_grads its
     gradients w.r.t. x and weight (float32). Matmuls run in the autocast dtype when autocast is on (as lm_head
     would), the softmax and the sums in float32 (float64 for float64 inputs)."""
-    device_type = x.device.type
-    dt = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
+    device_type, dt = x.device.type, matmul_dtype(x)
     acc = torch.promote_types(dt, torch.float32)   # softmax and accumulation dtype
     check_targets(targets, weight.size(0))
     n_valid = (targets != -1).sum().to(acc)        # like F.cross_entropy: the mean over the targets not ignored

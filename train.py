@@ -101,6 +101,7 @@ class TrainConfig:
 RESUME_MUST_MATCH = ("model", "block_size", "rope_base", "batch_size", "lr", "warmup_steps", "final_lr_frac",
                      "beta1", "beta2", "eps", "weight_decay", "grad_clip", "epochs", "max_tokens", "seed",
                      "eval_blocks", "fp8")
+RESUME_DEFAULTS = {"fp8": False}   # what a run whose config predates a setting of RESUME_MUST_MATCH trained with
 
 
 def parse_args(argv=None):
@@ -187,8 +188,8 @@ def check_resumable(ckpt, cfg, model_config, meta, n_train_blocks, dtype):
         return {k: (old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)}
     problems = [f"{what} differ (checkpoint vs now: {d})" for what, d in (
         ("model settings", differ(ckpt["model_config"], asdict(model_config), asdict(model_config))),
-        # (fp8: runs from before the flag trained without it)
-        ("training settings", differ({"fp8": False, **ckpt.get("train_config", {})}, asdict(cfg), RESUME_MUST_MATCH)),
+        ("training settings", differ({**RESUME_DEFAULTS, **ckpt.get("train_config", {})}, asdict(cfg),
+                                     RESUME_MUST_MATCH)),
         ("tokenizers", differ(ckpt, {"tokenizer_sha256": meta["tokenizer"]["sha256"]}, ["tokenizer_sha256"])),
         ("train.bin sizes", differ(ckpt, {"n_train_blocks": n_train_blocks}, ["n_train_blocks"])),
         ("precisions", differ(ckpt, {"dtype": dtype}, ["dtype"] if "dtype" in ckpt else []))) if d]
@@ -362,9 +363,9 @@ def _train(cfg, rank, world, device):
     if cfg.fp8:   # before the optimizer and the compile (fp8.py)
         try:
             fp8.check_supported(device_type, dtype)
+            fp8.use_fp8(raw_model)
         except ValueError as e:
             raise SystemExit(f"--fp8: {e}") from None
-        fp8.use_fp8(raw_model)
     optimizer = torch.optim.AdamW(raw_model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
                                   weight_decay=cfg.weight_decay, fused=device_type == "cuda")
     scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")
@@ -570,6 +571,7 @@ def print_sample(model, cfg, meta, device):
     <s> for the span format of the simplified corpus (the control never has <s>: as evaluate.py's prompts)."""
     start = [meta["eot_token"]] + ([meta["tokenizer"]["special_tokens"]["<s>"]] if meta.get("filter") else [])
     g = torch.Generator(device=device).manual_seed(cfg.seed)
+    model.eval()   # the trained model as evaluate.py loads it (--fp8 multiplies in float8 in training mode only)
     out = model.generate(torch.tensor([start], device=device), cfg.sample_tokens, top_k=50, generator=g)
     print("sample:", load_tokenizer(cfg.data_dir).decode(out[0, 1:].tolist()))
 
