@@ -56,13 +56,16 @@ def to_fp8_rows(t):
     return q, scale
 
 
-def scaled_mm(aq, a_scale, bq, b_scale, out_dtype):
+def scaled_mm(aq, a_scale, bq, b_scale, out_dtype, fast_accum=False):
     """(aq * a_scale) @ (bq * b_scale).T for float8 aq (M, K), bq (N, K) and their row scales (M, 1), (N, 1):
-    float8 products summed in float32, the scales applied to the sum. -> (M, N) in out_dtype."""
+    float8 products summed in float32, the scales applied to the sum. -> (M, N) in out_dtype. fast_accum: on a GPU,
+    sum in the tensor cores' own accumulator, narrower than float32 (by default the kernel moves its partial sums into
+    float32 every few steps along K, which costs time); CPUs ignore it."""
     # _scaled_mm wants its second operand column-major: bq.t() is (K, N) on bq's row-major storage. GPUs' rowwise
     # kernels write bf16 (float32 only in some versions): a float32 product is cast up from it there
     dt = out_dtype if aq.device.type == "cpu" else torch.bfloat16
-    return torch._scaled_mm(aq, bq.t(), scale_a=a_scale, scale_b=b_scale.t(), out_dtype=dt).to(out_dtype)
+    return torch._scaled_mm(aq, bq.t(), scale_a=a_scale, scale_b=b_scale.t(), out_dtype=dt,
+                            use_fast_accum=fast_accum).to(out_dtype)
 
 
 class FP8Matmul(torch.autograd.Function):
@@ -73,7 +76,9 @@ class FP8Matmul(torch.autograd.Function):
         xq, xs = to_fp8_rows(x)                                  # (M, K), (M, 1): a scale per token
         wq, ws = to_fp8_rows(weight)                             # (N, K), (N, 1): a scale per output feature
         ctx.save_for_backward(x, weight)
-        return scaled_mm(xq, xs, wq, ws, x.dtype)                # (M, N)
+        # the forward's sums (K <= 4 x 1024 terms) take the fast accumulator, as torchao's float8 recipes do; the input
+        # gradient keeps the exact one
+        return scaled_mm(xq, xs, wq, ws, x.dtype, fast_accum=True)   # (M, N)
 
     @staticmethod
     def backward(ctx, grad_y):                                   # grad_y (M, N)
