@@ -8,8 +8,10 @@ output head, whose V = 15,000 rows are no multiple of 16) then computes, in trai
 
     forward   y  = x @ W.T        x: a scale per row (token), W: a scale per row (output feature); float8 x float8
     backward  dx = dy @ W         dy: a scale per row (token), W: a scale per column (input feature); float8 x float8
-              dW = dy.T @ x       in the autocast dtype (bf16): the weight gradient sums over all 65,536 tokens of a
-                                  step, where float8's rounding would add up, so it keeps the higher precision
+              dW = dy.T @ x       in the autocast dtype (bf16): this sum runs over the tokens, the dimension the
+                                  per-token scales are on, so they cannot be taken out of it; float8 here would need
+                                  both operands quantised again, per feature and transposed (torchao's rowwise recipe
+                                  also keeps this one in bf16)
 
 Scaling: each row is divided by a power of two that brings its largest |value| into (224, 448], then rounded to
 float8; the matmul multiplies the float32 scales back into its output (torch._scaled_mm, "rowwise" scaling). A power
@@ -77,7 +79,7 @@ class FP8Matmul(torch.autograd.Function):
         wq, ws = to_fp8_rows(weight)                             # (N, K), (N, 1): a scale per output feature
         ctx.save_for_backward(x, weight)
         # the forward's sums (K <= 4 x 1024 terms) take the fast accumulator, as torchao's float8 recipes do; the input
-        # gradient keeps the exact one
+        # gradient's stay float32
         return scaled_mm(xq, xs, wq, ws, x.dtype, fast_accum=True)   # (M, N)
 
     @staticmethod
