@@ -114,7 +114,7 @@ def time_data_loading(args, device, reps=20):
 # element-wise)
 KINDS = [("loss", r"_rows_kernel|_vocab_kernel|cross_entropy|softmax|nll|logsumexp|CrossEntropy|gather|scatter_add"),
          ("attention", r"flash|fmha|attention|sdpa"),
-         ("matmul", r"gemm|cutlass|xmma|nvjet|triton_tem|aten::(mm|addmm|bmm)$"),
+         ("matmul", r"gemm|cutlass|xmma|nvjet|triton_tem|aten::(mm|addmm|bmm|_scaled_mm)$"),
          ("optimizer", r"adam|multi_tensor|foreach"),
          ("embedding", r"embedding|index_select|indexing|sort|scatter|segment|grad_weight"),
          ("element-wise", r"triton_|elementwise|vectorized|reduce|copy|fill|cat|aten::(mul|add|sub|div|pow|mean|"

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Everything only a CUDA GPU can check or time, in one go, within a time budget (it ran in 340 s on an H200, before
-# the trace step timed two models, train.py's GPU tests ran traced too, and the fused loss's own tests ran there):
+# Everything only a CUDA GPU can check or time, in one go, within a time budget (an earlier version, without steps 2
+# and 4's train.py tests and the fused loss's and fp8's own tests, ran in 340 s on an H200; this one: ~530 s expected):
 #   1. the speed benchmark behind README.md's table: plain (bf16 + torch.compile + fused AdamW) against what
 #      --loss auto picks with CUDA graphs, side by side, from h32-L2 to h1024-L8, and the paper's 36 runs estimated
 #      from them (--sweep: its fit needs 4 sizes or more; bench.json is written after each model, so a step cut
 #      short keeps what it measured, and bench.sweep_estimate can redo the estimate from it anywhere)
-#   2. float8 matmuls (train.py --fp8, fp8.py) at h1024-L8 and h512-L4, side by side with auto+cg (step 1 has plain)
+#   2. float8 matmuls (train.py --fp8, fp8.py) at h1024-L8 and h512-L4, side by side with auto+cg (step 1 has plain),
+#      and where their steps spend the time (--profile)
 #   3. the GPU tests (tests/test_gpu.py: the fast paths in bf16, train.py compiled, with the fused loss and CUDA
 #      graphs, with and without micro-batches; tests/test_fused_loss.py on the GPU's tiles; tests/test_fp8.py)
 #   4. the fused loss traced into the compiled graph (FUSED_LOSS_TRACE=1): its tokens/s at h32-L2, to set against
@@ -48,7 +49,7 @@ timeout_flag=$($py -c "import pytest_timeout" 2>/dev/null && echo "--timeout=") 
 # sweep's fit (h512: where auto turns from the fused loss to the chunked one)
 step bench 120 330 $py bench.py --models h32-L2,h256-L4,h1024-L8,h128-L4,h512-L4 --paths plain,auto+cg --sweep \
     --json "$out/bench.json"
-step fp8 60 120 $py bench.py --models h1024-L8,h512-L4 --paths auto+cg,auto+cg+f8 --json "$out/fp8.json"
+step fp8 60 120 $py bench.py --models h1024-L8,h512-L4 --paths auto+cg,auto+cg+f8 --profile 12 --json "$out/fp8.json"
 step test_gpu 90 240 $py -m pytest -v --durations=5 -p no:cacheprovider ${timeout_flag:+${timeout_flag}150} \
     tests/test_gpu.py tests/test_fused_loss.py tests/test_fp8.py -k "not fits_an_h100 and not traces_into"
 step trace 40 80 env FUSED_LOSS_TRACE=1 $py bench.py --models h32-L2 --paths plain,auto+cg --json "$out/trace.json"
