@@ -37,7 +37,7 @@ def test_rows_are_scaled_by_powers_of_two_into_the_float8_range():
     big = torch.randn(64, 100) * torch.logspace(-3, 3, 64)[:, None]
     q, scale = to_fp8_rows(big)
     row_max = q.float().abs().amax(dim=1)
-    assert (row_max <= E4M3_MAX).all() and (row_max > E4M3_MAX / 2 - 16).all()   # each row uses the range
+    assert (row_max <= E4M3_MAX).all() and (row_max >= E4M3_MAX / 2).all()   # each row in [224, 448]
     assert rel_err(q.float() * scale, big) < 0.04                              # 3 mantissa bits
 
 
