@@ -392,16 +392,14 @@ def _train(cfg, rank, world, device):
     # that made it, and stops compiling past 8 (a process' 5th run, in a notebook say, would silently run eagerly)
     if cfg.compile:
         torch._dynamo.reset()
-    model = raw_model
+    eval_model = model = torch.compile(raw_model, mode=cfg.compile_mode) if cfg.compile else raw_model
+    grads_kept = keep_grads(raw_model, cfg.compile_mode if cfg.compile else None, accum)
     if world > 1:
-        # broadcast_buffers off: the model's only buffers are its RoPE tables, the same on every rank
+        # broadcast_buffers off: the model's only buffers are its RoPE tables, the same on every rank. DDP around the
+        # compiled model still overlaps its all-reduces with the backward: dynamo sees DDP active and cuts the graph
+        # at DDP's gradient buckets (its "DDP optimizer")
         model = DDP(model, device_ids=[torch.device(device).index] if device_type == "cuda" else None,
                     broadcast_buffers=False)
-    # compiled around DDP, not inside it: dynamo then cuts the graph at DDP's gradient buckets, so each bucket's
-    # all-reduce runs while the rest of the backward computes (a compiled model inside DDP would hand it every
-    # gradient at once, at the end of the backward); evaluation takes the same model (no collectives in a forward)
-    eval_model = model = torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model
-    grads_kept = keep_grads(raw_model, cfg.compile_mode if cfg.compile else None, accum)
     flops_per_token = raw_model.flops_per_token()
     peak = cfg.peak_flops or (peak_flops(torch.cuda.get_device_name(device)) if device_type == "cuda" else None)
 

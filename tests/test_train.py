@@ -450,8 +450,8 @@ def test_non_finite_loss_of_the_initial_weights_stops_before_any_step(tiny_data,
     reason="the fused loss on CPU needs Triton's interpreter"))])
 def test_two_process_ddp_equals_one_process(tiny_data, tmp_path, loss):
     """torchrun, 2 CPU processes (gloo), 2 micro-batches of 2 per process per step vs. 1 process, 1 x 8, plain loss.
-    With the fused loss in the DDP run, its head gradient must reach DDP's all-reduce like any other; compiled, DDP
-    inside the compiled model (dynamo splits its graph at the gradient buckets), micro-batches under no_sync."""
+    With the fused loss in the DDP run, its head gradient must reach DDP's all-reduce like any other; compiled, the
+    same numbers through DDP's no_sync on the compiled model (its parameters are one gradient bucket: no graph split)."""
     loss, *compiled = loss.split()
     args = [f"--{k}={v}" for k, v in {**TINY, "max_tokens": 6 * 256, "eval_interval": 3, "loss": loss}.items()]
     args += compiled
