@@ -448,7 +448,7 @@ def parse_args(argv=None):
                 if choose_loss(path["loss"], width, device_type) == "fused":
                     fused_loss_module().check_supported(device_type, width)
                 if path["fp8"]:
-                    fp8.check_supported(device_type, args.dtype)
+                    fp8.check_supported(args.device, args.dtype)
             except ValueError as e:
                 raise SystemExit(f"--paths {path['name']} at {m}: {e}") from None
     if args.json:

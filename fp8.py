@@ -10,8 +10,8 @@ output head, whose V = 15,000 rows are no multiple of 16) then computes, in trai
     backward  dx = dy @ W         dy: a scale per row (token), W: a scale per column (input feature); float8 x float8
               dW = dy.T @ x       in the autocast dtype (bf16): this sum runs over the tokens, the dimension the
                                   per-token scales are on, so they cannot be taken out of it; float8 here would need
-                                  both operands quantised again, per feature and transposed (torchao's rowwise recipe
-                                  also keeps this one in bf16)
+                                  both operands quantised again, per feature and transposed (torchao's recipe
+                                  "rowwise_with_gw_hp" keeps this one in high precision too)
 
 Scaling: each row is divided by a power of two that brings its largest |value| into (224, 448], then rounded to
 float8; the matmul multiplies the float32 scales back into its output (torch._scaled_mm, "rowwise" scaling). A power
@@ -37,14 +37,17 @@ E4M3 = torch.float8_e4m3fn
 E4M3_MAX = torch.finfo(E4M3).max   # 448.0
 
 
-def check_supported(device_type, dtype):
-    """ValueError (one line, what to do instead) where float8 matmuls cannot run: dtype is train.py's --dtype."""
+def check_supported(device, dtype):
+    """ValueError (one line, what to do instead) where float8 matmuls cannot run: device as "cuda:1", "cpu"; dtype is
+    train.py's --dtype."""
+    device_type = str(device).split(":")[0]
     where = "ROCm" if device_type == "cuda" and torch.version.hip else device_type   # (ROCm has other float8 types)
     if where not in ("cuda", "cpu"):
         raise ValueError(f"float8 matmuls run on NVIDIA GPUs and CPUs here, not {where}: train without --fp8")
-    if device_type == "cuda" and torch.cuda.get_device_capability() < (9, 0):
+    if device_type == "cuda" and torch.cuda.get_device_capability(device) < (9, 0):
         raise ValueError(f"float8 rowwise matmuls need an H100-class GPU (compute capability 9.0+), this is "
-                         f"{torch.cuda.get_device_name()} {torch.cuda.get_device_capability()}: train without --fp8")
+                         f"{torch.cuda.get_device_name(device)} {torch.cuda.get_device_capability(device)}: train "
+                         "without --fp8")
     if device_type == "cuda" and dtype != "bfloat16":   # the GPU's rowwise kernels write bf16 only
         raise ValueError(f"float8 matmuls on a GPU run under bfloat16 autocast, not {dtype}: --dtype bfloat16")
 
@@ -58,16 +61,17 @@ def to_fp8_rows(t):
     return q, scale
 
 
-def scaled_mm(aq, a_scale, bq, b_scale, out_dtype, fast_accum=False):
-    """(aq * a_scale) @ (bq * b_scale).T for float8 aq (M, K), bq (N, K) and their row scales (M, 1), (N, 1):
-    float8 products summed in float32, the scales applied to the sum. -> (M, N) in out_dtype. fast_accum: on a GPU,
-    sum in the tensor cores' own accumulator, narrower than float32 (by default the kernel moves its partial sums into
-    float32 every few steps along K, which costs time); CPUs ignore it."""
+def scaled_mm(aq, a_scale, bq, b_scale, out_dtype):
+    """(aq * a_scale) @ (bq * b_scale).T for float8 aq (M, K), bq (N, K) and their row scales (M, 1), (N, 1): float8
+    products summed (on a GPU in the tensor cores' own accumulator, a little narrower than float32), the scales
+    applied to the sum. -> (M, N) in out_dtype."""
     # _scaled_mm wants its second operand column-major: bq.t() is (K, N) on bq's row-major storage. GPUs' rowwise
-    # kernels write bf16 (float32 only in some versions): a float32 product is cast up from it there
+    # kernels write bf16 (float32 only in some versions): a float32 product is cast up from it there. use_fast_accum:
+    # the rowwise kernels are only fast with it (torchao's rowwise recipes set it for every float8 matmul); without it
+    # the kernel moves its partial sums into float32 every few steps along K. CPUs ignore it
     dt = out_dtype if aq.device.type == "cpu" else torch.bfloat16
     return torch._scaled_mm(aq, bq.t(), scale_a=a_scale, scale_b=b_scale.t(), out_dtype=dt,
-                            use_fast_accum=fast_accum).to(out_dtype)
+                            use_fast_accum=True).to(out_dtype)
 
 
 class FP8Matmul(torch.autograd.Function):
@@ -78,9 +82,7 @@ class FP8Matmul(torch.autograd.Function):
         xq, xs = to_fp8_rows(x)                                  # (M, K), (M, 1): a scale per token
         wq, ws = to_fp8_rows(weight)                             # (N, K), (N, 1): a scale per output feature
         ctx.save_for_backward(x, weight)
-        # the forward's sums (K <= 4 x 1024 terms) take the fast accumulator, as torchao's float8 recipes do; the input
-        # gradient's stay float32
-        return scaled_mm(xq, xs, wq, ws, x.dtype, fast_accum=True)   # (M, N)
+        return scaled_mm(xq, xs, wq, ws, x.dtype)                # (M, N)
 
     @staticmethod
     def backward(ctx, grad_y):                                   # grad_y (M, N)

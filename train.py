@@ -362,7 +362,7 @@ def _train(cfg, rank, world, device):
         raise SystemExit(f"--loss {cfg.loss}: {e}") from None
     if cfg.fp8:   # before the optimizer and the compile (fp8.py)
         try:
-            fp8.check_supported(device_type, dtype)
+            fp8.check_supported(device, dtype)
             fp8.use_fp8(raw_model)
         except ValueError as e:
             raise SystemExit(f"--fp8: {e}") from None

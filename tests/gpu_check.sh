@@ -9,9 +9,9 @@
 #      and where their steps spend the time (--profile)
 #   3. the GPU tests (tests/test_gpu.py: the fast paths in bf16, train.py compiled, with the fused loss and CUDA
 #      graphs, with and without micro-batches; tests/test_fused_loss.py on the GPU's tiles; tests/test_fp8.py)
-#   4. the fused loss traced into the compiled graph (FUSED_LOSS_TRACE=1): its tokens/s at h32-L2, to set against
-#      step 1's auto+cg (through a graph break, same machine; at h256-L4 it was as fast), and train.py's GPU tests
-#      with it
+#   4. the fused loss traced into the compiled graph (FUSED_LOSS_TRACE=1): train.py's compiled GPU tests with it,
+#      then its tokens/s at h32-L2, to set against step 1's auto+cg (through a graph break, same machine; at h256-L4
+#      it was as fast)
 # Usage: bash tests/gpu_check.sh [OUT_DIR] [SECONDS]   (defaults: out/gpu_check, 560: the whole script's budget)
 # Steps run in order of importance, each under its own time limit, cut to what the budget has left; a step that
 # would get less than its minimum is skipped (and says so). At most 8 files land in OUT_DIR: each step's log, and
@@ -27,7 +27,7 @@ mkdir -p "$out"
 failed=0
 step() {   # step NAME MIN_SECONDS MAX_SECONDS COMMAND...: run within what is left of the budget, log in OUT/NAME.log
     local name=$1 min=$2 limit=$3; shift 3
-    local left=$((budget - SECONDS))
+    local left=$((budget - SECONDS - 15))   # 15 s kept for a killed step's cleanup and the summary line
     if [ "$left" -lt "$min" ]; then
         echo "== $name: skipped, ${left} s of the budget left (needs ${min})"; return
     fi
@@ -47,13 +47,13 @@ timeout_flag=$($py -c "import pytest_timeout" 2>/dev/null && echo "--timeout=") 
 
 # the three sizes of issue 7's targets first (bench.json is saved after each model), then h128-L4 and h512-L4 for the
 # sweep's fit (h512: where auto turns from the fused loss to the chunked one)
-step bench 120 330 $py bench.py --models h32-L2,h256-L4,h1024-L8,h128-L4,h512-L4 --paths plain,auto+cg --sweep \
+step bench 120 240 $py bench.py --models h32-L2,h256-L4,h1024-L8,h128-L4,h512-L4 --paths plain,auto+cg --sweep \
     --json "$out/bench.json"
-step fp8 60 120 $py bench.py --models h1024-L8,h512-L4 --paths auto+cg,auto+cg+f8 --profile 12 --json "$out/fp8.json"
+step fp8 90 150 $py bench.py --models h1024-L8,h512-L4 --paths auto+cg,auto+cg+f8 --profile 12 --json "$out/fp8.json"
 step test_gpu 90 240 $py -m pytest -v --durations=5 -p no:cacheprovider ${timeout_flag:+${timeout_flag}150} \
     tests/test_gpu.py tests/test_fused_loss.py tests/test_fp8.py -k "not fits_an_h100 and not traces_into"
-step trace 40 80 env FUSED_LOSS_TRACE=1 $py bench.py --models h32-L2 --paths plain,auto+cg --json "$out/trace.json"
 step train_traced 60 120 env FUSED_LOSS_TRACE=1 $py -m pytest -v -p no:cacheprovider \
     ${timeout_flag:+${timeout_flag}100} tests/test_gpu.py -k "train_on_gpu and not extra0"   # (extra0: not compiled)
+step trace 40 80 env FUSED_LOSS_TRACE=1 $py bench.py --models h32-L2 --paths plain,auto+cg --json "$out/trace.json"
 echo "== gpu_check: $SECONDS s of the ${budget} s budget$([ $failed = 1 ] && echo ", a step failed")"
 exit $failed

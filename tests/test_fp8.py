@@ -175,11 +175,12 @@ def test_where_float8_cannot_run_it_says_so_in_one_line(monkeypatch):
     fp8.check_supported("cpu", "float32")
     with pytest.raises(ValueError, match="not mps: train without --fp8"):
         fp8.check_supported("mps", "float32")
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "A100")    # a GPU as these checks see it
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (8, 0))
+    # two GPUs as these checks see them: an H100 as cuda:0, an A100 as cuda:1
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "A100" if d == "cuda:1" else "H100")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (8, 0) if d == "cuda:1" else (9, 0))
     with pytest.raises(ValueError, match=r"compute capability 9.0\+\), this is A100 \(8, 0\): train without --fp8"):
-        fp8.check_supported("cuda", "bfloat16")
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+        fp8.check_supported("cuda:1", "bfloat16")
+    fp8.check_supported("cuda:0", "bfloat16")
     fp8.check_supported("cuda", "bfloat16")
     with pytest.raises(ValueError, match="bfloat16 autocast, not float16: --dtype bfloat16"):
         fp8.check_supported("cuda", "float16")

@@ -456,7 +456,8 @@ def test_a_run_with_other_train_args_or_data_conflicts_and_a_moved_one_does_not(
     assert run_state(d, run) == ("done", "")
     for flags, key in ((["--train_args=--seed 1"], "seed"), (["--train_args=--weight_decay 0"], "weight_decay"),
                        (["--train_args=--beta2 0.99"], "beta2"), (["--eval_interval", "10"], "eval_interval"),
-                       (["--train_args=--dtype bfloat16"], "dtype")):
+                       (["--train_args=--dtype bfloat16"], "dtype"),
+                       (["--train_args=--fp8"], "fp8")):   # this config has no fp8: a run from before the flag
         state, detail = run_state(d, one_run(tmp_path, *flags)[0])
         assert state == "conflict" and key in detail, (flags, detail)
     assert run_state(d, one_run(tmp_path, "--train_args=--compile --loss chunked")[0])[0] == "done"   # speed only
