@@ -27,9 +27,18 @@ def reusable(entry, args):
     return entry.get("scoring") == SCORING and entry.get("dtype") == args.dtype
 
 
+# train.py settings added after runs were made, each with the value every earlier run trained with: a run at that value
+# is the same as one from before the setting (train.py resumes it, scaling.py reuses it, and its checkpoint_id is what
+# it was, so evaluate.py keeps its scores instead of redoing every results file when a flag is added)
+ADDED_SETTINGS = {"fp8": False}
+
+
 def checkpoint_id(info):
     """A checkpoint as it is now: its settings and how far it trained (retraining or resuming changes it)."""
-    key = [info.get(k) for k in ("model_config", "train_config", "step", "tokens", "val_loss")]
+    train = info.get("train_config")
+    if isinstance(train, dict):   # an added setting at its old value: hashed as if absent
+        train = {k: v for k, v in train.items() if k not in ADDED_SETTINGS or v != ADDED_SETTINGS[k]}
+    key = [info.get("model_config"), train, info.get("step"), info.get("tokens"), info.get("val_loss")]
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

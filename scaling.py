@@ -35,11 +35,11 @@ import torch
 from model import GPT, PAPER_GRID, PAPER_TRAIN_TOKENS, config_from_name
 from fits import fit_corpus   # the scaling-law math (fits.py), and which points each law is fitted to
 from report import plot_curves, plot_emergence, plot_law, table   # figures, fits.md
-from results import read_results, run_checkpoint_id   # evaluate.py's results/<run>.json files, checked
+from results import ADDED_SETTINGS, read_results, run_checkpoint_id   # evaluate.py's results files, checked
 from files import (HelpFormat, make_dir, read_json, read_log, whole_number, write_atomic,   # read_json: {} if missing
                    write_json)
 from bench import measured_speeds, schedule_seconds, seconds_for, speed_key   # how long the sweep will take
-from train import RESUME_DEFAULTS, RESUME_MUST_MATCH, hms   # the settings that shape a run; seconds -> h:mm:ss
+from train import RESUME_MUST_MATCH, hms       # the settings that shape a run; seconds -> h:mm:ss
 from train import parse_args as train_config    # train.py's own reading of its command line
 
 HERE = Path(__file__).resolve().parent
@@ -155,11 +155,11 @@ def run_state(run_dir, run=None):
         return "unreadable", "config.json is not a JSON object with 'train' and 'dataset' objects"
     if run is not None and config:
         # train.py's own list of the settings that shape a run, the evals the fits read, and the dataset by content.
-        # A setting an older config.json lacks is not compared, but for train.RESUME_DEFAULTS (what such a run trained
+        # A setting an older config.json lacks is not compared, but for results.ADDED_SETTINGS (what such a run trained
         # with); device, compile, threads and the like change the speed, not the numbers, so --fit_only need not
         # repeat them.
         keys = (*RESUME_MUST_MATCH, "eval_interval", "dtype")
-        have = {**RESUME_DEFAULTS, **config.get("train", {}),
+        have = {**ADDED_SETTINGS, **config.get("train", {}),
                 **{f"dataset {k}": v for k, v in config.get("dataset", {}).items()}}
         want = {**{k: run["train"][k] for k in keys}, **{f"dataset {k}": v for k, v in run["dataset"].items()}}
         if diff := {k: (have[k], v) for k, v in want.items() if k in have and v is not None and have[k] != v}:

@@ -45,6 +45,7 @@ import fp8   # --fp8: float8 matmuls (H100/H200)
 from model import GPT, LOSS_KINDS, auto_dtype, config_from_name, mfu, peak_flops, read_checkpoint
 from files import make_dir, try_lock, whole_number, write_atomic   # lock: one writer; 1e6 -> 1000000; temp + rename
 from dataset import TokenBlocks, block_ids, load_meta, load_tokenizer, unigram_baseline   # what simplify.py wrote
+from results import ADDED_SETTINGS   # settings added later, at the value older runs trained with (fp8: False)
 
 # -----------------------------------------------------------------------------
 # Hyperparameters: every field is a command-line flag (its comment is the --help text)
@@ -101,7 +102,6 @@ class TrainConfig:
 RESUME_MUST_MATCH = ("model", "block_size", "rope_base", "batch_size", "lr", "warmup_steps", "final_lr_frac",
                      "beta1", "beta2", "eps", "weight_decay", "grad_clip", "epochs", "max_tokens", "seed",
                      "eval_blocks", "fp8")
-RESUME_DEFAULTS = {"fp8": False}   # what a run whose config predates a setting of RESUME_MUST_MATCH trained with
 
 
 def parse_args(argv=None):
@@ -188,7 +188,7 @@ def check_resumable(ckpt, cfg, model_config, meta, n_train_blocks, dtype):
         return {k: (old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)}
     problems = [f"{what} differ (checkpoint vs now: {d})" for what, d in (
         ("model settings", differ(ckpt["model_config"], asdict(model_config), asdict(model_config))),
-        ("training settings", differ({**RESUME_DEFAULTS, **ckpt.get("train_config", {})}, asdict(cfg),
+        ("training settings", differ({**ADDED_SETTINGS, **ckpt.get("train_config", {})}, asdict(cfg),
                                      RESUME_MUST_MATCH)),
         ("tokenizers", differ(ckpt, {"tokenizer_sha256": meta["tokenizer"]["sha256"]}, ["tokenizer_sha256"])),
         ("train.bin sizes", differ(ckpt, {"n_train_blocks": n_train_blocks}, ["n_train_blocks"])),

@@ -762,6 +762,18 @@ def test_nan_scores_are_an_error_not_a_perfect_score(tiny, monkeypatch):
         evaluate_task(model, enc, [256], False, task, 0, args, "cpu", contextlib.nullcontext())
 
 
+def test_a_setting_added_later_keeps_the_checkpoint_id_of_runs_at_its_old_value():
+    """A flag added to train.py (fp8) must not make every results file stale: at the value older runs trained with,
+    the checkpoint is what it was; at another value, or with another setting or another val loss, it is not."""
+    from results import checkpoint_id
+    info = {"model_config": {"n_embd": 64}, "train_config": {"lr": 1e-3}, "step": 10, "tokens": 1280, "val_loss": 4.2}
+    old = checkpoint_id(info)
+    assert checkpoint_id({**info, "train_config": {"lr": 1e-3, "fp8": False}}) == old
+    for changed in ({"train_config": {"lr": 1e-3, "fp8": True}}, {"train_config": {"lr": 2e-3}}, {"val_loss": 4.21},
+                    {"step": 11}):
+        assert checkpoint_id({**info, **changed}) != old, changed
+
+
 def test_a_nan_checkpoint_is_skipped_and_the_others_scored(tiny_data, tmp_path):
     sha = json.loads((tiny_data / "meta.json").read_text())["tokenizer"]["sha256"]
     good, bad = (make_checkpoint(tmp_path / "out" / name, tiny_data, sha) for name in ("good", "bad"))
