@@ -159,7 +159,8 @@ def test_train_py_fp8_runs_records_and_resumes_only_with_the_same_setting(tiny_d
     assert f8[-1]["val_loss"] < f8[0]["val_loss"] - 0.5                        # it trained
     assert f8[-1]["val_loss"] == pytest.approx(plain[-1]["val_loss"], rel=0.03)
     assert f8[-1]["val_loss"] != plain[-1]["val_loss"]                         # and in float8: not the same numbers
-    assert split[-1]["val_loss"] == pytest.approx(f8[-1]["val_loss"], rel=1e-4)   # resumed = uninterrupted
+    # resumed = uninterrupted (on a GPU to 1e-3, as in test_gpu.py: its atomic additions vary the rounding)
+    assert split[-1]["val_loss"] == pytest.approx(f8[-1]["val_loss"], rel=1e-4 if DEVICE == "cpu" else 1e-3)
     assert json.loads((tmp_path / "fp8" / "config.json").read_text())["train"]["fp8"] is True
     # a checkpoint from before the flag existed (no fp8 in its train_config) resumes without it
     ckpt_path = tmp_path / "plain" / "ckpt.pt"
