@@ -66,23 +66,25 @@ def filter_key(args):
                 max_docs=args.max_docs, control_fraction=args.control_fraction)
 
 
-def source_files(source):
+def source_files(source, listed=None):
     """The data itself, for the filter's cache: every file's real path, size and modification time (a hub dataset:
     None), so that the same relative path from another directory or a file edited in place is not taken for the old
-    data. Reading the file list also stops a wrong --source before anything is written."""
+    data. Reading the file list also stops a wrong --source before anything is written. listed: list_files(source),
+    if already walked."""
     if source.startswith("hf:"):
         return None
-    files = [(os.path.realpath(f), os.path.getsize(f), os.stat(f).st_mtime_ns) for f in list_files(source)]
+    files = [(os.path.realpath(f), os.path.getsize(f), os.stat(f).st_mtime_ns) for f in listed or list_files(source)]
     return hashlib.sha256(json.dumps(files).encode()).hexdigest()
 
 
-def file_listing(source):
+def file_listing(source, listed=None):
     """What decides which files each shard reads: the sorted names (relative to the source) and sizes. Every shard
-    must see the same list, or files are read twice or never: the build compares the shards' listings."""
+    must see the same list, or files are read twice or never: the build compares the shards' listings. listed: as
+    source_files'."""
     if source.startswith("hf:"):
         return None
     files = [(os.path.relpath(f, source) if os.path.isdir(source) else os.path.basename(f), os.path.getsize(f))
-             for f in list_files(source)]
+             for f in listed or list_files(source)]
     return dict(files=len(files), sha=hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16])
 
 
@@ -102,7 +104,8 @@ def filter_stage(args, vocab, shard, num_shards):
     dirs = {k: os.path.join(args.out_dir, k) for k in ("simplified", "unrestricted")}
     done_path = os.path.join(dirs["simplified"], f"filter-{tag}.json")
     settings = dict(min_span_len=args.min_span_len, max_oov=args.max_oov, from_sentence_start=args.from_sentence_start)
-    key = dict(filter_key(args), files=source_files(args.source))
+    listed = None if args.source.startswith("hf:") else list_files(args.source)   # walked once: a big source is slow
+    key = dict(filter_key(args), files=source_files(args.source, listed))
     outs = {k: os.path.join(d, f"docs-{tag}.jsonl.gz") for k, d in dirs.items()}
     for d in dirs.values():
         os.makedirs(d, exist_ok=True)
@@ -120,7 +123,7 @@ def filter_stage(args, vocab, shard, num_shards):
     files = {k: io.TextIOWrapper(gzip.GzipFile(p, "wb", compresslevel=3, mtime=0), encoding="utf-8")
              for k, p in tmps.items()}
     c = dict(docs_in=0, docs_out=0, bytes_in=0, words_in=0, words_out=0, spans=0, control_docs=0)
-    n_files = None if args.source.startswith("hf:") else len(list_files(args.source))
+    n_files = listed and len(listed)
     progress, files_seen = Progress(f"filter {tag}"), set()  # ETA from the share of files started (when > 1 file)
 
     def handle(batch, results):
@@ -168,7 +171,7 @@ def filter_stage(args, vocab, shard, num_shards):
             f.close()
             if os.path.exists(tmps[k]):
                 os.remove(tmps[k])
-    write_json(done_path, dict(key=key, counts=c, listing=file_listing(args.source)))  # last: the shard is complete
+    write_json(done_path, dict(key=key, counts=c, listing=file_listing(args.source, listed)))  # last: shard complete
     print(f"filter {tag}: {c['docs_out']:,}/{c['docs_in']:,} documents and {c['words_out']:,}/{c['words_in']:,} words "
           f"kept ({c['words_out'] / max(c['words_in'], 1):.1%}) in {c['spans']:,} spans")
 

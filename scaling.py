@@ -155,9 +155,8 @@ def run_state(run_dir, run=None):
         return "unreadable", "config.json is not a JSON object with 'train' and 'dataset' objects"
     if run is not None and config:
         # train.py's own list of the settings that shape a run, the evals the fits read, and the dataset by content.
-        # A setting an older config.json lacks is not compared, but for results.ADDED_SETTINGS (what such a run trained
-        # with); device, compile, threads and the like change the speed, not the numbers, so --fit_only need not
-        # repeat them.
+        # A setting an older config.json lacks is not compared (one of results.ADDED_SETTINGS: at the value it had);
+        # device, compile, threads and the like change the speed, not the numbers, so --fit_only need not repeat them.
         keys = (*RESUME_MUST_MATCH, "eval_interval", "dtype")
         have = {**ADDED_SETTINGS, **config.get("train", {}),
                 **{f"dataset {k}": v for k, v in config.get("dataset", {}).items()}}
