@@ -213,13 +213,13 @@ def time_path(model_name, args, device, dtype, path, batches):
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
         hwm_reset = device_type == "cpu" and cpu_peak_rss_reset()
-        t0, steps, timed_from = time.perf_counter(), 0, time.time()
+        t0, steps = time.perf_counter(), 0
         while steps == 0 or time.perf_counter() - t0 < args.min_seconds:   # rounds of --steps, no sync inside
             for _ in range(args.steps):
                 step(batches[steps % len(batches)])
                 steps += 1
             sync()
-        step_s, timed_to = (time.perf_counter() - t0) / steps, time.time()
+        step_s = (time.perf_counter() - t0) / steps
         profile = None
         if args.profile:                               # one more step, kernel by kernel: where the time goes
             profile = profile_step(model_name, path["name"], lambda: (step(batches[0]), sync()), device_type,
@@ -244,7 +244,7 @@ def time_path(model_name, args, device, dtype, path, batches):
             "micro_batch_size": micro, "loss_chunk": model.loss_chunk, "timed_steps": steps, "step_s": step_s,
             "tokens_per_s": tokens_per_s, "mfu": mfu(model.flops_per_token(), tokens_per_s, args.peak_flops),
             "peak_mem_bytes": peak_mem, "first_loss": first_loss, "params": model.num_params(),
-            "profile_ms_by_kind": profile, "timed_window": [timed_from, timed_to]}   # Unix times: runs at once overlap?
+            "profile_ms_by_kind": profile}
 
 
 def ran(r):
@@ -441,14 +441,18 @@ def parse_args(argv=None):
         raise SystemExit(f"--device {args.device}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu")
     device_type = args.device.split(":")[0]
     args.dtype = args.dtype if args.dtype != "auto" else auto_dtype(args.device)
-    for m in args.models:     # a path that cannot run here is refused now, not after the others have been timed
+    for path in args.paths:   # a path that cannot run here is refused now, not after the others have been timed
+        try:
+            if path["fp8"]:
+                fp8.check_supported(args.device, args.dtype)
+        except ValueError as e:
+            raise SystemExit(f"--paths {path['name']}: {e}") from None
+    for m in args.models:     # (the fused loss: at each model's width)
         width = config_from_name(m).n_embd
         for path in args.paths:
             try:
                 if choose_loss(path["loss"], width, device_type) == "fused":
                     fused_loss_module().check_supported(device_type, width)
-                if path["fp8"]:
-                    fp8.check_supported(args.device, args.dtype)
             except ValueError as e:
                 raise SystemExit(f"--paths {path['name']} at {m}: {e}") from None
     if args.json:

@@ -130,7 +130,7 @@ def test_benchmark_refuses_bad_flags():
         bench.parse_args(["--paths", "plain,fast"])
     with pytest.raises(SystemExit, match="'fused[+]cg[+]cg' is not LOSS"):
         bench.parse_args(["--paths", "plain,fused+cg+cg"])
-    with pytest.raises(SystemExit, match="--paths plain[+]f8 at h32-L2: float8 matmuls run on NVIDIA GPUs and CPUs "
+    with pytest.raises(SystemExit, match="--paths plain[+]f8: float8 matmuls run on NVIDIA GPUs and CPUs "
                                          "here, not mps"):
         bench.parse_args(["--models", "h32-L2", "--paths", "plain,plain+f8", "--device", "mps"])
 
@@ -177,7 +177,7 @@ def test_a_path_that_fails_is_left_out_with_its_whole_cause(tmp_path, monkeypatc
     assert failed["error"] == "RuntimeError: backend='inductor' raised: RuntimeError: no kernel for you"
     captured = capsys.readouterr()
     assert "Traceback" in captured.err and "h32-L2     plain+cg       RuntimeError: backend=" in captured.out
-    assert results[0]["over_baseline"] == {} and plain["timed_window"][0] <= plain["timed_window"][1]
+    assert results[0]["over_baseline"] == {}
     def out_of_memory(model, **kw):   # an OOM wrapped by the compiler is still out of memory, not a failure
         def call(*a, **k):
             raise RuntimeError("backend='inductor' raised:\ntorch.OutOfMemoryError: CUDA out of memory. Tried to ...")
