@@ -55,7 +55,7 @@ def load_vocab(path):
     if not words:
         raise SystemExit(f"vocabulary file {path} has a header but no words")
     # the filter splits words at digits and delimiters (below): "don't" or "e-mail" can never match as they are
-    if dead := sorted({w for w in words if re.search(b"[0-9" + re.escape(DELIMITERS) + b"]", w.encode())}):
+    if dead := sorted({w for w in words if not re.fullmatch(_W + b"+", w.encode())}):   # (_W: a word byte)
         print(f"note: {len(dead)} entries of {path} can never match, the filter splitting words at their digits or "
               f"delimiters ({', '.join(dead[:5])}{', ...' if len(dead) > 5 else ''}): list their pieces (don, t)")
     return frozenset(w.lower() for w in words)
