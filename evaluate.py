@@ -449,8 +449,7 @@ def main(argv=None):
     if not any(applies(t, s) for t in tasks for s in args.shots):
         raise SystemExit("nothing to score: every task is empty after the filter or zero-shot only with these --shots")
     failed = []
-    for path, hub in models:
-        name = result_name(path, hub)
+    for (path, hub), name in zip(models, names):
         old, problem = previous_results(path, args, hub)
         if problem and not args.force:
             raise SystemExit(f"{problem}: pass --results_dir DIR to keep both, or --force to replace it")

@@ -640,7 +640,7 @@ def test_prompts_start_as_the_models_training_documents(tiny_data, tmp_path, mon
     res = evaluate.evaluate_model(run, [task], [0], args, "cpu", None)
     assert seen == [(starts + list(b"Question: Is it?\nAnswer:"), list(b" " + c)) for c in (b"yes", b"no")]
     assert res["eval"]["prefix_sos"] is (257 in starts)
-    assert "note: its corpus was simplified with" not in capsys.readouterr().out     # no vocabulary recorded
+    assert "with the word list" not in capsys.readouterr().out                      # no vocabulary recorded
     (data / "meta.json").write_text(json.dumps(dict(meta, vocab_file="/elsewhere/ao.csv", vocab_sha256="0" * 64)))
     evaluate.evaluate_model(run, [task], [0], args, "cpu", None)
     what = "its corpus was simplified" if isinstance(filter_key, dict) else "its simplified twin was made"
