@@ -481,7 +481,8 @@ def main(argv=None):
         elif d.get("tokens_seen") != fitted[name]:
             problems.append((name, f"{file} scored the run at {d.get('tokens_seen')} tokens, its log ends at "
                                    f"{fitted[name]}: left out of the emergence analysis (run evaluate.py again)"))
-        elif d.get("checkpoint_id") != run_checkpoint_id(Path(args.out_dir) / name):
+        elif (now := run_checkpoint_id(Path(args.out_dir) / name)) and d.get("checkpoint_id") != now:   # (no ckpt.pt
+            # left, deleted to save space say: the log's tokens, checked above, are all there is to go by)
             problems.append((name, f"{file} scored another checkpoint of that name (trained elsewhere or with other "
                                    "settings): left out of the emergence analysis (run evaluate.py again)"))
         else:

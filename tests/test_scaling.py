@@ -17,6 +17,7 @@ import fits
 from fits import fit_chinchilla, fit_corpus, fit_power_law, flop_per_token, frontier, lbfgs
 from report import baseline_crossing, emergence
 from files import json_safe
+from results import run_checkpoint_id
 from scaling import collect, counts, read_run, run_state
 
 HOFFMANN = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
@@ -737,6 +738,15 @@ def test_fit_only_on_runs_from_a_known_law_writes_fits_figures_and_table(tmp_pat
             "its log ends at 999424: left out of the emergence analysis (run evaluate.py again)"} in fits["left_out"]
     cross = {(x["level"], x["name"], x["corpus"]): x["crossing"] for x in fits["emergence"]}
     assert cross[("family", "blimp", "simplified")] is None   # its means 0.475, 0.525 without the 0.6 at 1e14
+    run_dir = out / "h128-L2-simplified-1M"                   # a readable checkpoint: its results must be of it
+    torch.save({"model": {}, "model_config": {"n_embd": 128}, "step": 488, "train_config": {}}, run_dir / "ckpt.pt")
+    assert run_checkpoint_id(run_dir) is not None
+    results_json(res / "s2.json", "h128-L2-simplified-1M", "simplified", 1e14, {"blimp_a": 0.7, "blimp_b": 0.5},
+                 checkpoint_id=run_checkpoint_id(run_dir))
+    scaling.main(args)
+    cross = {(x["level"], x["name"], x["corpus"]): x["crossing"] for x in json.loads((res / "fits.json").read_text())[
+        "emergence"]}
+    assert cross[("family", "blimp", "simplified")] == pytest.approx(family)   # kept: the checkpoint it scored
     results_json(res / "s2.json", "h128-L2-simplified-1M", "simplified", 1e14, {"blimp_a": 0.7}, checkpoint_id="0f")
     scaling.main(args)                                         # another checkpoint of that name: left out, said
     assert {"run": "h128-L2-simplified-1M", "why": f"{res}/h128-L2-simplified-1M.json scored another checkpoint of "
