@@ -11,6 +11,7 @@ model.py: the paper's LLaMA-style decoder-only transformer (section 4), small en
     model, info = load_checkpoint("out/h64-L2-simplified-1M")   # a run of train.py (here: of scaling.py)
     model.set_loss("chunked")                   # training speed: loss over 8192-row chunks, logits never whole
     model.set_loss("fused")                     # or (a GPU): Triton kernels that never write the logits at all
+    model.set_attention("triton")               # (a GPU) attention.py's kernels for short sequences, narrow heads
     logits, loss = model(idx, targets)          # -> logits None (not computed), the same loss and gradients
 
 The paper's 18 models are named h<hidden>-L<layers> (PAPER_GRID). Parameters per layer: attention 4h^2, SwiGLU 12h^2
@@ -113,6 +114,7 @@ class CausalSelfAttention(nn.Module):
         self.n_head = config.n_head
         self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)  # q, k, v projections in one matmul
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        self.triton = False   # attention.py's kernels instead of PyTorch's (GPT.set_attention): a speed setting
 
     def forward(self, x, cos, sin):
         B, T, C = x.shape
@@ -120,6 +122,8 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x).split(C, dim=2)                          # 3 x (B, T, C)
         q, k, v = (t.view(B, T, self.n_head, hd).transpose(1, 2) for t in (q, k, v))   # (B, nh, T, hd)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if self.triton:   # whole-sequence tiles in registers: no padding, y a view of a (B, T, C) tensor
+            return self.proj(triton_module("attention").causal_attention(q, k, v).transpose(1, 2).reshape(B, T, C))
         if hd % 8:   # the flash kernels need head_dim % 8 == 0 (h32 has 4): zero columns change no q.k and no output
             q, k, v = (F.pad(t, (0, -hd % 8)) for t in (q, k, v))
         # scale given: after the padding, SDPA's default 1/sqrt(q.size(-1)) would divide by sqrt(8), not sqrt(hd)
@@ -246,23 +250,25 @@ def chunked_cross_entropy(x, weight, targets, chunk):
     return _chunk_loss_and_grads(x, weight, targets, chunk, with_grads=False)[0]   # evaluation: no gradient work
 
 
-_fused_loss = None   # the fused_loss module once imported (set_loss imports it, outside any compiled code)
+_TRITON = {}   # the Triton modules once imported (set_loss and set_attention import them, outside compiled code)
 
 
-def fused_loss_module():
-    """fused_loss.py, imported on first use (Triton takes a second to import); ValueError without Triton."""
-    global _fused_loss
-    if _fused_loss is None:
+def triton_module(name):
+    """fused_loss.py or attention.py ("fused_loss", "attention"), imported on first use (Triton takes a second to
+    import); ValueError without Triton."""
+    if name not in _TRITON:
         try:
-            import fused_loss
-        except ImportError:
-            raise ValueError("the fused loss needs Triton (PyTorch's CUDA builds bring it): use the chunked "
-                             "loss") from None
-        _fused_loss = fused_loss
-    return _fused_loss
+            _TRITON[name] = importlib.import_module(name)
+        except ImportError as e:
+            if e.name != "triton":
+                raise
+            raise ValueError(f"{name}.py needs Triton (PyTorch's CUDA builds bring it): use "
+                             f"{'the chunked loss' if name == 'fused_loss' else 'sdpa attention'}") from None
+    return _TRITON[name]
 
 
 LOSS_KINDS = ("auto", "plain", "chunked", "fused")
+ATTENTION_KINDS = ("sdpa", "triton")
 FUSED_MAX_AUTO = 256   # "auto" takes the fused loss up to this width, the chunked one above (bench.py measured,
 # with the earlier three-kernel fused loss: the two-kernel one may move the crossover)
 
@@ -357,8 +363,8 @@ class GPT(nn.Module):
         With self.fused_loss or self.loss_chunk > 0, and targets: (None, loss), from fused_loss.fused_cross_entropy or
         chunked_cross_entropy (the same loss and gradients, up to rounding)."""
         if targets is not None and self.fused_loss:
-            fused = _fused_loss or fused_loss_module()   # a module global, so torch.compile traces no import
-            return None, fused.fused_cross_entropy(x.reshape(-1, x.size(-1)), self.lm_head.weight, targets.reshape(-1))
+            fused = triton_module("fused_loss").fused_cross_entropy
+            return None, fused(x.reshape(-1, x.size(-1)), self.lm_head.weight, targets.reshape(-1))
         if targets is not None and self.loss_chunk > 0:
             loss = chunked_cross_entropy(x.reshape(-1, x.size(-1)), self.lm_head.weight, targets.reshape(-1),
                                          self.loss_chunk)
@@ -377,9 +383,22 @@ class GPT(nn.Module):
         if kind == "chunked" and chunk < 1:
             raise ValueError(f"loss chunk must be >= 1 rows, got {chunk}")
         if kind == "fused":
-            fused_loss_module().check_supported(device_type, self.config.n_embd)
+            triton_module("fused_loss").check_supported(device_type, self.config.n_embd)
         self.fused_loss, self.loss_chunk = kind == "fused", chunk if kind == "chunked" else 0
         return kind
+
+    def set_attention(self, kind):
+        """kind: sdpa (PyTorch's scaled_dot_product_attention: its flash kernels on a GPU) | triton (attention.py:
+        for the paper's short context and narrow heads, h256 and below). The same numbers, differently fast; ValueError
+        (saying what to use instead) for kernels that cannot run here."""
+        if kind not in ATTENTION_KINDS:
+            raise ValueError(f"attention {kind!r} is not one of {', '.join(ATTENTION_KINDS)}")
+        if kind == "triton":
+            c = self.config
+            triton_module("attention").check_supported(self.lm_head.weight.device.type, self.max_seq_len,
+                                                      c.n_embd // c.n_head)
+        for block in self.blocks:
+            block.attn.triton = kind == "triton"
 
     def num_params(self, non_embedding=False):
         """All parameters (the paper's table counts these). non_embedding=True leaves out both vocabulary matrices

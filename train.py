@@ -42,10 +42,10 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import fp8   # --fp8: float8 matmuls (H100/H200)
-from model import GPT, LOSS_KINDS, auto_dtype, config_from_name, mfu, peak_flops, read_checkpoint
+from model import ATTENTION_KINDS, GPT, LOSS_KINDS, auto_dtype, config_from_name, mfu, peak_flops, read_checkpoint
 from files import make_dir, try_lock, whole_number, write_atomic   # lock: one writer; 1e6 -> 1000000; temp + rename
 from dataset import TokenBlocks, block_ids, load_meta, load_tokenizer, unigram_baseline   # what simplify.py wrote
-from results import ADDED_SETTINGS   # settings added later, at the value older runs trained with (fp8: False)
+from results import ADDED_SETTINGS   # settings added later, at the value older runs trained with (fp8: off)
 
 # -----------------------------------------------------------------------------
 # Hyperparameters: every field is a command-line flag (its comment is the --help text)
@@ -92,6 +92,7 @@ class TrainConfig:
     compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune[-no-cudagraphs] (--compile)
     loss: str = "auto"  # plain | chunked | fused (Triton, GPU) | auto (plain on CPU; GPU: fused to h256, chunked)
     loss_chunk: int = 8192  # rows per chunk of the chunked loss
+    attention: str = "sdpa"  # sdpa (PyTorch's flash kernels) | triton (attention.py, GPU, heads up to h256's)
     fp8: bool = False  # the blocks' matmuls in float8 while training (fp8.py: H100/H200; changes the numbers a little)
     threads: int = 0  # CPU threads per process (0: torch's default)
     peak_flops: float = 0.0  # peak FLOP/s of one device for MFU (0: look its name up in model.PEAK_FLOPS)
@@ -142,6 +143,8 @@ def check_config(cfg):
             raise SystemExit(f"--{f.name} must be a finite number, got {getattr(cfg, f.name)}")
     if cfg.loss not in LOSS_KINDS:
         raise SystemExit(f"--loss {cfg.loss!r}: use one of {', '.join(LOSS_KINDS)}")
+    if cfg.attention not in ATTENTION_KINDS:
+        raise SystemExit(f"--attention {cfg.attention!r}: use one of {', '.join(ATTENTION_KINDS)}")
     if cfg.compile_mode not in COMPILE_MODES:
         raise SystemExit(f"--compile_mode {cfg.compile_mode!r}: use one of {', '.join(COMPILE_MODES)}")
     if cfg.compile_mode != "default" and not cfg.compile:
@@ -360,6 +363,10 @@ def _train(cfg, rank, world, device):
         loss_kind = raw_model.set_loss(cfg.loss, cfg.loss_chunk)   # the same numbers, differently fast (model.py)
     except ValueError as e:
         raise SystemExit(f"--loss {cfg.loss}: {e}") from None
+    try:
+        raw_model.set_attention(cfg.attention)                      # the same numbers too
+    except ValueError as e:
+        raise SystemExit(f"--attention {cfg.attention}: {e}") from None
     if cfg.fp8:   # before the optimizer and the compile (fp8.py)
         try:
             fp8.check_supported(device, dtype)
@@ -408,7 +415,8 @@ def _train(cfg, rank, world, device):
         say(f"{cfg.run_name}: {cfg.model} ({raw_model.num_params():,} parameters, V={V}) on {cfg.data_dir} "
             f"({train_data.n:,} train blocks): {total_steps:,} steps of {cfg.batch_size} x {cfg.block_size} tokens, "
             f"{world} x {device} {dtype}, {accum} micro-batches of {micro} per process, {loss_kind} loss"
-            + (", float8 matmuls" if cfg.fp8 else "") + (f", compiled ({cfg.compile_mode})" if cfg.compile else ""))
+            + (", float8 matmuls" if cfg.fp8 else "") + (", Triton attention" if cfg.attention == "triton" else "")
+            + (f", compiled ({cfg.compile_mode})" if cfg.compile else ""))
         if wanted > train_data.n * cfg.block_size:
             say(f"note: {wanted:,.0f} tokens is more than one pass over train.bin: blocks will repeat")
         if cfg.warmup_steps > total_steps:   # (at equality the last update is taken at the peak)

@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
-# Everything only a CUDA GPU can check or time, in one go, within a time budget (an earlier version, without steps 2
-# and 4's train.py tests and the fused loss's and fp8's own tests, ran in 340 s on an H200; this one: ~530 s expected):
-#   1. the speed benchmark behind README.md's table: plain (bf16 + torch.compile + fused AdamW) against what
-#      --loss auto picks with CUDA graphs, side by side, from h32-L2 to h1024-L8, and the paper's 36 runs estimated
-#      from them (--sweep: its fit needs 4 sizes or more; bench.json is written after each model, so a step cut
-#      short keeps what it measured, and bench.sweep_estimate can redo the estimate from it anywhere)
-#   2. float8 matmuls (train.py --fp8, fp8.py) at h1024-L8 and h512-L4, side by side with auto+cg (step 1 has plain),
-#      and where their steps spend the time (--profile)
-#   3. the GPU tests (tests/test_gpu.py: the fast paths in bf16, train.py compiled, with the fused loss and CUDA
-#      graphs, with and without micro-batches; tests/test_fused_loss.py on the GPU's tiles; tests/test_fp8.py)
-#   4. the fused loss traced into the compiled graph (FUSED_LOSS_TRACE=1): train.py's compiled GPU tests with it,
-#      then its tokens/s at h32-L2, to set against step 1's auto+cg (through a graph break, same machine; at h256-L4
-#      it was as fast)
+# Everything only a CUDA GPU can check or time, in one go, within a time budget (an earlier version, without the
+# train.py, fp8 and attention tests, ran in 340 s on an H200):
+#   1. small: the benchmark behind README.md's table at h32-L2, h256-L4 and h128-L4: plain (bf16 + torch.compile +
+#      fused AdamW) against what --loss auto picks with CUDA graphs, and that with attention.py's kernels (+ta),
+#      side by side (bench.json files are written after each model, so a step cut short keeps what it measured)
+#   2. large: the same at h1024-L8 and h512-L4, with float8 matmuls (+f8, fp8.py) in place of attention.py's (which
+#      takes heads up to h256's), and where their steps spend the time (--profile)
+#   3. sweep: the paper's 36 runs estimated from steps 1 and 2's plain and auto+cg figures (5 sizes; the fit needs 4)
+#   4. the GPU tests (tests/test_gpu.py: the fast paths in bf16, train.py compiled, with the fused loss, attention.py
+#      and CUDA graphs, with and without micro-batches; tests/test_fused_loss.py on the GPU's tiles;
+#      tests/test_fp8.py; tests/test_attention.py)
+#   5. the fused loss traced into the compiled graph (FUSED_LOSS_TRACE=1): train.py's compiled GPU tests with it,
+#      then h32-L2's tokens/s, to set against step 1's (through a graph break, same machine; at h256-L4 it was as fast)
 # Usage: bash tests/gpu_check.sh [OUT_DIR] [SECONDS]   (defaults: out/gpu_check, 560: the whole script's budget)
 # Steps run in order of importance, each under its own time limit, cut to what the budget has left; a step that
-# would get less than its minimum is skipped (and says so). At most 8 files land in OUT_DIR: each step's log, and
-# bench.json, fp8.json, trace.json. Exits 1 if a step that ran failed. (Two h32-L2 processes sharing an H200 made
-# 22.39M tokens/s together, no more than one alone: that step is gone.)
+# would get less than its minimum is skipped (and says so). At most 11 files land in OUT_DIR: each step's log, and
+# small.json, large.json, sweep.json, trace.json. Exits 1 if a step that ran failed. (Two h32-L2 processes sharing an
+# H200 made 22.39M tokens/s together, no more than one alone: that step is gone.)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-out/gpu_check}
@@ -45,15 +45,23 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $py -c "import torch, triton; print('torch', torch.__version__, '| triton', triton.__version__)"
 timeout_flag=$($py -c "import pytest_timeout" 2>/dev/null && echo "--timeout=")   # a hanging test's traceback
 
-# the three sizes of issue 7's targets first (bench.json is saved after each model), then h128-L4 and h512-L4 for the
-# sweep's fit (h512: where auto turns from the fused loss to the chunked one)
-step bench 120 240 $py bench.py --models h32-L2,h256-L4,h1024-L8,h128-L4,h512-L4 --paths plain,auto+cg --sweep \
-    --json "$out/bench.json"
-step fp8 90 150 $py bench.py --models h1024-L8,h512-L4 --paths auto+cg,auto+cg+f8 --profile 12 --json "$out/fp8.json"
+# the sizes of issue 7's targets first, h32-L2 the first of all
+step small 90 200 $py bench.py --models h32-L2,h256-L4,h128-L4 --paths plain,auto+cg,auto+cg+ta \
+    --json "$out/small.json"
+step large 90 170 $py bench.py --models h1024-L8,h512-L4 --paths plain,auto+cg,auto+cg+f8 --profile 10 \
+    --json "$out/large.json"
+step sweep 5 30 $py -c "import json, sys, bench
+results = [r for f in sys.argv[1:] for r in json.load(open(f))['results']]
+est = bench.sweep_estimate(results, [{'name': 'plain'}, {'name': 'auto+cg'}], 15000, 128)
+json.dump(est, open('$out/sweep.json', 'w'), indent=1)
+print('GPU-hours of the 36 runs:', {k: round(e['hours'], 2) for k, e in est.items()})
+" "$out/small.json" "$out/large.json"
 step test_gpu 90 240 $py -m pytest -v --durations=5 -p no:cacheprovider ${timeout_flag:+${timeout_flag}150} \
-    tests/test_gpu.py tests/test_fused_loss.py tests/test_fp8.py -k "not fits_an_h100 and not traces_into"
+    tests/test_gpu.py tests/test_fused_loss.py tests/test_fp8.py tests/test_attention.py \
+    -k "not fits_an_h100 and not traces_into"
 step train_traced 60 120 env FUSED_LOSS_TRACE=1 $py -m pytest -v -p no:cacheprovider \
     ${timeout_flag:+${timeout_flag}100} tests/test_gpu.py -k "train_on_gpu and not extra0"   # (extra0: not compiled)
-step trace 40 80 env FUSED_LOSS_TRACE=1 $py bench.py --models h32-L2 --paths plain,auto+cg --json "$out/trace.json"
+step trace 40 90 env FUSED_LOSS_TRACE=1 $py bench.py --models h32-L2 --paths plain,auto+cg,auto+cg+ta \
+    --json "$out/trace.json"
 echo "== gpu_check: $SECONDS s of the ${budget} s budget$([ $failed = 1 ] && echo ", a step failed")"
 exit $failed

@@ -1,11 +1,14 @@
 """Compile fused_loss.py's kernels for an H100 (sm_90) without a GPU and print, per candidate tile of the autotuner,
 the shared memory and the local memory (register spills) each needs, and the machine instructions of its main loop
-(one pass over a tile of logits: per thread, and of all threads per logit), as JSON:
+(one pass over a tile of logits: per thread, and of all threads per logit), as JSON (or attention.py's, per head
+width):
 
     python tests/h100_resources.py 256        # CP, the hidden size rounded up to a power of two
+    python tests/h100_resources.py attention  # attention.py's two kernels at T = 128, per head width they take
 
 Uses Triton's compiler and the CUDA tools its Linux wheels bundle (ptxas, cuobjdump).
-tests/test_fused_loss.py runs it; it is also how fused_loss.TILES were chosen."""
+tests/test_fused_loss.py and tests/test_attention.py run it; it is how fused_loss.TILES and attention.tiles were
+chosen."""
 import json
 import os
 import re
@@ -20,38 +23,59 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import attention  # noqa: E402
 import fused_loss  # noqa: E402
 
 CUOBJDUMP = Path(triton.__file__).parent / "backends/nvidia/bin/cuobjdump"
 
 
-def resources(kernel, config, cp):
-    """`kernel` compiled for sm_90 with this config at width cp -> {shared: bytes of shared memory, stack: bytes of
-    local memory per thread (register spills, wherever they are), loop_instructions: machine instructions per thread
-    in its main loop, loop_local: local-memory loads and stores among them (spills that cost every iteration),
-    per_logit: loop instructions of all threads per logit of the tile}."""
-    sig = {a: ("*bf16" if a in ("x_ptr", "w_ptr") else "*i64" if a == "t_ptr" else "*fp32") if a.endswith("_ptr")
-           else "i32" if a in ("N", "V", "C") else "constexpr" for a in kernel.arg_names}
-    constants = {k: v for k, v in dict(config.kwargs, CP=cp, PRECISION="ieee", WITH_GRAD=True).items()
-                 if k in kernel.arg_names}
-    # what Triton's launcher tells the compiler at run time: pointers 16-byte aligned, integers divisible by 16 marked
-    # so (here the paper's step: N = 512 x 128 rows, V = 15,000, C = cp)
-    sizes = {"N": 512 * 128, "V": 15000, "C": cp}
+def compile_sm90(kernel, sig, constants, sizes, num_warps, num_stages):
+    """`kernel` compiled for sm_90 -> (bytes of shared memory, bytes of local memory per thread (register spills,
+    wherever they are), the opcodes of its main loop). sig: each argument's Triton type; sizes: the integer
+    arguments' values at the paper's step (those divisible by 16 are marked so, as Triton's launcher tells the
+    compiler at run time, with every pointer 16-byte aligned)."""
     attrs = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(kernel.arg_names)
              if sig[a].startswith("*") or (sig[a] == "i32" and sizes[a] % 16 == 0)}
     compiled = triton.compile(ASTSource(fn=kernel, signature=sig, constexprs=constants, attrs=attrs),
-                              target=GPUTarget("cuda", 90, 32),
-                              options={"num_warps": config.num_warps, "num_stages": config.num_stages})
+                              target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps,
+                                                                         "num_stages": num_stages})
     with tempfile.TemporaryDirectory() as d:
         cubin = Path(d) / "kernel.cubin"
         cubin.write_bytes(compiled.asm["cubin"])
         usage, sass = (subprocess.run([str(CUOBJDUMP), flag, str(cubin)], capture_output=True, text=True,
                                       check=True).stdout for flag in ("-res-usage", "-sass"))
-    loop = main_loop(sass)
-    return {"shared": compiled.metadata.shared, "stack": int(usage.split("STACK:")[1].split()[0]),
-            "loop_instructions": len(loop), "loop_local": sum(op.startswith(("LDL", "STL")) for op in loop),
+    return compiled.metadata.shared, int(usage.split("STACK:")[1].split()[0]), main_loop(sass)
+
+
+def resources(kernel, config, cp):
+    """fused_loss.py's `kernel` with this config at width cp, on the paper's step (N = 512 x 128 rows, V = 15,000)
+    -> {shared: bytes of shared memory, stack: bytes of local memory per thread, loop_instructions: machine
+    instructions per thread in its main loop, loop_local: local-memory loads and stores among them (spills that cost
+    every iteration), per_logit: loop instructions of all threads per logit of the tile}."""
+    sig = {a: ("*bf16" if a in ("x_ptr", "w_ptr") else "*i64" if a == "t_ptr" else "*fp32") if a.endswith("_ptr")
+           else "i32" if a in ("N", "V", "C") else "constexpr" for a in kernel.arg_names}
+    constants = {k: v for k, v in dict(config.kwargs, CP=cp, PRECISION="ieee", WITH_GRAD=True).items()
+                 if k in kernel.arg_names}
+    shared, stack, loop = compile_sm90(kernel, sig, constants, {"N": 512 * 128, "V": 15000, "C": cp},
+                                       config.num_warps, config.num_stages)
+    return {"shared": shared, "stack": stack, "loop_instructions": len(loop),
+            "loop_local": sum(op.startswith(("LDL", "STL")) for op in loop),
             "per_logit": round(len(loop) * 32 * config.num_warps / (config.kwargs["BLOCK_N"] *
                                                                     config.kwargs["BLOCK_V"]), 2)}
+
+
+def attention_resources(kernel, T, hd):
+    """attention.py's `kernel` for sequences of T tokens and heads of hd (8 heads, bf16) -> {shared, stack,
+    loop_instructions, loop_local} as resources() (the loop: one block of queries), and per_score: loop instructions
+    of all threads per score of a block."""
+    sig = {a: "*fp32" if a == "lse_ptr" else "*bf16" if a.endswith("_ptr") else "i32" if a in ("T", "NH", "HD")
+           else "fp32" if a.endswith("scale") else "constexpr" for a in kernel.arg_names}
+    tp, dp, bm = attention.tiles(T, hd)
+    shared, stack, loop = compile_sm90(kernel, sig, {"TP": tp, "DP": dp, "BLOCK_M": bm, "PRECISION": "ieee"},
+                                       {"T": T, "NH": 8, "HD": hd}, num_warps=4, num_stages=3)   # Triton's defaults
+    return {"T": T, "hd": hd, "shared": shared, "stack": stack, "loop_instructions": len(loop),
+            "loop_local": sum(op.startswith(("LDL", "STL")) for op in loop),
+            "per_score": round(len(loop) * 32 * 4 / (bm * tp), 2)}
 
 
 def main_loop(sass):
@@ -65,6 +89,12 @@ def main_loop(sass):
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "attention":   # the head widths it takes at the paper's context (h32 to h256)
+        print(json.dumps({name: [attention_resources(kernel, attention.MAX_T, hd) for hd in (4, 8, 16, 32)]
+                          for name, kernel in (("fwd", attention._attention_fwd_kernel),
+                                               ("bwd", attention._attention_bwd_kernel))},
+                         indent=1))
+        sys.exit()
     cp = int(sys.argv[1])
     out = {}
     for name, kernel in fused_loss._KERNELS.items():

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import bench
-from model import PAPER_GRID, fused_loss_module
+from model import PAPER_GRID, triton_module
 
 
 def test_benchmark_prints_every_path_and_its_ratio_to_the_first(tmp_path, capsys):
@@ -119,6 +119,9 @@ def test_path_modifiers_pick_the_compile_mode():
     assert not any(p["fp8"] for p in modes.values())
     f8 = bench.parse_path("auto+cg+f8@2", 8)
     assert (f8["fp8"], f8["compile_mode"], f8["micro"], f8["loss"]) == (True, "reduce-overhead", 2, "auto")
+    assert {p["attention"] for p in modes.values()} == {f8["attention"]} == {"sdpa"}
+    ta = bench.parse_path("fused+ta+cg", 8)
+    assert (ta["attention"], ta["compile_mode"], ta["fp8"]) == ("triton", "reduce-overhead", False)
 
 
 def test_benchmark_refuses_bad_flags():
@@ -137,9 +140,15 @@ def test_benchmark_refuses_bad_flags():
 
 def test_paths_that_cannot_run_and_bad_flags_are_refused_before_timing(tmp_path, monkeypatch):
     pytest.importorskip("triton")
-    monkeypatch.setattr(fused_loss_module(), "INTERPRET", False)     # a CPU without the interpreter
+    monkeypatch.setattr(triton_module("fused_loss"), "INTERPRET", False)     # a CPU without the interpreter
     with pytest.raises(SystemExit, match="--paths fused at h32-L2: the fused loss runs Triton kernels on a CUDA"):
         bench.parse_args(["--models", "h32-L2", "--paths", "plain,fused", "--device", "cpu"])
+    monkeypatch.setattr(triton_module("attention"), "INTERPRET", False)
+    with pytest.raises(SystemExit, match="--paths plain[+]ta at h32-L2: attention.py runs Triton kernels on a CUDA"):
+        bench.parse_args(["--models", "h32-L2", "--paths", "plain,plain+ta", "--device", "cpu"])
+    monkeypatch.setattr(triton_module("attention"), "INTERPRET", True)
+    with pytest.raises(SystemExit, match="--paths plain[+]ta at h512-L4: .* heads of up to 32, got 128 and 64"):
+        bench.parse_args(["--models", "h32-L2,h512-L4", "--paths", "plain,plain+ta", "--device", "cpu"])
     with pytest.raises(SystemExit):
         bench.parse_args(["--dtype", "bf16"])
     for flags, error in ((["--models", ","], "--models: name at least one model"),

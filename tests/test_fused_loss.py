@@ -197,7 +197,7 @@ def record(gm, example_inputs):
     vals = [o.meta["example_value"] for o in gm.graph.output_node().args[0]]
     return lambda *args: tuple(torch.zeros(v.shape, dtype=v.dtype) for v in vals)
 model = GPT(GPTConfig(n_layer=2, n_embd=32, vocab_size=300, block_size=16))
-model.fused_loss = True
+model.set_loss("fused")
 idx = torch.randint(0, 300, (2, 16))
 try:
     torch.compile(model, backend=record, fullgraph=True)(idx, idx)

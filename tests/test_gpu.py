@@ -1,6 +1,7 @@
-"""What only a CUDA GPU can check: the fast paths in bf16, flash attention at the smallest width, and train.py with
-torch.compile, the fused loss and CUDA graphs. Skipped without a GPU; run them on one with
-`python -m pytest -q tests/test_gpu.py` (a few minutes, most of it compiling; tests/gpu_check.sh runs them first)."""
+"""What only a CUDA GPU can check: the fast paths in bf16, flash attention at the smallest width, attention.py's
+kernels, and train.py with torch.compile, the fused loss, attention.py and CUDA graphs. Skipped without a GPU; run
+them on one with `python -m pytest -q tests/test_gpu.py` (a few minutes, most of it compiling; tests/gpu_check.sh runs
+them)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -59,12 +60,39 @@ def test_flash_attention_runs_at_head_dim_4():
     assert rel_err(flash, math_) < 1e-2
 
 
+@pytest.mark.parametrize("hd", [4, 16, 32])   # h32's, h128's and h256's heads
+def test_triton_attention_in_bf16_is_as_close_to_float64_as_flash_attention(hd):
+    """attention.py's kernels at the paper's context in bf16: output and gradients no further from a float64
+    reference than PyTorch's flash attention (which gets the heads padded to 8, as model.py does)."""
+    from attention import causal_attention
+    g = torch.Generator(device="cuda").manual_seed(hd)
+    q, k, v, dy = (torch.randn(64, 8, 128, hd, device="cuda", generator=g) for _ in range(4))
+    pad = -hd % 8
+    fns = {"float64": lambda a, b, c: F.scaled_dot_product_attention(a.double(), b.double(), c.double(),
+                                                                     is_causal=True),
+           "flash": lambda a, b, c: F.scaled_dot_product_attention(*(F.pad(t, (0, pad)) for t in (a, b, c)),
+                                                                   is_causal=True, scale=hd ** -0.5)[..., :hd],
+           "triton": causal_attention}
+    out = {}
+    for name, fn in fns.items():
+        leaves = [t.clone().to(torch.float64 if name == "float64" else torch.bfloat16).requires_grad_()
+                  for t in (q, k, v)]
+        y = fn(*leaves)
+        y.backward(dy.to(y.dtype))
+        out[name] = [y.detach()] + [t.grad for t in leaves]
+    for i, what in enumerate(("y", "dq", "dk", "dv")):
+        err, flash_err = rel_err(out["triton"][i], out["float64"][i]), rel_err(out["flash"][i], out["float64"][i])
+        assert err < 1.5 * flash_err + 1e-3, (what, err, flash_err)
+
+
 @pytest.mark.parametrize("extra", [dict(loss="fused"), dict(loss="auto", compile=True, compile_mode="reduce-overhead"),
-                                   dict(loss="auto", compile=True, compile_mode="reduce-overhead", micro_batch_size=2)])
+                                   dict(loss="auto", compile=True, compile_mode="reduce-overhead", micro_batch_size=2),
+                                   dict(loss="auto", compile=True, compile_mode="reduce-overhead", attention="triton")])
 def test_train_on_gpu_matches_the_plain_run_and_resumes(tiny_data, tmp_path, extra):
     """bf16 on the GPU: the fast settings (auto: the fused loss at h32) train the model the plain eager run does (to
     bf16 rounding), and a run stopped and resumed ends where the uninterrupted one does. With CUDA graphs and 4
-    micro-batches a step, the gradients must survive the replays (train.keep_grads)."""
+    micro-batches a step, the gradients must survive the replays (train.keep_grads). attention.py's kernels traced into
+    the CUDA graphs too."""
     common = dict(device="cuda", max_tokens=16 * 256, eval_interval=8, batch_size=8, threads=0)
     run(tiny_data, tmp_path, run_name="plain", loss="plain", **common)
     run(tiny_data, tmp_path, run_name="fast", **common, **extra)

@@ -468,6 +468,26 @@ def test_two_process_ddp_equals_one_process(tiny_data, tmp_path, loss):
     assert_runs_agree(tmp_path, "single", "ddp", 6, rel=1e-4 if compiled else 1e-5)   # (inductor's own rounding)
 
 
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1" or importlib.util.find_spec("triton") is None,
+                    reason="attention.py on CPU needs Triton's interpreter")
+def test_triton_attention_trains_as_sdpa_does(tiny_data, tmp_path, capsys):
+    """--attention triton: the same run to float32 rounding, recorded in config.json and the log; resumable without
+    it (a speed setting, not part of what the model is)."""
+    run(tiny_data, tmp_path, max_tokens=6 * 256, eval_interval=3, run_name="sdpa")
+    run(tiny_data, tmp_path, max_tokens=6 * 256, eval_interval=3, run_name="triton", attention="triton",
+        stop_at_step=3)
+    assert json.loads((tmp_path / "triton" / "config.json").read_text())["train"]["attention"] == "triton"
+    assert "Triton attention" in capsys.readouterr().out
+    run(tiny_data, tmp_path, max_tokens=6 * 256, eval_interval=3, run_name="triton", resume=True)
+    assert_runs_agree(tmp_path, "sdpa", "triton", 6)
+    assert json.loads((tmp_path / "triton" / "config.json").read_text())["train"]["attention"] == "sdpa"   # resumed
+    with pytest.raises(SystemExit, match="--attention 'flash': use one of sdpa, triton"):
+        run(tiny_data, tmp_path, run_name="bad", attention="flash")
+    with pytest.raises(SystemExit, match="--attention triton: attention.py takes up to 128 tokens .* got 256 and 4"):
+        run(tiny_data, tmp_path, run_name="bad", attention="triton", block_size=256)
+    assert not (tmp_path / "bad").exists()                  # refused before anything was written
+
+
 def test_gradient_accumulation_equals_one_batch_and_evals_spread_over_val(tiny_data, tmp_path, monkeypatch):
     """4 micro-batches of 2 per step train the model 1 batch of 8 does (each micro-batch's loss divided by 4); the
     --eval_blocks are spread evenly over val.bin (110 blocks of 32 here), not its first 16."""
