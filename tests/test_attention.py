@@ -3,7 +3,6 @@
 Without a GPU the kernels run in Triton's CPU interpreter (conftest.py sets TRITON_INTERPRET=1), which multiplies
 float32 but not bf16; tests/test_gpu.py checks bf16 on a GPU."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ pytest.importorskip("triton")
 import attention  # noqa: E402
 from attention import causal_attention  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
+from test_fused_loss import traced_kernels  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -77,53 +77,32 @@ def test_model_with_triton_attention_gives_the_sdpa_loss_and_gradients():
 
 
 def test_what_the_kernels_cannot_take_is_refused_in_one_line(monkeypatch):
-    model = GPT(GPTConfig(n_layer=1, n_embd=32, vocab_size=50, block_size=16))
+    def model(n_embd=32, block_size=16, device=DEVICE):
+        return GPT(GPTConfig(n_layer=1, n_embd=n_embd, vocab_size=50, block_size=block_size)).to(device)
     with pytest.raises(ValueError, match="attention 'flash' is not one of sdpa, triton"):
-        model.set_attention("flash")
+        model().set_attention("flash")
     with pytest.raises(ValueError, match="heads of up to 32, got 16 and 64: use sdpa"):
-        GPT(GPTConfig(n_layer=1, n_embd=512, vocab_size=50, block_size=16)).set_attention("triton")
+        model(n_embd=512).set_attention("triton")
     with pytest.raises(ValueError, match="up to 128 tokens .* got 256 and 4: use sdpa"):
-        GPT(GPTConfig(n_layer=1, n_embd=32, vocab_size=50, block_size=256)).set_attention("triton")
-    x = torch.zeros(1, 2, 8, 4)
+        model(block_size=256).set_attention("triton")
+    x = torch.zeros(1, 2, 8, 4, device=DEVICE)
     with pytest.raises(ValueError, match="one shape"):
         causal_attention(x, x, x[..., :2])
     monkeypatch.setattr(attention, "INTERPRET", False)    # a CPU without the interpreter
+    on_cpu = model(device="cpu")
     with pytest.raises(ValueError, match="on a CUDA device, got cpu: use sdpa"):
-        model.set_attention("triton")
-    assert not model.blocks[0].attn.triton                # a refusal changes nothing
+        on_cpu.set_attention("triton")
+    assert not on_cpu.blocks[0].attn.triton               # a refusal changes nothing
 
 
-TRACE_SCRIPT = """
-import json, torch, torch.utils._triton
-torch.utils._triton.has_triton = lambda: True
-import attention
-from model import GPT, GPTConfig
-attention.check_supported = lambda *a: None
-graphs = []
-def record(gm, example_inputs):
-    graphs.append(gm)
-    vals = [o.meta["example_value"] for o in gm.graph.output_node().args[0]]
-    return lambda *args: tuple(torch.zeros(v.shape, dtype=v.dtype) for v in vals)
-model = GPT(GPTConfig(n_layer=2, n_embd=32, vocab_size=300, block_size=16))
-model.set_attention("triton")
-idx = torch.randint(0, 300, (2, 16))
-torch.compile(model, backend=record, fullgraph=True)(idx, idx)
-from torch._higher_order_ops.triton_kernel_wrap import kernel_side_table
-kernels = [kernel_side_table.get_kernel(n.kwargs["kernel_idx"]) for g in graphs for m in g.modules()
-           for n in m.graph.nodes if "triton_kernel_wrapper" in str(n.target)]
-print(json.dumps(sorted(k.fn.__name__ for k in kernels)))
-"""
-
-
-def test_attention_traces_into_the_compiled_graph():
+@pytest.mark.parametrize("loss", ["plain", "fused"])
+def test_attention_traces_into_the_compiled_graph(loss):
     """No graph break around the kernels (one per layer would split a step into pieces, each outside CUDA graphs):
-    the whole model traces into one graph, each layer's forward and backward kernel included."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    out = subprocess.run([sys.executable, "-c", TRACE_SCRIPT], capture_output=True, text=True, timeout=300,
-                         cwd=Path(__file__).parent.parent, env=env)
-    assert out.returncode == 0, out.stderr[-3000:]
-    kernels = json.loads(out.stdout.strip().splitlines()[-1])
-    assert kernels == ["_attention_bwd_kernel"] * 2 + ["_attention_fwd_kernel"] * 2
+    the whole model traces into one graph, each layer's forward and backward kernel included, with the fused loss's
+    too under FUSED_LOSS_TRACE=1: a whole step in one graph."""
+    kernels = traced_kernels(f'model.set_loss("{loss}"); model.set_attention("triton")', FUSED_LOSS_TRACE="1")
+    assert kernels == (["_attention_bwd_kernel"] * 2 + ["_attention_fwd_kernel"] * 2
+                       + (["_rows_kernel", "_vocab_kernel"] if loss == "fused" else []))
 
 
 @pytest.mark.skipif(not (Path(attention.triton.__file__).parent / "backends/nvidia/bin/cuobjdump").exists(),

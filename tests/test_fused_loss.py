@@ -4,6 +4,7 @@ Without a GPU the Triton kernels run in Triton's CPU interpreter (conftest.py se
 multiplies float32 (and float64, which the kernels turn into float32) but not bf16; tests/test_gpu.py checks bf16 on
 a GPU."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -181,23 +182,23 @@ def test_compiled_model_calls_the_fused_loss_through_a_graph_break():
     torch.testing.assert_close(grad, model.lm_head.weight.grad, atol=1e-6, rtol=1e-4)
 
 
-# Traces a compiled model with the fused loss (fullgraph=True: a graph break is an error) and prints how many Triton
-# kernel calls the graph holds, forward and backward bodies of the loss's autograd.Function included. Without a GPU the
-# kernels cannot run (nor can dynamo see interpreter kernels as kernels), so dynamo is told Triton has a device, and the
-# graph is recorded, not run: the compiled function returns zeros of its outputs' shapes.
+# Traces a compiled model (fullgraph=True: a graph break is an error) with the kernels its setup asks for and prints
+# the Triton kernel calls the graph holds, forward and backward bodies of the autograd.Functions included. Without a
+# GPU the kernels cannot run (nor can dynamo see interpreter kernels as kernels), so dynamo is told Triton has a
+# device, and the graph is recorded, not run: the compiled function returns zeros of its outputs' shapes.
 TRACE_SCRIPT = """
-import json, torch, torch.utils._triton
+import json, sys, torch, torch.utils._triton
 torch.utils._triton.has_triton = lambda: True
-import fused_loss
+import attention, fused_loss
 from model import GPT, GPTConfig
-fused_loss.check_supported = lambda *a: None
+fused_loss.check_supported = attention.check_supported = lambda *a: None
 graphs = []
 def record(gm, example_inputs):
     graphs.append(gm)
     vals = [o.meta["example_value"] for o in gm.graph.output_node().args[0]]
     return lambda *args: tuple(torch.zeros(v.shape, dtype=v.dtype) for v in vals)
 model = GPT(GPTConfig(n_layer=2, n_embd=32, vocab_size=300, block_size=16))
-model.set_loss("fused")
+exec(sys.argv[1])
 idx = torch.randint(0, 300, (2, 16))
 try:
     torch.compile(model, backend=record, fullgraph=True)(idx, idx)
@@ -211,15 +212,21 @@ else:
 """
 
 
+def traced_kernels(setup, **env):
+    """TRACE_SCRIPT in a fresh process (with these environment variables), `setup` run on its two-layer model: the
+    names of the Triton kernels in its compiled graphs, sorted, or "graph break: " and why."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"} | env
+    out = subprocess.run([sys.executable, "-c", TRACE_SCRIPT, setup], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).parent.parent, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("trace", ["1", ""])
 def test_fused_loss_traces_into_the_compiled_graph_only_with_fused_loss_trace(trace):
     """FUSED_LOSS_TRACE=1: the whole model traces into one graph, the loss's two kernels included (the rows kernel
     in its forward, the vocab kernel in its backward), which CUDA graphs can replay whole. Default: a graph break."""
-    env = {k: v for k, v in __import__("os").environ.items() if k != "TRITON_INTERPRET"}
-    out = subprocess.run([sys.executable, "-c", TRACE_SCRIPT], capture_output=True, text=True, timeout=300,
-                         cwd=Path(__file__).parent.parent, env=dict(env, FUSED_LOSS_TRACE=trace))
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = traced_kernels('model.set_loss("fused")', FUSED_LOSS_TRACE=trace)
     if trace:
         assert result == ["_rows_kernel", "_vocab_kernel"]
     else:

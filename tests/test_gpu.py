@@ -112,8 +112,11 @@ torch.manual_seed(0)
 model = GPT(GPTConfig(n_layer=2, n_embd=64, vocab_size=15000, block_size=128)).cuda()
 idx, targets = torch.randint(0, 15000, (2, 16, 128), device="cuda")
 out = {}
-for name, kind, mode in (("plain", "plain", None), ("traced", "fused", "default"), ("traced+cg", "fused", "reduce-overhead")):
+for name, kind, mode, attention in (("plain", "plain", None, "sdpa"), ("traced", "fused", "default", "sdpa"),
+                                    ("traced+cg", "fused", "reduce-overhead", "sdpa"),
+                                    ("traced+cg+ta", "fused", "reduce-overhead", "triton")):
     model.set_loss(kind)
+    model.set_attention(attention)
     torch._dynamo.reset()
     step = torch.compile(model, mode=mode, fullgraph=True) if mode else model
     for _ in range(3):   # CUDA graphs record on a later call than the first
@@ -129,8 +132,8 @@ print(json.dumps({k: [loss, ((g - ref).norm() / ref.norm()).item()] for k, (loss
 
 
 def test_fused_loss_traced_into_the_compiled_graph_trains_as_the_plain_loss():
-    """FUSED_LOSS_TRACE=1: the model compiles whole (fullgraph=True), with and without CUDA graphs, and gives the
-    plain eager loss and gradients to bf16 rounding."""
+    """FUSED_LOSS_TRACE=1: the model compiles whole (fullgraph=True), with and without CUDA graphs, and with
+    attention.py's kernels too, and gives the plain eager loss and gradients to bf16 rounding."""
     import json
     import os
     import subprocess
@@ -140,6 +143,6 @@ def test_fused_loss_traced_into_the_compiled_graph_trains_as_the_plain_loss():
                          cwd=Path(__file__).parent.parent, env=dict(os.environ, FUSED_LOSS_TRACE="1"))
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    for name in ("traced", "traced+cg"):
+    for name in ("traced", "traced+cg", "traced+cg+ta"):
         assert result[name][0] == pytest.approx(result["plain"][0], rel=1e-2), result
         assert result[name][1] < 3e-2, result
