@@ -33,10 +33,11 @@ in float32 at no extra cost.
 At small C these loops are bound by what each SM can issue (128 instructions per clock) and by its exponential unit
 (16 per clock, one per logit), not by the matmuls (tensor cores) or memory, so the element-wise work is kept lean:
 exponentials as exp2 of a multiply-add (tl.exp compiles to six instructions with denormal handling; softmax terms
-below 2^-126 do not matter), only the rows kernel's last tile masks the columns past V, the vocab kernel never masks
-them (those rows of its accumulator are not stored) and scales its tile once at the end. Compiled for an H100
-(tests/h100_resources.py), a 64 x 64 tile at C = 32 with 4 warps takes 259 instructions per thread in the rows loop
-and 314 in the vocab loop (17.9 per logit), from 454 and 629 with tl.exp and masks everywhere; the earlier
+below 2^-126 do not matter; packed half-precision ones would not halve the count: PTX's ex2.approx.f16x2 compiles
+for sm_90 to one MUFU.EX2.F16 per half), only the rows kernel's last tile masks the columns past V, the vocab kernel
+never masks them (those rows of its accumulator are not stored) and scales its tile once at the end. Compiled for an
+H100 (tests/h100_resources.py), a 64 x 64 tile at C = 32 with 4 warps takes 259 instructions per thread in the rows
+loop and 314 in the vocab loop (17.9 per logit), from 454 and 629 with tl.exp and masks everywhere; the earlier
 three-kernel version (README.md's H100 figures) took 518 + 474 + 629 (50.7). On an H200 at h32-L2 (65,536 rows, V =
 15,000) the rows kernel took 0.45 ms and the vocab kernel 0.73 ms, against some 0.25 ms each for one exponential per
 logit. The vocab kernel then had V / BLOCK_V programs (118 with 128-row tiles, for 132 SMs), each looping over every
