@@ -774,6 +774,21 @@ def test_a_setting_added_later_keeps_the_checkpoint_id_of_runs_at_its_old_value(
         assert checkpoint_id({**info, **changed}) != old, changed
 
 
+def test_every_train_flag_added_since_the_first_results_files_is_an_added_setting():
+    """checkpoint_id hashes train.py's whole config, so a flag added to TrainConfig would change the id of every
+    earlier run (and evaluate.py rescore them all) unless results.ADDED_SETTINGS gives the value earlier runs had."""
+    from dataclasses import fields
+
+    from results import ADDED_SETTINGS
+    from train import TrainConfig
+    first = {"batch_size", "beta1", "beta2", "block_size", "compile", "compile_mode", "data_dir", "device", "dtype",
+             "epochs", "eps", "eval_blocks", "eval_interval", "final_lr_frac", "grad_clip", "log_interval", "loss",
+             "loss_chunk", "lr", "max_tokens", "micro_batch_size", "model", "out_dir", "overwrite", "peak_flops",
+             "resume", "rope_base", "run_name", "sample_tokens", "seed", "stop_at_step", "threads", "warmup_steps",
+             "weight_decay"}   # TrainConfig's fields when results/ was first written
+    assert {f.name for f in fields(TrainConfig)} - first == set(ADDED_SETTINGS)
+
+
 def test_a_nan_checkpoint_is_skipped_and_the_others_scored(tiny_data, tmp_path):
     sha = json.loads((tiny_data / "meta.json").read_text())["tokenizer"]["sha256"]
     good, bad = (make_checkpoint(tmp_path / "out" / name, tiny_data, sha) for name in ("good", "bad"))
