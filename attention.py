@@ -19,15 +19,18 @@ queries in blocks of BLOCK_M rows; no running maximum, no second kernel:
               dq = ds k / sqrt(hd) (stored per block), dk += ds^T q / sqrt(hd)  (dk, dv summed over the blocks
               in registers: one program owns every query of its sequence, so there are no atomic adds)
 
-q, k, v and the outputs are laid out (B, T, n_head, hd) in memory, as the projections make them: y comes back as a
+The kernels read and write (B, T, n_head, hd) tensors, a (B, T, C) layout: q and k come out of RoPE so, v is a slice
+of the qkv projection's (B, T, 3C) output and is copied (4 MB at h32-L2, a few microseconds), and y comes back as a
 (B, n_head, T, hd) view of a (B, T, C) tensor, so the output projection reads it without a copy. The head dimension
 is padded to DP >= 16 columns in registers only (Triton's dot needs 16), never in memory. Softmax terms use exp2 of
 scores scaled by log2(e) (the GPU's one-instruction exponential; fused_loss.py says why).
 
-Limits: T <= MAX_T = 128 and hd <= MAX_HD = 32 (h256's heads): the tiles live in registers. Checked against
-PyTorch's attention on the CPU through Triton's interpreter (TRITON_INTERPRET=1, tests/test_attention.py) and
-compiled for an H100 offline to check that no tile spills registers; train.py --attention triton and bench.py's +ta
-path use it. Not yet timed on a GPU.
+Limits: T <= MAX_T = 128 and hd <= MAX_HD = 32 (h256's heads): the tiles live in registers. Made for bf16 (or fp16)
+autocast: float32 inputs (train.py --dtype float32 on a GPU) multiply without tensor cores, and compiled offline
+their loops spill from hd = 32 forward and hd = 4 backward: correct, but slow. Checked against PyTorch's attention
+on the CPU through Triton's interpreter (TRITON_INTERPRET=1, tests/test_attention.py) and compiled for an H100
+offline to check that no bf16 tile spills registers; train.py --attention triton and bench.py's +ta path use it. Not
+yet timed on a GPU.
 """
 import math
 import os
@@ -130,7 +133,7 @@ class CausalAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v):
         B, NH, T, HD = q.shape
-        # (B, T, NH, HD) in memory; free where they already are (the projections' layout), else one copy each
+        # (B, T, NH, HD) in memory: a no-op where they are (q, k out of RoPE), else a copy (v: a slice of qkv)
         q, k, v = (t.transpose(1, 2).contiguous() for t in (q, k, v))
         o = torch.empty_like(q)
         lse = torch.empty(B, NH, T, dtype=torch.float32, device=q.device)

@@ -14,7 +14,7 @@
 #      then h32-L2's tokens/s, to set against step 1's (through a graph break, same machine; at h256-L4 it was as fast)
 # Usage: bash tests/gpu_check.sh [OUT_DIR] [SECONDS]   (defaults: out/gpu_check, 560: the whole script's budget)
 # Steps run in order of importance, each under its own time limit, cut to what the budget has left; a step that
-# would get less than its minimum is skipped (and says so). At most 11 files land in OUT_DIR: each step's log, and
+# would get less than its minimum is skipped (and says so). At most 10 files land in OUT_DIR: each step's log, and
 # small.json, large.json, sweep.json, trace.json. Exits 1 if a step that ran failed. (Two h32-L2 processes sharing an
 # H200 made 22.39M tokens/s together, no more than one alone: that step is gone.)
 set -uo pipefail
@@ -24,6 +24,9 @@ budget=${2:-560}
 py=${PYTHON:-python3}            # the GPU image's python3 is the one with torch
 export PYTHONUNBUFFERED=1        # a step killed at its limit still shows what it printed
 mkdir -p "$out"
+for f in small large sweep trace test_gpu train_traced; do   # an earlier run's figures must not pass for this one's
+    rm -f "$out/$f.json" "$out/$f.log"
+done
 failed=0
 step() {   # step NAME MIN_SECONDS MAX_SECONDS COMMAND...: run within what is left of the budget, log in OUT/NAME.log
     local name=$1 min=$2 limit=$3; shift 3
@@ -50,12 +53,14 @@ step small 90 200 $py bench.py --models h32-L2,h256-L4,h128-L4 --paths plain,aut
     --json "$out/small.json"
 step large 90 170 $py bench.py --models h1024-L8,h512-L4 --paths plain,auto+cg,auto+cg+f8 --profile 10 \
     --json "$out/large.json"
-step sweep 5 30 $py -c "import json, sys, bench
-results = [r for f in sys.argv[1:] for r in json.load(open(f))['results']]
-est = bench.sweep_estimate(results, [{'name': 'plain'}, {'name': 'auto+cg'}], 15000, 128)
-json.dump(est, open('$out/sweep.json', 'w'), indent=1)
-print('GPU-hours of the 36 runs:', {k: round(e['hours'], 2) for k, e in est.items()})
-" "$out/small.json" "$out/large.json"
+step sweep 5 30 $py -c "import json, os, sys, bench
+names = ['plain', 'auto+cg']   # each model's figures for these paths, found by name (the steps list others too)
+results = [{'model': r['model'], 'paths': [next(p for p in r['paths'] if p['path'] == n) for n in names]}
+           for f in sys.argv[2:] if os.path.exists(f) for r in json.load(open(f))['results']]
+est = bench.sweep_estimate(results, [{'name': n} for n in names], 15000, 128)
+json.dump(est, open(sys.argv[1], 'w'), indent=1)
+print('GPU-hours of the 36 runs:', {k: round(e['hours'], 2) for k, e in est.items()} or 'fewer than 4 sizes measured')
+" "$out/sweep.json" "$out/small.json" "$out/large.json"
 step test_gpu 90 240 $py -m pytest -v --durations=5 -p no:cacheprovider ${timeout_flag:+${timeout_flag}150} \
     tests/test_gpu.py tests/test_fused_loss.py tests/test_fp8.py tests/test_attention.py \
     -k "not fits_an_h100 and not traces_into"

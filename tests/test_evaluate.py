@@ -785,7 +785,7 @@ def test_every_train_flag_added_since_the_first_results_files_is_an_added_settin
              "epochs", "eps", "eval_blocks", "eval_interval", "final_lr_frac", "grad_clip", "log_interval", "loss",
              "loss_chunk", "lr", "max_tokens", "micro_batch_size", "model", "out_dir", "overwrite", "peak_flops",
              "resume", "rope_base", "run_name", "sample_tokens", "seed", "stop_at_step", "threads", "warmup_steps",
-             "weight_decay"}   # TrainConfig's fields when results/ was first written
+             "weight_decay"}   # TrainConfig's fields when the committed results/ were made (before --fp8)
     assert {f.name for f in fields(TrainConfig)} - first == set(ADDED_SETTINGS)
 
 
