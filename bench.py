@@ -49,7 +49,7 @@ import torch
 
 import fp8
 from model import (GPT, LOSS_KINDS, PAPER_GRID, PAPER_TRAIN_TOKENS, auto_dtype, choose_loss, config_from_name,
-                   triton_module, mfu, peak_flops)
+                   mfu, peak_flops, triton_module)
 from files import HelpFormat, make_dir, read_json, read_log, write_json
 from dataset import TokenBlocks, block_ids
 from train import COMPILE_MODES, keep_grads
