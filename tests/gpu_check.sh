@@ -3,7 +3,7 @@
 # train.py, fp8 and attention tests, ran in 340 s on an H200):
 #   1. small: the benchmark behind README.md's table at h32-L2, h256-L4 and h128-L4: plain (bf16 + torch.compile +
 #      fused AdamW) against what --loss auto picks with CUDA graphs, and that with attention.py's kernels (+ta),
-#      side by side (bench.json files are written after each model, so a step cut short keeps what it measured)
+#      side by side (bench.py writes its JSON after each model, so a step cut short keeps what it measured)
 #   2. large: the same at h1024-L8 and h512-L4, with float8 matmuls (+f8, fp8.py) in place of attention.py's (which
 #      takes heads up to h256's), and where their steps spend the time (--profile)
 #   3. sweep: the paper's 36 runs estimated from steps 1 and 2's plain and auto+cg figures (5 sizes; the fit needs 4)
