@@ -460,7 +460,7 @@ def parse_args(argv=None):
                 if choose_loss(path["loss"], width, device_type) == "fused":
                     triton_module("fused_loss").check_supported(device_type, width)
                 if path["attention"] == "triton":
-                    triton_module("attention").check_supported(device_type, args.block_size, width // config.n_head)
+                    triton_module("attention").check_supported(device_type, args.block_size, config.head_dim)
             except ValueError as e:
                 raise SystemExit(f"--paths {path['name']} at {m}: {e}") from None
     if args.json:

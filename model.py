@@ -55,6 +55,10 @@ class GPTConfig:
             raise ValueError(f"rope_scale and rope_base must be finite and > 0, norm_eps >= 0, got {self.rope_scale}, "
                              f"{self.rope_base}, {self.norm_eps}")
 
+    @property
+    def head_dim(self):
+        return self.n_embd // self.n_head
+
 
 PAPER_GRID = [f"h{h}-L{n}" for h in (32, 64, 128, 256, 512, 1024) for n in (2, 4, 8)]
 PAPER_TRAIN_TOKENS = 2_130_447_357   # tokens of the paper's training corpus: each of its runs saw them once
@@ -337,8 +341,7 @@ class GPT(nn.Module):
         # a fifth of the step at h256-L4). Non-persistent buffers: they stay out of checkpoints.
         c = self.config
         self._rope_for = (c.rope_base, c.rope_scale)
-        cos, sin = rope_cos_sin(self.max_seq_len, c.n_embd // c.n_head, c.rope_base, c.rope_scale,
-                                self.lm_head.weight.device)
+        cos, sin = rope_cos_sin(self.max_seq_len, c.head_dim, c.rope_base, c.rope_scale, self.lm_head.weight.device)
         self.register_buffer("rope_cos", cos, persistent=False)   # (max_seq_len, head_dim), float32
         self.register_buffer("rope_sin", sin, persistent=False)
 
@@ -355,7 +358,7 @@ class GPT(nn.Module):
         c = self.config
         if (c.rope_base, c.rope_scale) == self._rope_for and T <= self.rope_cos.size(0):
             return self.rope_cos[:T], self.rope_sin[:T]
-        return rope_cos_sin(T, c.n_embd // c.n_head, c.rope_base, c.rope_scale, self.rope_cos.device)
+        return rope_cos_sin(T, c.head_dim, c.rope_base, c.rope_scale, self.rope_cos.device)
 
     def head_and_loss(self, x, targets):
         """The one place logits and the loss are computed from the final hidden states x (B, T, C).
@@ -394,9 +397,8 @@ class GPT(nn.Module):
         if kind not in ATTENTION_KINDS:
             raise ValueError(f"attention {kind!r} is not one of {', '.join(ATTENTION_KINDS)}")
         if kind == "triton":
-            c = self.config
             triton_module("attention").check_supported(self.lm_head.weight.device.type, self.max_seq_len,
-                                                      c.n_embd // c.n_head)
+                                                      self.config.head_dim)
         for block in self.blocks:
             block.attn.triton = kind == "triton"
 
