@@ -98,13 +98,15 @@ def lock_or_exit(path, what):
     return lock
 
 
-def filter_stage(args, vocab, shard, num_shards):
-    """Filter this shard's documents; write simplified docs, the raw docs for the control, and the counts."""
+def filter_stage(args, vocab, shard, num_shards, listed=None):
+    """Filter this shard's documents; write simplified docs, the raw docs for the control, and the counts. listed:
+    list_files(args.source), if already walked (a big source is slow to walk: it is walked once)."""
     tag = f"{shard}-of-{num_shards}"
     dirs = {k: os.path.join(args.out_dir, k) for k in ("simplified", "unrestricted")}
     done_path = os.path.join(dirs["simplified"], f"filter-{tag}.json")
     settings = dict(min_span_len=args.min_span_len, max_oov=args.max_oov, from_sentence_start=args.from_sentence_start)
-    listed = None if args.source.startswith("hf:") else list_files(args.source)   # walked once: a big source is slow
+    if listed is None and not args.source.startswith("hf:"):
+        listed = list_files(args.source)
     key = dict(filter_key(args), files=source_files(args.source, listed))
     outs = {k: os.path.join(d, f"docs-{tag}.jsonl.gz") for k, d in dirs.items()}
     for d in dirs.values():
@@ -144,7 +146,8 @@ def filter_stage(args, vocab, shard, num_shards):
         progress(c["bytes_in"] / 1e6, fraction, f", kept {c['words_out'] / max(c['words_in'], 1):.1%} of words")
 
     try:  # a failed or interrupted run leaves no temp files behind
-        docs = itertools.islice(iter_documents(args.source, shard, num_shards, args.text_field), args.max_docs)
+        docs = itertools.islice(iter_documents(args.source, shard, num_shards, args.text_field, files=listed),
+                                args.max_docs)
         batches = iter(lambda: list(itertools.islice(docs, 64)), [])
         if args.workers <= 1:
             _init_worker(vocab, settings)

@@ -29,9 +29,9 @@ import numpy as np
 from bpe import SPECIAL_TOKENS, SPLIT_PATTERN, make_encoding, save_ranks, train_bpe
 from files import HelpFormat, file_sha256, read_json, whole_number, write_atomic, write_json
 from filtering import (benchmark, file_listing, filter_key, filter_stage, lock_or_exit, record_differs,
-                       shards_waited_for, source_files, unit_hash)   # stage 1: every shard of the source through the span filter
+                       shards_waited_for, unit_hash)   # stage 1: every shard of the source through the span filter
 from report import corpus_stats, plot_rank_frequency, stats_table   # corpus_stats.json, .md, rank_frequency.png
-from sources import DEFAULT_SOURCE   # raw documents: files, folders, the hub
+from sources import DEFAULT_SOURCE, list_files   # raw documents: files, folders, the hub
 from spans import DEFAULT_VOCAB, format_document, load_vocab   # the rule
 
 
@@ -134,13 +134,15 @@ def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta)
     return meta, train_used, val_used
 
 
-def check_not_replacing_trained_on(args):
+def check_not_replacing_trained_on(args, listed=None):
     """Refuse (unless --force) to rebuild with other settings or other source files datasets that runs in out/
     trained on: the new tokenizer would leave them unresumable and unevaluable. Checked before the filter stage, which
-    could take hours. Files count by name and size: ones that were merely touched (new dates) give the same datasets."""
+    could take hours. Files count by name and size: ones that were merely touched (new dates) give the same datasets.
+    listed: list_files(args.source), if already walked."""
     stats = read_json(os.path.join(args.out_dir, "corpus_stats.json"))
     built = stats.get("key")
-    same = stats.get("listing") in (None, file_listing(args.source)) and isinstance(built, dict) and all(
+    listing = stats.get("listing")   # (the source walked only if a build recorded its files)
+    same = (listing is None or listing == file_listing(args.source, listed)) and isinstance(built, dict) and all(
         isinstance(f, dict) and {k: v for k, v in f.items() if k != "files"} == filter_key(args)
         for f in built.get("filters") or [None]) and all(
         built.get(k) == getattr(args, k) for k in ("vocab_size", "val_fraction", "max_train_tokens",
@@ -329,13 +331,15 @@ def main(argv=None):
     if args.benchmark:
         return benchmark(args, vocab)
     t0, lock_dir = time.time(), os.path.join(args.out_dir, "simplified")
+    # the source's files, walked once (slow for a big source); a wrong --source stops here, before anything is created
+    walk = args.stage in ("all", "filter") and not args.source.startswith("hf:")
+    listed = list_files(args.source) if walk else None
     if args.stage in ("all", "build"):
-        check_not_replacing_trained_on(args)
+        check_not_replacing_trained_on(args, listed)
     if args.stage in ("all", "filter"):
-        source_files(args.source)   # a wrong --source stops before anything is created
         with lock_or_exit(os.path.join(lock_dir, f"filter-{shard}-of-{num_shards}.lock"),
                           f"filtering shard {shard}/{num_shards} into {args.out_dir}"):
-            filter_stage(args, vocab, shard, num_shards)
+            filter_stage(args, vocab, shard, num_shards, listed)
     if args.stage == "build" and args.shard is None and shard > 0:   # torchrun: rank 0 builds, once
         print(f"rank {shard}: rank 0 builds the datasets")
     elif args.stage == "build" or (args.stage == "all" and shard == 0):

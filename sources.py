@@ -134,9 +134,10 @@ def read_file(path, text_field="text"):
                          f"not the format its name says; fix or remove it")
 
 
-def iter_documents(source, shard=0, num_shards=1, text_field="text", split="train"):
+def iter_documents(source, shard=0, num_shards=1, text_field="text", split="train", files=None):
     """Yield (doc_id, text) for shard `shard` of `num_shards`: whole files are dealt round-robin when a folder has
-    enough of them, else documents; hf:NAME streams a hub dataset, sharded by the `datasets` library."""
+    enough of them, else documents; hf:NAME streams a hub dataset, sharded by the `datasets` library. files:
+    list_files(source), if already walked."""
     if source.startswith("hf:"):
         try:
             import datasets
@@ -155,7 +156,7 @@ def iter_documents(source, shard=0, num_shards=1, text_field="text", split="trai
                 digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=10).hexdigest()
                 yield f"{source}:{digest}", text
         return
-    files = list_files(source)
+    files = files or list_files(source)
     by_file = len(files) >= num_shards
     for f, path in enumerate(files):
         if by_file and f % num_shards != shard:

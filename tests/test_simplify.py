@@ -284,12 +284,19 @@ def _corpus(folder, n_docs=120, seed=0):
     return str(folder), str(vocab)
 
 
-def test_pipeline_end_to_end(tmp_path, capsys):
+def test_pipeline_end_to_end(tmp_path, capsys, monkeypatch):
     src, vocab = _corpus(tmp_path / "src")
     out = tmp_path / "out"
     argv = ["--source", src, "--vocab", vocab, "--out_dir", str(out), "--vocab_size", "300", "--workers", "1",
             "--min_span_len", "3", "--val_fraction", "0.2"]
+    walks, walk = [], os.walk   # the source is walked once a run (a download of thousands of files is slow to walk)
+
+    def counted(top, *a, **k):
+        walks.extend([top] if top == src else [])
+        return walk(top, *a, **k)
+    monkeypatch.setattr(os, "walk", counted)
     main(argv)
+    assert walks == [src]
     metas = {n: dataset.load_meta(str(out / n)) for n in ("simplified", "unrestricted")}
     s, u = metas["simplified"], metas["unrestricted"]
     # token-matched control: exactly the same number of train and val tokens, from its own tokenizer
@@ -318,6 +325,7 @@ def test_pipeline_end_to_end(tmp_path, capsys):
     capsys.readouterr()
     main(argv)
     assert capsys.readouterr().out.count("reusing") == 2
+    assert walks == [src, src]   # (the rebuild check compares the recorded listing with the same walk)
 
 
 def test_sharded_filter_then_build_matches_one_process(tmp_path):
