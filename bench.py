@@ -9,10 +9,11 @@ bench.py: how fast a training step of the paper's models runs, the plain path ag
     python bench.py --models h1024-L8 --paths plain,chunked,chunked+ma      # inductor's max-autotune
     python bench.py --models h1024-L8 --paths plain,auto+cg,auto+cg+f8      # float8 matmuls
     python bench.py --models h32-L2 --paths plain,auto+cg,auto+cg+ta        # attention.py's kernels
+    python bench.py --models h32-L2 --paths plain,auto+cg,auto+sg,auto+sg+ta  # each step one CUDA graph
     python bench.py --models h32-L2,h128-L4,h256-L4,h512-L4,h1024-L8 --sweep     # + the paper's 36 runs, estimated
 
 Every path is the step train.py takes (forward, backward, gradient clipping, AdamW) on the same synthetic random
-tokens (no dataset needed), from the same initial weights. A path is LOSS[+cg][+ma][+f8][+ta][@MICRO]:
+tokens (no dataset needed), from the same initial weights. A path is LOSS[+cg|+sg][+ma][+f8][+ta][@MICRO]:
     LOSS     plain    the full (B*T, V) logits, then the cross-entropy (train.py --loss plain)
              chunked  the head and loss --loss_chunk rows at a time, never the full logits (model.chunked_cross_entropy)
              fused    Triton kernels that never write the logits (fused_loss.py; a GPU)
@@ -22,6 +23,8 @@ tokens (no dataset needed), from the same initial weights. A path is LOSS[+cg][+
              matmul templates against cuBLAS and fuses element-wise work into them (minutes of compiling)
     +f8      the blocks' matmuls in float8 (train.py --fp8, fp8.py; an H100 or later): changes the numbers a little
     +ta      attention in attention.py's Triton kernels (train.py --attention triton; a GPU, heads up to h256's)
+    +sg      the whole step (forward, backward, clipping, AdamW) captured once as one CUDA graph and replayed
+             (train.py --step_graph; a GPU; not with +cg, whose graphs it would capture)
     @MICRO   sequences per forward pass (default: the whole batch), the rest accumulated
 With FUSED_LOSS_TRACE=1 in the environment, compiled paths trace the fused loss's kernels into their graphs rather
 than calling them through a graph break (fused_loss.py; opt-in: 1.09x at h32-L2 in one pair of H200 runs).
@@ -52,7 +55,7 @@ from model import (GPT, LOSS_KINDS, PAPER_GRID, PAPER_TRAIN_TOKENS, auto_dtype, 
                    mfu, peak_flops, triton_module)
 from files import HelpFormat, make_dir, read_json, read_log, write_json
 from dataset import TokenBlocks, block_ids
-from train import COMPILE_MODES, keep_grads
+from train import COMPILE_MODES, GRAPH_WARMUP, graphed, keep_grads, make_step
 
 # -----------------------------------------------------------------------------
 # Measuring
@@ -101,11 +104,11 @@ def time_data_loading(args, device, reps=20):
         tokens.astype(dtype).tofile(Path(d) / "train.bin")
         data = TokenBlocks(Path(d) / "train.bin", dtype, args.block_size, args.vocab_size)
         sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-        data.get(block_ids(0, args.batch_size, data.n, args.seed), device)
+        data.batch(block_ids(0, args.batch_size, data.n, args.seed), device)
         sync()
         t0 = time.perf_counter()
         for i in range(1, reps + 1):
-            data.get(block_ids(i * args.batch_size, args.batch_size, data.n, args.seed), device)
+            data.batch(block_ids(i * args.batch_size, args.batch_size, data.n, args.seed), device)
         sync()
         return (time.perf_counter() - t0) / reps
 
@@ -154,17 +157,20 @@ assert set(PATH_MODES.values()) == set(COMPILE_MODES)   # train.py's --compile_m
 
 def parse_path(spec, batch_size):
     """'fused+cg@128' -> {"name", "loss": "fused", "cuda_graphs": True, "compile_mode": "reduce-overhead",
-    "fp8": False, "attention": "sdpa", "micro": 128}; SystemExit if malformed."""
-    m = re.fullmatch(r"(\w+)((?:\+cg|\+ma|\+f8|\+ta)*)(?:@(\d+))?", spec)
+    "fp8": False, "attention": "sdpa", "step_graph": False, "micro": 128}; SystemExit if malformed."""
+    m = re.fullmatch(r"(\w+)((?:\+cg|\+sg|\+ma|\+f8|\+ta)*)(?:@(\d+))?", spec)
     if not m or m[1] not in LOSS_KINDS or len(set(m[2].split("+"))) != len(m[2].split("+")):
-        raise SystemExit(f"--paths: {spec!r} is not LOSS[+cg][+ma][+f8][+ta][@MICRO] with LOSS one of "
+        raise SystemExit(f"--paths: {spec!r} is not LOSS[+cg|+sg][+ma][+f8][+ta][@MICRO] with LOSS one of "
                          f"{', '.join(LOSS_KINDS)}")
+    if "+cg" in m[2] and "+sg" in m[2]:
+        raise SystemExit(f"--paths: {spec!r}: +sg captures the whole step in a CUDA graph itself; drop +cg, whose "
+                         "graphs it cannot capture")
     mode = PATH_MODES["+cg" in m[2], "+ma" in m[2]]
     micro = int(m[3] or batch_size)
     if micro < 1 or batch_size % micro:
         raise SystemExit(f"--paths: micro-batch {micro} of {spec!r} must divide --batch_size {batch_size}")
     return {"name": spec, "loss": m[1], "cuda_graphs": "+cg" in m[2], "compile_mode": mode, "fp8": "+f8" in m[2],
-            "attention": "triton" if "+ta" in m[2] else "sdpa", "micro": micro}
+            "attention": "triton" if "+ta" in m[2] else "sdpa", "step_graph": "+sg" in m[2], "micro": micro}
 
 
 def time_path(model_name, args, device, dtype, path, batches):
@@ -182,8 +188,10 @@ def time_path(model_name, args, device, dtype, path, batches):
     loss_kind = model.set_loss(path["loss"], args.loss_chunk)
     model.set_attention(path["attention"])
     fp8_linears = len(fp8.use_fp8(model)) if path["fp8"] else 0   # as train.py --fp8: before optimizer and compile
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-4, weight_decay=0.1,
-                                  fused=device_type == "cuda")
+    graph = path["step_graph"]   # (as train.py --step_graph: AdamW reads its LR from the device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=torch.tensor(1e-4, device=device) if graph else 1e-4,
+                                  betas=(0.9, 0.95), eps=1e-4, weight_decay=0.1, fused=device_type == "cuda",
+                                  capturable=graph)
     step_model = torch.compile(model, mode=path["compile_mode"]) if compiled else model
     autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, dtype))
     scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")   # as train.py: fp16 needs loss scaling
@@ -191,25 +199,15 @@ def time_path(model_name, args, device, dtype, path, batches):
     accum = args.batch_size // micro
     grads_kept = keep_grads(model, path["compile_mode"] if compiled else None, accum)   # as train.py
 
-    def step(batch):                                   # batch (B, T + 1) token ids -> the step's mean loss
-        step_loss = torch.zeros((), device=device)
-        for i in range(accum):
-            chunk = batch[i * micro:(i + 1) * micro]
-            with autocast:
-                _, loss = step_model(chunk[:, :-1], chunk[:, 1:])
-            scaler.scale(loss / accum).backward()
-            step_loss += loss.detach() / accum
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=not grads_kept)
-        return step_loss
+    step = make_step(step_model, optimizer, scaler, autocast, accum, 1.0, grads_kept)   # train.py's step
+    if graph:
+        step = graphed(step, device)
+    warmup = max(args.warmup, GRAPH_WARMUP + 1) if graph else args.warmup   # +sg: captured before the timing
 
     sync = torch.cuda.synchronize if device_type == "cuda" else (lambda: None)
     try:
-        first_loss = step(batches[0]).item()
-        for i in range(1, args.warmup):               # warm: compiled, autotuned, allocator and caches filled
+        first_loss = step(batches[0])[0].item()
+        for i in range(1, warmup):               # warm: compiled, autotuned, allocator and caches filled
             step(batches[i % len(batches)])
         sync()
         if device_type == "cuda":   # the timed steps' peak: Triton's autotuning allocates a 256 MB buffer in step 1
@@ -243,7 +241,7 @@ def time_path(model_name, args, device, dtype, path, batches):
         hwm = _proc_status_kb("VmHWM") if hwm_reset else None
         peak_mem = hwm * 1024 if hwm is not None else None
     return {"oom": False, "path": path["name"], "loss": loss_kind, "cuda_graphs": path["cuda_graphs"],
-            "fp8_linears": fp8_linears, "attention": path["attention"],
+            "step_graph": graph, "fp8_linears": fp8_linears, "attention": path["attention"],
             "compile_mode": path["compile_mode"] if compiled else None,
             "micro_batch_size": micro, "loss_chunk": model.loss_chunk, "timed_steps": steps, "step_s": step_s,
             "tokens_per_s": tokens_per_s, "mfu": mfu(model.flops_per_token(), tokens_per_s, args.peak_flops),
@@ -260,13 +258,14 @@ def ran(r):
 
 
 def speed_key(train, device, world_size):
-    """What one train.py process's speed depends on: its model, batch, compile, fp8, attention and --threads flags,
-    the kind of device (cpu, cuda) and the process count. A speed measured with other settings (batch 512 on a GPU
-    vs 16 on a CPU) predicts nothing. device: as config.json's env records it ("cuda:0"), or train.py's --device for
-    a planned run."""
+    """What one train.py process's speed depends on: its model, batch, compile, fp8, attention, step_graph and
+    --threads flags, the kind of device (cpu, cuda) and the process count. A speed measured with other settings
+    (batch 512 on a GPU vs 16 on a CPU) predicts nothing. device: as config.json's env records it ("cuda:0"), or
+    train.py's --device for a planned run."""
     kind = "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
     return (train["model"], train["batch_size"], bool(train.get("compile")), bool(train.get("fp8")),
-            train.get("attention", "sdpa"), train.get("threads", 0), kind.split(":")[0], world_size)
+            train.get("attention", "sdpa"), bool(train.get("step_graph")), train.get("threads", 0), kind.split(":")[0],
+            world_size)
 
 
 def measured_speeds(out_dir):
@@ -397,7 +396,7 @@ def parse_args(argv=None):
     p.add_argument("--block_size", type=int, default=128, help="context length (the paper: 128)")
     p.add_argument("--batch_size", type=int, default=512 if gpu else 32, help="sequences per step (the paper: 512)")
     p.add_argument("--paths", default="plain,auto+cg" if gpu else "plain,chunked",
-                   help="comma-separated LOSS[+cg][+ma][+f8][+ta][@MICRO] (see above); the first is the baseline")
+                   help="comma-separated LOSS[+cg|+sg][+ma][+f8][+ta][@MICRO] (see above); the first is the baseline")
     p.add_argument("--loss_chunk", type=int, default=8192, help="rows per chunk of the chunked loss")
     p.add_argument("--steps", type=int, default=5, help="timed steps per path, repeated for --min_seconds")
     p.add_argument("--min_seconds", type=float, default=2.0 if gpu else 0.0, help="time each path at least this long")
@@ -450,6 +449,9 @@ def parse_args(argv=None):
         try:
             if path["fp8"]:
                 fp8.check_supported(args.device, args.dtype)
+            if path["step_graph"] and (device_type != "cuda" or args.dtype == "float16"):
+                raise ValueError(f"+sg (train.py --step_graph) runs on a CUDA GPU in bfloat16 or float32, not "
+                                 f"{args.device} {args.dtype}")
         except ValueError as e:
             raise SystemExit(f"--paths {path['name']}: {e}") from None
     for m in args.models:     # (the fused loss and attention.py: at each model's width)

@@ -84,13 +84,18 @@ class TokenBlocks:
         self.n = max(0, (len(self.tokens) - 1) // block_size)
 
     def get(self, block_ids, device):
-        """block_ids (b,) -> inputs x and targets y, both (b, T) int64 on device."""
+        """block_ids (b,) -> inputs x and targets y, both (b, T) int64 on device (views of self.batch's tensor)."""
+        batch = self.batch(block_ids, device)
+        return batch[:, :-1], batch[:, 1:]
+
+    def batch(self, block_ids, device):
+        """block_ids (b,) -> the blocks and the token after each, (b, T + 1) int64 on device: x = batch[:, :-1],
+        y = batch[:, 1:] (train.py's step takes this one tensor, which a CUDA graph copies into its own)."""
         idx = np.asarray(block_ids, np.int64)[:, None] * self.T + np.arange(self.T + 1)   # (b, T + 1) positions
         # one gather from the memmap: a slice per block costs ~5 us each, 2.7 ms for 512 blocks, as long as a
         # small model's whole GPU step
         buf = torch.from_numpy(self.tokens[idx].astype(np.int64))
-        buf = buf.pin_memory().to(device, non_blocking=True) if device.startswith("cuda") else buf.to(device)
-        return buf[:, :-1], buf[:, 1:]
+        return buf.pin_memory().to(device, non_blocking=True) if device.startswith("cuda") else buf.to(device)
 
     def counts(self, chunk=1 << 24):
         """Token id counts over the whole file (in chunks: a 2B-token file never sits in memory)."""

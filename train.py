@@ -90,6 +90,7 @@ class TrainConfig:
     dtype: str = "auto"  # auto (bfloat16 if supported, else float16, float32 on CPU) | bfloat16 | float16 | float32
     compile: bool = False  # torch.compile the model (GPUs: faster after a minute of compiling)
     compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune[-no-cudagraphs] (--compile)
+    step_graph: bool = False  # replay each whole step (forward, backward, clipping, AdamW) as one CUDA graph
     loss: str = "auto"  # plain | chunked | fused (Triton, GPU) | auto (plain on CPU; GPU: fused to h256, chunked)
     loss_chunk: int = 8192  # rows per chunk of the chunked loss
     attention: str = "sdpa"  # sdpa (PyTorch's flash kernels) | triton (attention.py, GPU, heads up to h256's)
@@ -149,13 +150,16 @@ def check_config(cfg):
         raise SystemExit(f"--compile_mode {cfg.compile_mode!r}: use one of {', '.join(COMPILE_MODES)}")
     if cfg.compile_mode != "default" and not cfg.compile:
         raise SystemExit(f"--compile_mode {cfg.compile_mode} needs --compile")
+    if cfg.step_graph and cfg.compile_mode in ("reduce-overhead", "max-autotune"):
+        raise SystemExit(f"--step_graph captures the whole step in a CUDA graph itself: use --compile_mode default or "
+                         f"max-autotune-no-cudagraphs, not {cfg.compile_mode} (whose CUDA graphs cannot be captured)")
     try:
         config_from_name(cfg.model)
     except ValueError as e:
         raise SystemExit(f"--model: {e}") from None
 
 # -----------------------------------------------------------------------------
-# Learning-rate schedule, gradients under CUDA graphs
+# The training step: LR schedule, one optimizer step, CUDA graphs
 
 
 def lr_at(step, total_steps, peak_lr, warmup_steps, final_frac=0.5):
@@ -167,6 +171,81 @@ def lr_at(step, total_steps, peak_lr, warmup_steps, final_frac=0.5):
         return peak_lr * (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return peak_lr * (final_frac + (1 - final_frac) * math.cos(math.pi / 2 * progress))
+
+
+def set_lr(optimizer, lr):
+    for group in optimizer.param_groups:
+        if torch.is_tensor(group["lr"]):   # --step_graph: the graph's AdamW reads the LR from the device
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
+
+
+def make_step(model, optimizer, scaler, autocast, accum, grad_clip, grads_kept=False):
+    """-> step(batch): one optimizer step on this process' batch (accum * micro, T + 1) of token ids (dataset.py's
+    TokenBlocks.batch), in accum micro-batches of micro sequences. Returns the step's mean loss and the gradient norm
+    before clipping, 0-d tensors left on the device: nothing in a step waits for the GPU, so the host prepares the
+    next step while the GPU computes this one. bench.py times this same step."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+
+    def step(batch):
+        micro = len(batch) // accum
+        step_loss = torch.zeros((), device=batch.device)
+        for i in range(accum):
+            chunk = batch[i * micro:(i + 1) * micro]                               # (micro, T + 1)
+            # DDP averages the gradients across processes during backward: only after the last micro-batch
+            with model.no_sync() if isinstance(model, DDP) and i < accum - 1 else nullcontext():
+                with autocast:
+                    _, loss = model(chunk[:, :-1], chunk[:, 1:])       # the mean over micro x T tokens
+                # / accum: the summed gradients are those of the mean over this process' sequences (and DDP's
+                # average over processes makes it the global batch's mean)
+                scaler.scale(loss / accum).backward()
+            step_loss += loss.detach() / accum
+        scaler.unscale_(optimizer)                                                 # a no-op unless fp16
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip or math.inf)  # the norm before clipping
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=not grads_kept)
+        return step_loss, grad_norm
+    return step
+
+
+GRAPH_WARMUP = 3   # steps run as they are before the capture: compiling, autotuning and AdamW's first-step state
+
+
+def graphed(step, device):
+    """step(batch) -> a function taking the same steps: the first GRAPH_WARMUP as they are (on a side stream, as
+    PyTorch's CUDA graph notes ask), then one CUDA graph of the whole step, captured once and replayed: a single
+    launch instead of the step's hundreds of kernel launches from Python, which the small models' 2-3 ms steps
+    otherwise wait on (compile mode reduce-overhead graphs only the compiled model, its forward and backward apart;
+    the optimizer, clipping and the fused loss's graph break are still launched one by one). The graph reads its
+    batch from a tensor of its own (each call copies the batch in) and its AdamW the LR from a device tensor
+    (set_lr); it returns the same two output tensors every replay, overwritten by the next."""
+    side, graph, static = torch.cuda.Stream(device), None, {}
+    calls = 0
+
+    def run(batch):
+        nonlocal graph, calls
+        calls += 1
+        if calls <= GRAPH_WARMUP:
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):
+                out = step(batch)
+            torch.cuda.current_stream(device).wait_stream(side)
+            return out
+        if graph is None:   # capturing records the kernels without running them: the replay below runs the step
+            static["batch"], graph = batch.clone(), torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(graph):
+                    static["out"] = step(static["batch"])
+            except RuntimeError as e:   # an operation that waits for the GPU, say (torch's message says which)
+                raise RuntimeError(f"--step_graph: this step cannot be captured in a CUDA graph ("
+                                   f"{str(e).splitlines()[0][:200]}): train without --step_graph") from e
+        else:
+            static["batch"].copy_(batch)
+        graph.replay()
+        return static["out"]
+    return run
 
 
 def keep_grads(model, compile_mode, accum):
@@ -183,6 +262,16 @@ def keep_grads(model, compile_mode, accum):
 
 # -----------------------------------------------------------------------------
 # Checkpoints
+
+
+def load_optimizer_state(optimizer, state):
+    """optimizer.load_state_dict(state) keeping this run's AdamW kernel (fused on a GPU), its capturable flag and
+    the form of its LR (a device tensor under --step_graph): the saved groups carry the saving run's, and a run may
+    resume on another device or with --step_graph switched. Set before loading, which places the step counts by
+    them; the LR's value is set before every step anyway."""
+    for group in state["param_groups"]:
+        group.update({k: optimizer.param_groups[0][k] for k in ("fused", "capturable", "lr")})
+    optimizer.load_state_dict(state)
 
 
 def check_resumable(ckpt, cfg, model_config, meta, n_train_blocks, dtype):
@@ -308,6 +397,12 @@ def _train(cfg, rank, world, device):
     # bf16/fp16 autocast: matmuls in half precision, weights and optimizer state in fp32; fp16 also needs loss scaling
     autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, dtype))
     check_config(cfg)                           # one line per bad flag, before anything is written
+    for bad, why in ((device_type != "cuda", f"needs a CUDA GPU, got {device}"),
+                     (world > 1, "runs in one process (DDP's all-reduces are not captured): not under torchrun"),
+                     (dtype == "float16", "cannot take float16, whose loss scaling checks for inf on the host every "
+                      "step: use --dtype bfloat16")):
+        if cfg.step_graph and bad:
+            raise SystemExit(f"--step_graph {why}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 
@@ -373,8 +468,10 @@ def _train(cfg, rank, world, device):
             fp8.use_fp8(raw_model)
         except ValueError as e:
             raise SystemExit(f"--fp8: {e}") from None
-    optimizer = torch.optim.AdamW(raw_model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                                  weight_decay=cfg.weight_decay, fused=device_type == "cuda")
+    optimizer = torch.optim.AdamW(raw_model.parameters(), betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                                  weight_decay=cfg.weight_decay, fused=device_type == "cuda",
+                                  lr=torch.tensor(cfg.lr, device=device) if cfg.step_graph else cfg.lr,
+                                  capturable=cfg.step_graph)   # --step_graph: a graph's AdamW reads the LR from there
     scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")
     step, elapsed_before, last_val = 0, 0.0, None
     if cfg.resume:   # every process reads the checkpoint (multi-node runs need a shared out_dir)
@@ -384,9 +481,7 @@ def _train(cfg, rank, world, device):
             raise SystemExit(f"--resume: {e}") from None
         check_resumable(ckpt, cfg, model_config, meta, train_data.n, dtype)
         raw_model.load_state_dict(ckpt["model"])
-        for group in ckpt["optimizer"]["param_groups"]:   # the saved groups carry the saving device's kernel choice;
-            group["fused"] = device_type == "cuda"        # set before loading, which places the step counts by it
-        optimizer.load_state_dict(ckpt["optimizer"])
+        load_optimizer_state(optimizer, ckpt["optimizer"])
         if ckpt["scaler"]:                       # empty unless the run used fp16
             scaler.load_state_dict(ckpt["scaler"])
         set_rng_states(ckpt["rng"])
@@ -407,6 +502,9 @@ def _train(cfg, rank, world, device):
         # at DDP's gradient buckets (its "DDP optimizer")
         model = DDP(model, device_ids=[torch.device(device).index] if device_type == "cuda" else None,
                     broadcast_buffers=False)
+    train_step = make_step(model, optimizer, scaler, autocast, accum, cfg.grad_clip, grads_kept)
+    if cfg.step_graph:
+        train_step = graphed(train_step, device)
     flops_per_token = raw_model.flops_per_token()
     peak = cfg.peak_flops or (peak_flops(torch.cuda.get_device_name(device)) if device_type == "cuda" else None)
 
@@ -416,7 +514,8 @@ def _train(cfg, rank, world, device):
             f"({train_data.n:,} train blocks): {total_steps:,} steps of {cfg.batch_size} x {cfg.block_size} tokens, "
             f"{world} x {device} {dtype}, {accum} micro-batches of {micro} per process, {loss_kind} loss"
             + (", float8 matmuls" if cfg.fp8 else "") + (", Triton attention" if cfg.attention == "triton" else "")
-            + (f", compiled ({cfg.compile_mode})" if cfg.compile else ""))
+            + (f", compiled ({cfg.compile_mode})" if cfg.compile else "")
+            + (", each step one CUDA graph" if cfg.step_graph else ""))
         if wanted > train_data.n * cfg.block_size:
             say(f"note: {wanted:,.0f} tokens is more than one pass over train.bin: blocks will repeat")
         if cfg.warmup_steps > total_steps:   # (at equality the last update is taken at the peak)
@@ -515,26 +614,9 @@ def _train(cfg, rank, world, device):
         say(f"step {0:>6}/{total_steps} | val {last_val:.4f}")
         t_last = time.time()                    # the first rate and ETA are of training steps, not this evaluation
     while step < total_steps:
-        lr = lr_at(step, total_steps, cfg.lr, cfg.warmup_steps, cfg.final_lr_frac)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(optimizer, lr := lr_at(step, total_steps, cfg.lr, cfg.warmup_steps, cfg.final_lr_frac))
         ids = block_ids(step * cfg.batch_size + rank * per_rank, per_rank, train_data.n, cfg.seed)  # my share
-        step_loss = torch.zeros((), device=device)                         # this process' mean loss of the step
-        for i in range(accum):
-            x, y = train_data.get(ids[i * micro:(i + 1) * micro], device)        # (micro, T) each
-            # DDP averages the gradients across processes during backward: only after the last micro-batch
-            with model.no_sync() if world > 1 and i < accum - 1 else nullcontext():
-                with autocast:
-                    _, loss = model(x, y)       # the mean over micro x T tokens
-                # / accum: the summed gradients are those of the mean over this process' per_rank sequences (and
-                # DDP's average over processes makes it the global batch's mean)
-                scaler.scale(loss / accum).backward()
-            step_loss += loss.detach() / accum
-        scaler.unscale_(optimizer)                                                 # a no-op unless fp16
-        grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip or math.inf)  # pre-clip norm
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=not grads_kept)
+        step_loss, grad_norm = train_step(train_data.batch(ids, device))    # (per_rank, T + 1) tokens
         step += 1
 
         do_eval = step % cfg.eval_interval == 0 or step == total_steps or step == cfg.stop_at_step

@@ -123,6 +123,10 @@ def test_path_modifiers_pick_the_compile_mode():
     assert {p["attention"] for p in modes.values()} == {f8["attention"]} == {"sdpa"}
     ta = bench.parse_path("fused+ta+cg", 8)
     assert (ta["attention"], ta["compile_mode"], ta["fp8"]) == ("triton", "reduce-overhead", False)
+    assert not any(p["step_graph"] for p in [*modes.values(), f8, ta])
+    sg = bench.parse_path("auto+sg+ma+ta", 8)   # train.py --step_graph: compiled without inductor's CUDA graphs
+    assert (sg["step_graph"], sg["cuda_graphs"], sg["compile_mode"], sg["attention"]) == (
+        True, False, "max-autotune-no-cudagraphs", "triton")
 
 
 def test_benchmark_refuses_bad_flags():
@@ -137,6 +141,12 @@ def test_benchmark_refuses_bad_flags():
     with pytest.raises(SystemExit, match="--paths plain[+]f8: float8 matmuls run on NVIDIA GPUs and CPUs "
                                          "here, not mps"):
         bench.parse_args(["--models", "h32-L2", "--paths", "plain,plain+f8", "--device", "mps"])
+    with pytest.raises(SystemExit, match="'auto[+]cg[+]sg': [+]sg captures the whole step in a CUDA graph itself; "
+                                         "drop [+]cg"):
+        bench.parse_args(["--paths", "plain,auto+cg+sg"])
+    with pytest.raises(SystemExit, match="--paths plain[+]sg: [+]sg .* runs on a CUDA GPU in bfloat16 or float32, not "
+                                         "cpu float32"):
+        bench.parse_args(["--models", "h32-L2", "--paths", "plain,plain+sg", "--device", "cpu"])
 
 
 def test_paths_that_cannot_run_and_bad_flags_are_refused_before_timing(tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
 """What only a CUDA GPU can check: the fast paths in bf16, flash attention at the smallest width, attention.py's
-kernels, and train.py with torch.compile, the fused loss, attention.py and CUDA graphs. Skipped without a GPU; run
+kernels, a whole step captured in a CUDA graph against the eager step, and train.py with torch.compile, the fused
+loss, attention.py and CUDA graphs (inductor's, and --step_graph's). Skipped without a GPU; run
 them on one with `python -m pytest -q tests/test_gpu.py` (a few minutes, most of it compiling; tests/gpu_check.sh runs
 them)."""
 import pytest
@@ -85,14 +86,48 @@ def test_triton_attention_in_bf16_is_as_close_to_float64_as_flash_attention(hd):
         assert err < 1.5 * flash_err + 1e-3, (what, err, flash_err)
 
 
-@pytest.mark.parametrize("extra", [dict(loss="fused"), dict(loss="auto", compile=True, compile_mode="reduce-overhead"),
-                                   dict(loss="auto", compile=True, compile_mode="reduce-overhead", micro_batch_size=2),
-                                   dict(loss="auto", compile=True, compile_mode="reduce-overhead", attention="triton")])
+def test_each_replay_of_a_graphed_step_is_the_step_eager_code_takes():
+    """train.graphed: after the warm-up steps and the capture, each replay takes the step the eager code does with
+    that step's batch (copied into the graph's own), its LR (set_lr fills the device tensor the captured AdamW reads)
+    and AdamW's state, two micro-batches a step: the same losses, gradient norms and weights, float32 to rounding."""
+    from contextlib import nullcontext
+    from train import GRAPH_WARMUP, graphed, make_step, set_lr
+    start = torch.randint(0, 100, (GRAPH_WARMUP + 5, 4, 1), generator=torch.Generator().manual_seed(0))
+    batches = ((start + torch.arange(17)) % 100).cuda()   # counting sequences: something to learn in 8 steps
+    out = []
+    for graph in (False, True):
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(n_layer=1, n_embd=32, vocab_size=100, block_size=16)).cuda()
+        opt = torch.optim.AdamW(model.parameters(), lr=torch.tensor(0.0, device="cuda") if graph else 0.0,
+                                weight_decay=0.1, fused=True, capturable=graph)
+        step = make_step(model, opt, torch.amp.GradScaler("cuda", enabled=False), nullcontext(), 2, 0.5)
+        step = graphed(step, "cuda") if graph else step
+        logged = []
+        for i, batch in enumerate(batches):
+            set_lr(opt, 3e-3 * (i + 1))          # a new LR every step, as the schedule's warm-up
+            logged += [t.item() for t in step(batch)]
+        out.append((torch.tensor(logged), torch.cat([p.detach().flatten() for p in model.parameters()])))
+    (eager_logged, eager_w), (graph_logged, graph_w) = out
+    assert torch.allclose(graph_logged, eager_logged, rtol=1e-5), (graph_logged, eager_logged)
+    assert torch.allclose(graph_w, eager_w, rtol=1e-5, atol=1e-6)
+    assert eager_logged[-2] < eager_logged[0] - 0.5        # it trained (4.6 -> 3.4 on CPU): not two no-ops
+
+
+CG = dict(loss="auto", compile=True, compile_mode="reduce-overhead")   # inductor's CUDA graphs
+SG = dict(loss="auto", compile=True, step_graph=True)                  # the whole step one CUDA graph (train.graphed)
+
+
+@pytest.mark.parametrize("extra", [dict(loss="fused"), CG, dict(CG, micro_batch_size=2), dict(CG, attention="triton"),
+                                   dict(loss="plain", step_graph=True),
+                                   dict(SG, micro_batch_size=2, attention="triton")],
+                         ids=["fused", "cg", "cg_accum", "cg_ta", "sg_eager", "sg_accum_ta"])
 def test_train_on_gpu_matches_the_plain_run_and_resumes(tiny_data, tmp_path, extra):
     """bf16 on the GPU: the fast settings (auto: the fused loss at h32) train the model the plain eager run does (to
     bf16 rounding), and a run stopped and resumed ends where the uninterrupted one does. With CUDA graphs and 4
     micro-batches a step, the gradients must survive the replays (train.keep_grads). attention.py's kernels traced into
-    the CUDA graphs too."""
+    the CUDA graphs too. --step_graph: captured after 3 steps in each part of the run (16 steps, resumed at 8), with
+    evaluations between replays, eager or compiled, with micro-batches, the fused loss's graph break and
+    attention.py's kernels inside the graph."""
     common = dict(device="cuda", max_tokens=16 * 256, eval_interval=8, batch_size=8, threads=0)
     run(tiny_data, tmp_path, run_name="plain", loss="plain", **common)
     run(tiny_data, tmp_path, run_name="fast", **common, **extra)

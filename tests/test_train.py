@@ -1,5 +1,6 @@
 import hashlib
 import importlib.util
+import io
 import json
 import math
 import os
@@ -517,6 +518,13 @@ def test_chunked_loss_run_equals_plain_run(tiny_data, tmp_path):
         run(tiny_data, tmp_path, run_name="bad", loss="fast")
     with pytest.raises(SystemExit, match="--compile_mode 'cudagraphs': use one of default, reduce-overhead"):
         run(tiny_data, tmp_path, run_name="bad", compile=True, compile_mode="cudagraphs")
+    with pytest.raises(SystemExit, match="--step_graph captures the whole step in a CUDA graph itself: use "
+                       "--compile_mode default or max-autotune-no-cudagraphs, not reduce-overhead"):
+        run(tiny_data, tmp_path, run_name="bad", compile=True, compile_mode="reduce-overhead", step_graph=True)
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="--step_graph needs a CUDA GPU, got cpu"):
+            run(tiny_data, tmp_path, run_name="bad", step_graph=True)
+    assert not (tmp_path / "bad").exists()   # every refusal before anything was written
     for device, missing, there in (("cuda", "CUDA GPU", torch.cuda.is_available()),
                                    ("mps", "Apple GPU", torch.backends.mps.is_available())):
         if not there:   # a one-line error, not torch's traceback
@@ -531,6 +539,46 @@ def test_gradients_are_kept_across_micro_batches_only_under_cuda_graphs():
         model.zero_grad(set_to_none=True)
         assert train.keep_grads(model, mode, accum) == kept, (mode, accum)
         assert all((p.grad is not None and not p.grad.any()) if kept else p.grad is None for p in model.parameters())
+
+
+def test_step_graph_optimizer_and_the_plain_one_resume_each_other():
+    """--step_graph's AdamW (fused, capturable, its LR a tensor that set_lr fills) takes the steps the plain one does,
+    and a checkpoint of either resumes in the other (load_optimizer_state keeps the loading run's LR form and kernel):
+    4 steps then 4 more after a save and load, in every order, end where 8 uninterrupted steps do. On the CPU: fused
+    AdamW runs here, only the CUDA graph needs a GPU (tests/test_gpu.py)."""
+    def optimizer(params, graph):
+        return torch.optim.AdamW(params, lr=torch.tensor(0.0) if graph else 0.0, betas=(0.9, 0.95), eps=1e-4,
+                                 weight_decay=0.1, fused=graph, capturable=graph)
+
+    def steps(model, opt, start, n):
+        for step in range(start, start + n):
+            train.set_lr(opt, lr_at(step, 8, 1e-2, 2))
+            torch.manual_seed(step)
+            model(torch.randn(5, 3)).square().mean().backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+    def trained(first, second):   # graph forms of the optimizer before and after the save (None: no save)
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 2)
+        opt = optimizer(model.parameters(), first)
+        steps(model, opt, 0, 4)
+        if second is not None:   # through a file's bytes, as a checkpoint
+            buf = io.BytesIO()
+            torch.save(opt.state_dict(), buf)
+            opt = optimizer(model.parameters(), second)
+            train.load_optimizer_state(opt, torch.load(io.BytesIO(buf.getvalue()), weights_only=True))
+            assert torch.is_tensor(opt.param_groups[0]["lr"]) == second and opt.param_groups[0]["fused"] == second
+        steps(model, opt, 4, 4)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    torch.manual_seed(0)
+    start = torch.cat([p.detach().flatten() for p in torch.nn.Linear(3, 2).parameters()])
+    reference = trained(False, None)
+    assert (reference - start).abs().min() > 1e-3                       # every weight moved
+    assert torch.equal(trained(False, False), reference)
+    for first, second in ((True, None), (True, True), (True, False), (False, True)):
+        assert torch.allclose(trained(first, second), reference, rtol=1e-5, atol=1e-7), (first, second)
 
 
 def test_every_compiled_run_of_a_process_is_compiled(tiny_data, tmp_path, monkeypatch):
