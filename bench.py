@@ -55,7 +55,8 @@ from model import (GPT, LOSS_KINDS, PAPER_GRID, PAPER_TRAIN_TOKENS, auto_dtype, 
                    mfu, peak_flops, triton_module)
 from files import HelpFormat, make_dir, read_json, read_log, write_json
 from dataset import TokenBlocks, block_ids
-from train import COMPILE_MODES, GRAPH_WARMUP, graphed, keep_grads, make_step
+from step import GRAPH_WARMUP, graphed, keep_grads, make_step   # train.py's step
+from train import COMPILE_MODES
 
 # -----------------------------------------------------------------------------
 # Measuring
@@ -199,7 +200,7 @@ def time_path(model_name, args, device, dtype, path, batches):
     accum = args.batch_size // micro
     grads_kept = keep_grads(model, path["compile_mode"] if compiled else None, accum)   # as train.py
 
-    step = make_step(step_model, optimizer, scaler, autocast, accum, 1.0, grads_kept)   # train.py's step
+    step = make_step(step_model, optimizer, scaler, autocast, accum, 1.0, grads_kept)
     if graph:
         step = graphed(step, device)
     warmup = max(args.warmup, GRAPH_WARMUP + 1) if graph else args.warmup   # +sg: captured before the timing

@@ -90,7 +90,7 @@ class TokenBlocks:
 
     def batch(self, block_ids, device):
         """block_ids (b,) -> the blocks and the token after each, (b, T + 1) int64 on device: x = batch[:, :-1],
-        y = batch[:, 1:] (train.py's step takes this one tensor, which a CUDA graph copies into its own)."""
+        y = batch[:, 1:] (step.py's training step takes this one tensor, which a CUDA graph copies into its own)."""
         idx = np.asarray(block_ids, np.int64)[:, None] * self.T + np.arange(self.T + 1)   # (b, T + 1) positions
         # one gather from the memmap: a slice per block costs ~5 us each, 2.7 ms for 512 blocks, as long as a
         # small model's whole GPU step

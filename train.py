@@ -46,6 +46,7 @@ from model import ATTENTION_KINDS, GPT, LOSS_KINDS, auto_dtype, config_from_name
 from files import make_dir, try_lock, whole_number, write_atomic   # lock: one writer; 1e6 -> 1000000; temp + rename
 from dataset import TokenBlocks, block_ids, load_meta, load_tokenizer, unigram_baseline   # what simplify.py wrote
 from results import ADDED_SETTINGS   # settings added later, at the value older runs trained with (fp8: off)
+from step import graphed, keep_grads, lr_at, make_step, set_lr   # one optimizer step, and the LR it takes
 
 # -----------------------------------------------------------------------------
 # Hyperparameters: every field is a command-line flag (its comment is the --help text)
@@ -157,108 +158,6 @@ def check_config(cfg):
         config_from_name(cfg.model)
     except ValueError as e:
         raise SystemExit(f"--model: {e}") from None
-
-# -----------------------------------------------------------------------------
-# The training step: LR schedule, one optimizer step, CUDA graphs
-
-
-def lr_at(step, total_steps, peak_lr, warmup_steps, final_frac=0.5):
-    """LR of update `step` (0-based): linear warmup to the peak, then a quarter-cycle cosine from the peak down to
-    final_frac * peak (for final_frac 0.5 the cosine part is Hugging Face's get_cosine_schedule_with_warmup with
-    num_cycles=0.25; their warmup starts at 0, ours at peak / warmup_steps). The log's lr at step N is the LR update
-    N - 1 was taken with."""
-    if step < warmup_steps:
-        return peak_lr * (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return peak_lr * (final_frac + (1 - final_frac) * math.cos(math.pi / 2 * progress))
-
-
-def set_lr(optimizer, lr):
-    for group in optimizer.param_groups:
-        if torch.is_tensor(group["lr"]):   # --step_graph: the graph's AdamW reads the LR from the device
-            group["lr"].fill_(lr)
-        else:
-            group["lr"] = lr
-
-
-def make_step(model, optimizer, scaler, autocast, accum, grad_clip, grads_kept=False):
-    """-> step(batch): one optimizer step on this process' batch (accum * micro, T + 1) of token ids (dataset.py's
-    TokenBlocks.batch), in accum micro-batches of micro sequences. Returns the step's mean loss and the gradient norm
-    before clipping, 0-d tensors left on the device: nothing in a step waits for the GPU, so the host prepares the
-    next step while the GPU computes this one. bench.py times this same step."""
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-
-    def step(batch):
-        micro = len(batch) // accum
-        step_loss = torch.zeros((), device=batch.device)
-        for i in range(accum):
-            chunk = batch[i * micro:(i + 1) * micro]                               # (micro, T + 1)
-            # DDP averages the gradients across processes during backward: only after the last micro-batch
-            with model.no_sync() if isinstance(model, DDP) and i < accum - 1 else nullcontext():
-                with autocast:
-                    _, loss = model(chunk[:, :-1], chunk[:, 1:])       # the mean over micro x T tokens
-                # / accum: the summed gradients are those of the mean over this process' sequences (and DDP's
-                # average over processes makes it the global batch's mean)
-                scaler.scale(loss / accum).backward()
-            step_loss += loss.detach() / accum
-        scaler.unscale_(optimizer)                                                 # a no-op unless fp16
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip or math.inf)  # the norm before clipping
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=not grads_kept)
-        return step_loss, grad_norm
-    return step
-
-
-GRAPH_WARMUP = 3   # steps run as they are before the capture: compiling, autotuning and AdamW's first-step state
-
-
-def graphed(step, device):
-    """step(batch) -> a function taking the same steps: the first GRAPH_WARMUP as they are (on a side stream, as
-    PyTorch's CUDA graph notes ask), then one CUDA graph of the whole step, captured once and replayed: a single
-    launch instead of the step's hundreds of kernel launches from Python, which the small models' 2-3 ms steps
-    otherwise wait on (compile mode reduce-overhead graphs only the compiled model, its forward and backward apart;
-    the optimizer, clipping and the fused loss's graph break are still launched one by one). The graph reads its
-    batch from a tensor of its own (each call copies the batch in) and its AdamW the LR from a device tensor
-    (set_lr); it returns the same two output tensors every replay, overwritten by the next."""
-    side, graph, static = torch.cuda.Stream(device), None, {}
-    calls = 0
-
-    def run(batch):
-        nonlocal graph, calls
-        calls += 1
-        if calls <= GRAPH_WARMUP:
-            side.wait_stream(torch.cuda.current_stream(device))
-            with torch.cuda.stream(side):
-                out = step(batch)
-            torch.cuda.current_stream(device).wait_stream(side)
-            return out
-        if graph is None:   # capturing records the kernels without running them: the replay below runs the step
-            static["batch"], graph = batch.clone(), torch.cuda.CUDAGraph()
-            try:
-                with torch.cuda.graph(graph):
-                    static["out"] = step(static["batch"])
-            except RuntimeError as e:   # an operation that waits for the GPU, say (torch's message says which)
-                raise RuntimeError(f"--step_graph: this step cannot be captured in a CUDA graph ("
-                                   f"{str(e).splitlines()[0][:200]}): train without --step_graph") from e
-        else:
-            static["batch"].copy_(batch)
-        graph.replay()
-        return static["out"]
-    return run
-
-
-def keep_grads(model, compile_mode, accum):
-    """CUDA graphs (compile modes reduce-overhead and max-autotune) reuse their outputs' memory at the next replay:
-    with several micro-batches a step, the gradients the first backward handed over would be overwritten by the next
-    forward (torch stops: "accessing tensor output of CUDAGraphs that has been overwritten"). Gradients allocated
-    once, outside the graphs, are added into instead. -> True when it allocated them (zero_grad must then zero them,
-    not free them: set_to_none=False)."""
-    if compile_mode not in ("reduce-overhead", "max-autotune") or accum == 1:
-        return False
-    for p in model.parameters():
-        p.grad = torch.zeros_like(p)
-    return True
 
 # -----------------------------------------------------------------------------
 # Checkpoints

@@ -11,14 +11,15 @@
 #      takes heads up to h256's), and where their steps spend the time (--profile)
 #   4. sweep: the paper's 36 runs estimated from steps 1 and 3: each model's plain path and its fastest (5 sizes;
 #      the fit needs 4)
-#   5. the other GPU tests (tests/test_gpu.py: the fast paths in bf16, train.py compiled, with the fused loss,
+#   5. profile: where h32-L2's fastest step spends its GPU time, kernel by kernel
+#   6. the other GPU tests (tests/test_gpu.py: the fast paths in bf16, train.py compiled, with the fused loss,
 #      attention.py and CUDA graphs, with and without micro-batches; tests/test_fused_loss.py on the GPU's tiles;
 #      tests/test_fp8.py; tests/test_attention.py)
-#   6. the fused loss traced into the compiled graph (FUSED_LOSS_TRACE=1): train.py's compiled GPU tests with it,
+#   7. the fused loss traced into the compiled graph (FUSED_LOSS_TRACE=1): train.py's compiled GPU tests with it,
 #      then h32-L2's tokens/s, to set against step 1's (through a graph break, same machine; at h256-L4 it was as fast)
 # Usage: bash tests/gpu_check.sh [OUT_DIR] [SECONDS]   (defaults: out/gpu_check, 575: the whole script's budget)
 # Steps run in order of importance, each under its own time limit, cut to what the budget has left; a step that
-# would get less than its minimum is skipped (and says so). At most 12 files land in OUT_DIR: each step's log, and
+# would get less than its minimum is skipped (and says so). At most 13 files land in OUT_DIR: each step's log, and
 # small.json, large.json, sweep.json, trace.json. Exits 1 if a step that ran failed. (Two h32-L2 processes sharing an
 # H200 made 22.39M tokens/s together, no more than one alone: that step is gone.)
 set -uo pipefail
@@ -28,7 +29,7 @@ budget=${2:-575}
 py=${PYTHON:-python3}            # the GPU image's python3 is the one with torch
 export PYTHONUNBUFFERED=1        # a step killed at its limit still shows what it printed
 mkdir -p "$out"
-for f in small test_sg large sweep trace test_gpu train_traced; do   # an earlier run's figures must not pass for this one's
+for f in small test_sg large sweep profile trace test_gpu train_traced; do   # an earlier run's figures must not pass for this one's
     rm -f "$out/$f.json" "$out/$f.log"
 done
 failed=0
@@ -71,6 +72,8 @@ est = bench.sweep_estimate(results, [{'name': 'plain'}, {'name': 'fastest'}], 15
 json.dump(est, open(sys.argv[1], 'w'), indent=1)
 print('GPU-hours of the 36 runs:', {k: round(e['hours'], 2) for k, e in est.items()} or 'fewer than 4 sizes measured')
 " "$out/sweep.json" "$out/small.json" "$out/large.json"
+step profile 30 60 $py bench.py --models h32-L2 --paths auto+sg+ta --profile 25 --min_seconds 0.5   # where its
+# time goes now (the fused loss's kernels, attention.py's, the rest), against the 2.6 ms README.md reports
 step test_gpu 90 240 $py -m pytest -v --durations=5 -p no:cacheprovider ${timeout_flag:+${timeout_flag}150} \
     tests/test_gpu.py tests/test_fused_loss.py tests/test_fp8.py tests/test_attention.py \
     -k "not fits_an_h100 and not traces_into and not graphed and not sg_"

@@ -178,7 +178,7 @@ def test_paths_that_cannot_run_and_bad_flags_are_refused_before_timing(tmp_path,
 
 def test_a_path_that_fails_is_left_out_with_its_whole_cause(tmp_path, monkeypatch, capsys):
     """A compile failure is not "out of memory": the path's error is recorded and its traceback printed, the other
-    paths are timed (with CUDA graphs and micro-batches, the gradients are kept across the step: train.keep_grads)."""
+    paths are timed (with CUDA graphs and micro-batches, the gradients are kept across the step: step.keep_grads)."""
     def broken(model, **kw):   # torch.compile compiles at the first call, and fails there
         def call(*a, **k):
             raise RuntimeError("backend='inductor' raised:\nRuntimeError: no kernel for you")

@@ -87,11 +87,11 @@ def test_triton_attention_in_bf16_is_as_close_to_float64_as_flash_attention(hd):
 
 
 def test_each_replay_of_a_graphed_step_is_the_step_eager_code_takes():
-    """train.graphed: after the warm-up steps and the capture, each replay takes the step the eager code does with
+    """step.graphed: after the warm-up steps and the capture, each replay takes the step the eager code does with
     that step's batch (copied into the graph's own), its LR (set_lr fills the device tensor the captured AdamW reads)
     and AdamW's state, two micro-batches a step: the same losses, gradient norms and weights, float32 to rounding."""
     from contextlib import nullcontext
-    from train import GRAPH_WARMUP, graphed, make_step, set_lr
+    from step import GRAPH_WARMUP, graphed, make_step, set_lr
     start = torch.randint(0, 100, (GRAPH_WARMUP + 5, 4, 1), generator=torch.Generator().manual_seed(0))
     batches = ((start + torch.arange(17)) % 100).cuda()   # counting sequences: something to learn in 8 steps
     out = []
@@ -114,7 +114,7 @@ def test_each_replay_of_a_graphed_step_is_the_step_eager_code_takes():
 
 
 CG = dict(loss="auto", compile=True, compile_mode="reduce-overhead")   # inductor's CUDA graphs
-SG = dict(loss="auto", compile=True, step_graph=True)                  # the whole step one CUDA graph (train.graphed)
+SG = dict(loss="auto", compile=True, step_graph=True)                  # the whole step one CUDA graph (step.graphed)
 
 
 @pytest.mark.parametrize("extra", [dict(loss="fused"), CG, dict(CG, micro_batch_size=2), dict(CG, attention="triton"),
@@ -124,7 +124,7 @@ SG = dict(loss="auto", compile=True, step_graph=True)                  # the who
 def test_train_on_gpu_matches_the_plain_run_and_resumes(tiny_data, tmp_path, extra):
     """bf16 on the GPU: the fast settings (auto: the fused loss at h32) train the model the plain eager run does (to
     bf16 rounding), and a run stopped and resumed ends where the uninterrupted one does. With CUDA graphs and 4
-    micro-batches a step, the gradients must survive the replays (train.keep_grads). attention.py's kernels traced into
+    micro-batches a step, the gradients must survive the replays (step.keep_grads). attention.py's kernels traced into
     the CUDA graphs too. --step_graph: captured after 3 steps in each part of the run (16 steps, resumed at 8), with
     evaluations between replays, eager or compiled, with micro-batches, the fused loss's graph break and
     attention.py's kernels inside the graph."""

@@ -17,7 +17,8 @@ import torch
 import train
 from model import GPT, load_checkpoint
 from dataset import TokenBlocks, block_ids, unigram_baseline
-from train import TrainConfig, lr_at, parse_args
+from step import keep_grads, lr_at, set_lr
+from train import TrainConfig, parse_args
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(model="h32-L2", block_size=32, batch_size=8, lr=3e-3, warmup_steps=5, eval_interval=10, log_interval=1,
@@ -537,7 +538,7 @@ def test_gradients_are_kept_across_micro_batches_only_under_cuda_graphs():
     for mode, accum, kept in (("reduce-overhead", 2, True), ("max-autotune", 4, True), ("reduce-overhead", 1, False),
                               ("default", 2, False), ("max-autotune-no-cudagraphs", 2, False), (None, 2, False)):
         model.zero_grad(set_to_none=True)
-        assert train.keep_grads(model, mode, accum) == kept, (mode, accum)
+        assert keep_grads(model, mode, accum) == kept, (mode, accum)
         assert all((p.grad is not None and not p.grad.any()) if kept else p.grad is None for p in model.parameters())
 
 
@@ -552,7 +553,7 @@ def test_step_graph_optimizer_and_the_plain_one_resume_each_other():
 
     def steps(model, opt, start, n):
         for step in range(start, start + n):
-            train.set_lr(opt, lr_at(step, 8, 1e-2, 2))
+            set_lr(opt, lr_at(step, 8, 1e-2, 2))
             torch.manual_seed(step)
             model(torch.randn(5, 3)).square().mean().backward()
             opt.step()
