@@ -12,8 +12,8 @@ bench.py: how fast a training step of the paper's models runs, the plain path ag
     python bench.py --models h32-L2 --paths plain,auto+cg,auto+sg,auto+sg+ta  # each step one CUDA graph
     python bench.py --models h32-L2,h128-L4,h256-L4,h512-L4,h1024-L8 --sweep     # + the paper's 36 runs, estimated
 
-Every path is the step train.py takes (forward, backward, gradient clipping, AdamW) on the same synthetic random
-tokens (no dataset needed), from the same initial weights. A path is LOSS[+cg|+sg][+ma][+f8][+ta][@MICRO]:
+Every path is the step train.py takes (its batch fetched from a token file, forward, backward, gradient clipping,
+AdamW) on the same synthetic random tokens (no dataset needed), from the same initial weights. A path is LOSS[+cg|+sg][+ma][+f8][+ta][@MICRO]:
     LOSS     plain    the full (B*T, V) logits, then the cross-entropy (train.py --loss plain)
              chunked  the head and loss --loss_chunk rows at a time, never the full logits (model.chunked_cross_entropy)
              fused    Triton kernels that never write the logits (fused_loss.py; a GPU)
@@ -95,23 +95,35 @@ def measure_matmul_peak(device, n=8192, reps=20):
     return 2 * n ** 3 * reps / (start.elapsed_time(end) / 1e3)
 
 
-def time_data_loading(args, device, reps=20):
-    """Seconds train.py's host side takes to fetch one batch: the block order, the gather from a memmapped token file
-    and the copy to the device. The GPU runs ahead while the host fetches, so this must stay well under a step."""
+def random_tokens(args):
+    """train.py's TokenBlocks over a token file of random ids, 64 batches of them: each path's steps fetch their
+    batches as train.py does (block order, gather, copy to the device). The file is read into memory (as a small
+    file sits in the page cache) so that its temporary directory can go."""
+    dtype = np.uint16 if args.vocab_size < 2 ** 16 else np.uint32
+    tokens = np.random.default_rng(args.seed).integers(0, args.vocab_size, 64 * args.batch_size * args.block_size + 1)
     with tempfile.TemporaryDirectory() as d:
-        dtype = np.uint16 if args.vocab_size < 2 ** 16 else np.uint32
-        n_blocks = 64 * args.batch_size
-        tokens = np.random.default_rng(args.seed).integers(0, args.vocab_size, n_blocks * args.block_size + 1)
         tokens.astype(dtype).tofile(Path(d) / "train.bin")
         data = TokenBlocks(Path(d) / "train.bin", dtype, args.block_size, args.vocab_size)
-        sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-        data.batch(block_ids(0, args.batch_size, data.n, args.seed), device)
-        sync()
-        t0 = time.perf_counter()
-        for i in range(1, reps + 1):
-            data.batch(block_ids(i * args.batch_size, args.batch_size, data.n, args.seed), device)
-        sync()
-        return (time.perf_counter() - t0) / reps
+        data.tokens = np.array(data.tokens)
+    return data
+
+
+def fetch(data, i, args, device):
+    """Batch i of a run's stream, (batch_size, block_size + 1) token ids on device, as train.py fetches it."""
+    return data.batch(block_ids(i * args.batch_size, args.batch_size, data.n, args.seed), device)
+
+
+def time_data_loading(data, args, device, reps=20):
+    """Seconds train.py's host side takes to fetch one batch. The GPU runs ahead while the host fetches, so this must
+    stay well under a step."""
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    fetch(data, 0, args, device)
+    sync()
+    t0 = time.perf_counter()
+    for i in range(1, reps + 1):
+        fetch(data, i, args, device)
+    sync()
+    return (time.perf_counter() - t0) / reps
 
 
 # What each kernel (GPU) or operation (CPU) of a step is, by name (cuBLAS, CUTLASS, inductor's Triton kernels and
@@ -174,9 +186,9 @@ def parse_path(spec, batch_size):
             "attention": "triton" if "+ta" in m[2] else "sdpa", "step_graph": "+sg" in m[2], "micro": micro}
 
 
-def time_path(model_name, args, device, dtype, path, batches):
-    """Build the model, run args.warmup then args.steps optimizer steps of args.batch_size sequences the way `path`
-    says; returns the figures of the timed steps."""
+def time_path(model_name, args, device, dtype, path, data):
+    """Build the model, run args.warmup then args.steps optimizer steps of args.batch_size sequences of data the way
+    `path` says, each fetching its batch (every path the same batches); returns the figures of the timed steps."""
     device_type = device.split(":")[0]
     compiled = args.compile or path["compile_mode"] != "default"
     if compiled:   # each path compiles afresh: no shapes marked dynamic by the previous model's graphs (and the
@@ -207,9 +219,9 @@ def time_path(model_name, args, device, dtype, path, batches):
 
     sync = torch.cuda.synchronize if device_type == "cuda" else (lambda: None)
     try:
-        first_loss = step(batches[0])[0].item()
+        first_loss = step(fetch(data, 0, args, device))[0].item()
         for i in range(1, warmup):               # warm: compiled, autotuned, allocator and caches filled
-            step(batches[i % len(batches)])
+            step(fetch(data, i, args, device))
         sync()
         if device_type == "cuda":   # the timed steps' peak: Triton's autotuning allocates a 256 MB buffer in step 1
             torch.cuda.empty_cache()
@@ -218,14 +230,14 @@ def time_path(model_name, args, device, dtype, path, batches):
         t0, steps = time.perf_counter(), 0
         while steps == 0 or time.perf_counter() - t0 < args.min_seconds:   # rounds of --steps, no sync inside
             for _ in range(args.steps):
-                step(batches[steps % len(batches)])
+                step(fetch(data, warmup + steps, args, device))
                 steps += 1
             sync()
         step_s = (time.perf_counter() - t0) / steps
         profile = None
         if args.profile:                               # one more step, kernel by kernel: where the time goes
-            profile = profile_step(model_name, path["name"], lambda: (step(batches[0]), sync()), device_type,
-                                   args.profile)
+            profile = profile_step(model_name, path["name"], lambda: (step(fetch(data, 0, args, device)), sync()),
+                                   device_type, args.profile)
     except Exception as e:   # the path is left out (the model and optimizer are freed on return, gc.collect() next)
         if any(isinstance(x, torch.cuda.OutOfMemoryError) or "out of memory" in str(x)   # (also wrapped by a compile)
                for x in (e, e.__cause__, e.__context__) if x is not None):
@@ -497,17 +509,16 @@ def main(argv=None):
           f" tokens per step, {args.warmup} warm-up + {args.steps} timed steps per path; chunked loss: "
           f"{args.loss_chunk} rows; compiled paths call the fused loss "
           + ("traced into their graphs (FUSED_LOSS_TRACE=1)" if FUSED_LOSS_TRACE else "through a graph break"))
-    data_s = time_data_loading(args, device)
+    data = random_tokens(args)
+    data_s = time_data_loading(data, args, device)
     print(f"bench: train.py's data loading takes {data_s * 1e3:.2f} ms per batch on the host (block order, memmap "
           f"gather, copy to {device})" + (", hidden behind any step longer than that" if device.startswith("cuda")
                                           else ", part of every step here (no device runs ahead of the host)"))
-    g = torch.Generator().manual_seed(args.seed)
-    batches = torch.randint(0, args.vocab_size, (3, args.batch_size, args.block_size + 1), generator=g).to(device)
     results = []
     for model_name in args.models:
         rows = []
         for path in args.paths:
-            rows.append(time_path(model_name, args, device, dtype, path, batches))
+            rows.append(time_path(model_name, args, device, dtype, path, data))
             print(fmt_row(model_name, rows[-1]), flush=True)
         base, ratios = rows[0], {}
         for r in rows[1:]:
