@@ -102,11 +102,13 @@ def graphed(step, device):
         if graph is None:   # capturing records the kernels without running them: the replay below runs the step
             static["batch"], graph = batch.clone(), torch.cuda.CUDAGraph()
             try:
-                with torch.cuda.graph(graph):
+                with torch.cuda.graph(graph, stream=side):
                     static["out"] = step(static["batch"])
-            except RuntimeError as e:   # an operation that waits for the GPU, say (torch's message says which)
+            except RuntimeError as e:   # an operation that waits for the GPU, say. Ending the broken capture raises
+                graph = None            # again ("a previous error during capture"): the first error is its context
+                cause = e.__context__ if isinstance(e.__context__, RuntimeError) else e
                 raise RuntimeError(f"--step_graph: this step cannot be captured in a CUDA graph ("
-                                   f"{str(e).splitlines()[0][:200]}): train without --step_graph") from e
+                                   f"{str(cause).splitlines()[0][:200]}): train without --step_graph") from cause
         else:
             static["batch"].copy_(batch)
         graph.replay()

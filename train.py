@@ -298,8 +298,8 @@ def _train(cfg, rank, world, device):
     check_config(cfg)                           # one line per bad flag, before anything is written
     for bad, why in ((device_type != "cuda", f"needs a CUDA GPU, got {device}"),
                      (world > 1, "runs in one process (DDP's all-reduces are not captured): not under torchrun"),
-                     (dtype == "float16", "cannot take float16, whose loss scaling checks for inf on the host every "
-                      "step: use --dtype bfloat16")):
+                     (dtype == "float16", "is checked in bfloat16 and float32, not with float16's loss scaling: use "
+                      "--dtype bfloat16 (or float32)")):
         if cfg.step_graph and bad:
             raise SystemExit(f"--step_graph {why}")
     if cfg.threads:

@@ -542,14 +542,17 @@ def test_gradients_are_kept_across_micro_batches_only_under_cuda_graphs():
         assert all((p.grad is not None and not p.grad.any()) if kept else p.grad is None for p in model.parameters())
 
 
-def test_step_graph_optimizer_and_the_plain_one_resume_each_other():
-    """--step_graph's AdamW (fused, capturable, its LR a tensor that set_lr fills) takes the steps the plain one does,
-    and a checkpoint of either resumes in the other (load_optimizer_state keeps the loading run's LR form and kernel):
-    4 steps then 4 more after a save and load, in every order, end where 8 uninterrupted steps do. On the CPU: fused
-    AdamW runs here, only the CUDA graph needs a GPU (tests/test_gpu.py)."""
-    def optimizer(params, graph):
-        return torch.optim.AdamW(params, lr=torch.tensor(0.0) if graph else 0.0, betas=(0.9, 0.95), eps=1e-4,
-                                 weight_decay=0.1, fused=graph, capturable=graph)
+def test_every_form_of_the_optimizer_resumes_every_other():
+    """train.py's AdamW comes in three forms: plain (CPU), fused (a GPU) and --step_graph's (fused, capturable, its LR
+    a tensor that set_lr fills). Each takes the steps the plain one does, and a checkpoint of any resumes in any other
+    (load_optimizer_state keeps the loading run's kernel, capturable flag and LR form): 4 steps, a save and load, 4
+    more end where 8 uninterrupted steps do, in every order. On the CPU: fused AdamW runs here, only the CUDA graph
+    needs a GPU (tests/test_gpu.py)."""
+    forms = {"plain": {}, "fused": {"fused": True}, "graph": {"fused": True, "capturable": True}}
+
+    def optimizer(params, form):
+        return torch.optim.AdamW(params, lr=torch.tensor(0.0) if form == "graph" else 0.0, betas=(0.9, 0.95),
+                                 eps=1e-4, weight_decay=0.1, **forms[form])
 
     def steps(model, opt, start, n):
         for step in range(start, start + n):
@@ -559,7 +562,7 @@ def test_step_graph_optimizer_and_the_plain_one_resume_each_other():
             opt.step()
             opt.zero_grad(set_to_none=True)
 
-    def trained(first, second):   # graph forms of the optimizer before and after the save (None: no save)
+    def trained(first, second):   # the forms before and after the save (None: no save)
         torch.manual_seed(0)
         model = torch.nn.Linear(3, 2)
         opt = optimizer(model.parameters(), first)
@@ -569,17 +572,20 @@ def test_step_graph_optimizer_and_the_plain_one_resume_each_other():
             torch.save(opt.state_dict(), buf)
             opt = optimizer(model.parameters(), second)
             train.load_optimizer_state(opt, torch.load(io.BytesIO(buf.getvalue()), weights_only=True))
-            assert torch.is_tensor(opt.param_groups[0]["lr"]) == second and opt.param_groups[0]["fused"] == second
+            group = opt.param_groups[0]
+            assert (torch.is_tensor(group["lr"]), bool(group["fused"]), group["capturable"]) == (
+                second == "graph", second != "plain", second == "graph")
         steps(model, opt, 4, 4)
         return torch.cat([p.detach().flatten() for p in model.parameters()])
 
     torch.manual_seed(0)
     start = torch.cat([p.detach().flatten() for p in torch.nn.Linear(3, 2).parameters()])
-    reference = trained(False, None)
+    reference = trained("plain", None)
     assert (reference - start).abs().min() > 1e-3                       # every weight moved
-    assert torch.equal(trained(False, False), reference)
-    for first, second in ((True, None), (True, True), (True, False), (False, True)):
-        assert torch.allclose(trained(first, second), reference, rtol=1e-5, atol=1e-7), (first, second)
+    assert torch.equal(trained("plain", "plain"), reference)
+    for first in forms:
+        for second in (None, *forms):
+            assert torch.allclose(trained(first, second), reference, rtol=1e-5, atol=1e-7), (first, second)
 
 
 def test_every_compiled_run_of_a_process_is_compiled(tiny_data, tmp_path, monkeypatch):
