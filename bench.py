@@ -13,7 +13,8 @@ bench.py: how fast a training step of the paper's models runs, the plain path ag
     python bench.py --models h32-L2,h128-L4,h256-L4,h512-L4,h1024-L8 --sweep     # + the paper's 36 runs, estimated
 
 Every path is the step train.py takes (its batch fetched from a token file, forward, backward, gradient clipping,
-AdamW) on the same synthetic random tokens (no dataset needed), from the same initial weights. A path is LOSS[+cg|+sg][+ma][+f8][+ta][@MICRO]:
+AdamW) on the same synthetic random tokens (no dataset needed), from the same initial weights. A path is
+LOSS[+cg|+sg][+ma][+f8][+ta][@MICRO]:
     LOSS     plain    the full (B*T, V) logits, then the cross-entropy (train.py --loss plain)
              chunked  the head and loss --loss_chunk rows at a time, never the full logits (model.chunked_cross_entropy)
              fused    Triton kernels that never write the logits (fused_loss.py; a GPU)
@@ -28,14 +29,15 @@ AdamW) on the same synthetic random tokens (no dataset needed), from the same in
     @MICRO   sequences per forward pass (default: the whole batch), the rest accumulated
 With FUSED_LOSS_TRACE=1 in the environment, compiled paths trace the fused loss's kernels into their graphs rather
 than calling them through a graph break (fused_loss.py; opt-in: 1.09x at h32-L2 in one pair of H200 runs).
-The first path is the baseline. Each model prints, per path: tokens/s, step time, MFU (on a GPU against the bf16
-matmul rate measured first, or --peak_flops), peak memory of the timed steps (torch.cuda.max_memory_reserved on a GPU,
-CUDA graphs' memory pool included: the steady state, without the first steps' compiling and autotuning buffers, which
-are released before; on a CPU the process's peak resident memory, libraries and earlier paths' freed pages included,
-so only a rough comparison; "n/a" where Linux does not report it) and the first step's loss (the paths must agree);
-then each path's ratios to the baseline. On a GPU the default paths are plain (bf16 + torch.compile + fused AdamW) and
-auto+cg, what README.md recommends. First it times train.py's data loading (the host's share of a step), which must
-stay under the step times for the GPU never to wait.
+The first path is the baseline. Each model prints, per path: tokens/s, step time and the host's share of it (the time
+spent issuing the steps before waiting for the GPU: near the step time, the host sets the pace), MFU (on a GPU
+against the bf16 matmul rate measured first, or --peak_flops), peak memory of the timed steps
+(torch.cuda.max_memory_reserved on a GPU, CUDA graphs' memory pool included: the steady state, without the first
+steps' compiling and autotuning buffers, which are released before; on a CPU the process's peak resident memory,
+libraries and earlier paths' freed pages included, so only a rough comparison; "n/a" where Linux does not report it)
+and the first step's loss (the paths must agree); then each path's ratios to the baseline. On a GPU the default
+paths are plain (bf16 + torch.compile + fused AdamW) and auto+cg, what README.md recommends. First it times train.py's
+data loading (part of the host's share of a step), which must stay under the step times for the GPU never to wait.
 """
 import argparse
 import gc
@@ -227,11 +229,13 @@ def time_path(model_name, args, device, dtype, path, data):
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
         hwm_reset = device_type == "cpu" and cpu_peak_rss_reset()
-        t0, steps = time.perf_counter(), 0
+        t0, steps, host = time.perf_counter(), 0, 0.0
         while steps == 0 or time.perf_counter() - t0 < args.min_seconds:   # rounds of --steps, no sync inside
+            r0 = time.perf_counter()
             for _ in range(args.steps):
                 step(fetch(data, warmup + steps, args, device))
                 steps += 1
+            host += time.perf_counter() - r0   # the host's share: issuing the steps, before waiting for the GPU
             sync()
         step_s = (time.perf_counter() - t0) / steps
         profile = None
@@ -257,6 +261,7 @@ def time_path(model_name, args, device, dtype, path, data):
             "step_graph": graph, "fp8_linears": fp8_linears, "attention": path["attention"],
             "compile_mode": path["compile_mode"] if compiled else None,
             "micro_batch_size": micro, "loss_chunk": model.loss_chunk, "timed_steps": steps, "step_s": step_s,
+            "host_s": host / steps,
             "tokens_per_s": tokens_per_s, "mfu": mfu(model.flops_per_token(), tokens_per_s, args.peak_flops),
             "peak_mem_bytes": peak_mem, "first_loss": first_loss, "params": model.num_params(),
             "profile_ms_by_kind": profile}
@@ -396,7 +401,8 @@ def fmt_row(model_name, r):
     mem = "n/a" if r["peak_mem_bytes"] is None else f"{r['peak_mem_bytes'] / 2**30:.2f} GiB"
     util = "n/a" if r["mfu"] is None else f"{r['mfu']:.1%}"
     return (f"{model_name:<10} {path:<14} micro {r['micro_batch_size']:<4} | tokens/s {r['tokens_per_s'] / 1e3:9.1f}k"
-            f" | step {r['step_s'] * 1e3:8.1f} ms | MFU {util:>6} | peak mem {mem:>10} | first loss "
+            f" | step {r['step_s'] * 1e3:8.1f} ms (host {r['host_s'] * 1e3:7.2f}) | MFU {util:>6} | peak mem {mem:>10}"
+            f" | first loss "
             f"{r['first_loss']:.4f}")
 
 

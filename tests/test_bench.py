@@ -21,12 +21,13 @@ def test_benchmark_prints_every_path_and_its_ratio_to_the_first(tmp_path, capsys
     assert data_ms and 0 < float(data_ms[1]) < 1000, out
     rows = {}
     for path, micro in (("plain", 4), ("chunked", 4), ("auto@2", 2), ("plain+f8", 4)):
-        m = re.search(rf"h32-L2 +{re.escape(path)} +micro {micro} +\| tokens/s +([\d.]+)k \| step +([\d.]+) ms \| "
-                      rf"MFU +n/a \| peak mem +(n/a|[\d.]+ GiB) \| first loss ([\d.]+)", out)
+        m = re.search(rf"h32-L2 +{re.escape(path)} +micro {micro} +\| tokens/s +([\d.]+)k \| step +([\d.]+) ms "
+                      rf"\(host +([\d.]+)\) \| MFU +n/a \| peak mem +(n/a|[\d.]+ GiB) \| first loss ([\d.]+)", out)
         assert m, (path, out)
         rows[path] = m
-        tokens_per_s, step_ms = float(m[1]) * 1e3, float(m[2])
+        tokens_per_s, step_ms, host_ms = float(m[1]) * 1e3, float(m[2]), float(m[3])
         assert tokens_per_s == pytest.approx(4 * 128 / (step_ms / 1e3), rel=0.01)   # tokens/s = B*T / step time
+        assert 0 < host_ms <= step_ms * 1.001   # on a CPU the host does it all (nothing runs ahead of it)
     for path in ("chunked", "auto@2"):
         ratio = re.search(rf"h32-L2 +{re.escape(path)}/plain: tokens/s x([\d.]+), peak mem (x[\d.]+|n/a), first loss "
                           "difference", out)
