@@ -57,7 +57,7 @@ from model import (GPT, LOSS_KINDS, PAPER_GRID, PAPER_TRAIN_TOKENS, auto_dtype, 
                    mfu, peak_flops, triton_module)
 from files import HelpFormat, make_dir, read_json, read_log, write_json
 from dataset import TokenBlocks, block_ids
-from step import GRAPH_WARMUP, graphed, keep_grads, make_step   # train.py's step
+from step import GRAPH_WARMUP, adamw, graphed, keep_grads, make_step   # train.py's step
 from train import COMPILE_MODES
 
 # -----------------------------------------------------------------------------
@@ -203,10 +203,8 @@ def time_path(model_name, args, device, dtype, path, data):
     loss_kind = model.set_loss(path["loss"], args.loss_chunk)
     model.set_attention(path["attention"])
     fp8_linears = len(fp8.use_fp8(model)) if path["fp8"] else 0   # as train.py --fp8: before optimizer and compile
-    graph = path["step_graph"]   # (as train.py --step_graph: AdamW reads its LR from the device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=torch.tensor(1e-4, device=device) if graph else 1e-4,
-                                  betas=(0.9, 0.95), eps=1e-4, weight_decay=0.1, fused=device_type == "cuda",
-                                  capturable=graph)
+    graph = path["step_graph"]
+    optimizer = adamw(model.parameters(), 1e-4, (0.9, 0.95), 1e-4, 0.1, device, graph)   # as train.py's
     step_model = torch.compile(model, mode=path["compile_mode"]) if compiled else model
     autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, dtype))
     scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")   # as train.py: fp16 needs loss scaling

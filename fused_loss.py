@@ -157,26 +157,32 @@ def _vocab_kernel(x_ptr, w_ptr, t_ptr, lse_ptr, gw_scale_ptr, gw_ptr, N, V, C,
 # Launching: on a GPU each kernel picks its block sizes by timing a few candidates once per (C, V) (triton.autotune);
 # the interpreter runs one small fixed configuration.
 #
-# Candidate tiles (BLOCK_N, BLOCK_V, warps) of each kernel, by width (the first key >= CP); the autotuner times them
-# on the GPU. Chosen by compiling 32 tiles per kernel and width for an H100 (sm_90, Triton 3.7) without a GPU
-# (tests/h100_resources.py): of those that fit its 227 KiB of shared memory, the ones with the fewest loop
-# instructions per logit and the fewest register spills inside the loop (none in the first's loop up to C = 256; the
-# first rows tiles spill outside it), preferring large tiles (x and w are reread once per tile) and, for the vocab
-# kernel, enough programs (V / BLOCK_V) to fill 132 SMs (each tile is also tried with its rows in MAX_SPLIT chunks,
-# for MAX_SPLIT times the programs). Loop instructions per logit of the first tile: rows 6.1 at C = 32, 12.3 at 256,
-# 181 at 1024 (with 24 spill loads and stores: at that width every fast tile spills); vocab 8.0, 13.6, 155 (7.8, 12.8,
-# 145 before the rows were split in chunks). Too few warps for a tile spill; too many make each warp group repeat the
-# softmax (64 x 64 with 8 warps at C = 256: 28.4 per logit).
-TILES = {64: {"rows": [(128, 128, 4), (128, 128, 8), (64, 128, 4), (128, 64, 4)],
-              "vocab": [(64, 128, 4), (128, 128, 8), (128, 64, 4), (64, 64, 4)]},
-         128: {"rows": [(128, 128, 4), (128, 128, 8), (64, 128, 4), (64, 64, 4)],
-               "vocab": [(128, 128, 8), (128, 64, 4), (64, 64, 4), (128, 64, 8)]},
-         256: {"rows": [(128, 128, 8), (128, 64, 8), (64, 64, 4), (64, 128, 8)],
-               "vocab": [(64, 64, 4), (128, 64, 8), (32, 128, 8), (32, 64, 4)]},
-         512: {"rows": [(64, 64, 8), (32, 128, 8), (32, 64, 8), (64, 32, 8)],
-               "vocab": [(64, 32, 4), (128, 32, 8), (32, 64, 8), (32, 32, 4)]},
-         1024: {"rows": [(16, 64, 4), (32, 32, 8), (16, 32, 8), (16, 32, 4)],
-                "vocab": [(32, 32, 8), (64, 32, 8), (16, 32, 8), (16, 16, 4)]}}
+# Candidate tiles (BLOCK_N, BLOCK_V, warps, pipeline stages) of each kernel, by width (the first key >= CP); the
+# autotuner times them on the GPU. Chosen by compiling 54 tiles per kernel and width (blocks of 32 to 128, 2 to 8
+# warps, 1 or 2 stages; at 512 and 1024, 32 tiles of 2 stages) for an H100 (sm_90, Triton 3.7) without a GPU
+# (tests/h100_resources.py): of those that fit its 227 KiB of shared memory, the ones with the
+# fewest loop instructions per logit and no register spills inside the loop (the first rows tiles spill outside it),
+# preferring large tiles (x and w are reread once per tile) and, for the vocab kernel, enough programs (V / BLOCK_V)
+# to fill 132 SMs (each tile is also tried with its rows in MAX_SPLIT chunks, for MAX_SPLIT times the programs).
+# One pipeline stage (no prefetch of the next tile's loads) takes fewer instructions and registers than two at C = 32,
+# 128 and 256. Loop instructions per logit of the first tile: rows 6.0 at C = 32, 7.8 at 128, 11.5 at 256, 181 at 1024
+# (with 24 spill loads and stores: at that width every fast tile spills); vocab 7.0, 8.4, 13.3, 155. Too few warps
+# for a tile spill; too many make each warp group repeat the softmax (64 x 64 with 8 warps at C = 256: 28.4 per
+# logit). Every fast tile holds an SM's registers with 8 warps (2 per scheduler), too few to hide the latency of one
+# warp's exponentials, matmuls and loads behind the others', one suspect for the kernels running at a half and a
+# third of the rate of their exponentials on an H200 (see above): so at C <= 64, where smaller tiles fit more warps, those are tried too
+# (rows 64 x 64 with 4 warps: 20 warps per SM at 7.2 per logit; 64 x 32: 28 at 9.1; vocab 64 x 64: 16 at 8.2).
+TILES = {64: {"rows": [(128, 128, 8, 1), (64, 128, 4, 1), (128, 128, 4, 2), (128, 64, 8, 1), (64, 64, 4, 1),
+                       (64, 32, 4, 1)],
+              "vocab": [(64, 128, 4, 1), (128, 128, 8, 1), (64, 128, 4, 2), (64, 64, 4, 1), (128, 64, 8, 1)]},
+         128: {"rows": [(128, 128, 8, 1), (128, 128, 4, 2), (64, 128, 4, 1), (64, 64, 4, 1)],
+               "vocab": [(128, 128, 8, 1), (128, 128, 8, 2), (64, 64, 4, 1), (128, 64, 8, 1), (128, 64, 4, 2)]},
+         256: {"rows": [(128, 128, 8, 1), (128, 128, 8, 2), (128, 64, 8, 1), (64, 64, 4, 1)],
+               "vocab": [(64, 64, 4, 1), (128, 64, 8, 1), (64, 64, 4, 2), (128, 64, 8, 2), (32, 128, 8, 1)]},
+         512: {"rows": [(64, 64, 8, 2), (32, 128, 8, 2), (32, 64, 8, 2), (64, 32, 8, 2)],
+               "vocab": [(64, 32, 4, 2), (128, 32, 8, 2), (32, 64, 8, 2), (32, 32, 4, 2)]},
+         1024: {"rows": [(16, 64, 4, 2), (32, 32, 8, 2), (16, 32, 8, 2), (16, 32, 4, 2)],
+                "vocab": [(32, 32, 8, 2), (64, 32, 8, 2), (16, 32, 8, 2), (16, 16, 4, 2)]}}
 
 
 MAX_SPLIT = 4   # the vocab kernel sums its rows in 1 or MAX_SPLIT chunks: its tiles are timed both ways
@@ -186,8 +192,8 @@ def _configs(name, cp):
     """The autotuner's candidates for kernel `name` at width CP (a power of two <= MAX_C)."""
     tiles = TILES[min(k for k in TILES if k >= cp)][name]
     splits = [{"SPLIT": 1}, {"SPLIT": MAX_SPLIT}] if name == "vocab" else [{}]
-    return [triton.Config({"BLOCK_N": bn, "BLOCK_V": bv, **sp}, num_warps=w, num_stages=2)
-            for sp in splits for bn, bv, w in tiles]
+    return [triton.Config({"BLOCK_N": bn, "BLOCK_V": bv, **sp}, num_warps=w, num_stages=stages)
+            for sp in splits for bn, bv, w, stages in tiles]
 
 
 _KERNELS = {"rows": _rows_kernel, "vocab": _vocab_kernel}

@@ -2,10 +2,12 @@
 step.py: one optimizer step of train.py (bench.py times the same one), its learning rate, and the step under CUDA
 graphs.
 
+    optimizer = adamw(model.parameters(), 3e-3, (0.9, 0.95), 1e-4, 0.1, "cuda", graph=True)
     step = make_step(model, optimizer, scaler, autocast, accum=1, grad_clip=1.0)
-    set_lr(optimizer, lr_at(i, total_steps, peak_lr=3e-3, warmup_steps=30))
-    loss, grad_norm = step(batch)        # batch (B, T + 1) token ids: x = batch[:, :-1], y = batch[:, 1:]
     step = graphed(step, "cuda")         # the same steps; after 3 of them, each one CUDA graph replayed
+    for i in range(total_steps):
+        set_lr(optimizer, lr_at(i, total_steps, peak_lr=3e-3, warmup_steps=30))
+        loss, grad_norm = step(batch)    # batch (B, T + 1) token ids: x = batch[:, :-1], y = batch[:, 1:]
 
 A step is forward and backward over accum micro-batches (gradients summed), the gradient norm clipped, the AdamW
 update, the gradients zeroed. Nothing in it waits for the GPU: the host prepares the next step while the GPU runs
@@ -42,6 +44,14 @@ def set_lr(optimizer, lr):
 
 # -----------------------------------------------------------------------------
 # One optimizer step
+
+
+def adamw(params, lr, betas, eps, weight_decay, device, graph=False):
+    """train.py's optimizer: AdamW, fused into a few kernels on a GPU. graph: for a step captured in a CUDA graph
+    (graphed), capturable (its step counts on the device) and its LR a device tensor, which set_lr fills: a graph
+    replays the numbers it was captured with, so a Python float would stay the LR of the capture's step."""
+    return torch.optim.AdamW(params, lr=torch.tensor(lr, device=device) if graph else lr, betas=betas, eps=eps,
+                             weight_decay=weight_decay, fused=torch.device(device).type == "cuda", capturable=graph)
 
 
 def make_step(model, optimizer, scaler, autocast, accum, grad_clip, grads_kept=False):

@@ -46,7 +46,7 @@ from model import ATTENTION_KINDS, GPT, LOSS_KINDS, auto_dtype, config_from_name
 from files import make_dir, try_lock, whole_number, write_atomic   # lock: one writer; 1e6 -> 1000000; temp + rename
 from dataset import TokenBlocks, block_ids, load_meta, load_tokenizer, unigram_baseline   # what simplify.py wrote
 from results import ADDED_SETTINGS   # settings added later, at the value older runs trained with (fp8: off)
-from step import graphed, keep_grads, lr_at, make_step, set_lr   # one optimizer step, and the LR it takes
+from step import adamw, graphed, keep_grads, lr_at, make_step, set_lr   # one optimizer step and its LR
 
 # -----------------------------------------------------------------------------
 # Hyperparameters: every field is a command-line flag (its comment is the --help text)
@@ -367,10 +367,8 @@ def _train(cfg, rank, world, device):
             fp8.use_fp8(raw_model)
         except ValueError as e:
             raise SystemExit(f"--fp8: {e}") from None
-    optimizer = torch.optim.AdamW(raw_model.parameters(), betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                                  weight_decay=cfg.weight_decay, fused=device_type == "cuda",
-                                  lr=torch.tensor(cfg.lr, device=device) if cfg.step_graph else cfg.lr,
-                                  capturable=cfg.step_graph)   # --step_graph: a graph's AdamW reads the LR from there
+    optimizer = adamw(raw_model.parameters(), cfg.lr, (cfg.beta1, cfg.beta2), cfg.eps, cfg.weight_decay, device,
+                      graph=cfg.step_graph)
     scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")
     step, elapsed_before, last_val = 0, 0.0, None
     if cfg.resume:   # every process reads the checkpoint (multi-node runs need a shared out_dir)

@@ -31,9 +31,9 @@ CUOBJDUMP = Path(triton.__file__).parent / "backends/nvidia/bin/cuobjdump"
 
 def compile_sm90(kernel, sig, constants, sizes, num_warps, num_stages):
     """`kernel` compiled for sm_90 -> (bytes of shared memory, bytes of local memory per thread (register spills,
-    wherever they are), the opcodes of its main loop). sig: each argument's Triton type; sizes: the integer
-    arguments' values at the paper's step (those divisible by 16 are marked so, as Triton's launcher tells the
-    compiler at run time, with every pointer 16-byte aligned)."""
+    wherever they are), registers per thread, the opcodes of its main loop). sig: each argument's Triton type; sizes:
+    the integer arguments' values at the paper's step (those divisible by 16 are marked so, as Triton's launcher tells
+    the compiler at run time, with every pointer 16-byte aligned)."""
     attrs = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(kernel.arg_names)
              if sig[a].startswith("*") or (sig[a] == "i32" and sizes[a] % 16 == 0)}
     compiled = triton.compile(ASTSource(fn=kernel, signature=sig, constexprs=constants, attrs=attrs),
@@ -44,21 +44,33 @@ def compile_sm90(kernel, sig, constants, sizes, num_warps, num_stages):
         cubin.write_bytes(compiled.asm["cubin"])
         usage, sass = (subprocess.run([str(CUOBJDUMP), flag, str(cubin)], capture_output=True, text=True,
                                       check=True).stdout for flag in ("-res-usage", "-sass"))
-    return compiled.metadata.shared, int(usage.split("STACK:")[1].split()[0]), main_loop(sass)
+    return (compiled.metadata.shared, int(usage.split("STACK:")[1].split()[0]), int(usage.split("REG:")[1].split()[0]),
+            main_loop(sass))
+
+
+def warps_per_sm(registers, shared, warps):
+    """Warps an H100 SM holds at once of a kernel taking `registers` per thread and `shared` bytes per program of
+    `warps` warps: its 65,536 registers (allotted per warp in blocks of 256), 228 KiB of shared memory (1 KiB more
+    per program), 64 warps, 32 programs. The more, the more of the latency of one warp's exponentials, matmuls and
+    loads the others can hide."""
+    programs = min(65536 // (-(-registers * 32 // 256) * 256 * warps), 233472 // (shared + 1024), 64 // warps, 32)
+    return programs * warps
 
 
 def resources(kernel, config, cp):
     """fused_loss.py's `kernel` with this config at width cp, on the paper's step (N = 512 x 128 rows, V = 15,000)
     -> {shared: bytes of shared memory, stack: bytes of local memory per thread, loop_instructions: machine
     instructions per thread in its main loop, loop_local: local-memory loads and stores among them (spills that cost
-    every iteration), per_logit: loop instructions of all threads per logit of the tile}."""
+    every iteration), per_logit: loop instructions of all threads per logit of the tile, registers: per thread,
+    warps_per_sm: warps_per_sm()}."""
     sig = {a: ("*bf16" if a in ("x_ptr", "w_ptr") else "*i64" if a == "t_ptr" else "*fp32") if a.endswith("_ptr")
            else "i32" if a in ("N", "V", "C") else "constexpr" for a in kernel.arg_names}
     constants = {k: v for k, v in dict(config.kwargs, CP=cp, PRECISION="ieee", WITH_GRAD=True).items()
                  if k in kernel.arg_names}
-    shared, stack, loop = compile_sm90(kernel, sig, constants, {"N": 512 * 128, "V": 15000, "C": cp},
-                                       config.num_warps, config.num_stages)
-    return {"shared": shared, "stack": stack, "loop_instructions": len(loop),
+    shared, stack, registers, loop = compile_sm90(kernel, sig, constants, {"N": 512 * 128, "V": 15000, "C": cp},
+                                                  config.num_warps, config.num_stages)
+    return {"shared": shared, "stack": stack, "registers": registers,
+            "warps_per_sm": warps_per_sm(registers, shared, config.num_warps), "loop_instructions": len(loop),
             "loop_local": sum(op.startswith(("LDL", "STL")) for op in loop),
             "per_logit": round(len(loop) * 32 * config.num_warps / (config.kwargs["BLOCK_N"] *
                                                                     config.kwargs["BLOCK_V"]), 2)}
@@ -71,9 +83,10 @@ def attention_resources(kernel, T, hd):
     sig = {a: "*fp32" if a == "lse_ptr" else "*bf16" if a.endswith("_ptr") else "i32" if a in ("T", "NH", "HD")
            else "fp32" if a.endswith("scale") else "constexpr" for a in kernel.arg_names}
     tp, dp, bm = attention.tiles(T, hd)
-    shared, stack, loop = compile_sm90(kernel, sig, {"TP": tp, "DP": dp, "BLOCK_M": bm, "PRECISION": "ieee"},
-                                       {"T": T, "NH": 8, "HD": hd}, num_warps=4, num_stages=3)   # Triton's defaults
-    return {"T": T, "hd": hd, "shared": shared, "stack": stack, "loop_instructions": len(loop),
+    shared, stack, registers, loop = compile_sm90(kernel, sig, {"TP": tp, "DP": dp, "BLOCK_M": bm, "PRECISION": "ieee"},
+                                                  {"T": T, "NH": 8, "HD": hd}, num_warps=4, num_stages=3)   # Triton's
+    return {"T": T, "hd": hd, "shared": shared, "stack": stack, "registers": registers,   # defaults
+            "warps_per_sm": warps_per_sm(registers, shared, 4), "loop_instructions": len(loop),
             "loop_local": sum(op.startswith(("LDL", "STL")) for op in loop),
             "per_score": round(len(loop) * 32 * 4 / (bm * tp), 2)}
 

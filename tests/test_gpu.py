@@ -91,15 +91,14 @@ def test_each_replay_of_a_graphed_step_is_the_step_eager_code_takes():
     that step's batch (copied into the graph's own), its LR (set_lr fills the device tensor the captured AdamW reads)
     and AdamW's state, two micro-batches a step: the same losses, gradient norms and weights, float32 to rounding."""
     from contextlib import nullcontext
-    from step import GRAPH_WARMUP, graphed, make_step, set_lr
+    from step import GRAPH_WARMUP, adamw, graphed, make_step, set_lr
     start = torch.randint(0, 100, (GRAPH_WARMUP + 5, 4, 1), generator=torch.Generator().manual_seed(0))
     batches = ((start + torch.arange(17)) % 100).cuda()   # counting sequences: something to learn in 8 steps
     out = []
     for graph in (False, True):
         torch.manual_seed(0)
         model = GPT(GPTConfig(n_layer=1, n_embd=32, vocab_size=100, block_size=16)).cuda()
-        opt = torch.optim.AdamW(model.parameters(), lr=torch.tensor(0.0, device="cuda") if graph else 0.0,
-                                weight_decay=0.1, fused=True, capturable=graph)
+        opt = adamw(model.parameters(), 0.0, (0.9, 0.95), 1e-4, 0.1, "cuda", graph)
         step = make_step(model, opt, torch.amp.GradScaler("cuda", enabled=False), nullcontext(), 2, 0.5)
         step = graphed(step, "cuda") if graph else step
         logged = []
