@@ -30,7 +30,8 @@ LOSS[+cg|+sg][+ma][+f8][+ta][@MICRO]:
 With FUSED_LOSS_TRACE=1 in the environment, compiled paths trace the fused loss's kernels into their graphs rather
 than calling them through a graph break (fused_loss.py; opt-in: 1.09x at h32-L2 in one pair of H200 runs).
 The first path is the baseline. Each model prints, per path: tokens/s, step time and the host's share of it (the time
-spent issuing the steps before waiting for the GPU: near the step time, the host sets the pace), MFU (on a GPU
+until the steps were issued, an upper bound: well under the step time, the GPU sets the pace; near it, the host may,
+or the host waited for the GPU with a full launch queue: --profile tells the GPU's busy time), MFU (on a GPU
 against the bf16 matmul rate measured first, or --peak_flops), peak memory of the timed steps
 (torch.cuda.max_memory_reserved on a GPU, CUDA graphs' memory pool included: the steady state, without the first
 steps' compiling and autotuning buffers, which are released before; on a CPU the process's peak resident memory,
@@ -204,7 +205,8 @@ def time_path(model_name, args, device, dtype, path, data):
     model.set_attention(path["attention"])
     fp8_linears = len(fp8.use_fp8(model)) if path["fp8"] else 0   # as train.py --fp8: before optimizer and compile
     graph = path["step_graph"]
-    optimizer = adamw(model.parameters(), 1e-4, (0.9, 0.95), 1e-4, 0.1, device, graph)   # as train.py's
+    optimizer = adamw(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-4, weight_decay=0.1, device=device,
+                      graph=graph)   # train.py's
     step_model = torch.compile(model, mode=path["compile_mode"]) if compiled else model
     autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, dtype))
     scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")   # as train.py: fp16 needs loss scaling
@@ -228,13 +230,15 @@ def time_path(model_name, args, device, dtype, path, data):
             torch.cuda.reset_peak_memory_stats(device)
         hwm_reset = device_type == "cpu" and cpu_peak_rss_reset()
         t0, steps, host = time.perf_counter(), 0, 0.0
+        batch = fetch(data, warmup, args, device)
         while steps == 0 or time.perf_counter() - t0 < args.min_seconds:   # rounds of --steps, no sync inside
             r0 = time.perf_counter()
             for _ in range(args.steps):
-                step(fetch(data, warmup + steps, args, device))
+                step(batch)
                 steps += 1
-            host += time.perf_counter() - r0   # the host's share: issuing the steps, before waiting for the GPU
-            sync()
+                batch = fetch(data, warmup + steps, args, device)   # (as train.py: while the GPU runs this step)
+            host += time.perf_counter() - r0   # until the round was issued: the host's share, or more where the
+            sync()                             # host had to wait for the GPU (a full launch queue)
         step_s = (time.perf_counter() - t0) / steps
         profile = None
         if args.profile:                               # one more step, kernel by kernel: where the time goes
@@ -399,9 +403,8 @@ def fmt_row(model_name, r):
     mem = "n/a" if r["peak_mem_bytes"] is None else f"{r['peak_mem_bytes'] / 2**30:.2f} GiB"
     util = "n/a" if r["mfu"] is None else f"{r['mfu']:.1%}"
     return (f"{model_name:<10} {path:<14} micro {r['micro_batch_size']:<4} | tokens/s {r['tokens_per_s'] / 1e3:9.1f}k"
-            f" | step {r['step_s'] * 1e3:8.1f} ms (host {r['host_s'] * 1e3:7.2f}) | MFU {util:>6} | peak mem {mem:>10}"
-            f" | first loss "
-            f"{r['first_loss']:.4f}")
+            f" | step {r['step_s'] * 1e3:8.1f} ms (host {r['host_s'] * 1e3:7.2f} ms) | MFU {util:>6} | peak mem "
+            f"{mem:>10} | first loss {r['first_loss']:.4f}")
 
 
 def parse_args(argv=None):
@@ -510,7 +513,8 @@ def main(argv=None):
         print(f"bench: measured bf16 matmul peak {args.peak_flops / 1e12:.0f} TFLOP/s (datasheet: "
               f"{(peak_flops(name) or float('nan')) / 1e12:.0f}); MFU below is against the measured peak")
     print(f"bench: {name}, {dtype}, compile {args.compile}, V={args.vocab_size}, {args.batch_size} x {args.block_size}"
-          f" tokens per step, {args.warmup} warm-up + {args.steps} timed steps per path; chunked loss: "
+          f" tokens per step, {args.warmup} warm-up steps per path (+sg: at least {GRAPH_WARMUP + 1}), then rounds of "
+          f"{args.steps} timed steps for at least {args.min_seconds:g} s; chunked loss: "
           f"{args.loss_chunk} rows; compiled paths call the fused loss "
           + ("traced into their graphs (FUSED_LOSS_TRACE=1)" if FUSED_LOSS_TRACE else "through a graph break"))
     data = random_tokens(args)

@@ -160,18 +160,20 @@ def _vocab_kernel(x_ptr, w_ptr, t_ptr, lse_ptr, gw_scale_ptr, gw_ptr, N, V, C,
 # Candidate tiles (BLOCK_N, BLOCK_V, warps, pipeline stages) of each kernel, by width (the first key >= CP); the
 # autotuner times them on the GPU. Chosen by compiling 54 tiles per kernel and width (blocks of 32 to 128, 2 to 8
 # warps, 1 or 2 stages; at 512 and 1024, 32 tiles of 2 stages) for an H100 (sm_90, Triton 3.7) without a GPU
-# (tests/h100_resources.py): of those that fit its 227 KiB of shared memory, the ones with the
-# fewest loop instructions per logit and no register spills inside the loop (the first rows tiles spill outside it),
+# (tests/h100_resources.py): of those that fit its 227 KiB of shared memory, the ones with the fewest loop
+# instructions per logit and no register spills inside the loop (at C = 256 the first rows tile spills outside it),
 # preferring large tiles (x and w are reread once per tile) and, for the vocab kernel, enough programs (V / BLOCK_V)
 # to fill 132 SMs (each tile is also tried with its rows in MAX_SPLIT chunks, for MAX_SPLIT times the programs).
-# One pipeline stage (no prefetch of the next tile's loads) takes fewer instructions and registers than two at C = 32,
-# 128 and 256. Loop instructions per logit of the first tile: rows 6.0 at C = 32, 7.8 at 128, 11.5 at 256, 181 at 1024
-# (with 24 spill loads and stores: at that width every fast tile spills); vocab 7.0, 8.4, 13.3, 155. Too few warps
-# for a tile spill; too many make each warp group repeat the softmax (64 x 64 with 8 warps at C = 256: 28.4 per
-# logit). Every fast tile holds an SM's registers with 8 warps (2 per scheduler), too few to hide the latency of one
-# warp's exponentials, matmuls and loads behind the others', one suspect for the kernels running at a half and a
-# third of the rate of their exponentials on an H200 (see above): so at C <= 64, where smaller tiles fit more warps, those are tried too
-# (rows 64 x 64 with 4 warps: 20 warps per SM at 7.2 per logit; 64 x 32: 28 at 9.1; vocab 64 x 64: 16 at 8.2).
+# One pipeline stage (no prefetch of the next tile's loads) takes fewer instructions than two at C = 32, 128 and 256,
+# and as many registers or fewer (at 256, where both fill the 255 a thread has, fewer spills). Loop instructions per
+# logit of the first tile: rows 6.0 at C = 32, 7.8 at 128, 11.5 at 256, 181 at 1024 (with 24 spill loads and
+# stores: at that width every fast tile spills); vocab 7.0, 8.4, 13.3, 155. Too few warps for a tile spill; too many
+# make each warp group repeat the softmax (64 x 64 with 8 warps at C = 256: 28.4 per logit). The tiles with the
+# fewest instructions fill an SM's registers with 8 warps (2 per scheduler), too few to hide the latency of one warp's
+# exponentials, matmuls and loads behind the others', one suspect for the kernels running at a half and a third of
+# the rate of their exponentials on an H200 (see above): so at C <= 64, where smaller tiles fit more warps, those are
+# tried too (at C = 32, rows 128 x 64 with 8 warps: 16 warps per SM at 7.1 instructions per logit, 64 x 64 with 4:
+# 20 at 7.2, 64 x 32: 28 at 9.1; vocab 64 x 64: 16 at 8.2; at C = 64 they hold 12 to 16).
 TILES = {64: {"rows": [(128, 128, 8, 1), (64, 128, 4, 1), (128, 128, 4, 2), (128, 64, 8, 1), (64, 64, 4, 1),
                        (64, 32, 4, 1)],
               "vocab": [(64, 128, 4, 1), (128, 128, 8, 1), (64, 128, 4, 2), (64, 64, 4, 1), (128, 64, 8, 1)]},

@@ -2,7 +2,8 @@
 step.py: one optimizer step of train.py (bench.py times the same one), its learning rate, and the step under CUDA
 graphs.
 
-    optimizer = adamw(model.parameters(), 3e-3, (0.9, 0.95), 1e-4, 0.1, "cuda", graph=True)
+    optimizer = adamw(model.parameters(), lr=3e-3, betas=(0.9, 0.95), eps=1e-4, weight_decay=0.1, device="cuda",
+                      graph=True)
     step = make_step(model, optimizer, scaler, autocast, accum=1, grad_clip=1.0)
     step = graphed(step, "cuda")         # the same steps; after 3 of them, each one CUDA graph replayed
     for i in range(total_steps):
@@ -46,7 +47,7 @@ def set_lr(optimizer, lr):
 # One optimizer step
 
 
-def adamw(params, lr, betas, eps, weight_decay, device, graph=False):
+def adamw(params, *, lr, betas, eps, weight_decay, device, graph=False):
     """train.py's optimizer: AdamW, fused into a few kernels on a GPU. graph: for a step captured in a CUDA graph
     (graphed), capturable (its step counts on the device) and its LR a device tensor, which set_lr fills: a graph
     replays the numbers it was captured with, so a Python float would stay the LR of the capture's step."""

@@ -367,8 +367,8 @@ def _train(cfg, rank, world, device):
             fp8.use_fp8(raw_model)
         except ValueError as e:
             raise SystemExit(f"--fp8: {e}") from None
-    optimizer = adamw(raw_model.parameters(), cfg.lr, (cfg.beta1, cfg.beta2), cfg.eps, cfg.weight_decay, device,
-                      graph=cfg.step_graph)
+    optimizer = adamw(raw_model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                      weight_decay=cfg.weight_decay, device=device, graph=cfg.step_graph)
     scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")
     step, elapsed_before, last_val = 0, 0.0, None
     if cfg.resume:   # every process reads the checkpoint (multi-node runs need a shared out_dir)

@@ -16,7 +16,8 @@
 #      attention.py and CUDA graphs, with and without micro-batches; tests/test_fused_loss.py on the GPU's tiles;
 #      tests/test_fp8.py; tests/test_attention.py)
 #   7. the fused loss traced into the compiled graph (FUSED_LOSS_TRACE=1): train.py's compiled GPU tests with it,
-#      then h32-L2's tokens/s, to set against step 1's (through a graph break, same machine; at h256-L4 it was as fast)
+#      then h32-L2's tokens/s, to set against step 1's (through a graph break, same machine; at h256-L4 it was as fast;
+#      inside one CUDA graph of the step, +sg, the break no longer costs launches, but inductor fuses less around it)
 # Usage: bash tests/gpu_check.sh [OUT_DIR] [SECONDS]   (defaults: out/gpu_check, 575: the whole script's budget)
 # Steps run in order of importance, each under its own time limit, cut to what the budget has left; a step that
 # would get less than its minimum is skipped (and says so). At most 13 files land in OUT_DIR: each step's log, and
@@ -79,7 +80,7 @@ step test_gpu 90 240 $py -m pytest -v --durations=5 -p no:cacheprovider ${timeou
     -k "not fits_an_h100 and not traces_into and not graphed and not sg_"
 step train_traced 60 120 env FUSED_LOSS_TRACE=1 $py -m pytest -v -p no:cacheprovider \
     ${timeout_flag:+${timeout_flag}100} tests/test_gpu.py -k "train_on_gpu and cg"   # (inductor's CUDA graphs)
-step trace 40 90 env FUSED_LOSS_TRACE=1 $py bench.py --models h32-L2 --paths plain,auto+cg,auto+cg+ta \
+step trace 40 90 env FUSED_LOSS_TRACE=1 $py bench.py --models h32-L2 --paths plain,auto+cg,auto+sg+ta \
     --json "$out/trace.json"
 echo "== gpu_check: $SECONDS s of the ${budget} s budget$([ $failed = 1 ] && echo ", a step failed")"
 exit $failed

@@ -1,7 +1,7 @@
 """Compile fused_loss.py's kernels for an H100 (sm_90) without a GPU and print, per candidate tile of the autotuner,
-the shared memory and the local memory (register spills) each needs, and the machine instructions of its main loop
-(one pass over a tile of logits: per thread, and of all threads per logit), as JSON (or attention.py's, per head
-width):
+the shared memory, registers and local memory (register spills) each needs, the warps an SM holds of it, and the
+machine instructions of its main loop (one pass over a tile of logits: per thread, and of all threads per logit), as
+JSON (or attention.py's, per head width):
 
     python tests/h100_resources.py 256        # CP, the hidden size rounded up to a power of two
     python tests/h100_resources.py attention  # attention.py's two kernels at T = 128, per head width they take
@@ -50,10 +50,11 @@ def compile_sm90(kernel, sig, constants, sizes, num_warps, num_stages):
 
 def warps_per_sm(registers, shared, warps):
     """Warps an H100 SM holds at once of a kernel taking `registers` per thread and `shared` bytes per program of
-    `warps` warps: its 65,536 registers (allotted per warp in blocks of 256), 228 KiB of shared memory (1 KiB more
-    per program), 64 warps, 32 programs. The more, the more of the latency of one warp's exponentials, matmuls and
-    loads the others can hide."""
-    programs = min(65536 // (-(-registers * 32 // 256) * 256 * warps), 233472 // (shared + 1024), 64 // warps, 32)
+    `warps` warps: each of its 4 schedulers has 16,384 registers (allotted per warp in blocks of 256), the SM 228 KiB
+    of shared memory (1 KiB more per program), at most 64 warps and 32 programs (as CUDA's occupancy calculator
+    counts). The more, the more of the latency of one warp's exponentials, matmuls and loads the others can hide."""
+    by_registers = 4 * (16384 // (-(-registers * 32 // 256) * 256))   # warps
+    programs = min(by_registers // warps, 233472 // (shared + 1024), 64 // warps, 32)
     return programs * warps
 
 

@@ -22,7 +22,7 @@ def test_benchmark_prints_every_path_and_its_ratio_to_the_first(tmp_path, capsys
     rows = {}
     for path, micro in (("plain", 4), ("chunked", 4), ("auto@2", 2), ("plain+f8", 4)):
         m = re.search(rf"h32-L2 +{re.escape(path)} +micro {micro} +\| tokens/s +([\d.]+)k \| step +([\d.]+) ms "
-                      rf"\(host +([\d.]+)\) \| MFU +n/a \| peak mem +(n/a|[\d.]+ GiB) \| first loss ([\d.]+)", out)
+                      rf"\(host +([\d.]+) ms\) \| MFU +n/a \| peak mem +(n/a|[\d.]+ GiB) \| first loss ([\d.]+)", out)
         assert m, (path, out)
         rows[path] = m
         tokens_per_s, step_ms = float(m[1]) * 1e3, float(m[2])

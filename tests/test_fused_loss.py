@@ -235,17 +235,20 @@ def test_fused_loss_traces_into_the_compiled_graph_only_with_fused_loss_trace(tr
 
 @pytest.mark.skipif(not (Path(fused_loss.triton.__file__).parent / "backends/nvidia/bin/cuobjdump").exists(),
                     reason="needs Triton's bundled CUDA tools (its Linux x86-64 wheels have them)")
-@pytest.mark.parametrize("cp", [32, 128, 256, 1024])
+@pytest.mark.parametrize("cp", [32, 64, 128, 256, 1024])
 def test_every_candidate_tile_fits_an_h100(cp):
     """Compiled offline for sm_90 (tests/h100_resources.py): every tile the autotuner may try fits the H100's 227 KiB
     of shared memory per block (one that does not would fail to launch, and be dropped silently at run time); the
-    first, the one with the fewest loop instructions per logit, spills no registers inside its loop up to C = 256."""
+    first, the one with the fewest loop instructions per logit, spills no registers inside its loop up to C = 256; at
+    C <= 64 each kernel also has tiles that fit 16 warps or more per SM (the fastest tiles fit 8)."""
     out = subprocess.run([sys.executable, str(Path(__file__).parent / "h100_resources.py"), str(cp)],
                          capture_output=True, text=True, check=True).stdout
     for name, rows in json.loads(out).items():
         tiles = fused_loss.TILES[min(k for k in fused_loss.TILES if k >= cp)][name]
         assert len(rows) == len(fused_loss._configs(name, cp)) == len(tiles) * (2 if name == "vocab" else 1)   # splits
         assert all(r["shared"] <= 227 * 1024 for r in rows), (name, rows)
+        if cp <= 64:
+            assert rows[0]["warps_per_sm"] == 8 and max(r["warps_per_sm"] for r in rows) >= 16, (name, rows)
         if cp <= 256:   # at 1024 every fast tile spills: the autotuner's timing alone decides there
             assert rows[0]["loop_local"] == 0, (name, rows)
             assert rows[0]["per_logit"] == min(r["per_logit"] for r in rows if not r["loop_local"]), (name, rows)

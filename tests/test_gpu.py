@@ -98,7 +98,8 @@ def test_each_replay_of_a_graphed_step_is_the_step_eager_code_takes():
     for graph in (False, True):
         torch.manual_seed(0)
         model = GPT(GPTConfig(n_layer=1, n_embd=32, vocab_size=100, block_size=16)).cuda()
-        opt = adamw(model.parameters(), 0.0, (0.9, 0.95), 1e-4, 0.1, "cuda", graph)
+        opt = adamw(model.parameters(), lr=0.0, betas=(0.9, 0.95), eps=1e-4, weight_decay=0.1, device="cuda",
+                    graph=graph)
         step = make_step(model, opt, torch.amp.GradScaler("cuda", enabled=False), nullcontext(), 2, 0.5)
         step = graphed(step, "cuda") if graph else step
         logged = []
