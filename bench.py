@@ -58,7 +58,8 @@ from model import (GPT, LOSS_KINDS, PAPER_GRID, PAPER_TRAIN_TOKENS, auto_dtype, 
                    mfu, peak_flops, triton_module)
 from files import HelpFormat, make_dir, read_json, read_log, write_json
 from dataset import TokenBlocks, block_ids
-from step import GRAPH_WARMUP, adamw, graphed, keep_grads, make_step   # train.py's step
+from results import ADDED_SETTINGS   # train.py settings added later, at the value older runs had
+from step import GRAPH_WARMUP, adamw, check_graph_supported, graphed, keep_grads, make_step   # train.py's step
 from train import COMPILE_MODES
 
 # -----------------------------------------------------------------------------
@@ -178,9 +179,6 @@ def parse_path(spec, batch_size):
     if not m or m[1] not in LOSS_KINDS or len(set(m[2].split("+"))) != len(m[2].split("+")):
         raise SystemExit(f"--paths: {spec!r} is not LOSS[+cg|+sg][+ma][+f8][+ta][@MICRO] with LOSS one of "
                          f"{', '.join(LOSS_KINDS)}")
-    if "+cg" in m[2] and "+sg" in m[2]:
-        raise SystemExit(f"--paths: {spec!r}: +sg captures the whole step in a CUDA graph itself; drop +cg, whose "
-                         "graphs it cannot capture")
     mode = PATH_MODES["+cg" in m[2], "+ma" in m[2]]
     micro = int(m[3] or batch_size)
     if micro < 1 or batch_size % micro:
@@ -283,9 +281,9 @@ def speed_key(train, device, world_size):
     (batch 512 on a GPU vs 16 on a CPU) predicts nothing. device: as config.json's env records it ("cuda:0"), or
     train.py's --device for a planned run."""
     kind = "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
-    return (train["model"], train["batch_size"], bool(train.get("compile")), bool(train.get("fp8")),
-            train.get("attention", "sdpa"), bool(train.get("step_graph")), train.get("threads", 0), kind.split(":")[0],
-            world_size)
+    train = {**ADDED_SETTINGS, **train}   # a run from before a setting: trained at its old value
+    return (train["model"], train["batch_size"], bool(train.get("compile")), train["fp8"], train["attention"],
+            train["step_graph"], train.get("threads", 0), kind.split(":")[0], world_size)
 
 
 def measured_speeds(out_dir):
@@ -469,9 +467,11 @@ def parse_args(argv=None):
         try:
             if path["fp8"]:
                 fp8.check_supported(args.device, args.dtype)
-            if path["step_graph"] and (device_type != "cuda" or args.dtype == "float16"):
-                raise ValueError(f"+sg (train.py --step_graph) runs on a CUDA GPU in bfloat16 or float32, not "
-                                 f"{args.device} {args.dtype}")
+            if path["step_graph"]:
+                try:
+                    check_graph_supported(args.device, args.dtype, 1, path["compile_mode"])
+                except ValueError as e:
+                    raise ValueError(f"+sg (train.py --step_graph) {e}") from None
         except ValueError as e:
             raise SystemExit(f"--paths {path['name']}: {e}") from None
     for m in args.models:     # (the fused loss and attention.py: at each model's width)
@@ -519,7 +519,7 @@ def main(argv=None):
           + ("traced into their graphs (FUSED_LOSS_TRACE=1)" if FUSED_LOSS_TRACE else "through a graph break"))
     data = random_tokens(args)
     data_s = time_data_loading(data, args, device)
-    print(f"bench: train.py's data loading takes {data_s * 1e3:.2f} ms per batch on the host (block order, memmap "
+    print(f"bench: train.py's data loading takes {data_s * 1e3:.2f} ms per batch on the host (block order, "
           f"gather, copy to {device})" + (", hidden behind any step longer than that" if device.startswith("cuda")
                                           else ", part of every step here (no device runs ahead of the host)"))
     results = []

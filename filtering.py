@@ -66,25 +66,24 @@ def filter_key(args):
                 max_docs=args.max_docs, control_fraction=args.control_fraction)
 
 
-def source_files(source, listed=None):
+def source_files(source, listed):
     """The data itself, for the filter's cache: every file's real path, size and modification time (a hub dataset:
     None), so that the same relative path from another directory or a file edited in place is not taken for the old
-    data. Reading the file list also stops a wrong --source before anything is written. listed: list_files(source),
-    if already walked."""
+    data. listed: list_files(source) (walking it also stops a wrong --source before anything is written)."""
     if source.startswith("hf:"):
         return None
-    files = [(os.path.realpath(f), os.path.getsize(f), os.stat(f).st_mtime_ns) for f in listed or list_files(source)]
+    files = [(os.path.realpath(f), os.path.getsize(f), os.stat(f).st_mtime_ns) for f in listed]
     return hashlib.sha256(json.dumps(files).encode()).hexdigest()
 
 
 def file_listing(source, listed=None):
     """What decides which files each shard reads: the sorted names (relative to the source) and sizes. Every shard
-    must see the same list, or files are read twice or never: the build compares the shards' listings. listed: as
-    source_files'."""
+    must see the same list, or files are read twice or never: the build compares the shards' listings. listed:
+    list_files(source), if already walked."""
     if source.startswith("hf:"):
         return None
     files = [(os.path.relpath(f, source) if os.path.isdir(source) else os.path.basename(f), os.path.getsize(f))
-             for f in listed or list_files(source)]
+             for f in (list_files(source) if listed is None else listed)]
     return dict(files=len(files), sha=hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16])
 
 

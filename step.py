@@ -55,6 +55,16 @@ def adamw(params, *, lr, betas, eps, weight_decay, device, graph=False):
                              weight_decay=weight_decay, fused=torch.device(device).type == "cuda", capturable=graph)
 
 
+def load_optimizer_state(optimizer, state):
+    """optimizer.load_state_dict(state) keeping this run's AdamW kernel (fused on a GPU), its capturable flag and
+    the form of its LR (a device tensor under --step_graph): the saved groups carry the saving run's, and a run may
+    resume on another device or with --step_graph switched. Set before loading, which places the step counts by
+    them; the LR's value is set before every step anyway."""
+    for group in state["param_groups"]:
+        group.update({k: optimizer.param_groups[0][k] for k in ("fused", "capturable", "lr")})
+    optimizer.load_state_dict(state)
+
+
 def make_step(model, optimizer, scaler, autocast, accum, grad_clip, grads_kept=False):
     """-> step(batch): one optimizer step on this process' batch (accum * micro, T + 1) of token ids (dataset.py's
     TokenBlocks.batch), in accum micro-batches of micro sequences. Returns the step's mean loss and the gradient norm
@@ -88,6 +98,23 @@ def make_step(model, optimizer, scaler, autocast, accum, grad_clip, grads_kept=F
 
 
 GRAPH_WARMUP = 3   # steps run as they are before the capture: compiling, autotuning and AdamW's first-step state
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")   # torch.compile modes that replay CUDA graphs of their own
+
+
+def check_graph_supported(device, dtype, world, compile_mode):
+    """ValueError, saying what to do instead, unless graphed() can capture train.py's step: a CUDA device, one
+    process, bf16 or float32, a compile mode without CUDA graphs of its own. The message reads after the flag's name
+    (train.py's --step_graph, bench.py's +sg)."""
+    if compile_mode in CUDA_GRAPH_MODES:
+        raise ValueError(f"captures the whole step in a CUDA graph itself: use --compile_mode default or "
+                         f"max-autotune-no-cudagraphs, not {compile_mode} (whose CUDA graphs cannot be captured)")
+    if torch.device(device).type != "cuda":
+        raise ValueError(f"needs a CUDA GPU, got {device}")
+    if world > 1:
+        raise ValueError("runs in one process (DDP's all-reduces are not captured): not under torchrun")
+    if dtype == "float16":
+        raise ValueError("is checked in bfloat16 and float32, not with float16's loss scaling: use --dtype bfloat16 "
+                         "(or float32)")
 
 
 def graphed(step, device):
@@ -133,7 +160,7 @@ def keep_grads(model, compile_mode, accum):
     forward (torch stops: "accessing tensor output of CUDAGraphs that has been overwritten"). Gradients allocated
     once, outside the graphs, are added into instead. -> True when it allocated them (zero_grad must then zero them,
     not free them: set_to_none=False)."""
-    if compile_mode not in ("reduce-overhead", "max-autotune") or accum == 1:
+    if compile_mode not in CUDA_GRAPH_MODES or accum == 1:
         return False
     for p in model.parameters():
         p.grad = torch.zeros_like(p)

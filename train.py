@@ -46,7 +46,8 @@ from model import ATTENTION_KINDS, GPT, LOSS_KINDS, auto_dtype, config_from_name
 from files import make_dir, try_lock, whole_number, write_atomic   # lock: one writer; 1e6 -> 1000000; temp + rename
 from dataset import TokenBlocks, block_ids, load_meta, load_tokenizer, unigram_baseline   # what simplify.py wrote
 from results import ADDED_SETTINGS   # settings added later, at the value older runs trained with (fp8: off)
-from step import adamw, graphed, keep_grads, lr_at, make_step, set_lr   # one optimizer step and its LR
+from step import (adamw, check_graph_supported, graphed, keep_grads, load_optimizer_state, lr_at,  # one
+                  make_step, set_lr)   # optimizer step, its LR, the step as one CUDA graph
 
 # -----------------------------------------------------------------------------
 # Hyperparameters: every field is a command-line flag (its comment is the --help text)
@@ -151,9 +152,6 @@ def check_config(cfg):
         raise SystemExit(f"--compile_mode {cfg.compile_mode!r}: use one of {', '.join(COMPILE_MODES)}")
     if cfg.compile_mode != "default" and not cfg.compile:
         raise SystemExit(f"--compile_mode {cfg.compile_mode} needs --compile")
-    if cfg.step_graph and cfg.compile_mode in ("reduce-overhead", "max-autotune"):
-        raise SystemExit(f"--step_graph captures the whole step in a CUDA graph itself: use --compile_mode default or "
-                         f"max-autotune-no-cudagraphs, not {cfg.compile_mode} (whose CUDA graphs cannot be captured)")
     try:
         config_from_name(cfg.model)
     except ValueError as e:
@@ -161,16 +159,6 @@ def check_config(cfg):
 
 # -----------------------------------------------------------------------------
 # Checkpoints
-
-
-def load_optimizer_state(optimizer, state):
-    """optimizer.load_state_dict(state) keeping this run's AdamW kernel (fused on a GPU), its capturable flag and
-    the form of its LR (a device tensor under --step_graph): the saved groups carry the saving run's, and a run may
-    resume on another device or with --step_graph switched. Set before loading, which places the step counts by
-    them; the LR's value is set before every step anyway."""
-    for group in state["param_groups"]:
-        group.update({k: optimizer.param_groups[0][k] for k in ("fused", "capturable", "lr")})
-    optimizer.load_state_dict(state)
 
 
 def check_resumable(ckpt, cfg, model_config, meta, n_train_blocks, dtype):
@@ -296,12 +284,11 @@ def _train(cfg, rank, world, device):
     # bf16/fp16 autocast: matmuls in half precision, weights and optimizer state in fp32; fp16 also needs loss scaling
     autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, dtype))
     check_config(cfg)                           # one line per bad flag, before anything is written
-    for bad, why in ((device_type != "cuda", f"needs a CUDA GPU, got {device}"),
-                     (world > 1, "runs in one process (DDP's all-reduces are not captured): not under torchrun"),
-                     (dtype == "float16", "is checked in bfloat16 and float32, not with float16's loss scaling: use "
-                      "--dtype bfloat16 (or float32)")):
-        if cfg.step_graph and bad:
-            raise SystemExit(f"--step_graph {why}")
+    if cfg.step_graph:
+        try:
+            check_graph_supported(device, dtype, world, cfg.compile_mode if cfg.compile else "default")
+        except ValueError as e:
+            raise SystemExit(f"--step_graph {e}") from None
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 

@@ -20,7 +20,7 @@
 #      inside one CUDA graph of the step, +sg, the break no longer costs launches, but inductor fuses less around it)
 # Usage: bash tests/gpu_check.sh [OUT_DIR] [SECONDS]   (defaults: out/gpu_check, 575: the whole script's budget)
 # Steps run in order of importance, each under its own time limit, cut to what the budget has left; a step that
-# would get less than its minimum is skipped (and says so). At most 13 files land in OUT_DIR: each step's log, and
+# would get less than its minimum is skipped (and says so). At most 12 files land in OUT_DIR: each step's log, and
 # small.json, large.json, sweep.json, trace.json. Exits 1 if a step that ran failed. (Two h32-L2 processes sharing an
 # H200 made 22.39M tokens/s together, no more than one alone: that step is gone.)
 set -uo pipefail

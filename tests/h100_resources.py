@@ -30,10 +30,12 @@ CUOBJDUMP = Path(triton.__file__).parent / "backends/nvidia/bin/cuobjdump"
 
 
 def compile_sm90(kernel, sig, constants, sizes, num_warps, num_stages):
-    """`kernel` compiled for sm_90 -> (bytes of shared memory, bytes of local memory per thread (register spills,
-    wherever they are), registers per thread, the opcodes of its main loop). sig: each argument's Triton type; sizes:
-    the integer arguments' values at the paper's step (those divisible by 16 are marked so, as Triton's launcher tells
-    the compiler at run time, with every pointer 16-byte aligned)."""
+    """`kernel` compiled for sm_90 -> {shared: bytes of shared memory, stack: bytes of local memory per thread
+    (register spills, wherever they are), registers: per thread, warps_per_sm: warps_per_sm(), loop_instructions:
+    machine instructions per thread in its main loop, loop_local: local-memory loads and stores among them (spills
+    that cost every iteration)}. sig: each argument's Triton type; sizes: the integer arguments' values at the paper's
+    step (those divisible by 16 are marked so, as Triton's launcher tells the compiler at run time, with every pointer
+    16-byte aligned)."""
     attrs = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(kernel.arg_names)
              if sig[a].startswith("*") or (sig[a] == "i32" and sizes[a] % 16 == 0)}
     compiled = triton.compile(ASTSource(fn=kernel, signature=sig, constexprs=constants, attrs=attrs),
@@ -44,8 +46,10 @@ def compile_sm90(kernel, sig, constants, sizes, num_warps, num_stages):
         cubin.write_bytes(compiled.asm["cubin"])
         usage, sass = (subprocess.run([str(CUOBJDUMP), flag, str(cubin)], capture_output=True, text=True,
                                       check=True).stdout for flag in ("-res-usage", "-sass"))
-    return (compiled.metadata.shared, int(usage.split("STACK:")[1].split()[0]), int(usage.split("REG:")[1].split()[0]),
-            main_loop(sass))
+    shared, registers, loop = compiled.metadata.shared, int(usage.split("REG:")[1].split()[0]), main_loop(sass)
+    return {"shared": shared, "stack": int(usage.split("STACK:")[1].split()[0]), "registers": registers,
+            "warps_per_sm": warps_per_sm(registers, shared, num_warps), "loop_instructions": len(loop),
+            "loop_local": sum(op.startswith(("LDL", "STL")) for op in loop)}
 
 
 def warps_per_sm(registers, shared, warps):
@@ -60,36 +64,27 @@ def warps_per_sm(registers, shared, warps):
 
 def resources(kernel, config, cp):
     """fused_loss.py's `kernel` with this config at width cp, on the paper's step (N = 512 x 128 rows, V = 15,000)
-    -> {shared: bytes of shared memory, stack: bytes of local memory per thread, loop_instructions: machine
-    instructions per thread in its main loop, loop_local: local-memory loads and stores among them (spills that cost
-    every iteration), per_logit: loop instructions of all threads per logit of the tile, registers: per thread,
-    warps_per_sm: warps_per_sm()}."""
+    -> compile_sm90's figures and per_logit: loop instructions of all threads per logit of the tile."""
     sig = {a: ("*bf16" if a in ("x_ptr", "w_ptr") else "*i64" if a == "t_ptr" else "*fp32") if a.endswith("_ptr")
            else "i32" if a in ("N", "V", "C") else "constexpr" for a in kernel.arg_names}
     constants = {k: v for k, v in dict(config.kwargs, CP=cp, PRECISION="ieee", WITH_GRAD=True).items()
                  if k in kernel.arg_names}
-    shared, stack, registers, loop = compile_sm90(kernel, sig, constants, {"N": 512 * 128, "V": 15000, "C": cp},
-                                                  config.num_warps, config.num_stages)
-    return {"shared": shared, "stack": stack, "registers": registers,
-            "warps_per_sm": warps_per_sm(registers, shared, config.num_warps), "loop_instructions": len(loop),
-            "loop_local": sum(op.startswith(("LDL", "STL")) for op in loop),
-            "per_logit": round(len(loop) * 32 * config.num_warps / (config.kwargs["BLOCK_N"] *
-                                                                    config.kwargs["BLOCK_V"]), 2)}
+    r = compile_sm90(kernel, sig, constants, {"N": 512 * 128, "V": 15000, "C": cp}, config.num_warps,
+                     config.num_stages)
+    tile = config.kwargs["BLOCK_N"] * config.kwargs["BLOCK_V"]
+    return {**r, "per_logit": round(r["loop_instructions"] * 32 * config.num_warps / tile, 2)}
 
 
 def attention_resources(kernel, T, hd):
-    """attention.py's `kernel` for sequences of T tokens and heads of hd (8 heads, bf16) -> {shared, stack,
-    loop_instructions, loop_local} as resources() (the loop: one block of queries), and per_score: loop instructions
-    of all threads per score of a block."""
+    """attention.py's `kernel` for sequences of T tokens and heads of hd (8 heads, bf16, Triton's default 4 warps and
+    3 stages) -> compile_sm90's figures (the loop: one block of queries) and per_score: loop instructions of all
+    threads per score of a block."""
     sig = {a: "*fp32" if a == "lse_ptr" else "*bf16" if a.endswith("_ptr") else "i32" if a in ("T", "NH", "HD")
            else "fp32" if a.endswith("scale") else "constexpr" for a in kernel.arg_names}
     tp, dp, bm = attention.tiles(T, hd)
-    shared, stack, registers, loop = compile_sm90(kernel, sig, {"TP": tp, "DP": dp, "BLOCK_M": bm, "PRECISION": "ieee"},
-                                                  {"T": T, "NH": 8, "HD": hd}, num_warps=4, num_stages=3)   # Triton's
-    return {"T": T, "hd": hd, "shared": shared, "stack": stack, "registers": registers,   # defaults
-            "warps_per_sm": warps_per_sm(registers, shared, 4), "loop_instructions": len(loop),
-            "loop_local": sum(op.startswith(("LDL", "STL")) for op in loop),
-            "per_score": round(len(loop) * 32 * 4 / (bm * tp), 2)}
+    r = compile_sm90(kernel, sig, {"TP": tp, "DP": dp, "BLOCK_M": bm, "PRECISION": "ieee"}, {"T": T, "NH": 8, "HD": hd},
+                     num_warps=4, num_stages=3)
+    return {"T": T, "hd": hd, **r, "per_score": round(r["loop_instructions"] * 32 * 4 / (bm * tp), 2)}
 
 
 def main_loop(sass):

@@ -143,11 +143,11 @@ def test_benchmark_refuses_bad_flags():
     with pytest.raises(SystemExit, match="--paths plain[+]f8: float8 matmuls run on NVIDIA GPUs and CPUs "
                                          "here, not mps"):
         bench.parse_args(["--models", "h32-L2", "--paths", "plain,plain+f8", "--device", "mps"])
-    with pytest.raises(SystemExit, match="'auto[+]cg[+]sg': [+]sg captures the whole step in a CUDA graph itself; "
-                                         "drop [+]cg"):
+    with pytest.raises(SystemExit, match="--paths auto[+]cg[+]sg: [+]sg [(]train.py --step_graph[)] captures the "
+                                         "whole step in a CUDA graph itself: .* not reduce-overhead"):
         bench.parse_args(["--paths", "plain,auto+cg+sg"])
-    with pytest.raises(SystemExit, match="--paths plain[+]sg: [+]sg .* runs on a CUDA GPU in bfloat16 or float32, not "
-                                         "cpu float32"):
+    with pytest.raises(SystemExit, match="--paths plain[+]sg: [+]sg [(]train.py --step_graph[)] needs a CUDA GPU, "
+                                         "got cpu"):
         bench.parse_args(["--models", "h32-L2", "--paths", "plain,plain+sg", "--device", "cpu"])
 
 

@@ -17,7 +17,7 @@ import torch
 import train
 from model import GPT, load_checkpoint
 from dataset import TokenBlocks, block_ids, unigram_baseline
-from step import keep_grads, lr_at, set_lr
+from step import keep_grads, load_optimizer_state, lr_at, set_lr
 from train import TrainConfig, parse_args
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -547,7 +547,7 @@ def test_every_form_of_the_optimizer_resumes_every_other():
     a tensor that set_lr fills). Each takes the steps the plain one does, and a checkpoint of any resumes in any other
     (load_optimizer_state keeps the loading run's kernel, capturable flag and LR form): 4 steps, a save and load, 4
     more end where 8 uninterrupted steps do, in every order. On the CPU: fused AdamW runs here, only the CUDA graph
-    needs a GPU (tests/test_gpu.py)."""
+    needs a GPU (tests/test_gpu.py); the forms are built by hand, as step.adamw makes the fused ones only on a GPU."""
     forms = {"plain": {}, "fused": {"fused": True}, "graph": {"fused": True, "capturable": True}}
 
     def optimizer(params, form):
@@ -571,7 +571,7 @@ def test_every_form_of_the_optimizer_resumes_every_other():
             buf = io.BytesIO()
             torch.save(opt.state_dict(), buf)
             opt = optimizer(model.parameters(), second)
-            train.load_optimizer_state(opt, torch.load(io.BytesIO(buf.getvalue()), weights_only=True))
+            load_optimizer_state(opt, torch.load(io.BytesIO(buf.getvalue()), weights_only=True))
             group = opt.param_groups[0]
             assert (torch.is_tensor(group["lr"]), bool(group["fused"]), group["capturable"]) == (
                 second == "graph", second != "plain", second == "graph")
