@@ -227,8 +227,8 @@ def time_path(model_name, args, device, dtype, path, data):
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
         hwm_reset = device_type == "cpu" and cpu_peak_rss_reset()
+        batch = fetch(data, warmup, args, device)   # (each timed step then fetches the next: one fetch a step)
         t0, steps, host = time.perf_counter(), 0, 0.0
-        batch = fetch(data, warmup, args, device)
         while steps == 0 or time.perf_counter() - t0 < args.min_seconds:   # rounds of --steps, no sync inside
             r0 = time.perf_counter()
             for _ in range(args.steps):
