@@ -43,13 +43,12 @@ import pretrained   # Pythia, OPT and other transformers models (--hf_model), sc
 from model import load_checkpoint
 from files import HelpFormat, file_sha256, make_dir, write_json
 from report import write_tables   # results/table.md, table.csv, generations.md
-from results import (SCORING, checkpoint_id, generation_settings, hub_checkpoint_id, hub_dir, hub_key,   # a results
-                     previous_results, result_name, reusable, shared_settings)   # file's name, what of it may be kept
+from results import (ROOT, SCORING, checkpoint_id, generation_settings, hub_checkpoint_id, hub_dir,   # a results file's
+                     hub_key, previous_results, recorded_path, result_name, reusable,   # name, what of it may be kept,
+                     shared_settings)                                                   # the paths it records
 from dataset import TokenBlocks, load_meta, load_tokenizer, unigram_probs
 from spans import DEFAULT_VOCAB, load_vocab
 from tasks import expand_tasks, load_task   # the tasks, their loaders and the paper's filter
-
-ROOT = Path(__file__).resolve().parent
 
 # -----------------------------------------------------------------------------
 # Few-shot prompts
@@ -339,7 +338,7 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None, hu
     run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
     where = ({"hf_model": hub_key(path), "checkpoint_id": hub_checkpoint_id(path), "model": path}
              if hub else
-             {"run_dir": str(run_dir), "run_dir_abs": str(run_dir.resolve()), "checkpoint_id": checkpoint_id(info),
+             {"run_dir": recorded_path(run_dir), "checkpoint_id": checkpoint_id(info),
               "model": (info.get("train_config") or {}).get("model")})
     return {**where, "run_name": name, "corpus": corpus, "n_params": n_params,
             "n_params_non_embedding": model.num_params(non_embedding=True), "tokens_seen": None if hub else tokens,
@@ -347,7 +346,7 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None, hu
             "results": results, "generations": old["generations"] if same_gen else
             generate(model, enc, prefix, sos, stop, args.prompts, args, device),
             "filter_counts": {**(old or {}).get("filter_counts", {}), **{t["name"]: t["counts"] for t in tasks}},
-            "eval": {"shots": shots_list, "limit": args.limit, "vocab": args.vocab,
+            "eval": {"shots": shots_list, "limit": args.limit, "vocab": recorded_path(args.vocab),
                      **shared_settings(args, hub), "prefix_sos": sos, "generation": gen,
                      "seconds": round(time.time() - t0, 1)}}
 

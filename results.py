@@ -11,6 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent   # the project's folder
 
 # -----------------------------------------------------------------------------
 # Reuse: a results entry is kept while its checkpoint, its settings and the scoring rules are what they were
@@ -65,6 +66,13 @@ def generation_settings(args):
             "seed": args.seed, "seeds": "seed + prompt index"}   # (files without "seeds" are generated again)
 
 
+def recorded_path(path):
+    """A path as a results file records it: relative to the project's folder when inside it (so a committed file reads
+    the same in every clone, wherever it is), else absolute."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+
+
 def result_name(path, hub=False):
     """What a checkpoint's results file is called: results/<run>.json for a run directory or its ckpt.pt,
     results/<run>-<stem>.json for another checkpoint file in it (a snapshot); hf-<name>.json for --hf_model's."""
@@ -90,8 +98,9 @@ def previous_results(path, args, hub=False):
         run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
         if (ckpt_id := run_checkpoint_id(path)) is None:   # a damaged checkpoint: load_run says so
             return None, None
-        same_model = lambda old: run_dir.resolve() in {Path(str(old.get(k))).resolve()   # noqa: E731
-                                                       for k in ("run_dir", "run_dir_abs") if old.get(k)}
+        # run_dir as recorded_path writes it; files from before it: run_dir from where evaluate.py ran, run_dir_abs
+        same_model = lambda old: run_dir.resolve() in {where.resolve() for k in ("run_dir", "run_dir_abs")   # noqa
+                                                       if old.get(k) for where in (ROOT / old[k], Path(old[k]))}
     try:
         old = json.loads(file.read_text())
     except FileNotFoundError:                            # no results yet

@@ -15,6 +15,7 @@ update, the gradients zeroed. Nothing in it waits for the GPU: the host prepares
 this one, and train.py reads the loss every --log_interval steps only.
 """
 import math
+import time
 from contextlib import nullcontext
 
 import torch
@@ -117,14 +118,14 @@ def check_graph_supported(device, dtype, world, compile_mode):
                          "(or float32)")
 
 
-def graphed(step, device):
+def graphed(step, device, say=print):
     """step(batch) -> a function taking the same steps: the first GRAPH_WARMUP as they are (on a side stream, as
     PyTorch's CUDA graph notes ask), then one CUDA graph of the whole step, captured once and replayed: a single
     launch instead of one from Python per kernel, which the small models' 2-3 ms steps otherwise wait on (compile
     mode reduce-overhead graphs only the compiled model, its forward and backward apart; the optimizer, clipping and
     the fused loss's graph break are still launched one by one). The graph reads its batch from a tensor of its own
     (each call copies the batch in) and its AdamW the LR from a device tensor (set_lr); it returns the same two
-    output tensors every replay, overwritten by the next."""
+    output tensors every replay, overwritten by the next. say(line) is told when the capture is done."""
     side, graph, static = torch.cuda.Stream(device), None, {}
     calls = 0
 
@@ -138,7 +139,7 @@ def graphed(step, device):
             torch.cuda.current_stream(device).wait_stream(side)
             return out
         if graph is None:   # capturing records the kernels without running them: the replay below runs the step
-            static["batch"], graph = batch.clone(), torch.cuda.CUDAGraph()
+            static["batch"], graph, t0 = batch.clone(), torch.cuda.CUDAGraph(), time.perf_counter()
             try:
                 with torch.cuda.graph(graph, stream=side):
                     static["out"] = step(static["batch"])
@@ -147,6 +148,8 @@ def graphed(step, device):
                 cause = e.__context__ if isinstance(e.__context__, RuntimeError) else e
                 raise RuntimeError(f"--step_graph: this step cannot be captured in a CUDA graph ("
                                    f"{str(cause).splitlines()[0][:200]}): train without --step_graph") from cause
+            say(f"captured the whole step as one CUDA graph in {time.perf_counter() - t0:.2f} s, after "
+                f"{GRAPH_WARMUP} steps run as they are: each step from here is one replay")
         else:
             static["batch"].copy_(batch)
         graph.replay()

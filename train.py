@@ -388,7 +388,7 @@ def _train(cfg, rank, world, device):
                     broadcast_buffers=False)
     train_step = make_step(model, optimizer, scaler, autocast, accum, cfg.grad_clip, grads_kept)
     if cfg.step_graph:
-        train_step = graphed(train_step, device)
+        train_step = graphed(train_step, device, say)
     flops_per_token = raw_model.flops_per_token()
     peak = cfg.peak_flops or (peak_flops(torch.cuda.get_device_name(device)) if device_type == "cuda" else None)
 

@@ -753,6 +753,36 @@ def test_results_are_reused_merged_and_redone_only_when_stale(tiny_data, tmp_pat
     assert json.loads(path.read_text())["results"] == json.loads(good)["results"]
 
 
+def test_results_record_paths_that_read_the_same_in_every_clone(tiny_data, tmp_path, capsys, monkeypatch):
+    """A results file records the run directory and the vocabulary relative to the project's folder when inside it
+    (committed files then name no machine's folders), else absolute; a file for another state of the same run, named
+    so or as files before that recorded it (run_dir from where evaluate.py ran, run_dir_abs), is redone, and another
+    run's file is refused."""
+    import results as results_module
+    assert results_module.recorded_path(results_module.ROOT / "out" / "x") == "out/x"
+    assert results_module.recorded_path(tmp_path / "x" / ".." / "y") == str(tmp_path / "y")
+    monkeypatch.setattr(results_module, "ROOT", tmp_path)        # the run and the vocabulary inside the project
+    sha = json.loads((tiny_data / "meta.json").read_text())["tokenizer"]["sha256"]
+    run, vocab = make_checkpoint(tmp_path / "out" / "tiny-run", tiny_data, sha), tmp_path / "vocab.txt"
+    vocab.write_text(Path(evaluate.DEFAULT_VOCAB).read_text())
+    path = tmp_path / "results" / "tiny-run.json"
+    monkeypatch.chdir(run)                                       # named from inside the run: recorded all the same
+    ev = lambda: evaluate.main(["--ckpt", ".", "--results_dir", str(path.parent), "--max_new_tokens", "2",  # noqa
+                                "--shots", "0", "--tasks", "bigbench_cause_and_effect", "--limit", "2",
+                                "--vocab", str(vocab)])
+    ev()
+    first = json.loads(path.read_text())
+    assert (first["run_dir"], first["eval"]["vocab"], "run_dir_abs" in first) == ("out/tiny-run", "vocab.txt", False)
+    for recorded in ({"run_dir": "out/tiny-run"}, {"run_dir": "elsewhere/tiny-run", "run_dir_abs": str(run)}):
+        path.write_text(json.dumps({**first, **recorded, "checkpoint_id": "an earlier state"}))
+        ev()
+        assert "was scored on an earlier state of this checkpoint" in capsys.readouterr().out, recorded
+        assert json.loads(path.read_text()) | {"eval": None} == first | {"eval": None}
+    path.write_text(json.dumps({**first, "run_dir": "out/other-run", "checkpoint_id": "another"}))
+    with pytest.raises(SystemExit, match=r"tiny-run.json holds another model's results \(out/other-run\)"):
+        ev()
+
+
 def test_nan_scores_are_an_error_not_a_perfect_score(tiny, monkeypatch):
     model, enc = tiny
     task = {"name": "t", "kind": "choice", "eval": [dict(context="a", choices=["b", "c"], gold=0)], "demos": []}

@@ -94,14 +94,14 @@ def test_each_replay_of_a_graphed_step_is_the_step_eager_code_takes():
     from step import GRAPH_WARMUP, adamw, graphed, make_step, set_lr
     start = torch.randint(0, 100, (GRAPH_WARMUP + 5, 4, 1), generator=torch.Generator().manual_seed(0))
     batches = ((start + torch.arange(17)) % 100).cuda()   # counting sequences: something to learn in 8 steps
-    out = []
+    out, said = [], []
     for graph in (False, True):
         torch.manual_seed(0)
         model = GPT(GPTConfig(n_layer=1, n_embd=32, vocab_size=100, block_size=16)).cuda()
         opt = adamw(model.parameters(), lr=0.0, betas=(0.9, 0.95), eps=1e-4, weight_decay=0.1, device="cuda",
                     graph=graph)
         step = make_step(model, opt, torch.amp.GradScaler("cuda", enabled=False), nullcontext(), 2, 0.5)
-        step = graphed(step, "cuda") if graph else step
+        step = graphed(step, "cuda", said.append) if graph else step
         logged = []
         for i, batch in enumerate(batches):
             set_lr(opt, 3e-3 * (i + 1))          # a new LR every step, as the schedule's warm-up
@@ -111,6 +111,7 @@ def test_each_replay_of_a_graphed_step_is_the_step_eager_code_takes():
     assert torch.allclose(graph_logged, eager_logged, rtol=1e-5), (graph_logged, eager_logged)
     assert torch.allclose(graph_w, eager_w, rtol=1e-5, atol=1e-6)
     assert eager_logged[-2] < eager_logged[0] - 0.5        # it trained (4.6 -> 3.4 on CPU): not two no-ops
+    assert len(said) == 1 and "one CUDA graph" in said[0], said   # the capture, told once
 
 
 CG = dict(loss="auto", compile=True, compile_mode="reduce-overhead")   # inductor's CUDA graphs
