@@ -542,6 +542,64 @@ def test_gradients_are_kept_across_micro_batches_only_under_cuda_graphs():
         assert all((p.grad is not None and not p.grad.any()) if kept else p.grad is None for p in model.parameters())
 
 
+def test_a_graphed_step_runs_its_warm_up_then_replays_one_capture_on_each_batch(monkeypatch):
+    """step.graphed's logic on the CPU, CUDA's streams and graphs played by stand-ins that do what CUDA's do (a capture
+    records the step without running it; a replay runs what was recorded, on the tensors it was recorded with): the
+    first GRAPH_WARMUP calls run the step as it is, the next one captures it, once, and every call from then on gives
+    the step's outputs for its own batch, in the same two tensors. A failed capture names the operation that failed,
+    not CUDA's "previous error during capture". (tests/test_gpu.py runs it on a GPU, against the eager step.)"""
+    from contextlib import contextmanager, nullcontext
+    from step import GRAPH_WARMUP, graphed
+    recorded, eager, said = {"capturing": False}, [], []
+    work = lambda batch: (batch.float().sum(), batch.float().std())   # noqa: E731  (b, T+1) -> the step's outputs
+
+    class Graph:
+        replays = 0
+
+        def replay(self):
+            Graph.replays += 1
+            for out, new in zip(recorded["out"], work(recorded["batch"])):
+                out.copy_(new)
+
+    @contextmanager
+    def capture(graph, stream):
+        recorded["capturing"] = True
+        try:
+            yield
+        except RuntimeError:   # CUDA ends a broken capture with an error of its own
+            raise RuntimeError("operation failed due to a previous error during capture")
+        finally:
+            recorded["capturing"] = False
+
+    def step(batch):
+        if not recorded["capturing"]:
+            eager.append(batch)
+            return work(batch)
+        if recorded.get("fail"):
+            raise RuntimeError("operation not permitted when stream is capturing\nCUDA kernel errors ...")
+        recorded["batch"], recorded["out"] = batch, (torch.empty(()), torch.empty(()))   # recorded, not run
+        return recorded["out"]
+
+    stream = type("Stream", (), {"__init__": lambda self, device=None: None, "wait_stream": lambda self, other: None})
+    for name, stand_in in (("Stream", stream), ("current_stream", stream), ("stream", lambda s: nullcontext()),
+                           ("graph", capture), ("CUDAGraph", Graph)):
+        monkeypatch.setattr(torch.cuda, name, stand_in)
+    batches = [torch.randint(0, 100, (4, 9), generator=torch.Generator().manual_seed(i)) for i in range(7)]
+    graph_step = graphed(step, "cuda", said.append)
+    outs = [graph_step(b) for b in batches]
+    assert eager == batches[:GRAPH_WARMUP] and Graph.replays == len(batches) - GRAPH_WARMUP and len(said) == 1
+    assert recorded["batch"] is not batches[GRAPH_WARMUP]        # the graph's own batch tensor, copied into
+    assert all(out is outs[-1] for out in outs[GRAPH_WARMUP:])   # the same two tensors every replay
+    for i in range(GRAPH_WARMUP, len(batches)):                  # each replay on its call's batch
+        assert [t.item() for t in graph_step(batches[i])] == [t.item() for t in work(batches[i])], i
+    recorded["fail"], graph_step = True, graphed(step, "cuda", said.append)
+    for b in batches[:GRAPH_WARMUP]:
+        graph_step(b)
+    with pytest.raises(RuntimeError, match=r"^--step_graph: this step cannot be captured in a CUDA graph \(operation "
+                       r"not permitted when stream is capturing\): train without --step_graph$"):
+        graph_step(batches[GRAPH_WARMUP])
+
+
 def test_every_form_of_the_optimizer_resumes_every_other():
     """train.py's AdamW comes in three forms: plain (CPU), fused (a GPU) and --step_graph's (fused, capturable, its LR
     a tensor that set_lr fills). Each takes the steps the plain one does, and a checkpoint of any resumes in any other
