@@ -23,6 +23,7 @@ LOSS[+cg|+sg][+ma][+f8][+ta][@MICRO]:
     +ma      torch.compile mode "max-autotune-no-cudagraphs" (with +cg: "max-autotune"): inductor times Triton
              matmul templates against cuBLAS and fuses element-wise work into them (minutes of compiling)
     +f8      the blocks' matmuls in float8 (train.py --fp8, fp8.py; an H100 or later): changes the numbers a little
+    +f8w     +f8 with the weight gradients' matmuls in float8 too (train.py --fp8 --fp8_weight_grad)
     +ta      attention in attention.py's Triton kernels (train.py --attention triton; a GPU, heads up to h256's)
     +sg      the whole step (forward, backward, clipping, AdamW) captured once as one CUDA graph and replayed
              (train.py --step_graph; a GPU; not with +cg, whose graphs it would capture)
@@ -174,17 +175,19 @@ assert set(PATH_MODES.values()) == set(COMPILE_MODES)   # train.py's --compile_m
 
 def parse_path(spec, batch_size):
     """'fused+cg@128' -> {"name", "loss": "fused", "cuda_graphs": True, "compile_mode": "reduce-overhead",
-    "fp8": False, "attention": "sdpa", "step_graph": False, "micro": 128}; SystemExit if malformed."""
-    m = re.fullmatch(r"(\w+)((?:\+cg|\+sg|\+ma|\+f8|\+ta)*)(?:@(\d+))?", spec)
-    if not m or m[1] not in LOSS_KINDS or len(set(m[2].split("+"))) != len(m[2].split("+")):
-        raise SystemExit(f"--paths: {spec!r} is not LOSS[+cg|+sg][+ma][+f8][+ta][@MICRO] with LOSS one of "
+    "fp8": False, "fp8_weight_grad": False, "attention": "sdpa", "step_graph": False, "micro": 128}; SystemExit if
+    malformed."""
+    m = re.fullmatch(r"(\w+)((?:\+cg|\+sg|\+ma|\+f8w?|\+ta)*)(?:@(\d+))?", spec)
+    parts = [p.rstrip("w") for p in m[2].split("+")] if m else []   # (+f8 and +f8w: one or the other)
+    if not m or m[1] not in LOSS_KINDS or len(set(parts)) != len(parts):
+        raise SystemExit(f"--paths: {spec!r} is not LOSS[+cg|+sg][+ma][+f8|+f8w][+ta][@MICRO] with LOSS one of "
                          f"{', '.join(LOSS_KINDS)}")
     mode = PATH_MODES["+cg" in m[2], "+ma" in m[2]]
     micro = int(m[3] or batch_size)
     if micro < 1 or batch_size % micro:
         raise SystemExit(f"--paths: micro-batch {micro} of {spec!r} must divide --batch_size {batch_size}")
     return {"name": spec, "loss": m[1], "cuda_graphs": "+cg" in m[2], "compile_mode": mode, "fp8": "+f8" in m[2],
-            "attention": "triton" if "+ta" in m[2] else "sdpa", "step_graph": "+sg" in m[2], "micro": micro}
+            "fp8_weight_grad": "+f8w" in m[2], "attention": "triton" if "+ta" in m[2] else "sdpa", "step_graph": "+sg" in m[2], "micro": micro}
 
 
 def time_path(model_name, args, device, dtype, path, data):
@@ -201,7 +204,8 @@ def time_path(model_name, args, device, dtype, path, data):
     model = GPT(config_from_name(model_name, vocab_size=args.vocab_size, block_size=args.block_size)).to(device)
     loss_kind = model.set_loss(path["loss"], args.loss_chunk)
     model.set_attention(path["attention"])
-    fp8_linears = len(fp8.use_fp8(model)) if path["fp8"] else 0   # as train.py --fp8: before optimizer and compile
+    # as train.py --fp8: before the optimizer and the compile
+    fp8_linears = len(fp8.use_fp8(model, path["fp8_weight_grad"])) if path["fp8"] else 0
     graph = path["step_graph"]
     optimizer = adamw(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-4, weight_decay=0.1, device=device,
                       graph=graph)   # train.py's
@@ -258,7 +262,8 @@ def time_path(model_name, args, device, dtype, path, data):
         hwm = _proc_status_kb("VmHWM") if hwm_reset else None
         peak_mem = hwm * 1024 if hwm is not None else None
     return {"oom": False, "path": path["name"], "loss": loss_kind, "cuda_graphs": path["cuda_graphs"],
-            "step_graph": graph, "fp8_linears": fp8_linears, "attention": path["attention"],
+            "step_graph": graph, "fp8_linears": fp8_linears, "fp8_weight_grad": path["fp8_weight_grad"],
+            "attention": path["attention"],
             "compile_mode": path["compile_mode"] if compiled else None,
             "micro_batch_size": micro, "loss_chunk": model.loss_chunk, "timed_steps": steps, "step_s": step_s,
             "host_s": host / steps,
@@ -276,14 +281,14 @@ def ran(r):
 
 
 def speed_key(train, device, world_size):
-    """What one train.py process's speed depends on: its model, batch, compile, fp8, attention, step_graph and
-    --threads flags, the kind of device (cpu, cuda) and the process count. A speed measured with other settings
+    """What one train.py process's speed depends on: its model, batch, compile, fp8 (and fp8_weight_grad), attention,
+    step_graph and --threads flags, the kind of device (cpu, cuda) and the process count. A speed measured with other settings
     (batch 512 on a GPU vs 16 on a CPU) predicts nothing. device: as config.json's env records it ("cuda:0"), or
     train.py's --device for a planned run."""
     kind = "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
     train = {**ADDED_SETTINGS, **train}   # a run from before a setting: trained at its old value
-    return (train["model"], train["batch_size"], bool(train.get("compile")), train["fp8"], train["attention"],
-            train["step_graph"], train.get("threads", 0), kind.split(":")[0], world_size)
+    return (train["model"], train["batch_size"], bool(train.get("compile")), train["fp8"], train["fp8_weight_grad"],
+            train["attention"], train["step_graph"], train.get("threads", 0), kind.split(":")[0], world_size)
 
 
 def measured_speeds(out_dir):

@@ -8,10 +8,13 @@ output head, whose V = 15,000 rows are no multiple of 16) then computes, in trai
 
     forward   y  = x @ W.T        x: a scale per row (token), W: a scale per row (output feature); float8 x float8
     backward  dx = dy @ W         dy: a scale per row (token), W: a scale per column (input feature); float8 x float8
-              dW = dy.T @ x       in the autocast dtype (bf16): this sum runs over the tokens, the dimension the
-                                  per-token scales are on, so they cannot be taken out of it; float8 here would need
-                                  both operands quantised again, per feature and transposed (torchao's recipe
-                                  "rowwise_with_gw_hp" keeps this one in high precision too)
+              dW = dy.T @ x       in the autocast dtype (bf16) by default: this sum runs over the tokens, the
+                                  dimension the per-token scales are on, so they cannot be taken out of it (torchao's
+                                  recipe "rowwise_with_gw_hp" keeps it in high precision too). weight_grad=True
+                                  (train.py --fp8_weight_grad; torchao's "rowwise") quantises both operands again,
+                                  transposed, with a scale per feature (dy: per output feature, x: per input feature,
+                                  each over all the tokens), and multiplies them in float8 too: a third of the blocks'
+                                  matmul work more at twice the rate, for two more passes over dy and x
 
 Scaling: each row is divided by a power of two that brings its largest |value| into (224, 448], then rounded to
 float8; the matmul multiplies the float32 scales back into its output (torch._scaled_mm, "rowwise" scaling). A power
@@ -24,6 +27,7 @@ evaluate.py) the Linears compute as usual, in the autocast dtype: float8 is how 
 
     from fp8 import use_fp8
     use_fp8(model)      # before the optimizer and torch.compile; -> the names of the Linears converted
+    use_fp8(model, weight_grad=True)   # the weight gradients in float8 too
 
 It changes the numbers (train.py records --fp8 in config.json; a run resumes only with the setting it started with).
 Rowwise float8 matmuls need compute capability 9.0 (H100, H200) or later; CPUs run them too (slowly: for tests).
@@ -75,13 +79,15 @@ def scaled_mm(aq, a_scale, bq, b_scale, out_dtype):
 
 
 class FP8Matmul(torch.autograd.Function):
-    """x (M, K) @ weight (N, K).T with float8 operands in the forward and input-gradient matmuls (module docstring)."""
+    """x (M, K) @ weight (N, K).T with float8 operands in the forward and input-gradient matmuls, and with weight_grad
+    in the weight-gradient one too (module docstring)."""
 
     @staticmethod
-    def forward(ctx, x, weight):
+    def forward(ctx, x, weight, weight_grad=False):
         xq, xs = to_fp8_rows(x)                                  # (M, K), (M, 1): a scale per token
         wq, ws = to_fp8_rows(weight)                             # (N, K), (N, 1): a scale per output feature
         ctx.save_for_backward(x, weight)
+        ctx.weight_grad = weight_grad and x.size(0) % 16 == 0   # (the tokens are that matmul's inner dimension)
         return scaled_mm(xq, xs, wq, ws, x.dtype)                # (M, N)
 
     @staticmethod
@@ -90,24 +96,33 @@ class FP8Matmul(torch.autograd.Function):
         gq, gs = to_fp8_rows(grad_y)                             # (M, N), (M, 1): a scale per token
         wtq, wts = to_fp8_rows(weight.t())                       # (K, N), (K, 1): a scale per input feature
         grad_x = scaled_mm(gq, gs, wtq, wts, x.dtype)            # (M, K)
-        grad_w = grad_y.to(x.dtype).t() @ x                      # (N, K), in x's dtype (bf16 under autocast)
-        return grad_x, grad_w.to(weight.dtype)
+        if ctx.weight_grad:                                      # summed over the tokens: scales per feature
+            gtq, gts = to_fp8_rows(grad_y.t())                   # (N, M), (N, 1): a scale per output feature
+            xtq, xts = to_fp8_rows(x.t())                        # (K, M), (K, 1): a scale per input feature
+            grad_w = scaled_mm(gtq, gts, xtq, xts, x.dtype)      # (N, K)
+        else:
+            grad_w = grad_y.to(x.dtype).t() @ x                  # (N, K), in x's dtype (bf16 under autocast)
+        return grad_x, grad_w.to(weight.dtype), None
 
 
 class FP8Linear(nn.Linear):
-    """An nn.Linear (no bias) that multiplies in float8 in training mode, as usual in evaluation mode."""
+    """An nn.Linear (no bias) that multiplies in float8 in training mode, as usual in evaluation mode;
+    fp8_weight_grad: its weight gradient in float8 too."""
+    fp8_weight_grad = False
 
     def forward(self, x):
         if not self.training:
             return super().forward(x)
-        y = FP8Matmul.apply(x.reshape(-1, x.size(-1)).to(matmul_dtype(x)), self.weight)   # (B*T, out_features)
+        y = FP8Matmul.apply(x.reshape(-1, x.size(-1)).to(matmul_dtype(x)), self.weight,   # (B*T, out_features)
+                            self.fp8_weight_grad)
         return y.view(*x.shape[:-1], -1)
 
 
-def use_fp8(model):
-    """Turn every Linear of model.blocks into an FP8Linear, in place: the same Parameter objects, the same state_dict.
-    Call it before creating the optimizer and compiling. Returns the names of the Linears converted; ValueError if
-    one has a size that is no multiple of 16 (float8 matmuls need them; n_embd is a multiple of 2 x 8 heads)."""
+def use_fp8(model, weight_grad=False):
+    """Turn every Linear of model.blocks into an FP8Linear, in place: the same Parameter objects, the same state_dict;
+    weight_grad: their weight gradients in float8 too. Call it before creating the optimizer and compiling. Returns the
+    names of the Linears converted; ValueError if one has a size that is no multiple of 16 (float8 matmuls need them;
+    n_embd is a multiple of 2 x 8 heads)."""
     linears = {f"blocks.{name}": m for name, m in model.blocks.named_modules() if isinstance(m, nn.Linear)}
     for name, m in linears.items():
         if m.in_features % 16 or m.out_features % 16 or m.bias is not None:
@@ -115,4 +130,5 @@ def use_fp8(model):
                              " float8 matmuls need sizes that are multiples of 16 and no bias")
     for m in linears.values():
         m.__class__ = FP8Linear   # only forward differs: weight, hooks and registrations are kept
+        m.fp8_weight_grad = weight_grad
     return list(linears)

@@ -31,7 +31,7 @@ def reusable(entry, args):
 # train.py settings added after runs were made, each with the value every earlier run trained with: a run at that value
 # is the same as one from before the setting (train.py resumes it, scaling.py reuses it, and its checkpoint_id is what
 # it was, so evaluate.py keeps its scores instead of redoing every results file when a flag is added)
-ADDED_SETTINGS = {"fp8": False, "attention": "sdpa", "step_graph": False}
+ADDED_SETTINGS = {"fp8": False, "attention": "sdpa", "step_graph": False, "fp8_weight_grad": False}
 
 
 def checkpoint_id(info):

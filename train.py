@@ -97,6 +97,7 @@ class TrainConfig:
     loss_chunk: int = 8192  # rows per chunk of the chunked loss
     attention: str = "sdpa"  # sdpa (PyTorch's flash kernels) | triton (attention.py, GPU, heads up to h256's)
     fp8: bool = False  # the blocks' matmuls in float8 while training (fp8.py: H100/H200; changes the numbers a little)
+    fp8_weight_grad: bool = False  # with --fp8, the weight gradients' matmuls in float8 too (else in bf16)
     threads: int = 0  # CPU threads per process (0: torch's default)
     peak_flops: float = 0.0  # peak FLOP/s of one device for MFU (0: look its name up in model.PEAK_FLOPS)
 
@@ -105,7 +106,7 @@ class TrainConfig:
 # (eval_blocks too: the val losses of one log are measured on the same blocks)
 RESUME_MUST_MATCH = ("model", "block_size", "rope_base", "batch_size", "lr", "warmup_steps", "final_lr_frac",
                      "beta1", "beta2", "eps", "weight_decay", "grad_clip", "epochs", "max_tokens", "seed",
-                     "eval_blocks", "fp8")
+                     "eval_blocks", "fp8", "fp8_weight_grad")
 
 
 def parse_args(argv=None):
@@ -348,10 +349,12 @@ def _train(cfg, rank, world, device):
         raw_model.set_attention(cfg.attention)                      # the same numbers too
     except ValueError as e:
         raise SystemExit(f"--attention {cfg.attention}: {e}") from None
+    if cfg.fp8_weight_grad and not cfg.fp8:
+        raise SystemExit("--fp8_weight_grad goes with --fp8 (the weight gradients of float8 matmuls): add --fp8")
     if cfg.fp8:   # before the optimizer and the compile (fp8.py)
         try:
             fp8.check_supported(device, dtype)
-            fp8.use_fp8(raw_model)
+            fp8.use_fp8(raw_model, weight_grad=cfg.fp8_weight_grad)
         except ValueError as e:
             raise SystemExit(f"--fp8: {e}") from None
     optimizer = adamw(raw_model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
@@ -397,7 +400,8 @@ def _train(cfg, rank, world, device):
         say(f"{cfg.run_name}: {cfg.model} ({raw_model.num_params():,} parameters, V={V}) on {cfg.data_dir} "
             f"({train_data.n:,} train blocks): {total_steps:,} steps of {cfg.batch_size} x {cfg.block_size} tokens, "
             f"{world} x {device} {dtype}, {accum} micro-batches of {micro} per process, {loss_kind} loss"
-            + (", float8 matmuls" if cfg.fp8 else "") + (", Triton attention" if cfg.attention == "triton" else "")
+            + (", float8 matmuls" if cfg.fp8 else "") + (" (weight gradients too)" if cfg.fp8_weight_grad else "")
+            + (", Triton attention" if cfg.attention == "triton" else "")
             + (f", compiled ({cfg.compile_mode})" if cfg.compile else "")
             + (", each step one CUDA graph" if cfg.step_graph else ""))
         if wanted > train_data.n * cfg.block_size:

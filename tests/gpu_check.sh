@@ -7,8 +7,8 @@
 #      its JSON after each model, so a step cut short keeps what it measured)
 #   2. test_sg: --step_graph's GPU tests (a graphed step against the eager one; train.py with it, eager and compiled,
 #      with micro-batches, the fused loss and attention.py, resumed)
-#   3. large: the same at h1024-L8 and h512-L4, with float8 matmuls (+f8, fp8.py) in place of attention.py's (which
-#      takes heads up to h256's), and where their steps spend the time (--profile)
+#   3. large: the same at h1024-L8 and h512-L4, with float8 matmuls (+f8, fp8.py; +f8w: the weight gradients' too) in
+#      place of attention.py's (which takes heads up to h256's), and where their steps spend the time (--profile)
 #   4. sweep: the paper's 36 runs estimated from steps 1 and 3: each model's plain path and its fastest (5 sizes;
 #      the fit needs 4)
 #   5. profile: where h32-L2's step spends its GPU time on auto+sg+ta (expected to be its fastest path)
@@ -59,7 +59,7 @@ step small 90 240 $py bench.py --models h32-L2,h256-L4,h128-L4 --paths plain,aut
     --json "$out/small.json"
 step test_sg 30 120 $py -m pytest -v -p no:cacheprovider ${timeout_flag:+${timeout_flag}100} tests/test_gpu.py \
     -k "graphed or sg_"
-step large 90 170 $py bench.py --models h1024-L8,h512-L4 --paths plain,auto+cg,auto+cg+f8 --profile 10 \
+step large 90 210 $py bench.py --models h1024-L8,h512-L4 --paths plain,auto+cg,auto+cg+f8,auto+cg+f8w --profile 10 \
     --json "$out/large.json"
 step sweep 5 30 $py -c "import json, os, sys, bench
 results = []   # each model's plain path and its fastest other one (the steps time different paths)

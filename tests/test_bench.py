@@ -12,7 +12,7 @@ def test_benchmark_prints_every_path_and_its_ratio_to_the_first(tmp_path, capsys
     threads = torch.get_num_threads()
     try:
         results = bench.main(["--models", "h32-L2", "--steps", "2", "--batch_size", "4", "--vocab_size", "2000",
-                              "--paths", "plain,chunked,auto@2,plain+f8", "--loss_chunk", "100", "--threads", "1",
+                              "--paths", "plain,chunked,auto@2,plain+f8w", "--loss_chunk", "100", "--threads", "1",
                               "--json", str(tmp_path / "b.json")])
     finally:
         torch.set_num_threads(threads)
@@ -20,7 +20,7 @@ def test_benchmark_prints_every_path_and_its_ratio_to_the_first(tmp_path, capsys
     data_ms = re.search(r"train.py's data loading takes ([\d.]+) ms per batch on the host", out)
     assert data_ms and 0 < float(data_ms[1]) < 1000, out
     rows = {}
-    for path, micro in (("plain", 4), ("chunked", 4), ("auto@2", 2), ("plain+f8", 4)):
+    for path, micro in (("plain", 4), ("chunked", 4), ("auto@2", 2), ("plain+f8w", 4)):
         m = re.search(rf"h32-L2 +{re.escape(path)} +micro {micro} +\| tokens/s +([\d.]+)k \| step +([\d.]+) ms "
                       rf"\(host +([\d.]+) ms\) \| MFU +n/a \| peak mem +(n/a|[\d.]+ GiB) \| first loss ([\d.]+)", out)
         assert m, (path, out)
@@ -40,6 +40,7 @@ def test_benchmark_prints_every_path_and_its_ratio_to_the_first(tmp_path, capsys
     assert auto["first_loss"] == pytest.approx(plain["first_loss"], abs=1e-4)     # 2 micro-batches of 2
     assert plain["first_loss"] == pytest.approx(7.6, abs=0.3)        # ln 2000 = 7.60
     assert (f8["fp8_linears"], plain["fp8_linears"]) == (10, 0)      # h32-L2: 2 x (qkv, proj, gate, up, down)
+    assert (f8["fp8_weight_grad"], plain["fp8_weight_grad"]) == (True, False)
     assert f8["first_loss"] == pytest.approx(plain["first_loss"], rel=1e-2)   # float8 rounds: the same model
     assert (chunked["loss"], chunked["loss_chunk"], plain["loss"], plain["loss_chunk"]) == ("chunked", 100, "plain", 0)
     assert auto["loss"] == "plain" and plain["timed_steps"] == 2      # auto is plain on a CPU
@@ -122,6 +123,9 @@ def test_path_modifiers_pick_the_compile_mode():
     assert not any(p["fp8"] for p in modes.values())
     f8 = bench.parse_path("auto+cg+f8@2", 8)
     assert (f8["fp8"], f8["compile_mode"], f8["micro"], f8["loss"]) == (True, "reduce-overhead", 2, "auto")
+    f8w = bench.parse_path("auto+f8w+cg", 8)                  # train.py --fp8 --fp8_weight_grad
+    assert (f8w["fp8"], f8w["fp8_weight_grad"], f8["fp8_weight_grad"], f8w["compile_mode"]) == (
+        True, True, False, "reduce-overhead")
     assert {p["attention"] for p in modes.values()} == {f8["attention"]} == {"sdpa"}
     ta = bench.parse_path("fused+ta+cg", 8)
     assert (ta["attention"], ta["compile_mode"], ta["fp8"]) == ("triton", "reduce-overhead", False)
@@ -138,8 +142,9 @@ def test_benchmark_refuses_bad_flags():
         bench.parse_args(["--batch_size", "8", "--paths", "plain,fused@3"])
     with pytest.raises(SystemExit, match="'fast' is not LOSS"):
         bench.parse_args(["--paths", "plain,fast"])
-    with pytest.raises(SystemExit, match="'fused[+]cg[+]cg' is not LOSS"):
-        bench.parse_args(["--paths", "plain,fused+cg+cg"])
+    for twice in ("fused+cg+cg", "plain+f8+f8w"):
+        with pytest.raises(SystemExit, match=f"'{re.escape(twice)}' is not LOSS"):
+            bench.parse_args(["--paths", f"plain,{twice}"])
     with pytest.raises(SystemExit, match="--paths plain[+]f8: float8 matmuls run on NVIDIA GPUs and CPUs "
                                          "here, not mps"):
         bench.parse_args(["--models", "h32-L2", "--paths", "plain,plain+f8", "--device", "mps"])

@@ -41,20 +41,28 @@ def test_rows_are_scaled_by_powers_of_two_into_the_float8_range():
     assert rel_err(q.float() * scale, big) < 0.04                              # 3 mantissa bits
 
 
-def test_matmul_and_its_gradients_are_the_float8_arithmetic_written_out():
+@pytest.mark.parametrize("tokens, weight_grad", [(208, False), (208, True), (200, True)])
+def test_matmul_and_its_gradients_are_the_float8_arithmetic_written_out(tokens, weight_grad):
     """forward and input gradient: float8 operands (scales per row) multiplied exactly; weight gradient: the plain
-    matmul in the input's dtype. Against the float32 matmul: the few-percent error of 3 mantissa bits."""
+    matmul in the input's dtype, or with weight_grad float8 operands with scales per feature (over the tokens), when
+    the tokens are a multiple of 16 (200 are not: the plain matmul). Against the float32 matmul: the few-percent
+    error of 3 mantissa bits."""
     torch.manual_seed(0)
-    x = torch.randn(200, 64, device=DEVICE, requires_grad=True)
+    x = torch.randn(tokens, 64, device=DEVICE, requires_grad=True)
     w = (torch.randn(96, 64, device=DEVICE) * 0.02).requires_grad_()
-    grad_y = torch.randn(200, 96, device=DEVICE)
-    y = FP8Matmul.apply(x, w)
+    grad_y = torch.randn(tokens, 96, device=DEVICE) * torch.logspace(-2, 1, tokens, device=DEVICE)[:, None]
+    y = FP8Matmul.apply(x, w, weight_grad)
     y.backward(grad_y)
     want_y = dequantised(x.detach()) @ dequantised(w.detach()).t()
     want_gx = dequantised(grad_y) @ dequantised(w.detach().t().contiguous()).t()
     torch.testing.assert_close(y, want_y, **EXACT)
     torch.testing.assert_close(x.grad, want_gx, **EXACT)
-    torch.testing.assert_close(w.grad, grad_y.t() @ x.detach(), rtol=1e-5, atol=1e-5)
+    exact_gw = grad_y.t() @ x.detach()
+    if weight_grad and tokens % 16 == 0:
+        torch.testing.assert_close(w.grad, dequantised(grad_y.t()) @ dequantised(x.detach().t()).t(), **EXACT)
+        assert 0.005 < rel_err(w.grad, exact_gw) < 0.06
+    else:
+        torch.testing.assert_close(w.grad, exact_gw, rtol=1e-5, atol=1e-5)
     assert 0.005 < rel_err(y, x.detach() @ w.detach().t()) < 0.06
     assert 0.005 < rel_err(x.grad, grad_y @ w.detach()) < 0.06
 
@@ -114,9 +122,10 @@ def test_a_float8_model_trains_like_the_float32_one_and_compiles_whole():
     the eager loss and gradients."""
     torch.manual_seed(0)
     base = GPT(config_from_name("h32-L2", vocab_size=64, block_size=32)).to(DEVICE)
-    models = [base, GPT(base.config).to(DEVICE)]
-    models[1].load_state_dict(base.state_dict())
-    use_fp8(models[1])
+    models = [base, GPT(base.config).to(DEVICE), GPT(base.config).to(DEVICE)]
+    for m, weight_grad in zip(models[1:], (False, True)):
+        m.load_state_dict(base.state_dict())
+        use_fp8(m, weight_grad=weight_grad)
     data = torch.randint(0, 64, (16, 33), device=DEVICE)
     data[:, 1::2] = (data[:, 0::2][:, :16] * 3 + 1) % 64                      # something to learn
     losses = []
@@ -131,20 +140,23 @@ def test_a_float8_model_trains_like_the_float32_one_and_compiles_whole():
             curve.append(loss.item())
         losses.append(curve)
     assert losses[0][-1] < losses[0][0] - 0.5                                  # it learns
-    assert losses[1][0] == pytest.approx(losses[0][0], rel=1e-2)
-    assert losses[1][-1] == pytest.approx(losses[0][-1], rel=0.02)
-    models[0].load_state_dict(models[1].state_dict())                         # the same weights, without float8
-    grads = []
-    for m in (models[0], models[1], torch.compile(models[1], fullgraph=True)):
-        with torch.autocast(DEVICE, dtype=torch.bfloat16):
-            _, loss = m(data[:, :-1], data[:, 1:])
-        loss.backward()
-        grads.append([loss.detach()] + [p.grad.clone() for p in m.parameters()])
-        m.zero_grad()
-    # inductor keeps some intermediates in float32 where eager rounds them to bf16, so a few values fall on the other
-    # side of a float8 rounding: compiled is as far from the bf16 gradients as eager is (0.05-16% here), not further
-    for bf16, eager, compiled in zip(*grads):
-        assert rel_err(compiled, bf16) < 1.5 * rel_err(eager, bf16) + 1e-3
+    for curve in losses[1:]:                                                   # and so do both float8 forms
+        assert curve[0] == pytest.approx(losses[0][0], rel=1e-2)
+        assert curve[-1] == pytest.approx(losses[0][-1], rel=0.02)
+    assert losses[2] != losses[1]                                              # the weight gradients differ
+    for fp8_model in models[1:]:                                               # (weight gradients in bf16, float8)
+        models[0].load_state_dict(fp8_model.state_dict())                     # the same weights, without float8
+        grads = []
+        for m in (models[0], fp8_model, torch.compile(fp8_model, fullgraph=True)):
+            with torch.autocast(DEVICE, dtype=torch.bfloat16):
+                _, loss = m(data[:, :-1], data[:, 1:])
+            loss.backward()
+            grads.append([loss.detach()] + [p.grad.clone() for p in m.parameters()])
+            m.zero_grad()
+        # inductor keeps some intermediates in float32 where eager rounds them to bf16, so a few values fall on the
+        # other side of a float8 rounding: compiled is as far from the bf16 gradients as eager is (0.05-16% here)
+        for bf16, eager, compiled in zip(*grads):
+            assert rel_err(compiled, bf16) < 1.5 * rel_err(eager, bf16) + 1e-3
 
 
 def test_train_py_fp8_runs_records_and_resumes_only_with_the_same_setting(tiny_data, tmp_path):
@@ -155,10 +167,17 @@ def test_train_py_fp8_runs_records_and_resumes_only_with_the_same_setting(tiny_d
     with pytest.raises(SystemExit, match=r"training settings differ .*'fp8': \(True, False\)"):
         run(tiny_data, tmp_path, run_name="split", resume=True, **common)
     run(tiny_data, tmp_path, run_name="split", fp8=True, resume=True, **common)
-    plain, f8, split = (records(tmp_path / n) for n in ("plain", "fp8", "split"))
-    assert f8[-1]["val_loss"] < f8[0]["val_loss"] - 0.5                        # it trained
-    assert f8[-1]["val_loss"] == pytest.approx(plain[-1]["val_loss"], rel=0.03)
-    assert f8[-1]["val_loss"] != plain[-1]["val_loss"]                         # and in float8: not the same numbers
+    with pytest.raises(SystemExit, match=r"training settings differ .*'fp8_weight_grad': \(False, True\)"):
+        run(tiny_data, tmp_path, run_name="split", fp8=True, fp8_weight_grad=True, resume=True, **common)
+    with pytest.raises(SystemExit, match="--fp8_weight_grad goes with --fp8 .*: add --fp8"):
+        run(tiny_data, tmp_path, run_name="bad", fp8_weight_grad=True, **common)
+    run(tiny_data, tmp_path, run_name="fp8w", fp8=True, fp8_weight_grad=True, **common)
+    plain, f8, split, f8w = (records(tmp_path / n) for n in ("plain", "fp8", "split", "fp8w"))
+    for f in (f8, f8w):
+        assert f[-1]["val_loss"] < f[0]["val_loss"] - 0.5                      # it trained
+        assert f[-1]["val_loss"] == pytest.approx(plain[-1]["val_loss"], rel=0.03)
+        assert f[-1]["val_loss"] != plain[-1]["val_loss"]                       # and in float8: not the same numbers
+    assert f8w[-1]["val_loss"] != f8[-1]["val_loss"]                           # its weight gradients too
     # resumed = uninterrupted (on a GPU to 1e-3, as in test_gpu.py: its atomic additions vary the rounding)
     assert split[-1]["val_loss"] == pytest.approx(f8[-1]["val_loss"], rel=1e-4 if DEVICE == "cpu" else 1e-3)
     assert json.loads((tmp_path / "fp8" / "config.json").read_text())["train"]["fp8"] is True
