@@ -64,26 +64,33 @@ def encode_docs(enc, docs, budget, workers, spans=False, dtype=np.uint32):
     start, end, space = enc.encode_single_token("<s>"), enc.encode_single_token("</s>"), enc.encode_ordinary(" ")
     for i in range(0, len(docs), 512):
         texts = [t for _, t in docs[i:i + 512]]
+        ends = []                                 # spans: each span's end in its document's ids
         if spans:  # "<s> a </s> <s> b </s>": special, " a ", special, " ", special, " b ", special
             pieces = iter(enc.encode_ordinary_batch([f" {x} " for t in texts for x in t], num_threads=workers))
             ids = []
             for t in texts:                       # every span as <s> " span " </s>, joined by " "
-                doc = []
+                doc, ends_doc = [], []
                 for _ in t:
-                    doc += [start, *next(pieces), end, *space]
+                    doc += [start, *next(pieces), end]
+                    ends_doc.append(len(doc))
+                    doc += space
                 ids.append(doc[:-len(space)])
+                ends.append(ends_doc)
         else:
             ids = enc.encode_ordinary_batch(texts, num_threads=workers)
-        for text, doc in zip(texts, ids):
+        for i, (text, doc) in enumerate(zip(texts, ids)):
             if budget is not None and n >= budget:
                 break
             whole = len(doc) + 1
             doc = (doc + [eot])[:None if budget is None else budget - n]
             chunks.append(np.array(doc, dtype))
             n += len(doc)
-            # the statistics count what was kept: of a cut plain-text document its first tokens (a cut simplified
-            # document, under --max_train_tokens alone, counts whole: one document of millions)
-            used.append(text if len(doc) == whole or spans else enc.decode(doc))
+            # the statistics count what was kept: of a cut plain-text document its first tokens, of a cut simplified
+            # one the spans kept whole (a span cut short is left out: its words are not all in train.bin)
+            if len(doc) == whole:
+                used.append(text)
+            else:
+                used.append(text[:sum(e <= len(doc) for e in ends[i])] if spans else enc.decode(doc))
         if budget is not None and n >= budget:
             break
     return (np.concatenate(chunks) if chunks else np.zeros(0, dtype)), used

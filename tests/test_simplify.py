@@ -561,6 +561,10 @@ def test_literal_markers_in_the_text_stay_text():
     ids, used = simplify.encode_docs(enc, [("a", "one."), ("b", "two words more")], 8, 1)
     assert ids.tolist() == [*b"one.", eot, *b"two"] and used == ["one.", "two"]
     assert simplify.encode_docs(enc, [("a", "one.")], 5, 1)[1] == ["one."]    # the whole of it: not cut
+    doc = ("d", ["ab", "cd", "ef"])              # a simplified one: the spans kept whole
+    for budget, kept in ((5, []), (6, ["ab"]), (12, ["ab"]), (13, ["ab", "cd"]), (20, ["ab", "cd", "ef"])):
+        ids, used = simplify.encode_docs(enc, [doc], budget, 1, spans=True)   # <s> " ab " </s>: 6 ids, then " "
+        assert len(ids) == budget and used == [kept], budget                  # (20: all but the end of text)
 
 
 def test_tokenizer_sample_is_counted_in_bytes(tmp_path):
