@@ -187,7 +187,8 @@ def parse_path(spec, batch_size):
     if micro < 1 or batch_size % micro:
         raise SystemExit(f"--paths: micro-batch {micro} of {spec!r} must divide --batch_size {batch_size}")
     return {"name": spec, "loss": m[1], "cuda_graphs": "+cg" in m[2], "compile_mode": mode, "fp8": "+f8" in m[2],
-            "fp8_weight_grad": "+f8w" in m[2], "attention": "triton" if "+ta" in m[2] else "sdpa", "step_graph": "+sg" in m[2], "micro": micro}
+            "fp8_weight_grad": "+f8w" in m[2], "attention": "triton" if "+ta" in m[2] else "sdpa",
+            "step_graph": "+sg" in m[2], "micro": micro}
 
 
 def time_path(model_name, args, device, dtype, path, data):
@@ -282,9 +283,9 @@ def ran(r):
 
 def speed_key(train, device, world_size):
     """What one train.py process's speed depends on: its model, batch, compile, fp8 (and fp8_weight_grad), attention,
-    step_graph and --threads flags, the kind of device (cpu, cuda) and the process count. A speed measured with other settings
-    (batch 512 on a GPU vs 16 on a CPU) predicts nothing. device: as config.json's env records it ("cuda:0"), or
-    train.py's --device for a planned run."""
+    step_graph and --threads flags, the kind of device (cpu, cuda) and the process count. A speed measured with other
+    settings (batch 512 on a GPU vs 16 on a CPU) predicts nothing. device: as config.json's env records it ("cuda:0"),
+    or train.py's --device for a planned run."""
     kind = "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
     train = {**ADDED_SETTINGS, **train}   # a run from before a setting: trained at its old value
     return (train["model"], train["batch_size"], bool(train.get("compile")), train["fp8"], train["fp8_weight_grad"],

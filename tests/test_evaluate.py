@@ -793,9 +793,9 @@ def test_nan_scores_are_an_error_not_a_perfect_score(tiny, monkeypatch):
 
 
 def test_a_setting_added_later_keeps_the_checkpoint_id_of_runs_at_its_old_value():
-    """A flag added to train.py (fp8, attention, step_graph, fp8_weight_grad) must not make every results file stale: at the value
-    older runs trained with, the checkpoint is what it was; at another value, or with another setting or val loss, it
-    is not."""
+    """A flag added to train.py (fp8, attention, step_graph, fp8_weight_grad) must not make every results file stale:
+    at the value older runs trained with, the checkpoint is what it was; at another value, or with another setting or
+    val loss, it is not."""
     from results import checkpoint_id
     info = {"model_config": {"n_embd": 64}, "train_config": {"lr": 1e-3}, "step": 10, "tokens": 1280, "val_loss": 4.2}
     old = checkpoint_id(info)
