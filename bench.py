@@ -14,7 +14,7 @@ bench.py: how fast a training step of the paper's models runs, the plain path ag
 
 Every path is the step train.py takes (its batch fetched from a token file, forward, backward, gradient clipping,
 AdamW) on the same synthetic random tokens (no dataset needed), from the same initial weights. A path is
-LOSS[+cg|+sg][+ma][+f8][+ta][@MICRO]:
+LOSS[+cg|+sg][+ma][+f8|+f8w][+ta][@MICRO]:
     LOSS     plain    the full (B*T, V) logits, then the cross-entropy (train.py --loss plain)
              chunked  the head and loss --loss_chunk rows at a time, never the full logits (model.chunked_cross_entropy)
              fused    Triton kernels that never write the logits (fused_loss.py; a GPU)
@@ -219,7 +219,7 @@ def time_path(model_name, args, device, dtype, path, data):
 
     step = make_step(step_model, optimizer, scaler, autocast, accum, 1.0, grads_kept)
     if graph:
-        step = graphed(step, device)
+        step = graphed(step, device, lambda line: print(f"bench: {model_name} {path['name']}: {line}"))
     warmup = max(args.warmup, GRAPH_WARMUP + 1) if graph else args.warmup   # +sg: captured before the timing
 
     sync = torch.cuda.synchronize if device_type == "cuda" else (lambda: None)
@@ -420,7 +420,8 @@ def parse_args(argv=None):
     p.add_argument("--block_size", type=int, default=128, help="context length (the paper: 128)")
     p.add_argument("--batch_size", type=int, default=512 if gpu else 32, help="sequences per step (the paper: 512)")
     p.add_argument("--paths", default="plain,auto+cg" if gpu else "plain,chunked",
-                   help="comma-separated LOSS[+cg|+sg][+ma][+f8][+ta][@MICRO] (see above); the first is the baseline")
+                   help="comma-separated LOSS[+cg|+sg][+ma][+f8|+f8w][+ta][@MICRO] (see above); the first is the "
+                   "baseline")
     p.add_argument("--loss_chunk", type=int, default=8192, help="rows per chunk of the chunked loss")
     p.add_argument("--steps", type=int, default=5, help="timed steps per path, repeated for --min_seconds")
     p.add_argument("--min_seconds", type=float, default=2.0 if gpu else 0.0, help="time each path at least this long")

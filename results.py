@@ -9,6 +9,7 @@ rules), and a file read back checked before the tables, the fits or a reuse trus
 """
 import hashlib
 import json
+import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent   # the project's folder
@@ -69,8 +70,10 @@ def generation_settings(args):
 def recorded_path(path):
     """A path as a results file records it: relative to the project's folder when inside it (so a committed file reads
     the same in every clone, wherever it is), else absolute."""
-    path = Path(path).resolve()
-    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+    for where in (Path(os.path.abspath(path)), Path(path).resolve()):   # as named (out/ may link elsewhere), real
+        if where.is_relative_to(ROOT):
+            return str(where.relative_to(ROOT))
+    return os.path.abspath(path)
 
 
 def result_name(path, hub=False):
@@ -98,9 +101,9 @@ def previous_results(path, args, hub=False):
         run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
         if (ckpt_id := run_checkpoint_id(path)) is None:   # a damaged checkpoint: load_run says so
             return None, None
-        # run_dir as recorded_path writes it; files from before it: run_dir from where evaluate.py ran, run_dir_abs
-        same_model = lambda old: run_dir.resolve() in {where.resolve() for k in ("run_dir", "run_dir_abs")   # noqa
-                                                       if old.get(k) for where in (ROOT / old[k], Path(old[k]))}
+        # run_dir as recorded_path writes it (files from before it: run_dir_abs, the absolute path)
+        same_model = lambda old: run_dir.resolve() in {(ROOT / str(old[k])).resolve()   # noqa: E731
+                                                       for k in ("run_dir", "run_dir_abs") if old.get(k)}
     try:
         old = json.loads(file.read_text())
     except FileNotFoundError:                            # no results yet

@@ -78,7 +78,7 @@ def encode_docs(enc, docs, budget, workers, spans=False, dtype=np.uint32):
                 ends.append(ends_doc)
         else:
             ids = enc.encode_ordinary_batch(texts, num_threads=workers)
-        for i, (text, doc) in enumerate(zip(texts, ids)):
+        for j, (text, doc) in enumerate(zip(texts, ids)):
             if budget is not None and n >= budget:
                 break
             whole = len(doc) + 1
@@ -90,7 +90,7 @@ def encode_docs(enc, docs, budget, workers, spans=False, dtype=np.uint32):
             if len(doc) == whole:
                 used.append(text)
             else:
-                used.append(text[:sum(e <= len(doc) for e in ends[i])] if spans else enc.decode(doc))
+                used.append(text[:sum(e <= len(doc) for e in ends[j])] if spans else enc.decode(doc))
         if budget is not None and n >= budget:
             break
     return (np.concatenate(chunks) if chunks else np.zeros(0, dtype)), used

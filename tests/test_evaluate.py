@@ -762,6 +762,9 @@ def test_results_record_paths_that_read_the_same_in_every_clone(tiny_data, tmp_p
     assert results_module.recorded_path(results_module.ROOT / "out" / "x") == "out/x"
     assert results_module.recorded_path(tmp_path / "x" / ".." / "y") == str(tmp_path / "y")
     monkeypatch.setattr(results_module, "ROOT", tmp_path)        # the run and the vocabulary inside the project
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "linked").symlink_to(tmp_path / "elsewhere")     # a folder linked in: named as the project sees it
+    assert results_module.recorded_path(tmp_path / "linked" / "run") == "linked/run"
     sha = json.loads((tiny_data / "meta.json").read_text())["tokenizer"]["sha256"]
     run, vocab = make_checkpoint(tmp_path / "out" / "tiny-run", tiny_data, sha), tmp_path / "vocab.txt"
     vocab.write_text(Path(evaluate.DEFAULT_VOCAB).read_text())
@@ -778,9 +781,10 @@ def test_results_record_paths_that_read_the_same_in_every_clone(tiny_data, tmp_p
         ev()
         assert "was scored on an earlier state of this checkpoint" in capsys.readouterr().out, recorded
         assert json.loads(path.read_text()) | {"eval": None} == first | {"eval": None}
-    path.write_text(json.dumps({**first, "run_dir": "out/other-run", "checkpoint_id": "another"}))
-    with pytest.raises(SystemExit, match=r"tiny-run.json holds another model's results \(out/other-run\)"):
-        ev()
+    for other in ("out/other-run", 5):                          # another run's (or a hand-edited file): refused
+        path.write_text(json.dumps({**first, "run_dir": other, "checkpoint_id": "another"}))
+        with pytest.raises(SystemExit, match=rf"tiny-run.json holds another model's results \({other}\)"):
+            ev()
 
 
 def test_nan_scores_are_an_error_not_a_perfect_score(tiny, monkeypatch):
