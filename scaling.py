@@ -40,6 +40,7 @@ from files import (HelpFormat, make_dir, read_json, read_log, whole_number, writ
                    write_json)
 from bench import measured_speeds, schedule_seconds, seconds_for, speed_key   # how long the sweep will take
 from train import RESUME_MUST_MATCH, hms       # the settings that shape a run; seconds -> h:mm:ss
+from train import check_config as check_train_config   # train.py's checks of its flags' values
 from train import parse_args as train_config    # train.py's own reading of its command line
 
 HERE = Path(__file__).resolve().parent
@@ -116,10 +117,12 @@ def plan(args):
                                                        "tokenizer_sha256": meta.get("tokenizer", {}).get("sha256")}
             cmd = command(runs[-1], args, "todo")
             try:       # what train.py will run with: --train_args (seed, weight_decay, ...) included
-                runs[-1]["train"] = vars(train_config(cmd[cmd.index(str(HERE / "train.py")) + 1:]))
-            except SystemExit:
-                raise SystemExit(f"--train_args {args.train_args!r}: train.py refuses them (see the line above and "
-                                 "`python train.py --help`)") from None
+                cfg = train_config(cmd[cmd.index(str(HERE / "train.py")) + 1:])
+                check_train_config(cfg)   # its values, once here rather than in every run launched
+                runs[-1]["train"] = vars(cfg)
+            except SystemExit as e:   # (argparse has printed its line and exits with 2; check_config says its own)
+                why = e.code if isinstance(e.code, str) else "see the line above and `python train.py --help`"
+                raise SystemExit(f"--train_args {args.train_args!r}: train.py refuses them ({why})") from None
     names = [r["name"] for r in runs]
     if len(set(names)) < len(names):
         raise SystemExit(f"two runs share a name in {names}: give budgets that differ at 3 significant digits")

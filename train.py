@@ -153,6 +153,8 @@ def check_config(cfg):
         raise SystemExit(f"--compile_mode {cfg.compile_mode!r}: use one of {', '.join(COMPILE_MODES)}")
     if cfg.compile_mode != "default" and not cfg.compile:
         raise SystemExit(f"--compile_mode {cfg.compile_mode} needs --compile")
+    if cfg.fp8_weight_grad and not cfg.fp8:
+        raise SystemExit("--fp8_weight_grad goes with --fp8 (the weight gradients of float8 matmuls): add --fp8")
     try:
         config_from_name(cfg.model)
     except ValueError as e:
@@ -349,8 +351,6 @@ def _train(cfg, rank, world, device):
         raw_model.set_attention(cfg.attention)                      # the same numbers too
     except ValueError as e:
         raise SystemExit(f"--attention {cfg.attention}: {e}") from None
-    if cfg.fp8_weight_grad and not cfg.fp8:
-        raise SystemExit("--fp8_weight_grad goes with --fp8 (the weight gradients of float8 matmuls): add --fp8")
     if cfg.fp8:   # before the optimizer and the compile (fp8.py)
         try:
             fp8.check_supported(device, dtype)
