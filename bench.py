@@ -16,7 +16,7 @@ Every path is the step train.py takes (its batch fetched from a token file, forw
 AdamW) on the same synthetic random tokens (no dataset needed), from the same initial weights. A path is
 LOSS[+cg|+sg][+ma][+f8|+f8w][+ta][@MICRO]:
     LOSS     plain    the full (B*T, V) logits, then the cross-entropy (train.py --loss plain)
-             chunked  the head and loss --loss_chunk rows at a time, never the full logits (model.chunked_cross_entropy)
+             chunked  the head and loss --loss_chunk rows at a time, never the full logits (chunked_loss.py)
              fused    Triton kernels that never write the logits (fused_loss.py; a GPU)
              auto     what train.py --loss auto picks for the model and device
     +cg      torch.compile mode "reduce-overhead": CUDA graphs replay the compiled kernels without launch overhead

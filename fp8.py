@@ -35,7 +35,7 @@ Rowwise float8 matmuls need compute capability 9.0 (H100, H200) or later; CPUs r
 import torch
 import torch.nn as nn
 
-from model import matmul_dtype   # autocast's dtype, or x's: what nn.Linear computes in
+from chunked_loss import matmul_dtype   # autocast's dtype, or x's: what nn.Linear computes in
 
 E4M3 = torch.float8_e4m3fn
 E4M3_MAX = torch.finfo(E4M3).max   # 448.0

@@ -60,7 +60,7 @@ import triton
 import triton.language as tl
 from triton.runtime.errors import OutOfResources
 
-from model import check_targets, matmul_dtype   # the target rule every loss shares; autocast's dtype or x's
+from chunked_loss import check_targets, matmul_dtype   # the target rule every loss shares; autocast's dtype or x's
 
 LOG2E = tl.constexpr(1.4426950408889634)   # exp(x) = exp2(x * LOG2E): exp2 is the GPU's one-instruction exponential
 MAX_C = 1024   # widest hidden size the kernels take (the register accumulators grow with C)

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 from fused_loss import fused_cross_entropy  # noqa: E402
-from model import GPT, GPTConfig, chunked_cross_entropy  # noqa: E402
+from chunked_loss import chunked_cross_entropy  # noqa: E402
+from model import GPT, GPTConfig  # noqa: E402
 from test_train import records, run  # noqa: E402
 
 

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from model import (GPT, PAPER_GRID, GPTConfig, apply_rope, chunked_cross_entropy, config_from_name, load_checkpoint,
-                   mfu, peak_flops, rope_cos_sin)
+from chunked_loss import chunked_cross_entropy
+from model import GPT, PAPER_GRID, GPTConfig, apply_rope, config_from_name, load_checkpoint, mfu, peak_flops, rope_cos_sin
 
 # The paper's parameter table (V = 15,000), rows h, columns L = 2, 4, 8.
 PAPER_TABLE = {
