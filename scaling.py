@@ -24,7 +24,6 @@ import os
 import re
 import shlex
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ from results import ADDED_SETTINGS, read_results, run_checkpoint_id   # evaluate
 from files import (HelpFormat, make_dir, read_json, read_log, whole_number, write_atomic,   # read_json: {} if missing
                    write_json)
 from bench import measured_speeds, schedule_seconds, seconds_for, speed_key   # how long the sweep will take
+from launch import launch, logged_tokens        # train.py processes side by side, with progress; a run's tokens
 from train import RESUME_MUST_MATCH, hms       # the settings that shape a run; seconds -> h:mm:ss
 from train import check_config as check_train_config   # train.py's checks of its flags' values
 from train import parse_args as train_config    # train.py's own reading of its command line
@@ -184,72 +184,6 @@ def command(run, args, state):
     cmd += ["--threads", str(args.threads)] if args.threads else []
     return cmd + {"resume": ["--resume"], "restart": ["--overwrite"]}.get(state, []) + shlex.split(args.train_args)
 
-
-# -----------------------------------------------------------------------------
-# Launching
-
-
-def logged_tokens(run_dir, checkpointed=False):
-    """Tokens of a run's last logged step, or (checkpointed) of its last eval: where its checkpoint is and a resume
-    starts from (train.py cuts the log back to it), not the steps logged after it."""
-    steps = [e for e in read_log(run_dir / "log.jsonl") if e.get("event") == "step"
-             and (not checkpointed or e.get("val_loss") is not None)]
-    return steps[-1]["tokens"] if steps else 0
-
-
-def launch(jobs, slots, progress_s=30.0):
-    """jobs: [(run, cmd, predicted seconds)], longest first. slots: one entry per process to keep going, the GPU it
-    sees (CUDA_VISIBLE_DEVICES) or None. Each process writes <run dir>/train.out; progress lines give the share of the
-    predicted time done and an ETA that calibrates the prediction by the time taken so far. Returns {run name: exit
-    code}. Ctrl-C stops the children it started; their last checkpoints stay, and the next call resumes them."""
-    pending, running, codes, free = list(jobs), {}, {}, list(slots)
-    # per run: (run, tokens already logged (a resumed run), tokens left, predicted seconds left)
-    todo = {}
-    for r, cmd, t in jobs:
-        before = 0 if "--overwrite" in cmd else logged_tokens(r["dir"], checkpointed=True)   # --overwrite: new log
-        todo[r["name"]] = (r, before, max(r["D"] - before, 1), t * (1 - before / r["D"]))
-    total = max(sum(t for *_, t in todo.values()), 1e-9)
-    t0 = last = time.time()
-    try:
-        while pending or running:
-            while pending and free:
-                (run, cmd, _), gpu = pending.pop(0), free.pop(0)
-                run["dir"].mkdir(parents=True, exist_ok=True)
-                out = open(run["dir"] / "train.out", "a")
-                env = dict(os.environ, **({} if gpu is None else {"CUDA_VISIBLE_DEVICES": str(gpu)}))
-                print(f"start {run['name']}" + ("" if gpu is None else f" on GPU {gpu}") + f": {shlex.join(cmd)}",
-                      flush=True)
-                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-                running[run["name"]] = (proc, out, run, gpu)
-            time.sleep(0.2)
-            for name, (proc, out, run, gpu) in list(running.items()):
-                if proc.poll() is not None:
-                    out.close()
-                    del running[name]
-                    free.append(gpu)
-                    codes[name] = proc.returncode
-                    print(f"{name}: " + ("finished" if proc.returncode == 0 else
-                                         f"FAILED (exit {proc.returncode}), see {run['dir'] / 'train.out'}"),
-                          flush=True)
-            if time.time() - last >= progress_s or not (pending or running):
-                last, dt = time.time(), time.time() - t0
-                # a failed run counts the tokens it logged, not its whole budget
-                tokens = {k: (r["D"] if codes.get(k) == 0 else logged_tokens(r["dir"])) - before
-                          for k, (r, before, _, _) in todo.items() if k in codes or k in running}
-                frac = sum(todo[k][3] * v / todo[k][2] for k, v in tokens.items()) / total
-                flops = sum(todo[k][0]["flops_per_token"] * v for k, v in tokens.items())
-                failed = sum(1 for v in codes.values() if v)
-                print(f"progress: {len(codes)}/{len(jobs)} runs ended" + (f" ({failed} failed)" if failed else "")
-                      + f", {len(running)} running | {frac:.0%} done | "
-                      f"{sum(tokens.values()) / dt:,.0f} tokens/s, {flops / dt / 1e9:.1f} GFLOP/s | {hms(dt)} elapsed"
-                      + (f", ETA {hms(dt * (1 - frac) / frac)}" if frac > 0 else ""), flush=True)
-    except KeyboardInterrupt:
-        for proc, out, *_ in running.values():
-            proc.terminate()
-            proc.wait()
-            out.close()
-        raise SystemExit("interrupted: run the same command again to resume the unfinished runs")
-    return codes
 
 # -----------------------------------------------------------------------------
 # Reading runs: the numbers every fit is made of
