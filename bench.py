@@ -474,13 +474,13 @@ def parse_args(argv=None):
         try:
             if path["fp8"]:
                 fp8.check_supported(args.device, args.dtype)
-            if path["step_graph"]:
-                try:
-                    check_graph_supported(args.device, args.dtype, 1, path["compile_mode"])
-                except ValueError as e:
-                    raise ValueError(f"+sg (train.py --step_graph) {e}") from None
         except ValueError as e:
             raise SystemExit(f"--paths {path['name']}: {e}") from None
+        try:
+            if path["step_graph"]:
+                check_graph_supported(args.device, args.dtype, 1, path["compile_mode"])
+        except ValueError as e:   # (its message reads after the flag's name)
+            raise SystemExit(f"--paths {path['name']}: +sg (train.py --step_graph) {e}") from None
     for m in args.models:     # (the fused loss and attention.py: at each model's width)
         config = config_from_name(m)
         width = config.n_embd

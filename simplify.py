@@ -64,21 +64,17 @@ def encode_docs(enc, docs, budget, workers, spans=False, dtype=np.uint32):
     start, end, space = enc.encode_single_token("<s>"), enc.encode_single_token("</s>"), enc.encode_ordinary(" ")
     for i in range(0, len(docs), 512):
         texts = [t for _, t in docs[i:i + 512]]
-        ends = []                                 # spans: each span's end in its document's ids
         if spans:  # "<s> a </s> <s> b </s>": special, " a ", special, " ", special, " b ", special
             pieces = iter(enc.encode_ordinary_batch([f" {x} " for t in texts for x in t], num_threads=workers))
             ids = []
             for t in texts:                       # every span as <s> " span " </s>, joined by " "
-                doc, ends_doc = [], []
+                doc = []
                 for _ in t:
-                    doc += [start, *next(pieces), end]
-                    ends_doc.append(len(doc))
-                    doc += space
+                    doc += [start, *next(pieces), end, *space]
                 ids.append(doc[:-len(space)])
-                ends.append(ends_doc)
         else:
             ids = enc.encode_ordinary_batch(texts, num_threads=workers)
-        for j, (text, doc) in enumerate(zip(texts, ids)):
+        for text, doc in zip(texts, ids):
             if budget is not None and n >= budget:
                 break
             whole = len(doc) + 1
@@ -86,11 +82,9 @@ def encode_docs(enc, docs, budget, workers, spans=False, dtype=np.uint32):
             chunks.append(np.array(doc, dtype))
             n += len(doc)
             # the statistics count what was kept: of a cut plain-text document its first tokens, of a cut simplified
-            # one the spans kept whole (a span cut short is left out: its words are not all in train.bin)
-            if len(doc) == whole:
-                used.append(text)
-            else:
-                used.append(text[:sum(e <= len(doc) for e in ends[j])] if spans else enc.decode(doc))
+            # one the spans kept whole, one per </s> id kept (encode_ordinary makes no special ids; a span cut short
+            # is left out: its words are not all in train.bin)
+            used.append(text if len(doc) == whole else text[:doc.count(end)] if spans else enc.decode(doc))
         if budget is not None and n >= budget:
             break
     return (np.concatenate(chunks) if chunks else np.zeros(0, dtype)), used

@@ -102,20 +102,25 @@ GRAPH_WARMUP = 3   # steps run as they are before the capture: compiling, autotu
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")   # torch.compile modes that replay CUDA graphs of their own
 
 
-def check_graph_supported(device, dtype, world, compile_mode):
-    """ValueError, saying what to do instead, unless graphed() can capture train.py's step: a CUDA device, one
-    process, bf16 or float32, a compile mode without CUDA graphs of its own. The message reads after the flag's name
-    (train.py's --step_graph, bench.py's +sg)."""
+def check_graph_flags(dtype, compile_mode):
+    """ValueError, saying what to do instead, for settings graphed() never captures, whatever the machine: a compile
+    mode with CUDA graphs of its own, float16. The message reads after the flag's name (train.py's --step_graph,
+    bench.py's +sg)."""
     if compile_mode in CUDA_GRAPH_MODES:
         raise ValueError(f"captures the whole step in a CUDA graph itself: use --compile_mode default or "
                          f"max-autotune-no-cudagraphs, not {compile_mode} (whose CUDA graphs cannot be captured)")
+    if dtype == "float16":
+        raise ValueError("is checked in bfloat16 and float32, not with float16's loss scaling: use --dtype bfloat16 "
+                         "(or float32)")
+
+
+def check_graph_supported(device, dtype, world, compile_mode):
+    """check_graph_flags, and a CUDA device and one process: ValueError unless graphed() can capture the step."""
+    check_graph_flags(dtype, compile_mode)
     if torch.device(device).type != "cuda":
         raise ValueError(f"needs a CUDA GPU, got {device}")
     if world > 1:
         raise ValueError("runs in one process (DDP's all-reduces are not captured): not under torchrun")
-    if dtype == "float16":
-        raise ValueError("is checked in bfloat16 and float32, not with float16's loss scaling: use --dtype bfloat16 "
-                         "(or float32)")
 
 
 def graphed(step, device, say=print):

@@ -46,8 +46,8 @@ from model import ATTENTION_KINDS, GPT, LOSS_KINDS, auto_dtype, config_from_name
 from files import make_dir, try_lock, whole_number, write_atomic   # lock: one writer; 1e6 -> 1000000; temp + rename
 from dataset import TokenBlocks, block_ids, load_meta, load_tokenizer, unigram_baseline   # what simplify.py wrote
 from results import ADDED_SETTINGS   # settings added later, at the value older runs trained with (fp8: off)
-from step import (adamw, check_graph_supported, graphed, keep_grads, load_optimizer_state, lr_at,  # one
-                  make_step, set_lr)   # optimizer step, its LR, the step as one CUDA graph
+from step import (adamw, check_graph_flags, check_graph_supported, graphed, keep_grads,   # one optimizer step, its
+                  load_optimizer_state, lr_at, make_step, set_lr)   # LR, the step as one CUDA graph
 
 # -----------------------------------------------------------------------------
 # Hyperparameters: every field is a command-line flag (its comment is the --help text)
@@ -155,6 +155,11 @@ def check_config(cfg):
         raise SystemExit(f"--compile_mode {cfg.compile_mode} needs --compile")
     if cfg.fp8_weight_grad and not cfg.fp8:
         raise SystemExit("--fp8_weight_grad goes with --fp8 (the weight gradients of float8 matmuls): add --fp8")
+    if cfg.step_graph:   # (the device and the process count: once they are known, in _train)
+        try:
+            check_graph_flags(cfg.dtype, cfg.compile_mode)
+        except ValueError as e:
+            raise SystemExit(f"--step_graph {e}") from None
     try:
         config_from_name(cfg.model)
     except ValueError as e:
@@ -289,7 +294,7 @@ def _train(cfg, rank, world, device):
     check_config(cfg)                           # one line per bad flag, before anything is written
     if cfg.step_graph:
         try:
-            check_graph_supported(device, dtype, world, cfg.compile_mode if cfg.compile else "default")
+            check_graph_supported(device, dtype, world, cfg.compile_mode)
         except ValueError as e:
             raise SystemExit(f"--step_graph {e}") from None
     if cfg.threads:

@@ -15,7 +15,8 @@
 #   6. the other GPU tests (tests/test_gpu.py: the fast paths in bf16, train.py compiled, with the fused loss,
 #      attention.py and CUDA graphs, with and without micro-batches; tests/test_fused_loss.py on the GPU's tiles;
 #      tests/test_fp8.py; tests/test_attention.py)
-#   7. the fused loss traced into the compiled graph (FUSED_LOSS_TRACE=1): train.py's compiled GPU tests with it,
+#   7. the fused loss traced into the compiled graph (FUSED_LOSS_TRACE=1): train.py's compiled GPU tests with CUDA
+#      graphs with it (inductor's, and --step_graph's with micro-batches and attention.py),
 #      then h32-L2's tokens/s, to set against step 1's (through a graph break, same machine; at h256-L4 it was as fast;
 #      inside one CUDA graph of the step, +sg, the break no longer costs launches, but inductor fuses less around it)
 # Usage: bash tests/gpu_check.sh [OUT_DIR] [SECONDS]   (defaults: out/gpu_check, 575: the whole script's budget)
@@ -30,7 +31,8 @@ budget=${2:-575}
 py=${PYTHON:-python3}            # the GPU image's python3 is the one with torch
 export PYTHONUNBUFFERED=1        # a step killed at its limit still shows what it printed
 mkdir -p "$out"
-for f in small test_sg large sweep profile trace test_gpu train_traced; do   # an earlier run's figures must not pass for this one's
+# an earlier run's figures must not pass for this one's
+for f in small test_sg large sweep profile trace test_gpu train_traced; do
     rm -f "$out/$f.json" "$out/$f.log"
 done
 failed=0
@@ -79,7 +81,8 @@ step test_gpu 90 240 $py -m pytest -v --durations=5 -p no:cacheprovider ${timeou
     tests/test_gpu.py tests/test_fused_loss.py tests/test_fp8.py tests/test_attention.py \
     -k "not fits_an_h100 and not traces_into and not graphed and not sg_"
 step train_traced 60 120 env FUSED_LOSS_TRACE=1 $py -m pytest -v -p no:cacheprovider \
-    ${timeout_flag:+${timeout_flag}100} tests/test_gpu.py -k "train_on_gpu and cg"   # (inductor's CUDA graphs)
+    ${timeout_flag:+${timeout_flag}100} tests/test_gpu.py -k "train_on_gpu and (cg or sg_accum_ta)"   # (CUDA graphs:
+# inductor's, and the whole step's compiled)
 step trace 40 90 env FUSED_LOSS_TRACE=1 $py bench.py --models h32-L2 --paths plain,auto+cg,auto+sg+ta \
     --json "$out/trace.json"
 echo "== gpu_check: $SECONDS s of the ${budget} s budget$([ $failed = 1 ] && echo ", a step failed")"

@@ -35,7 +35,7 @@ def test_benchmark_prints_every_path_and_its_ratio_to_the_first(tmp_path, capsys
         assert float(ratio[1]) == pytest.approx(float(rows[path][1]) / float(rows["plain"][1]), rel=0.02)
     # the same weights and tokens: every path starts from the same loss, about ln V for a fresh model
     plain, chunked, auto, f8 = results[0]["paths"]
-    assert all(0 < p["host_s"] <= p["step_s"] for p in results[0]["paths"])   # the host's share of each step
+    assert all(p["host_s"] > 0 for p in results[0]["paths"])   # the host's share of each step (its size: above)
     assert chunked["first_loss"] == pytest.approx(plain["first_loss"], abs=1e-4)
     assert auto["first_loss"] == pytest.approx(plain["first_loss"], abs=1e-4)     # 2 micro-batches of 2
     assert plain["first_loss"] == pytest.approx(7.6, abs=0.3)        # ln 2000 = 7.60

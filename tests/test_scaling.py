@@ -525,7 +525,9 @@ def test_flags_the_sweep_sets_cannot_come_through_train_args(tmp_path):
     with pytest.raises(SystemExit, match="--train_args '--batch 8': train.py refuses them"):   # no abbreviations:
         scaling.main(args + ["--series", "", "--train_args=--batch 8"])                       # --batch_size is ours
     for extra, message in [("--grad_clip -1", "--grad_clip must be >= 0, got -1.0"),   # refused once, up front,
-                           ("--fp8_weight_grad", "--fp8_weight_grad goes with --fp8")]:  # not by each run launched
+                           ("--fp8_weight_grad", "--fp8_weight_grad goes with --fp8"),   # not by each run launched
+                           ("--compile --compile_mode reduce-overhead --step_graph",
+                            "--step_graph captures the whole step in a CUDA graph itself")]:
         with pytest.raises(SystemExit, match=f"--train_args '{extra}': train.py refuses them \\({message}"):
             scaling.main(args + ["--series", "", f"--train_args={extra}"])
     for series in ("0,0.5", "1/4", "inf", "nan", "1.5"):   # (0 tokens would have meant a whole epoch)

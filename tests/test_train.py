@@ -522,6 +522,8 @@ def test_chunked_loss_run_equals_plain_run(tiny_data, tmp_path):
     with pytest.raises(SystemExit, match="--step_graph captures the whole step in a CUDA graph itself: use "
                        "--compile_mode default or max-autotune-no-cudagraphs, not reduce-overhead"):
         run(tiny_data, tmp_path, run_name="bad", compile=True, compile_mode="reduce-overhead", step_graph=True)
+    with pytest.raises(SystemExit, match="--step_graph is checked in bfloat16 and float32, not with float16's"):
+        run(tiny_data, tmp_path, run_name="bad", dtype="float16", step_graph=True)   # (before any device check)
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="--step_graph needs a CUDA GPU, got cpu"):
             run(tiny_data, tmp_path, run_name="bad", step_graph=True)
