@@ -8,19 +8,20 @@ evaluate.py: zero- and few-shot evaluation of trained models on vocabulary-simpl
     python evaluate.py --hf_model EleutherAI/pythia-160m,facebook/opt-125m --tasks paper ...   # the paper's baselines
 
 Scoring is EleutherAI's lm-evaluation-harness's: every answer choice is a continuation (" " + choice) of the task's
-prompt; acc takes the choice with the largest summed log-probability, acc_norm divides that by the choice's length
-in characters (a tie among the best k scores 1/k: the harness's argmax would give it to the first choice); minimal
-pairs (BLiMP) compare the log-probabilities of the two whole sentences; the cloze task counts a hit when every token
-of the answer is the model's greedy pick. k-shot prompts put k solved examples of the task's train split (other
-examples of the evaluated split when a task has none; never the example itself) before the question, separated by
-blank lines (demonstrations drawn per example, seeded by --seed and its index). A prompt longer than the 128 tokens
-a model trained on is read with RoPE position interpolation, as the paper did (scale = ceil(length / 128), of each
-prompt's own length: our reading; reported per task: every position of a 129-token prompt is halved), or, with
---long truncate, left-truncated as the harness does. Every prompt starts with <|endoftext|> (it ends every training
-document, so it precedes all but the first; the harness puts it only before an empty context: our choice), plus <s>
-for models trained on the span format "<s> span </s>" (--sos). Before scoring, every task goes through the paper's
-vocabulary filter, tasks.keep_example(), on its evaluated and its demonstration split; the counts kept are printed
-and saved (tasks.py reads the tasks). --hf_model scores pretrained models (Pythia, OPT: pretrained.py) the same way.
+prompt (after an empty context, as the model's training documents start: answer_text); acc takes the choice with the
+largest summed log-probability, acc_norm divides that by the choice's length in characters (a tie among the best k
+scores 1/k: the harness's argmax would give it to the first choice); minimal pairs (BLiMP) compare the log-probabilities
+of the two whole sentences; the cloze task counts a hit when every token of the answer is the model's greedy pick.
+k-shot prompts put k solved examples of the task's train split (other examples of the evaluated split when a task has
+none; never the example itself) before the question, separated by blank lines (demonstrations drawn per example, seeded
+by --seed and its index). A prompt longer than the 128 tokens a model trained on is read with RoPE position
+interpolation, as the paper did (scale = ceil(length / 128), of each prompt's own length: our reading; reported per
+task: every position of a 129-token prompt is halved), or, with --long truncate, left-truncated as the harness does.
+Every prompt starts with <|endoftext|> (it ends every training document, so it precedes all but the first; the harness
+puts it only before an empty context: our choice), plus <s> for models trained on the span format "<s> span</s>"
+(--sos). Before scoring, every task goes through the paper's vocabulary filter, tasks.keep_example(), on its evaluated
+and its demonstration split; the counts kept are printed and saved (tasks.py reads the tasks). --hf_model scores
+pretrained models (Pythia, OPT: pretrained.py) the same way.
 
 Writes results/<run_name>.json per model, then (report.write_tables) from every results/*.json: results/table.md and
 table.csv (rows = models, columns = tasks, with chance, majority-class, average and example counts) and
@@ -73,6 +74,14 @@ def fewshot_context(example, demos):
 
 # -----------------------------------------------------------------------------
 # Scoring: summed log-probabilities of continuations, in padded batches
+
+
+def answer_text(context, choice, sos):
+    """What is scored for one choice: " " + choice, as the harness scores it, except after an empty context (a minimal
+    pair's sentence): that starts a document, and is written as the model's training documents start, after "<s> " in
+    the span format (sos), with no space after <|endoftext|> in raw text (with the harness's space, only models trained
+    on raw text, ours and pretrained ones, would read their first word in a form their training never showed them)."""
+    return (" " if context or sos else "") + choice
 
 
 def encode_pair(enc, context, continuation, prefix=()):
@@ -171,8 +180,8 @@ def evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast):
         fewest = min(fewest, len(demos))
         context = fewshot_context(ex, demos)   # (no demonstrations: the example's own context)
         if sos and context and not context[0].isspace():   # (demonstrations of an empty context start with one)
-            context = " " + context          # the simplified corpus has a space after every <s>: "<s> span </s>"
-        pairs = [encode_pair(enc, context, " " + choice, prefix) for choice in ex["choices"]]
+            context = " " + context          # the simplified corpus has a space after every <s>: "<s> span</s>"
+        pairs = [encode_pair(enc, context, answer_text(context, choice, sos), prefix) for choice in ex["choices"]]
         longest = max(len(c) + len(x) - 1 for c, x in pairs)       # tokens the model reads for this example
         stretch = args.long == "rope" and getattr(model, "interpolates", True)   # (pretrained.py's: never)
         scale = max(1, math.ceil(longest / model.config.block_size)) if stretch else 1
@@ -243,14 +252,16 @@ def _unigram_logp(path, dtype, vocab_size, *_):   # (the tokenizer and file date
     return np.log(unigram_probs(TokenBlocks(path, dtype, 1, vocab_size).counts()))
 
 
-def unigram_accuracy(task, enc, prefix, logp):
+def unigram_accuracy(task, enc, prefix, sos, logp):
     """Minimal pairs only: the accuracy of a model that ignores context and word order, scoring each sentence by the
     summed unigram log-probabilities of its tokens (ties as tie_credit). Pairs whose sentences differ in word
     frequency are won by it: a language model must beat it, not only chance (BLiMP reports n-gram baselines too)."""
     if task["kind"] != "pairs" or not task["eval"] or logp is None:   # (None: a pretrained model's unknown text)
         return None
-    return float(np.mean([tie_credit(np.array([math.fsum(logp[encode_pair(enc, ex["context"], " " + c, prefix)[1]])
-                                               for c in ex["choices"]]), ex["gold"]) for ex in task["eval"]]))
+    def logp_of(ex, choice):
+        return math.fsum(logp[encode_pair(enc, ex["context"], answer_text(ex["context"], choice, sos), prefix)[1]])
+    return float(np.mean([tie_credit(np.array([logp_of(ex, c) for c in ex["choices"]]), ex["gold"])
+                          for ex in task["eval"]]))
 
 
 def generate(model, enc, prefix, sos, stop, prompts, args, device):
@@ -290,7 +301,7 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None, hu
         logp = unigram_logp(data_dir, meta) if any(t["kind"] == "pairs" for t in tasks) else None
         specials = meta["tokenizer"]["special_tokens"]
         # Every prompt starts with <|endoftext|>: the token each training document follows in train.bin (and what
-        # the harness puts before an empty context). Models trained on the span format ("<s> span </s>") get <s> too.
+        # the harness puts before an empty context). Models trained on the span format ("<s> span</s>") get <s> too.
         sos = args.sos == "yes" or (args.sos == "auto" and meta.get("filter") is not None)
         prefix = [meta["eot_token"]] + ([specials["<s>"]] if sos else [])
         corpus, stop = meta["name"], set(specials.values())
@@ -324,7 +335,7 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None, hu
             else:
                 r = {**evaluate_task(model, enc, prefix, sos, task, shots, args, device, autocast),
                      "data_sha": task["data_sha"], "scoring": SCORING, "dtype": args.dtype}
-            r["unigram"] = unigram_accuracy(task, enc, prefix, logp)
+            r["unigram"] = unigram_accuracy(task, enc, prefix, sos, logp)
             results.append(r)
             norm = f", acc_norm {r['acc_norm']:.3f}" if r["acc_norm"] is not None else ""
             most = "".join(f", {k} {r[k]:.2f}" for k in ("majority", "unigram") if r[k] is not None)
@@ -374,7 +385,7 @@ def get_args(argv=None):
     p.add_argument("--long", choices=["rope", "truncate"], default="rope", help="prompts longer than the trained "
                    "context: RoPE position interpolation (scale = ceil(length / block_size)) or left truncation")
     p.add_argument("--sos", choices=["auto", "yes", "no"], default="auto", help="start prompts with <s> (auto: for "
-                   "models trained on the span format '<s> span </s>', i.e. the simplified corpus)")
+                   "models trained on the span format '<s> span</s>', i.e. the simplified corpus)")
     p.add_argument("--seed", type=int, default=1234, help="demonstrations, --limit subsets, generations")
     p.add_argument("--data_dir", default=None, help="the dataset of the checkpoints, if not where they were trained")
     p.add_argument("--results_dir", default="results")

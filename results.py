@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parent   # the project's folder
 # The version of the rules an entry was scored by (prompts, demonstrations, encoding, scoring): older entries are
 # redone. Bump it with any change to what evaluate_task sends the model or how it counts. 2: ties split; 3: a k-shot
 # context's trailing newlines move to the continuation (the harness's rule; tasks whose context is empty end theirs so);
-# 4: no second space after <s> before demonstrations of an empty context
-SCORING = 4
+# 4: no second space after <s> before demonstrations of an empty context; 5: after an empty context, no space before
+# the choice for models trained on raw text (evaluate.answer_text)
+SCORING = 5
 
 
 def reusable(entry, args):

@@ -1,7 +1,7 @@
 r"""
 simplify.py: build the paper's restricted-vocabulary corpus and its token-matched unrestricted control.
 
-raw documents --filter_spans--> "<s> span </s> <s> span </s>" documents --BPE--> OUT/simplified/
+raw documents --filter_spans--> "<s> span</s><s> span</s>" documents --BPE--> OUT/simplified/
 raw documents (same source, unfiltered, cut to the same token count) ------BPE--> OUT/unrestricted/
 Each dataset dir gets train.bin, val.bin, tokenizer.tiktoken, meta.json; OUT gets corpus_stats.{json,md} and a plot.
 Stage 1, the filter (filtering.py), writes each shard's kept spans and raw documents; stage 2, here, builds both
@@ -32,7 +32,7 @@ from filtering import (benchmark, file_listing, filter_key, filter_stage, lock_o
                        shards_waited_for, unit_hash)   # stage 1: every shard of the source through the span filter
 from report import corpus_stats, plot_rank_frequency, stats_table   # corpus_stats.json, .md, rank_frequency.png
 from sources import DEFAULT_SOURCE, list_files   # raw documents: files, folders, the hub
-from spans import DEFAULT_VOCAB, format_document, load_vocab   # the rule
+from spans import DEFAULT_VOCAB, load_vocab   # the rule
 
 
 # -----------------------------------------------------------------------------
@@ -54,24 +54,28 @@ def read_docs(folder, num_shards):
     return docs
 
 
+def span_document(spans):
+    """A simplified document as its tokens spell it: "<s> span</s>" per span, nothing between. The authors wrote
+    "<s> span </s> <s> span </s>" for a whitespace pre-tokenizer, which drops the spaces around
+    the markers; a byte-level BPE would make each of those spaces a token of its own, two more per span, all but free to
+    predict (13% of the embedded corpus' tokens). Left out, a span costs the authors' two markers. The space after <s>
+    stays: a byte-level BPE's words carry the space before them (" cat"), and evaluate.py prompts after "<s> "."""
+    return "".join(f"<s> {x}</s>" for x in spans)
+
+
 def encode_docs(enc, docs, budget, workers, spans=False, dtype=np.uint32):
     """Encode documents in order, each followed by <|endoftext|>, until `budget` tokens (None: all). -> (ids in dtype
     (uint16 where the vocabulary fits: half the memory of 2.1B tokens held twice while they are joined), the
     documents used). The last document is cut so that the total is exactly the budget. Text is encoded as plain
-    text. With spans=True a document is a list of spans, encoded as format_document writes it with the markers as
+    text. With spans=True a document is a list of spans, encoded as span_document writes it with the markers as
     their special ids: encoding the formatted text with "<s>" allowed would make a literal "<s>" in a span a marker."""
     eot, chunks, n, used = enc.eot_token, [], 0, []
-    start, end, space = enc.encode_single_token("<s>"), enc.encode_single_token("</s>"), enc.encode_ordinary(" ")
+    start, end = enc.encode_single_token("<s>"), enc.encode_single_token("</s>")
     for i in range(0, len(docs), 512):
         texts = [t for _, t in docs[i:i + 512]]
-        if spans:  # "<s> a </s> <s> b </s>": special, " a ", special, " ", special, " b ", special
-            pieces = iter(enc.encode_ordinary_batch([f" {x} " for t in texts for x in t], num_threads=workers))
-            ids = []
-            for t in texts:                       # every span as <s> " span " </s>, joined by " "
-                doc = []
-                for _ in t:
-                    doc += [start, *next(pieces), end, *space]
-                ids.append(doc[:-len(space)])
+        if spans:  # "<s> a</s><s> b</s>": every span as <s>, the ids of " span", </s>
+            pieces = iter(enc.encode_ordinary_batch([f" {x}" for t in texts for x in t], num_threads=workers))
+            ids = [[i for _ in t for i in (start, *next(pieces), end)] for t in texts]
         else:
             ids = enc.encode_ordinary_batch(texts, num_threads=workers)
         for text, doc in zip(texts, ids):
@@ -104,7 +108,7 @@ def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta)
     for _, doc in train_docs:  # the tokenizer learns from a sample of the training documents (all of them if small)
         if size > args.tokenizer_sample_mb * 1e6:
             break
-        sample.append(format_document(doc) if spans else doc)
+        sample.append(span_document(doc) if spans else doc)
         size += len(sample[-1].encode("utf-8", "surrogatepass"))  # bytes, as --tokenizer_sample_mb says
     print(f"{name}: training a {args.vocab_size:,}-token BPE on {size / 1e6:.1f} MB")
     ranks = train_bpe(sample, args.vocab_size, SPECIAL_TOKENS, verbose=True)
@@ -238,7 +242,7 @@ def build_stage(args, vocab):
     words = lambda texts: sum(len(t.split()) for t in texts)
     sim = dict(docs_in=counts["docs_in"], docs_out=counts["docs_out"], words_in=counts["words_in"],
                words_out=counts["words_out"], mean_span_words=counts["words_out"] / max(counts["spans"], 1))
-    freqs = {"simplified": corpus_stats_of(sim, meta_s, map(format_document, used_s[0]), vocab)}
+    freqs = {"simplified": corpus_stats_of(sim, meta_s, map(span_document, used_s[0]), vocab)}
     del simple, used_s
     budget = (meta_s["train_tokens"], meta_s["val_tokens"])  # the control: same numbers of tokens, unfiltered text
     try:

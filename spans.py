@@ -196,8 +196,3 @@ def filter_spans(text, vocab, min_span_len=32, max_oov=0.01, from_sentence_start
             spans.append(data[s:cut].rstrip(b" \n"))  # quirk: only trailing spaces and newlines are trimmed
         a = after_oov[j]
     return [s.decode("utf-8", "surrogatepass") for s in spans if s]
-
-
-def format_document(spans):
-    """One output document, as the authors wrote it: `<s> span </s> <s> span </s>`."""
-    return "<s> " + " </s> <s> ".join(spans) + " </s>"

@@ -166,7 +166,7 @@ def test_multiple_choice_acc_and_acc_norm(tiny):
     assert r["rope_scale"] == max(scales) and min(scales) >= 2            # every prompt is longer than 16 tokens
 
 
-def test_minimal_pairs_compare_whole_sentences(tiny):
+def test_minimal_pairs_compare_whole_sentences(tiny, monkeypatch):
     model, enc = tiny
     pairs = [("The cat sleeps.", "The cat sleep."), ("Dogs run.", "Dogs runs."), ("She ate it.", "She eaten it."),
              ("It is.", "It are.")]
@@ -177,6 +177,13 @@ def test_minimal_pairs_compare_whole_sentences(tiny):
     scales = [math.ceil((max(len(g), len(b)) + 2) / 16) for g, b in pairs]
     want = [np.sign(ll(g, s) - ll(b, s)) / 2 + 0.5 for (g, b), s in zip(pairs, scales)]   # a tie: 0.5
     assert r["acc"] == pytest.approx(np.mean(want)) and r["acc_norm"] is None and r["chance"] == 0.5
+    # a model trained on raw text: the sentence starts a document, right after <|endoftext|>, with no space (raw
+    # documents start so; the harness's space would show only these models a first word unlike their training's)
+    seen = recorded_prompts(monkeypatch)
+    evaluate_task(model, enc, [256], False, task_of("pairs", [("", list(pairs[0]), 0)]), 0, ARGS, "cpu", None)
+    evaluate_task(model, enc, [256, 257], True, task_of("pairs", [("", list(pairs[0]), 0)]), 0, ARGS, "cpu", None)
+    assert seen == [([256], list(s.encode())) for s in pairs[0]] + [([256, 257], list(f" {s}".encode()))
+                                                                   for s in pairs[0]]
     assert evaluate_task(model, enc, [256], False, task_of("pairs", [("", list(pairs[0]), 0)]), 3, ARGS, "cpu",
                          None) is None     # minimal pairs are zero-shot only
 
@@ -613,10 +620,10 @@ def test_unigram_baseline_prefers_sentences_of_common_tokens(tiny, tiny_data):
     _, enc = tiny
     common, rare = "the dog sees the ball.", "QZX JQV"
     pairs = task_of("pairs", [("", [common, rare], 0), ("", [rare, common], 0), ("", [common, common], 0)])
-    assert evaluate.unigram_accuracy(pairs, enc, [256], logp) == pytest.approx((1 + 0 + 0.5) / 3)
+    assert evaluate.unigram_accuracy(pairs, enc, [256], False, logp) == pytest.approx((1 + 0 + 0.5) / 3)
     shuffled = task_of("pairs", [("", ["the dog sees a big red ball.", "a big red ball sees the dog."], 0)])
-    assert evaluate.unigram_accuracy(shuffled, enc, [256], logp) == 0.5   # the same tokens in another order: a tie
-    assert evaluate.unigram_accuracy(task_of("choice", [("Q?", ["a", "b"], 0)]), enc, [256], logp) is None
+    assert evaluate.unigram_accuracy(shuffled, enc, [256], False, logp) == 0.5   # the same tokens reordered: a tie
+    assert evaluate.unigram_accuracy(task_of("choice", [("Q?", ["a", "b"], 0)]), enc, [256], False, logp) is None
 
 
 @pytest.mark.parametrize("filter_key, sos, starts", [

@@ -4,7 +4,7 @@ import random
 import pytest
 
 from filter_reference import filter_spans_reference, tokenize
-from spans import DELIMITERS, WORD_RE, filter_spans, format_document
+from spans import DELIMITERS, WORD_RE, filter_spans
 
 V = frozenset("the a cat dog sat on mat is big and i don t s it was very happy to see you".split())
 
@@ -95,10 +95,6 @@ def test_trimming_and_empty_input():
     assert spans("the cat sat\t zebra") == ["the cat sat\t"]      # only spaces and newlines are trimmed
     assert spans("") == [] and spans("   \n") == [] and spans("zebra") == []
     assert spans("\u00e9\u00e9 \u2603 zebra", min_span_len=0) == []   # all OOV: empty spans are dropped
-
-
-def test_document_format():
-    assert format_document(["A b.", "C d"]) == "<s> A b. </s> <s> C d </s>"
 
 
 def test_fast_filter_matches_reference_on_random_text():

@@ -18,7 +18,7 @@ import filtering
 import report
 import simplify
 from simplify import main
-from spans import DEFAULT_VOCAB, filter_spans, format_document, load_vocab
+from spans import DEFAULT_VOCAB, filter_spans, load_vocab
 from files import write_atomic
 from sources import DEFAULT_SOURCE, iter_documents
 
@@ -309,8 +309,9 @@ def test_pipeline_end_to_end(tmp_path, capsys, monkeypatch):
         ids = np.fromfile(out / name / "train.bin", np.uint16)
         assert len(ids) == meta["train_tokens"] and ids.max() < 300
         text = enc.decode(ids[:2000].tolist())
-        if name == "simplified":  # the authors' document format, and no OOV word survives max_oov 0
-            assert text.startswith("<s> ") and " </s><|endoftext|><s> " in text
+        if name == "simplified":  # the span format (two markers a span, nothing between), and no OOV word survives
+            assert text.startswith("<s> ") and "</s><|endoftext|><s> " in text and "</s><s> " in text   # max_oov 0
+            assert " </s>" not in text and "</s> " not in text
             assert not any(w in text for w in ODD)
         else:
             assert "<s>" not in text and any(w in text for w in ODD)
@@ -549,12 +550,13 @@ def test_literal_markers_in_the_text_stay_text():
     enc = make_encoding("bytes", {bytes([i]): i for i in range(256)}, SPECIAL_TOKENS)
     s, e, eot = 257, 258, 256
     ids, used = simplify.encode_docs(enc, [("d", ["I <s> like", "x </s> y"])], None, 1, spans=True)
-    assert ids.tolist() == [s, *b" I <s> like ", e, 32, s, *b" x </s> y ", e, eot]
+    assert ids.tolist() == [s, *b" I <s> like", e, s, *b" x </s> y", e, eot]
     assert used == [["I <s> like", "x </s> y"]]
     # without literal markers: exactly what tiktoken gives for the formatted document with the markers allowed
     spans = ["The cat sat.", "A dog ran!"]
     ids, _ = simplify.encode_docs(enc, [("d", spans)], None, 1, spans=True)
-    assert ids.tolist() == enc.encode(format_document(spans), allowed_special={"<s>", "</s>"}) + [eot]
+    assert ids.tolist() == enc.encode(simplify.span_document(spans), allowed_special={"<s>", "</s>"}) + [eot]
+    assert simplify.span_document(spans) == "<s> The cat sat.</s><s> A dog ran!</s>"   # two markers per span
     ids, _ = simplify.encode_docs(enc, [("d", "raw <s> text")], None, 1)
     assert ids.tolist() == [*b"raw <s> text", eot]
     # cut to a budget (the control's last document): the statistics get the text that was kept
@@ -562,9 +564,9 @@ def test_literal_markers_in_the_text_stay_text():
     assert ids.tolist() == [*b"one.", eot, *b"two"] and used == ["one.", "two"]
     assert simplify.encode_docs(enc, [("a", "one.")], 5, 1)[1] == ["one."]    # the whole of it: not cut
     doc = ("d", ["ab", "cd", "ef"])              # a simplified one: the spans kept whole
-    for budget, kept in ((5, []), (6, ["ab"]), (12, ["ab"]), (13, ["ab", "cd"]), (20, ["ab", "cd", "ef"])):
-        ids, used = simplify.encode_docs(enc, [doc], budget, 1, spans=True)   # <s> " ab " </s>: 6 ids, then " "
-        assert len(ids) == budget and used == [kept], budget                  # (20: all but the end of text)
+    for budget, kept in ((4, []), (5, ["ab"]), (9, ["ab"]), (10, ["ab", "cd"]), (15, ["ab", "cd", "ef"])):
+        ids, used = simplify.encode_docs(enc, [doc], budget, 1, spans=True)   # <s> " ab" </s>: 5 ids
+        assert len(ids) == budget and used == [kept], budget                  # (15: all but the end of text)
 
 
 def test_tokenizer_sample_is_counted_in_bytes(tmp_path):
