@@ -85,10 +85,15 @@ def encode_docs(enc, docs, budget, workers, spans=False, dtype=np.uint32):
             doc = (doc + [eot])[:None if budget is None else budget - n]
             chunks.append(np.array(doc, dtype))
             n += len(doc)
-            # the statistics count what was kept: of a cut plain-text document its first tokens, of a cut simplified
-            # one the spans kept whole, one per </s> id kept (encode_ordinary makes no special ids; a span cut short
-            # is left out: its words are not all in train.bin)
-            used.append(text if len(doc) == whole else text[:doc.count(end)] if spans else enc.decode(doc))
+            # the statistics count what was kept: a whole document as it is; of a cut simplified one the spans kept
+            # whole, one per </s> id kept (encode_ordinary makes no special ids; a span cut short is left out: its
+            # words are not all in train.bin); of a cut plain-text one its first tokens
+            if len(doc) == whole:
+                used.append(text)
+            elif spans:
+                used.append(text[:doc.count(end)])
+            else:
+                used.append(enc.decode(doc))
         if budget is not None and n >= budget:
             break
     return (np.concatenate(chunks) if chunks else np.zeros(0, dtype)), used

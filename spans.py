@@ -141,7 +141,8 @@ def filter_spans(text, vocab, min_span_len=32, max_oov=0.01, from_sentence_start
     Paper settings: min_span_len=32, max_oov=0.01, from_sentence_start=True. A span closed by an OOV word is kept if it
     holds more than min_span_len words counting that word (so min_span_len words of its own suffice); one that runs to
     the end of the text needs min_span_len + 1. With min_span_len 0 the kernel can emit an empty span; like the
-    authors' pipeline (`if len(span) > 0`) we drop it."""
+    authors' pipeline (`if len(span) > 0`) we drop it. tests/filter_reference.py is the same rule as a plain walk over
+    the tokens, easier to read first; this version does the per-token work in numpy."""
     data = text.encode("utf-8", "surrogatepass")
     n = len(data)
     if n == 0:
