@@ -56,7 +56,7 @@ import torch
 
 import fp8
 from model import (GPT, LOSS_KINDS, PAPER_GRID, PAPER_TRAIN_TOKENS, auto_dtype, choose_loss, config_from_name,
-                   mfu, peak_flops, triton_module)
+                   mfu, peak_flops, pick_device, triton_module)
 from files import HelpFormat, make_dir, read_json, read_log, write_json
 from dataset import TokenBlocks, block_ids
 from results import ADDED_SETTINGS   # train.py settings added later, at the value older runs had
@@ -428,7 +428,7 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=3 if gpu else 1, help="untimed steps first (compilation included)")
     p.add_argument("--profile", type=int, default=0, help="> 0: also print each path's N costliest operations and "
                    "its time by kind (matmul, element-wise, loss, ...)")
-    p.add_argument("--device", default="cuda" if gpu else "cpu", help="cpu, cuda, cuda:N or mps")
+    p.add_argument("--device", default="cuda" if gpu else "cpu", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
                    help="auto: as train.py (a GPU: bfloat16 where supported, else float16; CPU: float32)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=gpu, help="torch.compile (GPU: on)")
@@ -462,12 +462,9 @@ def parse_args(argv=None):
     for name in ("profile", "min_seconds", "peak_flops", "threads"):
         if not getattr(args, name) >= 0:
             raise SystemExit(f"--{name} must be >= 0, got {getattr(args, name)}")
-    try:
-        torch.device(args.device)
-    except RuntimeError:
-        raise SystemExit(f"--device {args.device!r}: use cpu, cuda, cuda:N or mps") from None
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(f"--device {args.device}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu")
+    if args.json and os.path.isdir(args.json):   # found now, not when the figures are written after the timing
+        raise SystemExit(f"--json {args.json} is a folder: name a file, e.g. {os.path.join(args.json, 'bench.json')}")
+    args.device = pick_device(args.device)
     device_type = args.device.split(":")[0]
     args.dtype = args.dtype if args.dtype != "auto" else auto_dtype(args.device)
     for path in args.paths:   # a path that cannot run here is refused now, not after the others have been timed

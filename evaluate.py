@@ -41,7 +41,7 @@ import torch
 from torch.nn import functional as F
 
 import pretrained   # Pythia, OPT and other transformers models (--hf_model), scored as our runs
-from model import load_checkpoint
+from model import load_checkpoint, pick_device
 from files import HelpFormat, file_sha256, make_dir, write_json
 from report import write_tables   # results/table.md, table.csv, generations.md
 from results import (ROOT, SCORING, checkpoint_id, generation_settings, hub_checkpoint_id, hub_dir,   # a results file's
@@ -411,6 +411,8 @@ def get_args(argv=None):
         p.error("--shots and --limit must be >= 0")
     if not args.temperature >= 0 or args.max_new_tokens < 0:
         p.error("--temperature and --max_new_tokens must be >= 0 (temperature 0: the most likely token)")
+    if args.threads < 0:
+        p.error("--threads must be >= 0 (0: torch's default)")
     args.prompts = [s for s in args.prompts.split("|") if s.strip()]
     args.hf_model = list(dict.fromkeys(s.strip() for s in args.hf_model.split(",") if s.strip()))
     args.vocab_sha = None   # main sets it once the vocabulary is read
@@ -419,9 +421,9 @@ def get_args(argv=None):
 
 def main(argv=None):
     args = get_args(argv)
+    device = pick_device(args.device)   # before anything is loaded (a download, perhaps)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
     autocast = nullcontext() if args.dtype == "float32" else torch.autocast(device.split(":")[0],
                                                                               getattr(torch, args.dtype))
     args.batch_tokens = args.batch_tokens or (65536 if device.startswith("cuda") else 8192)

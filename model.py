@@ -380,9 +380,26 @@ def read_checkpoint(path, device="cpu", mmap=False):
 
 
 def first_sentence(e, limit=200):
-    """An exception's message cut to its first sentence (torch's run on for lines), for one-line errors."""
-    text = str(e).split(". ")[0].splitlines()[0] if str(e) else ""
+    """An exception's message cut to its first sentence (torch's run on for lines), for one-line errors; a first line
+    that only announces the next (load_state_dict's "Error(s) in loading state_dict for GPT:") keeps that one too."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    text = " ".join(lines[:2] if len(lines) > 1 and lines[0].endswith(":") else lines[:1]).split(". ")[0]
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def pick_device(name="auto"):
+    """--device as train.py, evaluate.py and bench.py take it -> the device to use (auto: cuda where torch sees a
+    GPU, else cpu); SystemExit (one line) for a name torch does not know or a device this machine does not have."""
+    device = name if name != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {device}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu")
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", device):
+        raise SystemExit(f"--device {device!r}: use auto, cpu, cuda, cuda:N or mps")
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise SystemExit(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise SystemExit(f"--device mps: this torch ({torch.__version__}) sees no Apple GPU; use --device cpu")
+    return device
 
 
 def load_checkpoint(path, device="cpu"):

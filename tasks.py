@@ -17,6 +17,7 @@ import csv
 import gzip
 import hashlib
 import json
+import numbers
 import random
 import re
 import xml.etree.ElementTree as ET
@@ -195,6 +196,22 @@ def read_hub(dataset, config, split):
                          f"({type(e).__name__}: {str(e)[:200]}); pass --task_dir with local copies") from None
 
 
+def check_example(example):
+    """example (context, choices, gold, fields) -> itself; ValueError unless its parts have their types: a string
+    context, a non-empty list of string choices, gold the index of one of them (-1 would silently score the last one,
+    and a string of choices its letters), the filter's fields a list of strings."""
+    context, choices, gold, fields = example
+    if not isinstance(context, str):
+        raise ValueError(f"its context must be a string, not {str(context)[:60]!r}")
+    if not isinstance(choices, list) or not choices or not all(isinstance(c, str) for c in choices):
+        raise ValueError(f"its choices must be a non-empty list of strings, not {str(choices)[:60]!r}")
+    if not isinstance(gold, numbers.Integral) or isinstance(gold, bool) or not 0 <= gold < len(choices):
+        raise ValueError(f"its answer {gold!r} is not the index of one of its {len(choices)} choices")
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+        raise ValueError("its fields (what the vocabulary filter reads) must be a list of strings")
+    return example
+
+
 def read_embedded(name):
     """A file of data/tasks/ (written by data/build_tasks.py) -> (its header, its test examples)."""
     path = next((p for p in (TASKS_DIR / f"{name}.json", TASKS_DIR / f"{name}.json.gz") if p.exists()), None)
@@ -215,10 +232,12 @@ def read_embedded(name):
         where = "its header"
         if task["kind"] not in convert:
             raise ValueError(f"kind {task['kind']!r} is not one of {', '.join(convert)}")
+        if not isinstance(task["family"], str):
+            raise ValueError(f"family {task['family']!r} is not a string")
         examples = []
         for i, e in enumerate(task["splits"]["test"]):
             where = f"example {i} of splits.test"
-            examples.append(convert[task["kind"]](e))
+            examples.append(check_example(convert[task["kind"]](e)))
         return task, examples
     except (OSError, EOFError, ValueError, KeyError, TypeError) as e:     # gzip's BadGzipFile is an OSError
         raise SystemExit(f"task file {path} is damaged ({type(e).__name__} {str(e)[:200]} in {where}): a file of your "
@@ -252,9 +271,11 @@ def load_task(name, args, vocab):
             try:
                 rows = read_local(args.task_dir, family, config, s) if args.task_dir else read_hub(dataset, config, s)
                 examples = None if rows is None else [PROMPTS[family](r) for r in rows]
-                for i, (_, choices, gold, _) in enumerate(examples or []):   # -1 would index the last choice
-                    if not 0 <= gold < len(choices):
-                        raise ValueError(f"example {i + 1}: label {gold} is not one of its {len(choices)} choices")
+                for i, example in enumerate(examples or []):
+                    try:
+                        check_example(example)
+                    except ValueError as e:
+                        raise ValueError(f"example {i + 1}: {e}") from None
                 return examples
             except (ValueError, KeyError, TypeError, AttributeError, ET.ParseError) as e:   # JSONDecodeError too
                 where = f"{args.task_dir}/{family}/{local_files(family, config, s)}" if args.task_dir else dataset

@@ -42,7 +42,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import fp8   # --fp8: float8 matmuls (H100/H200)
-from model import ATTENTION_KINDS, GPT, LOSS_KINDS, auto_dtype, config_from_name, mfu, peak_flops, read_checkpoint
+from model import (ATTENTION_KINDS, GPT, LOSS_KINDS, auto_dtype, config_from_name, mfu, peak_flops, pick_device,
+                   read_checkpoint)
 from files import make_dir, try_lock, whole_number, write_atomic   # lock: one writer; 1e6 -> 1000000; temp + rename
 from dataset import TokenBlocks, block_ids, load_meta, load_tokenizer, unigram_baseline   # what simplify.py wrote
 from results import ADDED_SETTINGS   # settings added later, at the value older runs trained with (fp8: off)
@@ -251,13 +252,7 @@ def val_loss(model, data, ids, micro, device, autocast, rank, world):
 def train(cfg):
     """Run (or resume) one training run; returns a summary dict. Under torchrun: one process per device, DDP."""
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
-    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(f"--device {device}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu")
-    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", device):
-        raise SystemExit(f"--device {device!r}: use auto, cpu, cuda, cuda:N or mps")
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise SystemExit(f"--device mps: this torch ({torch.__version__}) sees no Apple GPU; use --device cpu")
+    device = pick_device(cfg.device)
     if device == "cuda":   # one process per GPU: torchrun's LOCAL_RANK picks it (set_device needs an index)
         device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
     if device.startswith("cuda"):

@@ -135,7 +135,7 @@ def test_path_modifiers_pick_the_compile_mode():
         True, False, "max-autotune-no-cudagraphs", "triton")
 
 
-def test_benchmark_refuses_bad_flags():
+def test_benchmark_refuses_bad_flags(monkeypatch):
     with pytest.raises(SystemExit, match="--models: model name 'gpt2'"):
         bench.parse_args(["--models", "gpt2"])
     with pytest.raises(SystemExit, match="micro-batch 3 of 'fused@3' must divide --batch_size 8"):
@@ -145,9 +145,11 @@ def test_benchmark_refuses_bad_flags():
     for twice in ("fused+cg+cg", "plain+f8+f8w"):
         with pytest.raises(SystemExit, match=f"'{re.escape(twice)}' is not LOSS"):
             bench.parse_args(["--paths", f"plain,{twice}"])
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)   # (an Apple GPU, as far as bench.py asks)
     with pytest.raises(SystemExit, match="--paths plain[+]f8: float8 matmuls run on NVIDIA GPUs and CPUs "
                                          "here, not mps"):
         bench.parse_args(["--models", "h32-L2", "--paths", "plain,plain+f8", "--device", "mps"])
+    monkeypatch.undo()
     with pytest.raises(SystemExit, match="--paths auto[+]cg[+]sg: [+]sg [(]train.py --step_graph[)] captures the "
                                          "whole step in a CUDA graph itself: .* not reduce-overhead"):
         bench.parse_args(["--paths", "plain,auto+cg+sg"])
@@ -172,7 +174,7 @@ def test_paths_that_cannot_run_and_bad_flags_are_refused_before_timing(tmp_path,
     for flags, error in ((["--models", ","], "--models: name at least one model"),
                          (["--threads", "-1"], "--threads must be >= 0"), (["--peak_flops", "-5"], "--peak_flops must"),
                          (["--profile", "-3"], "--profile must"), (["--min_seconds", "nan"], "--min_seconds must"),
-                         (["--device", "foo"], "--device 'foo': use cpu, cuda, cuda:N or mps"),
+                         (["--device", "foo"], "--device 'foo': use auto, cpu, cuda, cuda:N or mps"),
                          (["--sweep", "--models", "h32-L2,h64-L2,h64-L4"], "--sweep fits .* at least 4 --models \\(got 3\\)")):
         with pytest.raises(SystemExit, match=error):
             bench.parse_args(flags)
@@ -181,6 +183,8 @@ def test_paths_that_cannot_run_and_bad_flags_are_refused_before_timing(tmp_path,
             bench.parse_args(["--device", "cuda", "--paths", "plain"])
     bench.parse_args(["--json", str(tmp_path / "new" / "dir" / "b.json")])
     assert (tmp_path / "new" / "dir").is_dir()                        # written after each model: made up front
+    with pytest.raises(SystemExit, match=f"--json {tmp_path} is a folder: name a file, e.g. .*bench.json"):
+        bench.parse_args(["--json", str(tmp_path)])                   # (said before the timing, not after it)
 
 
 def test_a_path_that_fails_is_left_out_with_its_whole_cause(tmp_path, monkeypatch, capsys):

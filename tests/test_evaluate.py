@@ -398,19 +398,35 @@ def test_damaged_task_files_are_one_line_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(tasks, "TASKS_DIR", tmp_path / "emb")
     with pytest.raises(SystemExit, match="broken.json is damaged .*in the file.*data/build_tasks.py"):
         load_task("broken", args, frozenset())
-    for task, where in (({"kind": "choice", "splits": {"test": [{"context": "a", "choices": ["b", "c"], "gold": 0,
-                                                                   "fields": ["a"]}, {"context": "a"}]}},
-                         "KeyError 'choices' in example 1 of splits.test"),
+    good, test = {"context": "a", "choices": ["b", "c"], "gold": 0, "fields": ["a"]}, "of splits.test"
+    for task, where in (({"kind": "choice", "family": "f", "splits": {"test": [good, {"context": "a"}]}},
+                         f"KeyError 'choices' in example 1 {test}"),
                         ({"kind": "quiz", "splits": {"test": []}}, "ValueError kind 'quiz' is not one of pairs, cloze, "
                                                                    "choice in its header"),
-                        ({"kind": "pairs", "split": {}}, "KeyError 'splits' in its header")):
+                        ({"kind": "pairs", "family": "f", "split": {}}, "KeyError 'splits' in its header"),
+                        ({"kind": "pairs", "splits": {"test": []}}, "KeyError 'family' in its header"),
+                        ({"kind": "pairs", "family": 5, "splits": {"test": []}},
+                         "ValueError family 5 is not a string in its header"),
+                        # wrong types that were scored without a word, or failed later with a traceback
+                        ({"kind": "choice", "family": "f", "splits": {"test": [good, {**good, "gold": -1}]}},
+                         f"ValueError its answer -1 is not the index of one of its 2 choices in example 1 {test}"),
+                        ({"kind": "choice", "family": "f", "splits": {"test": [{**good, "gold": "0"}]}},
+                         f"ValueError its answer '0' is not the index of one of its 2 choices in example 0 {test}"),
+                        ({"kind": "choice", "family": "f", "splits": {"test": [{**good, "choices": "bc"}]}},
+                         f"ValueError its choices must be a non-empty list of strings, not 'bc' in example 0 {test}"),
+                        ({"kind": "choice", "family": "f", "splits": {"test": [{**good, "choices": []}]}},
+                         f"ValueError its choices must be a non-empty list of strings, not .* in example 0 {test}"),
+                        ({"kind": "choice", "family": "f", "splits": {"test": [{**good, "context": 5}]}},
+                         f"ValueError its context must be a string, not '5' in example 0 {test}"),
+                        ({"kind": "pairs", "family": "f", "splits": {"test": [{"good": "a b", "bad": 3}]}},
+                         f"ValueError its choices must be a non-empty list of strings, not .* in example 0 {test}")):
         (tmp_path / "emb" / "broken.json").write_text(json.dumps(task))
         with pytest.raises(SystemExit, match=f"broken.json is damaged \\({where}\\): a file of your own needs"):
             load_task("broken", args, frozenset())
     write(tmp_path / "sst2/dev.tsv", "sentence\tlabel\nbad\t0\ngood\t2\n")            # a label out of range
     write(tmp_path / "piqa/valid-labels.lst", "0\n-1\n")                                # -1: the last choice
     for name in ("sst2", "piqa"):
-        with pytest.raises(SystemExit, match=rf"^{name}: could not read .*example 2: label (2|-1) is not one of its 2"):
+        with pytest.raises(SystemExit, match=rf"^{name}: could not read .*example 2: its answer (2|-1) is not the index of one of its 2 choices"):
             load_task(name, args, frozenset())
 
 
@@ -862,10 +878,17 @@ def test_checkpoint_tokenizer_mismatch_is_a_clear_error(tiny_data, tmp_path):
         evaluate.main(["--ckpt", str(tmp_path / "out" / "early")])
     with pytest.raises(SystemExit, match="nowhere: no such run directory or checkpoint"):
         evaluate.main(["--ckpt", str(tmp_path / "out" / "nowhere")])
+    # a device that is not there is said as such, before any checkpoint is read (it was "ckpt.pt is not a readable
+    # checkpoint, perhaps truncated or corrupt": a good checkpoint blamed)
+    with pytest.raises(SystemExit, match="^--device 'foo': use auto, cpu, cuda, cuda:N or mps$"):
+        evaluate.main(["--ckpt", str(run), "--device", "foo"])
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="^--device cuda: this torch .* sees no CUDA GPU; use --device cpu$"):
+            evaluate.main(["--ckpt", str(run), "--device", "cuda"])
 
 
 @pytest.mark.parametrize("flags", [["--temperature", "nan"], ["--temperature", "-1"], ["--max_new_tokens", "-2"],
-                                   ["--shots", "-1"]])
+                                   ["--shots", "-1"], ["--threads", "-1"]])
 def test_bad_sampling_and_scoring_flags_are_refused(flags, capsys):
     with pytest.raises(SystemExit):
         evaluate.get_args(flags)

@@ -401,6 +401,12 @@ def test_load_checkpoint_and_generate_refuse_clearly(tmp_path):
                tmp_path / "ckpt.pt")
     with pytest.raises(ValueError, match="do not make this project's GPT"):
         load_checkpoint(tmp_path)
+    torch.save({"model": model.state_dict(), "model_config": asdict(GPTConfig(**{**asdict(cfg), "vocab_size": 60})),
+                "step": 1}, tmp_path / "ckpt.pt")    # weights of another vocabulary size: the message names the tensor
+    with pytest.raises(ValueError, match=r"do not make this project's GPT \(RuntimeError: Error\(s\) in loading "
+                                         r"state_dict for GPT: size mismatch for wte.weight: copying a param with "
+                                         r"shape torch.Size\(\[50, 16\]\)"):
+        load_checkpoint(tmp_path)
     idx = torch.zeros(1, 1, dtype=torch.long)
     sample = lambda **kw: model.generate(idx, 6, generator=torch.Generator().manual_seed(0), **kw)
     assert sample(top_k=0).shape == (1, 7) and torch.equal(sample(top_k=0), sample(top_k=None))   # 0: no cut
