@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import GPT, PAPER_GRID, PAPER_TRAIN_TOKENS, config_from_name
+from model import GPT, PAPER_GRID, PAPER_TRAIN_TOKENS, config_from_name, pick_device
 from fits import fit_corpus   # the scaling-law math (fits.py), and which points each law is fitted to
 from report import plot_curves, plot_emergence, plot_law, table   # figures, fits.md
 from results import ADDED_SETTINGS, read_results, run_checkpoint_id   # evaluate.py's results files, checked
@@ -306,7 +306,11 @@ def parse_args(argv=None):
             "warmup_steps": "--warmup_steps", "eval_interval": "--eval_interval", "threads": "--threads",
             "data_dir": "--data_root and --corpora", "out_dir": "--out_dir", "run_name": None, "resume": None,
             "overwrite": None, "epochs": "--tokens", "block_size": None, "stop_at_step": None}
-    for flag in (a.split("=")[0][2:] for a in shlex.split(args.train_args) if a.startswith("--")):
+    try:
+        train_args = shlex.split(args.train_args)
+    except ValueError as e:   # an unclosed quote
+        raise SystemExit(f"--train_args {args.train_args!r}: {e} (they are read as a shell would)") from None
+    for flag in (a.split("=")[0][2:] for a in train_args if a.startswith("--")):
         if flag in ours:
             raise SystemExit(f"--train_args: --{flag} is the sweep's to set" + (
                 f" (use scaling.py {ours[flag]})" if ours[flag] else " (each run's own; a sweep cannot change it)"))
@@ -367,6 +371,7 @@ def main(argv=None):
         if missing:
             raise SystemExit(f"cannot train: {', '.join(missing)} not built (run `python simplify.py`, or pass "
                              "--data_root / --corpora)")
+        pick_device(todo[0]["train"]["device"])   # a GPU this machine lacks: said once, not by every run launched
         make_dir(args.out_dir, "--out_dir")     # before any run starts
         codes = launch([(r, command(r, args, r["state"]), r["seconds"]) for r in todo], args.slots)
         failed = {k: v for k, v in codes.items() if v}

@@ -135,7 +135,7 @@ def check_config(cfg):
         if getattr(cfg, name) < 0:
             raise SystemExit(f"--{name} must be >= 0, got {getattr(cfg, name)}")
     for name, ok, rule in (("lr", cfg.lr > 0, "> 0"), ("epochs", cfg.epochs > 0, "> 0"),
-                           ("rope_base", cfg.rope_base > 0, "> 0"), ("eps", cfg.eps >= 0, ">= 0"),
+                           ("rope_base", cfg.rope_base > 1, "> 1 (the paper: 10,000)"), ("eps", cfg.eps >= 0, ">= 0"),
                            ("beta1", 0 <= cfg.beta1 < 1, "in [0, 1)"), ("beta2", 0 <= cfg.beta2 < 1, "in [0, 1)"),
                            ("final_lr_frac", 0 <= cfg.final_lr_frac <= 1, "in [0, 1]"),   # < 0: gradient ascent
                            ("threads", 0 <= cfg.threads <= 4 * (os.cpu_count() or 1), f">= 0 and at most 4 x the "
@@ -146,6 +146,12 @@ def check_config(cfg):
     for f in fields(TrainConfig):   # inf and NaN pass the comparisons above, or fail them with the wrong advice
         if f.type is float and not math.isfinite(getattr(cfg, f.name)):
             raise SystemExit(f"--{f.name} must be a finite number, got {getattr(cfg, f.name)}")
+    if cfg.run_name and (Path(cfg.run_name).name != cfg.run_name or cfg.run_name in (".", "..")):
+        raise SystemExit(f"--run_name {cfg.run_name!r}: a plain folder name, no / or .. (--out_dir says where)")
+    if cfg.dtype not in ("auto", "float32", "bfloat16", "float16"):
+        raise SystemExit(f"--dtype {cfg.dtype!r}: use auto, bfloat16, float16 or float32")
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.device):   # (whether this machine has it: pick_device)
+        raise SystemExit(f"--device {cfg.device!r}: use auto, cpu, cuda, cuda:N or mps")
     if cfg.loss not in LOSS_KINDS:
         raise SystemExit(f"--loss {cfg.loss!r}: use one of {', '.join(LOSS_KINDS)}")
     if cfg.attention not in ATTENTION_KINDS:
@@ -281,12 +287,10 @@ def _train(cfg, rank, world, device):
     master = rank == 0
     say = print if master else (lambda *a, **k: None)
     device_type = device.split(":")[0]
+    check_config(cfg)                           # one line per bad flag, before anything is written
     dtype = cfg.dtype if cfg.dtype != "auto" else auto_dtype(device)
-    if dtype not in ("float32", "bfloat16", "float16"):
-        raise SystemExit(f"--dtype {dtype!r}: use auto, bfloat16, float16 or float32")
     # bf16/fp16 autocast: matmuls in half precision, weights and optimizer state in fp32; fp16 also needs loss scaling
     autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, dtype))
-    check_config(cfg)                           # one line per bad flag, before anything is written
     if cfg.step_graph:
         try:
             check_graph_supported(device, dtype, world, cfg.compile_mode)

@@ -4,6 +4,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -332,6 +333,13 @@ def test_bad_datasets_are_refused(tiny_data, tmp_path):
         run(tiny_data, tmp_path / "a_file", run_name="r")
     with pytest.raises(SystemExit, match="--device 'foo': use auto, cpu, cuda, cuda:N or mps"):
         run(tiny_data, tmp_path, device="foo")
+    with pytest.raises(SystemExit, match="--rope_base must be > 1"):   # 1e-300: NaN at step 0, blamed on the model
+        run(tiny_data, tmp_path, rope_base=1e-300)
+    for name in ("..", "../r", "a/b"):   # ".." put the run's files into out/ itself
+        with pytest.raises(SystemExit, match=f"--run_name '{re.escape(name)}': a plain folder name, no / or .."):
+            run(tiny_data, tmp_path, run_name=name)
+    with pytest.raises(SystemExit, match="--dtype 'float64': use auto, bfloat16, float16 or float32"):
+        run(tiny_data, tmp_path, dtype="float64")
     with pytest.raises(SystemExit):   # no abbreviations: --batch is not --batch_size (scaling.py checks flag names)
         train.parse_args(["--batch", "8"])
     with pytest.raises(SystemExit, match="needs --compile"):
