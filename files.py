@@ -44,10 +44,10 @@ def read_json(path):
 
 
 def read_log(path):
-    """log.jsonl -> its events, [] without one; a line that does not parse (a run killed while writing it) is skipped.
-    Bytes that are not UTF-8 raise ValueError: that file is not a log train.py wrote."""
+    """log.jsonl -> its events, [] without one; a line that does not parse (a run killed while writing it, bytes that
+    are not UTF-8) is skipped, as train.py --resume skips it."""
     events = []
-    for line in Path(path).read_text().splitlines() if Path(path).exists() else []:
+    for line in Path(path).read_text(errors="replace").splitlines() if Path(path).exists() else []:
         with contextlib.suppress(ValueError):
             if isinstance(event := json.loads(line), dict):
                 events.append(event)

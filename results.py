@@ -177,10 +177,13 @@ def results_problem(d):
         if key not in d or not isinstance(d[key], kind):
             return f"its {key} is missing or not {what}"
     for i, e in enumerate(d["results"]):
-        if not (isinstance(e, dict) and isinstance(e.get("task"), str) and isinstance(e.get("shots"), int)
-                and all(isinstance(e.get(k), number) for k in ("n", "acc", "chance"))
-                and all(isinstance(e.get(k), optional) for k in ("acc_norm", "majority", "unigram"))):
-            return f"its results entry {i} lacks a task, a whole number of shots, or numbers for its scores"
+        if not (isinstance(e, dict) and isinstance(e.get("task"), str) and isinstance(e.get("family"), str)
+                and isinstance(e.get("shots"), int) and all(isinstance(e.get(k), number) for k in ("n", "acc", "chance"))
+                and all(isinstance(e.get(k), optional) for k in ("acc_norm", "majority", "unigram", "acc_stderr",
+                                                                 "acc_norm_stderr"))):
+            return f"its results entry {i} lacks a task, a family, a whole number of shots, or numbers for its scores"
+        if not all(e.get(k) is None or 0 <= e[k] <= 1 for k in ("acc", "chance", "acc_norm", "majority", "unigram")):
+            return f"its results entry {i} has a score outside [0, 1] (or NaN)"
     if not all(isinstance(g, dict) and isinstance(g.get("prompt"), str) and isinstance(g.get("text"), str)
                for g in d["generations"]):
         return "its generations are not all {prompt, text} pairs"

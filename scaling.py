@@ -139,7 +139,7 @@ STATES = {"todo": "not started", "done": "finished (log has an end event): reuse
           "diverged": "stopped on a non-finite loss: not relaunched (lower --lr, or delete the directory)",
           "conflict": "holds a run with other settings: not touched (pass the flags it was trained with, --fit_all "
                       "to fit it as it is, or move it away)",
-          "unreadable": "its config.json or log.jsonl is not train.py's: not touched (delete the directory)"}
+          "unreadable": "its config.json is not train.py's: not touched (move it away)"}
 
 
 def run_state(run_dir, run=None):
@@ -149,11 +149,7 @@ def run_state(run_dir, run=None):
     ckpt = (run_dir / "ckpt.pt").exists()
     if not ckpt and not (run_dir / "log.jsonl").exists():
         return "todo", ""
-    config = read_json(run_dir / "config.json")
-    try:
-        events = read_log(run_dir / "log.jsonl")
-    except ValueError as e:
-        return "unreadable", f"log.jsonl: {e}"
+    config, events = read_json(run_dir / "config.json"), read_log(run_dir / "log.jsonl")
     if not isinstance(config, dict) or not all(isinstance(config.get(k, {}), dict) for k in ("train", "dataset")):
         return "unreadable", "config.json is not a JSON object with 'train' and 'dataset' objects"
     if run is not None and config:
@@ -196,9 +192,15 @@ def read_run(run_dir):
     if not isinstance(config, dict) or not {"train", "derived", "dataset"} <= config.keys():
         raise ValueError(f"no readable config.json in {run_dir}")
     t, d = config["train"], config["derived"]
+    for key in ("params", "params_non_embedding", "flops_per_token", "tokens_per_step"):   # (a hand edit, say)
+        if not isinstance(d.get(key), (int, float)) or isinstance(d.get(key), bool):
+            raise ValueError(f"config.json's derived.{key} is not a number")
     evals = [e for e in read_log(run_dir / "log.jsonl") if e.get("event") == "step" and e.get("val_loss") is not None]
-    tokens = np.array([e["tokens"] for e in evals], float)
-    loss = np.array([float(e["val_loss"]) for e in evals])          # train.py writes a non-finite loss as "nan"
+    try:
+        tokens = np.array([e["tokens"] for e in evals], float)
+        loss = np.array([float(e["val_loss"]) for e in evals])      # train.py writes a non-finite loss as "nan"
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"an eval of its log.jsonl has no number of tokens or val loss ({type(e).__name__}: {e})")
     return dict(name=run_dir.name, state=run_state(run_dir)[0], model=t["model"], corpus=config["dataset"]["name"],
                 N=d["params"], N_nonemb=d["params_non_embedding"], flops_per_token=d["flops_per_token"],
                 budget=f"{short(t['max_tokens'])} tokens" if t["max_tokens"] else f"{t['epochs']:g} epoch(s)",

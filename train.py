@@ -42,8 +42,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import fp8   # --fp8: float8 matmuls (H100/H200)
-from model import (ATTENTION_KINDS, GPT, LOSS_KINDS, auto_dtype, config_from_name, mfu, peak_flops, pick_device,
-                   read_checkpoint)
+from model import (ATTENTION_KINDS, GPT, LOSS_KINDS, auto_dtype, config_from_name, first_sentence, mfu, peak_flops,
+                   pick_device, read_checkpoint)
 from files import make_dir, try_lock, whole_number, write_atomic   # lock: one writer; 1e6 -> 1000000; temp + rename
 from dataset import TokenBlocks, block_ids, load_meta, load_tokenizer, unigram_baseline   # what simplify.py wrote
 from results import ADDED_SETTINGS   # settings added later, at the value older runs trained with (fp8: off)
@@ -369,14 +369,20 @@ def _train(cfg, rank, world, device):
         try:
             ckpt = read_checkpoint(ckpt_path, device)
         except ValueError as e:
-            raise SystemExit(f"--resume: {e}") from None
+            raise SystemExit(f"--resume: {e}: restore it from a copy, or start afresh (--overwrite deletes it, or "
+                             "another --run_name)") from None
         check_resumable(ckpt, cfg, model_config, meta, train_data.n, dtype)
-        raw_model.load_state_dict(ckpt["model"])
-        load_optimizer_state(optimizer, ckpt["optimizer"])
-        if ckpt["scaler"]:                       # empty unless the run used fp16
-            scaler.load_state_dict(ckpt["scaler"])
-        set_rng_states(ckpt["rng"])
-        step, elapsed_before, last_val = ckpt["step"], ckpt["elapsed_s"], ckpt["val_loss"]
+        try:   # a checkpoint stripped to its weights, or edited: it can be evaluated, not trained on
+            raw_model.load_state_dict(ckpt["model"])
+            load_optimizer_state(optimizer, ckpt["optimizer"])
+            if ckpt["scaler"]:                       # empty unless the run used fp16
+                scaler.load_state_dict(ckpt["scaler"])
+            set_rng_states(ckpt["rng"])
+            step, elapsed_before, last_val = ckpt["step"], ckpt["elapsed_s"], ckpt["val_loss"]
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise SystemExit(f"--resume: {ckpt_path} lacks the state to go on training ({type(e).__name__}: "
+                             f"{first_sentence(e)}): evaluate.py can still score its weights; train afresh with "
+                             "another --run_name, or --overwrite") from None
         del ckpt
     if cfg.stop_at_step and not step < cfg.stop_at_step <= total_steps:   # else it would never stop the run
         raise SystemExit(f"--stop_at_step {cfg.stop_at_step}: must come after step {step} (where the run is) and "

@@ -760,8 +760,17 @@ def test_results_are_reused_merged_and_redone_only_when_stale(tiny_data, tmp_pat
                           (json.dumps({**res, "eval": 5}), "it has no eval settings"),
                           (json.dumps({**res, "corpus": None}), "its corpus is missing or not a string"),
                           (json.dumps({**res, "results": [{**res["results"][0], "shots": "0"}]}),
-                           "its results entry 0 lacks a task, a whole number of shots, or numbers for its scores"),
+                           "its results entry 0 lacks a task, a family, a whole number of shots, or numbers for its "
+                           "scores"),
                           (json.dumps({**res, "results": [{**res["results"][0], "acc": "high"}]}), "its results entry 0 lacks"),
+                          # (each of these got past, into a traceback in the fits or a score of 700% in the tables)
+                          (json.dumps({**res, "results": [{**res["results"][0], "family": 5}]}), "its results entry 0 lacks"),
+                          (json.dumps({**res, "results": [{**res["results"][0], "acc_stderr": "x"}]}),
+                           "its results entry 0 lacks"),
+                          (json.dumps({**res, "results": [{**res["results"][0], "acc": 7}]}),
+                           "its results entry 0 has a score outside"),
+                          (json.dumps({**res, "results": [{**res["results"][0], "acc": math.nan}]}),
+                           "its results entry 0 has a score outside"),
                           (json.dumps({k: v for k, v in res.items() if k != "generations"}), "its generations is missing"),
                           (json.dumps({**res, "generations": [{"prompt": "a"}]}), "its generations are not all")):
         path.write_bytes(text.encode("utf-8", "surrogateescape"))

@@ -558,20 +558,29 @@ def test_a_corrupt_run_directory_is_reported_not_a_crash(tmp_path, capsys):
     out, sim = tmp_path / "out", tmp_path / "data" / "simplified"
     fake_run(out, "h64-L2-simplified-1M", data_dir=sim)
     (fake_run(out, "h32-L2-simplified-1M", "h32-L2", data_dir=sim) / "config.json").write_text("[1, 2]")
-    (fake_run(out, "h64-L4-simplified-1M", "h64-L4", data_dir=sim) / "log.jsonl").write_bytes(b"\xff\xfe{}\n")
+    (fake_run(out, "h64-L4-simplified-1M", "h64-L4", data_dir=sim) / "config.json").write_text('{"train": 5}')
+    with open(fake_run(out, "h128-L2-simplified-1M", "h128-L2", data_dir=sim) / "log.jsonl", "ab") as f:
+        f.write(b"\xff\xfe{}\n")   # bytes that are not UTF-8 in a line: skipped, as train.py --resume skips them
+    edited = fake_run(out, "h32-L2-unrestricted-1M", "h32-L2", "unrestricted",
+                      data_dir=tmp_path / "data" / "unrestricted")
+    config = json.loads((edited / "config.json").read_text())
+    (edited / "config.json").write_text(json.dumps({**config, "derived": {**config["derived"], "params": "abc"}}))
     args = ["--data_root", str(tmp_path / "data"), "--out_dir", str(out), "--results_dir", str(tmp_path / "r")]
     scaling.main(args + ["--dry-run"])
     text = capsys.readouterr().out
     for name in ("h32-L2-simplified-1M", "h64-L4-simplified-1M"):     # neither relaunched (it would be overwritten)
-        assert f"note: {name} its config.json or log.jsonl is not train.py's" in text
+        assert f"note: {name} its config.json is not train.py's: not touched (move it away)" in text
+    assert "h128-L2-simplified-1M          done" in text
     here = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores"
-    assert "12 runs, 9 to launch" in text and f"at a time on this machine ({here}; a guess from FLOPs)" in text
+    assert "12 runs, 7 to launch" in text and f"at a time on this machine ({here}; a guess from FLOPs)" in text
     scaling.main(args + ["--fit_only", "--n_boot", "10"])
     text = capsys.readouterr().out
-    assert "12 runs, 9 not launched (--fit_only); N" in text and "compute not launched" not in text   # no estimate
+    assert "12 runs, 7 not launched (--fit_only); N" in text and "compute not launched" not in text   # no estimate
     left_out = {x["run"]: x["why"] for x in json.loads((tmp_path / "r" / "fits.json").read_text())["left_out"]}
     assert left_out["h32-L2-simplified-1M"].startswith("unreadable")
     assert left_out["h64-L4-simplified-1M"].startswith("unreadable")
+    assert left_out["h32-L2-unrestricted-1M"] == "unreadable: config.json's derived.params is not a number"
+    assert "h128-L2-simplified-1M" not in left_out                                  # (fitted: its evals all read)
 
 
 def test_failed_runs_are_reported_as_failed_with_their_output(tmp_path, monkeypatch):

@@ -278,8 +278,15 @@ def test_mismatched_checkpoints_and_runs_are_refused(tiny_data, tmp_path):
         run(bad_ids, tmp_path, max_tokens=12 * 256, run_name="r", overwrite=True)
     assert (tmp_path / "r" / "ckpt.pt").read_bytes() == good
     (tmp_path / "r" / "ckpt.pt").write_bytes(good[:1000])
-    with pytest.raises(SystemExit, match="--resume: .*corrupt"):
+    with pytest.raises(SystemExit, match="--resume: .*corrupt .*: restore it from a copy, or start afresh"):
         run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", resume=True)
+    ckpt = torch.load(io.BytesIO(good), weights_only=True)
+    for stripped in ({k: v for k, v in ckpt.items() if k != "optimizer"}, {**ckpt, "rng": {}},
+                     {**ckpt, "optimizer": {**ckpt["optimizer"], "param_groups": []}}):   # weights only, or edited
+        torch.save(stripped, tmp_path / "r" / "ckpt.pt")
+        with pytest.raises(SystemExit, match="ckpt.pt lacks the state to go on training .*: evaluate.py can still "
+                                             "score its weights"):
+            run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", resume=True)
     (tmp_path / "r" / "ckpt.pt").write_bytes(good)
     # --overwrite starts afresh
     assert run(tiny_data, tmp_path, max_tokens=4 * 256, run_name="r", overwrite=True)["step"] == 4
