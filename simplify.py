@@ -145,10 +145,10 @@ def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta)
 
 
 def check_not_replacing_trained_on(args, listed=None):
-    """Refuse (unless --force) to rebuild with other settings or other source files datasets that runs in out/
-    trained on: the new tokenizer would leave them unresumable and unevaluable. Checked before the filter stage, which
-    could take hours. Files count by name and size: ones that were merely touched (new dates) give the same datasets.
-    listed: list_files(args.source), if already walked."""
+    """Refuse (unless --force) to rebuild with other settings or other source files datasets that runs in
+    --runs_dir (out/) trained on: the new tokenizer would leave them unresumable and unevaluable. Checked before the
+    filter stage, which could take hours. Files count by name and size: ones that were merely touched (new dates) give
+    the same datasets. listed: list_files(args.source), if already walked."""
     stats = read_json(os.path.join(args.out_dir, "corpus_stats.json"))
     built = stats.get("key")
     listing = stats.get("listing")   # (the source walked only if a build recorded its files)
@@ -159,18 +159,24 @@ def check_not_replacing_trained_on(args, listed=None):
                                                    "tokenizer_sample_mb"))
     if same or args.force:
         return
-    trained = []
+    trained, built_before = [], False
+    runs_dirs = [d.strip() for d in args.runs_dir.split(",") if d.strip()]
+    where = " or ".join(f"{d}/" for d in runs_dirs)
     for n in ("simplified", "unrestricted"):
         sha = read_json(os.path.join(args.out_dir, n, "meta.json")).get("tokenizer", {}).get("sha256")
-        for c in sorted(Path("out").glob("*/config.json")):
+        built_before |= sha is not None
+        for c in sorted(c for runs in runs_dirs for c in Path(runs).glob("*/config.json")):
             d = read_json(c).get("dataset")
             if sha and isinstance(d, dict) and d.get("tokenizer_sha256") == sha and \
                     d.get("dir_abs") == os.path.realpath(os.path.join(args.out_dir, n)):
                 trained.append(f"{c.parent} ({n})")
     if trained:
-        raise SystemExit(f"{args.out_dir} would be rebuilt with other settings or source files, but runs in out/ "
-                         f"trained on it ({', '.join(trained[:3])}{', ...' if len(trained) > 3 else ''}): pass "
-                         "another --out_dir to keep both, or --force to replace it")
+        raise SystemExit(f"{args.out_dir} would be rebuilt with other settings or source files, but runs in "
+                         f"{where} trained on it ({', '.join(trained[:3])}{', ...' if len(trained) > 3 else ''})"
+                         ": pass another --out_dir to keep both, or --force to replace it")
+    if built_before:
+        print(f"note: {args.out_dir} is rebuilt with other settings or source files: no run in {where} "
+              "trained on it (runs kept elsewhere would no longer resume or evaluate: --runs_dir DIR,DIR checks them)")
 
 
 def corpus_stats_of(st, meta, texts, vocab):
@@ -300,6 +306,8 @@ def get_args(argv=None):
     p.add_argument("--shard", default=None, help="K/N: filter only shard K of N (default: torchrun's RANK/WORLD_SIZE)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for filtering and encoding")
     p.add_argument("--force", action="store_true", help="redo stages even if their outputs match the settings")
+    p.add_argument("--runs_dir", default="out", help="where train.py's runs are (comma-separated folders): a dataset "
+                   "they trained on is not rebuilt with other settings without --force")
     p.add_argument("--benchmark", action="store_true", help="print the filter's MB/s on the source and exit")
     args = p.parse_args(argv)
     if args.paper:  # the paper's values become the defaults: a flag given explicitly still wins

@@ -858,3 +858,15 @@ def test_a_dataset_runs_trained_on_is_not_rebuilt_without_force(tmp_path, monkey
     assert (out / "simplified" / "filter-0-of-1.json").read_text() == record             # before any filtering
     main(common + ["--vocab_size", "320", "--force"])
     assert dataset.load_meta(str(out / "unrestricted"))["vocab_size"] == 320
+    # runs kept in another folder: checked where --runs_dir says; a rebuild with none found says what was checked
+    (tmp_path / "out").rename(tmp_path / "elsewhere")
+    sha = dataset.load_meta(str(out / "unrestricted"))["tokenizer"]["sha256"]
+    config = json.loads((tmp_path / "elsewhere" / "some-run" / "config.json").read_text())
+    config["dataset"]["tokenizer_sha256"] = sha
+    (tmp_path / "elsewhere" / "some-run" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SystemExit, match=r"but runs in out/ or elsewhere/ trained on it \(elsewhere/some-run"):
+        main(common + ["--vocab_size", "300", "--runs_dir", "out,elsewhere"])
+    capsys.readouterr()
+    main(common + ["--vocab_size", "300"])
+    assert "note: " + str(out) + " is rebuilt with other settings or source files: no run in out/ trained on it " \
+           "(runs kept elsewhere would no longer resume" in capsys.readouterr().out
