@@ -30,7 +30,8 @@ def load_meta(dataset_dir):
     if not os.path.exists(path):
         raise SystemExit(f"{path} not found: build the dataset with `python simplify.py` (or check --data_dir)")
     try:
-        meta = json.load(open(path))
+        with open(path) as f:
+            meta = json.load(f)
         tok = meta["tokenizer"]
         if missing := [k for k in ("name", "dtype", "vocab_size", "eot_token", "train_tokens", "val_tokens")
                        if k not in meta] + [f"tokenizer.{k}" for k in ("file", "sha256", "pattern", "special_tokens")

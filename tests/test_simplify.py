@@ -315,7 +315,7 @@ def test_pipeline_end_to_end(tmp_path, capsys, monkeypatch):
             assert not any(w in text for w in ODD)
         else:
             assert "<s>" not in text and any(w in text for w in ODD)
-    stats = json.load(open(out / "corpus_stats.json"))
+    stats = json.loads((out / "corpus_stats.json").read_text())
     assert stats["simplified"]["oov_rate"] == 0 < stats["unrestricted"]["oov_rate"]
     assert stats["simplified"]["train_tokens"] == stats["unrestricted"]["train_tokens"]
     assert 0 < stats["simplified"]["kept_word_fraction"] < 1 and stats["simplified"]["docs_in"] == 120

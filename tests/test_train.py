@@ -395,7 +395,7 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_says_how_to_go_on(tiny_data, 
     good = (tmp_path / "r" / "ckpt.pt").read_bytes()
 
     def full(obj, f, *a, **k):
-        open(f, "wb").write(b"half a checkpoint")
+        Path(f).write_bytes(b"half a checkpoint")
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 497344 vs 497232")
 
     monkeypatch.setattr(torch, "save", full)
