@@ -44,8 +44,8 @@ def read_json(path):
 
 
 def read_log(path):
-    """log.jsonl -> its events, [] without one; a line that does not parse (a run killed while writing it, bytes that
-    are not UTF-8) is skipped, as train.py --resume skips it."""
+    """log.jsonl -> its events, [] without one; a line that does not parse (a run killed while writing it) is skipped,
+    as train.py --resume skips it; bytes that are not UTF-8 are read as U+FFFD (a line they break no longer parses)."""
     events = []
     for line in Path(path).read_text(errors="replace").splitlines() if Path(path).exists() else []:
         with contextlib.suppress(ValueError):

@@ -38,7 +38,7 @@ for sm_90 to one MUFU.EX2.F16 per half), only the rows kernel's last tile masks 
 never masks them (those rows of its accumulator are not stored) and scales its tile once at the end. Compiled for an
 H100 (tests/h100_resources.py), a 64 x 64 tile at C = 32 with 4 warps takes 259 instructions per thread in the rows
 loop and 314 in the vocab loop (17.9 per logit), from 454 and 629 with tl.exp and masks everywhere; the earlier
-three-kernel version (README.md's H100 figures) took 518 + 474 + 629 (50.7). On an H200 at h32-L2 (65,536 rows, V =
+three-kernel version (SPEED.md's H100 figures) took 518 + 474 + 629 (50.7). On an H200 at h32-L2 (65,536 rows, V =
 15,000) the rows kernel took 0.45 ms and the vocab kernel 0.73 ms, against some 0.25 ms each for one exponential per
 logit. The vocab kernel then had V / BLOCK_V programs (118 with 128-row tiles, for 132 SMs), each looping over every
 row; its rows are now also tried in MAX_SPLIT chunks on a second grid axis (partial sums added after it: 4 copies of

@@ -387,16 +387,22 @@ def first_sentence(e, limit=200):
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def check_device_name(name):
+    """SystemExit (one line) unless name is a --device the scripts take: auto, cpu, cuda, cuda:N or mps."""
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", name):
+        raise SystemExit(f"--device {name!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
 def pick_device(name="auto"):
     """--device as train.py, evaluate.py and bench.py take it -> the device to use (auto: cuda where torch sees a
     GPU, else cpu); SystemExit (one line) for a name torch does not know or a device this machine does not have."""
+    check_device_name(name)
     device = name if name != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(f"--device {device}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu")
-    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", device):
-        raise SystemExit(f"--device {device!r}: use auto, cpu, cuda, cuda:N or mps")
     if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
-        raise SystemExit(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
+        raise SystemExit(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered "
+                         "from 0")
     if device == "mps" and not torch.backends.mps.is_available():
         raise SystemExit(f"--device mps: this torch ({torch.__version__}) sees no Apple GPU; use --device cpu")
     return device

@@ -192,6 +192,8 @@ def read_run(run_dir):
     if not isinstance(config, dict) or not {"train", "derived", "dataset"} <= config.keys():
         raise ValueError(f"no readable config.json in {run_dir}")
     t, d = config["train"], config["derived"]
+    if not isinstance(t, dict) or not isinstance(d, dict):
+        raise ValueError("config.json's train and derived are not JSON objects")
     for key in ("params", "params_non_embedding", "flops_per_token", "tokens_per_step"):   # (a hand edit, say)
         if not isinstance(d.get(key), (int, float)) or isinstance(d.get(key), bool):
             raise ValueError(f"config.json's derived.{key} is not a number")

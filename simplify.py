@@ -75,7 +75,7 @@ def encode_docs(enc, docs, budget, workers, spans=False, dtype=np.uint32):
         texts = [t for _, t in docs[i:i + 512]]
         if spans:  # "<s> a</s><s> b</s>": every span as <s>, the ids of " span", </s>
             pieces = iter(enc.encode_ordinary_batch([f" {x}" for t in texts for x in t], num_threads=workers))
-            ids = [[i for _ in t for i in (start, *next(pieces), end)] for t in texts]
+            ids = [[tok for _ in t for tok in (start, *next(pieces), end)] for t in texts]
         else:
             ids = enc.encode_ordinary_batch(texts, num_threads=workers)
         for text, doc in zip(texts, ids):

@@ -42,8 +42,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import fp8   # --fp8: float8 matmuls (H100/H200)
-from model import (ATTENTION_KINDS, GPT, LOSS_KINDS, auto_dtype, config_from_name, first_sentence, mfu, peak_flops,
-                   pick_device, read_checkpoint)
+from model import (ATTENTION_KINDS, GPT, LOSS_KINDS, auto_dtype, check_device_name, config_from_name, first_sentence,
+                   mfu, peak_flops, pick_device, read_checkpoint)
 from files import make_dir, try_lock, whole_number, write_atomic   # lock: one writer; 1e6 -> 1000000; temp + rename
 from dataset import TokenBlocks, block_ids, load_meta, load_tokenizer, unigram_baseline   # what simplify.py wrote
 from results import ADDED_SETTINGS   # settings added later, at the value older runs trained with (fp8: off)
@@ -146,12 +146,11 @@ def check_config(cfg):
     for f in fields(TrainConfig):   # inf and NaN pass the comparisons above, or fail them with the wrong advice
         if f.type is float and not math.isfinite(getattr(cfg, f.name)):
             raise SystemExit(f"--{f.name} must be a finite number, got {getattr(cfg, f.name)}")
-    if cfg.run_name and (Path(cfg.run_name).name != cfg.run_name or cfg.run_name in (".", "..")):
+    if cfg.run_name and (Path(cfg.run_name).name != cfg.run_name.rstrip("/") or cfg.run_name in (".", "..")):
         raise SystemExit(f"--run_name {cfg.run_name!r}: a plain folder name, no / or .. (--out_dir says where)")
     if cfg.dtype not in ("auto", "float32", "bfloat16", "float16"):
         raise SystemExit(f"--dtype {cfg.dtype!r}: use auto, bfloat16, float16 or float32")
-    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.device):   # (whether this machine has it: pick_device)
-        raise SystemExit(f"--device {cfg.device!r}: use auto, cpu, cuda, cuda:N or mps")
+    check_device_name(cfg.device)   # (whether this machine has that device: pick_device, once it is known)
     if cfg.loss not in LOSS_KINDS:
         raise SystemExit(f"--loss {cfg.loss!r}: use one of {', '.join(LOSS_KINDS)}")
     if cfg.attention not in ATTENTION_KINDS:
@@ -372,17 +371,22 @@ def _train(cfg, rank, world, device):
             raise SystemExit(f"--resume: {e}: restore it from a copy, or start afresh (--overwrite deletes it, or "
                              "another --run_name)") from None
         check_resumable(ckpt, cfg, model_config, meta, train_data.n, dtype)
+        stripped = sorted({"optimizer", "scaler", "rng", "elapsed_s", "val_loss"} - ckpt.keys())
         try:   # a checkpoint stripped to its weights, or edited: it can be evaluated, not trained on
+            if stripped:
+                raise KeyError(f"no {', '.join(stripped)}")
             raw_model.load_state_dict(ckpt["model"])
             load_optimizer_state(optimizer, ckpt["optimizer"])
             if ckpt["scaler"]:                       # empty unless the run used fp16
                 scaler.load_state_dict(ckpt["scaler"])
             set_rng_states(ckpt["rng"])
             step, elapsed_before, last_val = ckpt["step"], ckpt["elapsed_s"], ckpt["val_loss"]
+        except torch.OutOfMemoryError:   # (a RuntimeError, but the checkpoint's fault it is not)
+            raise
         except (KeyError, ValueError, TypeError, RuntimeError) as e:
             raise SystemExit(f"--resume: {ckpt_path} lacks the state to go on training ({type(e).__name__}: "
                              f"{first_sentence(e)}): evaluate.py can still score its weights; train afresh with "
-                             "another --run_name, or --overwrite") from None
+                             "another --run_name (--overwrite would delete them)") from None
         del ckpt
     if cfg.stop_at_step and not step < cfg.stop_at_step <= total_steps:   # else it would never stop the run
         raise SystemExit(f"--stop_at_step {cfg.stop_at_step}: must come after step {step} (where the run is) and "

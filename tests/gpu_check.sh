@@ -76,7 +76,7 @@ json.dump(est, open(sys.argv[1], 'w'), indent=1)
 print('GPU-hours of the 36 runs:', {k: round(e['hours'], 2) for k, e in est.items()} or 'fewer than 4 sizes measured')
 " "$out/sweep.json" "$out/small.json" "$out/large.json"
 step profile 30 60 $py bench.py --models h32-L2 --paths auto+sg+ta --profile 25 --min_seconds 0.5   # where its
-# time goes now (the fused loss's kernels, attention.py's, the rest), against the 2.6 ms README.md reports
+# time goes now (the fused loss's kernels, attention.py's, the rest), against the 2.6 ms SPEED.md reports
 step test_gpu 90 240 $py -m pytest -v --durations=5 -p no:cacheprovider ${timeout_flag:+${timeout_flag}150} \
     tests/test_gpu.py tests/test_fused_loss.py tests/test_fp8.py tests/test_attention.py \
     -k "not fits_an_h100 and not traces_into and not graphed and not sg_"

@@ -626,7 +626,7 @@ def test_whole_run_writes_results_as_the_interface_says(tiny_data, tmp_path):
     assert len(res["generations"]) == 4 and (results / "table.md").exists() and (results / "table.csv").exists()
 
 
-def test_unigram_baseline_prefers_sentences_of_common_tokens(tiny, tiny_data):
+def test_unigram_baseline_prefers_sentences_of_common_tokens(tiny, tiny_data, monkeypatch):
     """The context-free baseline of minimal pairs: a sentence of the corpus' commonest tokens beats one of rare ones,
     whatever their order; written alike, they tie (1/2)."""
     meta = json.loads((tiny_data / "meta.json").read_text())
@@ -640,6 +640,12 @@ def test_unigram_baseline_prefers_sentences_of_common_tokens(tiny, tiny_data):
     shuffled = task_of("pairs", [("", ["the dog sees a big red ball.", "a big red ball sees the dog."], 0)])
     assert evaluate.unigram_accuracy(shuffled, enc, [256], False, logp) == 0.5   # the same tokens reordered: a tie
     assert evaluate.unigram_accuracy(task_of("choice", [("Q?", ["a", "b"], 0)]), enc, [256], False, logp) is None
+    scored = []   # the tokens it sums: each sentence as the model's documents start (evaluate.answer_text)
+    monkeypatch.setattr(evaluate, "encode_pair", lambda e, c, x, p: scored.append(x) or ([], list(x.encode())))
+    for sos in (False, True):
+        evaluate.unigram_accuracy(shuffled, enc, [256], sos, logp)
+    assert scored == ["the dog sees a big red ball.", "a big red ball sees the dog.",
+                      " the dog sees a big red ball.", " a big red ball sees the dog."]
 
 
 @pytest.mark.parametrize("filter_key, sos, starts", [

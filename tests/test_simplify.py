@@ -610,6 +610,9 @@ def test_corpus_stats_numbers():
     # a span's end ends a sentence (spans mostly stop mid-sentence); a word glued after a digit is that word
     stats, _ = report.corpus_stats(["<s> the cat </s> <s> sat on 3 mats </s>", "42."], frozenset({"the", "mats"}))
     assert stats["mean_sentence_words"] == pytest.approx(5 / 2) and stats["oov_rate"] == pytest.approx(3 / 5)
+    # the spans as simplify.span_document writes them (no spaces around the markers): the same statistics
+    assert report.corpus_stats([simplify.span_document(["the cat", "sat on 3 mats"]), "42."],
+                               frozenset({"the", "mats"}))[0] == stats
 
 
 # --- regressions: the val cap, a failed rebuild, torchrun's wait, truncated .zst, hub fields, memory, small flags

@@ -342,7 +342,7 @@ def test_bad_datasets_are_refused(tiny_data, tmp_path):
         run(tiny_data, tmp_path, device="foo")
     with pytest.raises(SystemExit, match="--rope_base must be > 1"):   # 1e-300: NaN at step 0, blamed on the model
         run(tiny_data, tmp_path, rope_base=1e-300)
-    for name in ("..", "../r", "a/b"):   # ".." put the run's files into out/ itself
+    for name in ("..", "../r", "a/b", "/r"):   # ".." put the run's files into out/ itself
         with pytest.raises(SystemExit, match=f"--run_name '{re.escape(name)}': a plain folder name, no / or .."):
             run(tiny_data, tmp_path, run_name=name)
     with pytest.raises(SystemExit, match="--dtype 'float64': use auto, bfloat16, float16 or float32"):
