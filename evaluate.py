@@ -221,7 +221,7 @@ def load_run(path, device, data_dir=None):
     to belong together."""
     try:
         model, info = load_checkpoint(path, device)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, MemoryError) as e:
         raise SystemExit(str(e))
     data_dir = data_dir or info.get("data_dir")
     if not data_dir:

@@ -370,6 +370,8 @@ def _train(cfg, rank, world, device):
         except ValueError as e:
             raise SystemExit(f"--resume: {e}: restore it from a copy, or start afresh (--overwrite deletes it, or "
                              "another --run_name)") from None
+        except MemoryError as e:
+            raise SystemExit(f"--resume: {e}") from None
         check_resumable(ckpt, cfg, model_config, meta, train_data.n, dtype)
         stripped = sorted({"optimizer", "scaler", "rng", "elapsed_s", "val_loss"} - ckpt.keys())
         try:   # a checkpoint stripped to its weights, or edited: it can be evaluated, not trained on

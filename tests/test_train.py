@@ -10,6 +10,7 @@ import subprocess
 import sys
 from dataclasses import fields
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import pytest
@@ -296,6 +297,13 @@ def test_mismatched_checkpoints_and_runs_are_refused(tiny_data, tmp_path):
     (tmp_path / "bad.pt").write_bytes((tmp_path / "r" / "ckpt.pt").read_bytes()[:1000])
     with pytest.raises(ValueError, match="corrupt"):
         load_checkpoint(tmp_path / "bad.pt")
+    # running out of memory while loading is not the file's fault: the message must not call it corrupt
+    with patch.object(torch, "load", side_effect=torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")):
+        with pytest.raises(MemoryError, match=r"^.*ckpt.pt: not enough memory on cpu to load it \(CUDA out of memory\)"
+                                              ": free some, or load it on the CPU$"):
+            load_checkpoint(tmp_path / "r")
+        with pytest.raises(SystemExit, match="^--resume: .*ckpt.pt: not enough memory on cpu to load it"):
+            run(tiny_data, tmp_path, max_tokens=12 * 256, run_name="r", resume=True)
 
 
 def test_bad_datasets_are_refused(tiny_data, tmp_path):
