@@ -48,15 +48,14 @@ import re
 import tempfile
 import time
 import traceback
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import fp8
-from model import (GPT, LOSS_KINDS, PAPER_GRID, PAPER_TRAIN_TOKENS, auto_dtype, choose_loss, config_from_name,
-                   mfu, peak_flops, pick_device, triton_module)
+from model import (GPT, LOSS_KINDS, PAPER_GRID, PAPER_TRAIN_TOKENS, auto_dtype, autocast_for, choose_loss,
+                   config_from_name, mfu, peak_flops, pick_device, triton_module)
 from files import HelpFormat, make_dir, read_json, read_log, write_json
 from dataset import TokenBlocks, block_ids
 from results import ADDED_SETTINGS   # train.py settings added later, at the value older runs had
@@ -211,7 +210,7 @@ def time_path(model_name, args, device, dtype, path, data):
     optimizer = adamw(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-4, weight_decay=0.1, device=device,
                       graph=graph)   # train.py's
     step_model = torch.compile(model, mode=path["compile_mode"]) if compiled else model
-    autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, dtype))
+    autocast = autocast_for(device, dtype)
     scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")   # as train.py: fp16 needs loss scaling
     micro = path["micro"]
     accum = args.batch_size // micro

@@ -70,6 +70,14 @@ def load_tokenizer(dataset_dir):
         raise SystemExit(f"dataset {dataset_dir}: {e}: rebuild the dataset with `python simplify.py`")
     return enc
 
+
+def document_start(meta, sos=None):
+    """The token ids every training document follows in train.bin: <|endoftext|>, then <s> for the simplified corpus'
+    span format ("<s> span</s>"; the control has no <s>). Prompts and samples start the same way; sos=True/False
+    forces <s> on or off (evaluate.py --sos)."""
+    sos = meta.get("filter") is not None if sos is None else sos
+    return [meta["eot_token"]] + ([meta["tokenizer"]["special_tokens"]["<s>"]] if sos else [])
+
 # -----------------------------------------------------------------------------
 # A token file as 128-token blocks, visited in a seeded shuffled order
 

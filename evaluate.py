@@ -41,13 +41,13 @@ import torch
 from torch.nn import functional as F
 
 import pretrained   # Pythia, OPT and other transformers models (--hf_model), scored as our runs
-from model import load_checkpoint, pick_device
+from model import autocast_for, load_checkpoint, pick_device
 from files import HelpFormat, file_sha256, make_dir, write_json
 from report import write_tables   # results/table.md, table.csv, generations.md
 from results import (ROOT, SCORING, checkpoint_id, generation_settings, hub_checkpoint_id, hub_dir,   # a results file's
                      hub_key, previous_results, recorded_path, result_name, reusable,   # name, what of it may be kept,
                      shared_settings)                                                   # the paths it records
-from dataset import TokenBlocks, load_meta, load_tokenizer, unigram_probs
+from dataset import TokenBlocks, document_start, load_meta, load_tokenizer, unigram_probs
 from spans import DEFAULT_VOCAB, load_vocab
 from tasks import expand_tasks, load_task   # the tasks, their loaders and the paper's filter
 
@@ -302,8 +302,8 @@ def evaluate_model(path, tasks, shots_list, args, device, autocast, old=None, hu
         specials = meta["tokenizer"]["special_tokens"]
         # Every prompt starts with <|endoftext|>: the token each training document follows in train.bin (and what
         # the harness puts before an empty context). Models trained on the span format ("<s> span</s>") get <s> too.
-        sos = args.sos == "yes" or (args.sos == "auto" and meta.get("filter") is not None)
-        prefix = [meta["eot_token"]] + ([specials["<s>"]] if sos else [])
+        prefix = document_start(meta, None if args.sos == "auto" else args.sos == "yes")
+        sos = len(prefix) == 2
         corpus, stop = meta["name"], set(specials.values())
         start = "<|endoftext|><s>" if sos else "<|endoftext|>"
     n_params, tokens = model.num_params(), int(info.get("tokens") or 0)
@@ -424,8 +424,7 @@ def main(argv=None):
     device = pick_device(args.device)   # before anything is loaded (a download, perhaps)
     if args.threads:
         torch.set_num_threads(args.threads)
-    autocast = nullcontext() if args.dtype == "float32" else torch.autocast(device.split(":")[0],
-                                                                              getattr(torch, args.dtype))
+    autocast = autocast_for(device, args.dtype)
     args.batch_tokens = args.batch_tokens or (65536 if device.startswith("cuda") else 8192)
     ckpts = args.ckpt or ([] if args.hf_model else sorted(str(p.parent) for p in Path("out").glob("*/ckpt.pt")))
     if not ckpts and not args.hf_model:

@@ -1,7 +1,8 @@
 """
 files.py: the small file helpers every script shares: writes that are atomic (a killed run never leaves a
 half-written file that looks valid), folders made with a one-line error, JSON records and logs, a lock (one writer per
-run directory), a file's sha256; and the --help layout and whole-number flags of the command-line scripts.
+run directory), a file's sha256; and the --help layout, whole-number flags and h:mm:ss times of the command-line
+scripts.
 """
 import argparse
 import contextlib
@@ -108,6 +109,11 @@ class HelpFormat(argparse.RawDescriptionHelpFormatter):
                 "default" in text):
             return text
         return f"{text} (default: %(default)s)"
+
+
+def hms(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def whole_number(text):   # an int flag that also takes 2.1e9 (not 2.5)

@@ -10,8 +10,7 @@ import shlex
 import subprocess
 import time
 
-from files import read_log
-from train import hms   # seconds -> h:mm:ss
+from files import hms, read_log   # seconds -> h:mm:ss; the events of a log.jsonl
 
 
 def logged_tokens(run_dir, checkpointed=False):
@@ -28,12 +27,12 @@ def launch(jobs, slots, progress_s=30.0):
     predicted time done and an ETA that calibrates the prediction by the time taken so far. Returns {run name: exit
     code}. Ctrl-C stops the children it started; their last checkpoints stay, and the next call resumes them."""
     pending, running, codes, free = list(jobs), {}, {}, list(slots)
-    # per run: (run, tokens already logged (a resumed run), tokens left, predicted seconds left)
-    todo = {}
+    todo = {}   # per run: the tokens it had logged before (a resumed run), the tokens and predicted seconds left
     for r, cmd, t in jobs:
         before = 0 if "--overwrite" in cmd else logged_tokens(r["dir"], checkpointed=True)   # --overwrite: new log
-        todo[r["name"]] = (r, before, max(r["D"] - before, 1), t * (1 - before / r["D"]))
-    total = max(sum(t for *_, t in todo.values()), 1e-9)
+        todo[r["name"]] = {"run": r, "before": before, "tokens_left": max(r["D"] - before, 1),
+                           "seconds_left": t * (1 - before / r["D"])}
+    total = max(sum(j["seconds_left"] for j in todo.values()), 1e-9)
     t0 = last = time.time()
     try:
         while pending or running:
@@ -59,10 +58,10 @@ def launch(jobs, slots, progress_s=30.0):
             if time.time() - last >= progress_s or not (pending or running):
                 last, dt = time.time(), time.time() - t0
                 # a failed run counts the tokens it logged, not its whole budget
-                tokens = {k: (r["D"] if codes.get(k) == 0 else logged_tokens(r["dir"])) - before
-                          for k, (r, before, _, _) in todo.items() if k in codes or k in running}
-                frac = sum(todo[k][3] * v / todo[k][2] for k, v in tokens.items()) / total
-                flops = sum(todo[k][0]["flops_per_token"] * v for k, v in tokens.items())
+                tokens = {k: (j["run"]["D"] if codes.get(k) == 0 else logged_tokens(j["run"]["dir"])) - j["before"]
+                          for k, j in todo.items() if k in codes or k in running}
+                frac = sum(todo[k]["seconds_left"] * v / todo[k]["tokens_left"] for k, v in tokens.items()) / total
+                flops = sum(todo[k]["run"]["flops_per_token"] * v for k, v in tokens.items())
                 failed = sum(1 for v in codes.values() if v)
                 print(f"progress: {len(codes)}/{len(jobs)} runs ended" + (f" ({failed} failed)" if failed else "")
                       + f", {len(running)} running | {frac:.0%} done | "

@@ -20,6 +20,7 @@ The paper's 18 models are named h<hidden>-L<layers> (PAPER_GRID). Parameters per
 import importlib.util
 import math
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -324,15 +325,15 @@ class GPT(nn.Module):
             n -= self.wte.weight.numel() + self.lm_head.weight.numel()
         return n
 
-    def flops_per_token(self, seq_len=None):
+    def flops_per_token(self):
         """Training FLOPs (forward + backward) per token, as in the PaLM paper's appendix B:
         6 * (weights used in matmuls: every Linear, head included; the embedding is a lookup, norms are negligible)
-        + 12 * n_layer * n_embd * seq_len for the attention scores and the weighted sum of values
+        + 12 * n_layer * n_embd * block_size for the attention scores and the weighted sum of values
         (2 matmuls x 2 FLOPs per multiply-add x 3 for forward + backward; the causal mask's skipped half is counted,
         as PaLM and nanoGPT do)."""
         c = self.config
         n_matmul = sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
-        return 6 * n_matmul + 12 * c.n_layer * c.n_embd * (seq_len or c.block_size)
+        return 6 * n_matmul + 12 * c.n_layer * c.n_embd * c.block_size
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
@@ -413,8 +414,8 @@ def pick_device(name="auto"):
 
 def load_checkpoint(path, device="cpu"):
     """A run directory (or its ckpt.pt) -> (GPT in eval mode on device, info dict: model_config, train_config, step,
-    tokens, val_loss, data_dir, tokenizer_sha256, vocab_size, ...). Raises FileNotFoundError / ValueError with a
-    message saying what is wrong."""
+    tokens, val_loss, data_dir, tokenizer_sha256, vocab_size, ...). Raises FileNotFoundError / ValueError (or
+    MemoryError: not enough on device) with a message saying what is wrong."""
     ckpt = read_checkpoint(path, device)
     try:
         model = GPT(GPTConfig(**ckpt["model_config"]))
@@ -452,6 +453,12 @@ def auto_dtype(device):
     if not str(device).startswith("cuda"):
         return "float32"
     return "bfloat16" if torch.cuda.is_bf16_supported(False) else "float16"
+
+
+def autocast_for(device, dtype):
+    """The context to run the model in: bf16/fp16 autocast (matmuls in half precision, weights and optimizer state in
+    float32; fp16 also needs train.py's loss scaling), or nothing for float32."""
+    return nullcontext() if dtype == "float32" else torch.autocast(str(device).split(":")[0], getattr(torch, dtype))
 
 
 def mfu(flops_per_token, tokens_per_s, peak_per_device, n_devices=1):

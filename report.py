@@ -188,7 +188,8 @@ BASELINES = ("chance", "majority", "unigram")   # what a model must beat (evalua
 
 
 def table_rows(runs, shots, cols):
-    """Cells of one table: a row per model, then the chance and majority rows and the example-count row."""
+    """Cells of one table: a row per model, then the baselines' rows (chance, majority, unigram) and the
+    example-count row."""
     seen = {k: {c: set() for c in cols} for k in BASELINES + ("n",)}   # over the runs: one value, or a range
     rows = []
     for r in runs:
@@ -224,7 +225,9 @@ def write_tables(results_dir):
     head = ["run", "model", "corpus", "params"]
     md = ["# Results", "", "Accuracy (%); rows = models, columns = tasks. `avg`: the mean over the columns; "
           "`chance`: the accuracy of guessing; `majority`: of always giving the commonest right answer (the filtered "
-          "sets are unbalanced: a model that always says the same can beat chance); `n`: examples per task, after "
+          "sets are unbalanced: a model that always says the same can beat chance); `unigram` (minimal pairs): of "
+          "a model that ignores context, each sentence scored by its tokens' frequencies in the run's training text; "
+          "`n`: examples per task, after "
           "the vocabulary filter (a range where runs were scored on different numbers of examples).", ""]
     lines = [["shots", *head, *all_cols, "avg"]]
     for shots in sorted({e["shots"] for e in entries}):

@@ -31,20 +31,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import GPT, PAPER_GRID, PAPER_TRAIN_TOKENS, config_from_name, pick_device
+from model import GPT, PAPER_GRID, PAPER_TRAIN_TOKENS, GPTConfig, config_from_name, pick_device
 from fits import fit_corpus   # the scaling-law math (fits.py), and which points each law is fitted to
 from report import plot_curves, plot_emergence, plot_law, table   # figures, fits.md
 from results import ADDED_SETTINGS, read_results, run_checkpoint_id   # evaluate.py's results files, checked
-from files import (HelpFormat, make_dir, read_json, read_log, whole_number, write_atomic,   # read_json: {} if missing
-                   write_json)
+from files import (HelpFormat, hms, make_dir, read_json, read_log, whole_number,   # hms: seconds -> h:mm:ss; read_json:
+                   write_atomic, write_json)                                       # {} if missing
 from bench import measured_speeds, schedule_seconds, seconds_for, speed_key   # how long the sweep will take
 from launch import launch, logged_tokens        # train.py processes side by side, with progress; a run's tokens
-from train import RESUME_MUST_MATCH, hms       # the settings that shape a run; seconds -> h:mm:ss
+from train import RESUME_MUST_MATCH, TrainConfig       # the settings that shape a run; train.py's defaults
 from train import check_config as check_train_config   # train.py's checks of its flags' values
 from train import parse_args as train_config    # train.py's own reading of its command line
 
 HERE = Path(__file__).resolve().parent
-BLOCK = 128                      # the paper's context length; train.py's default
+BLOCK = TrainConfig.block_size   # the context length of every run: train.py's default, the paper's 128
 
 # -----------------------------------------------------------------------------
 # The grid: which runs, with which settings
@@ -94,7 +94,7 @@ def plan(args):
     for corpus in args.corpora.split(","):
         data_dir = Path(args.data_root) / corpus
         meta = read_json(data_dir / "meta.json")
-        train_tokens, V = (meta["train_tokens"], meta["vocab_size"]) if meta else (PAPER_TRAIN_TOKENS, 15000)
+        train_tokens, V = (meta["train_tokens"], meta["vocab_size"]) if meta else (PAPER_TRAIN_TOKENS, GPTConfig.vocab_size)
         epoch = (train_tokens - 1) // BLOCK * BLOCK                       # train.py's one pass: whole blocks
         series = [int(float(f) * (args.tokens or epoch)) for f in args.series.split(",") if f]
         if series and min(series) < step_tokens:   # (0 tokens would even mean train.py's "one epoch")
@@ -363,8 +363,8 @@ def main(argv=None):
         print(f"note: {r['name']} {STATES[r['state']]} {r['detail']}")
     missing = sorted({str(r["data_dir"]) for r in runs if not r["have_data"]})
     if missing:
-        print(f"note: no meta.json in {', '.join(missing)}: assumed {PAPER_TRAIN_TOKENS:,} train tokens and V 15000; "
-              "build the datasets with `python simplify.py` (see README)")
+        print(f"note: no meta.json in {', '.join(missing)}: assumed {PAPER_TRAIN_TOKENS:,} train tokens and V "
+              f"{GPTConfig.vocab_size}; build the datasets with `python simplify.py` (see README)")
     if args.dry_run:
         for r in todo:
             print(shlex.join(command(r, args, r["state"])))

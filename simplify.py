@@ -63,17 +63,17 @@ def span_document(spans):
     return "".join(f"<s> {x}</s>" for x in spans)
 
 
-def encode_docs(enc, docs, budget, workers, spans=False, dtype=np.uint32):
+def encode_docs(enc, docs, budget, workers, span_format=False, dtype=np.uint32):
     """Encode documents in order, each followed by <|endoftext|>, until `budget` tokens (None: all). -> (ids in dtype
     (uint16 where the vocabulary fits: half the memory of 2.1B tokens held twice while they are joined), the
     documents used). The last document is cut so that the total is exactly the budget. Text is encoded as plain
-    text. With spans=True a document is a list of spans, encoded as span_document writes it with the markers as
+    text. With span_format=True a document is a list of spans, encoded as span_document writes it with the markers as
     their special ids: encoding the formatted text with "<s>" allowed would make a literal "<s>" in a span a marker."""
     eot, chunks, n, used = enc.eot_token, [], 0, []
     start, end = enc.encode_single_token("<s>"), enc.encode_single_token("</s>")
     for i in range(0, len(docs), 512):
         texts = [t for _, t in docs[i:i + 512]]
-        if spans:  # "<s> a</s><s> b</s>": every span as <s>, the ids of " span", </s>
+        if span_format:  # "<s> a</s><s> b</s>": every span as <s>, the ids of " span", </s>
             pieces = iter(enc.encode_ordinary_batch([f" {x}" for t in texts for x in t], num_threads=workers))
             ids = [[tok for _ in t for tok in (start, *next(pieces), end)] for t in texts]
         else:
@@ -90,7 +90,7 @@ def encode_docs(enc, docs, budget, workers, spans=False, dtype=np.uint32):
             # words are not all in train.bin); of a cut plain-text one its first tokens
             if len(doc) == whole:
                 used.append(text)
-            elif spans:
+            elif span_format:
                 used.append(text[:doc.count(end)])
             else:
                 used.append(enc.decode(doc))
@@ -102,7 +102,7 @@ def encode_docs(enc, docs, budget, workers, spans=False, dtype=np.uint32):
 def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta):
     """Train this corpus' tokenizer, write train.bin/val.bin (capped at budget = (train, val) tokens, None: no cap),
     meta.json last. The simplified corpus' budget is a cap; the control's must be met exactly."""
-    d, spans = os.path.join(out_dir, name), name == "simplified"  # simplified documents are lists of spans
+    d, span_format = os.path.join(out_dir, name), name == "simplified"  # simplified documents are lists of spans
     more = " or a larger --control_fraction" if name == "unrestricted" and args.control_fraction < 1 else ""
     for split, docs in (("train", train_docs), ("val", val_docs)):
         if not docs:
@@ -113,7 +113,7 @@ def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta)
     for _, doc in train_docs:  # the tokenizer learns from a sample of the training documents (all of them if small)
         if size > args.tokenizer_sample_mb * 1e6:
             break
-        sample.append(span_document(doc) if spans else doc)
+        sample.append(span_document(doc) if span_format else doc)
         size += len(sample[-1].encode("utf-8", "surrogatepass"))  # bytes, as --tokenizer_sample_mb says
     print(f"{name}: training a {args.vocab_size:,}-token BPE on {size / 1e6:.1f} MB")
     ranks = train_bpe(sample, args.vocab_size, SPECIAL_TOKENS, verbose=True)
@@ -121,8 +121,8 @@ def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta)
     save_ranks(os.path.join(d, "tokenizer.tiktoken"), ranks)
     enc = make_encoding(name, ranks, specials)
     dtype = "uint16" if len(ranks) + len(specials) <= 65536 else "uint32"
-    train, train_used = encode_docs(enc, train_docs, budget[0], args.workers, spans, dtype)
-    val, val_used = encode_docs(enc, val_docs, budget[1], args.workers, spans, dtype)
+    train, train_used = encode_docs(enc, train_docs, budget[0], args.workers, span_format, dtype)
+    val, val_used = encode_docs(enc, val_docs, budget[1], args.workers, span_format, dtype)
     if name == "simplified" and budget[0] is not None and len(train) < budget[0]:  # --max_train_tokens is a cap
         print(f"{name}: {len(train):,} train tokens, fewer than --max_train_tokens {budget[0]:,}: using them all")
     if name == "unrestricted" and (len(train) < budget[0] or len(val) < budget[1]):  # the control must match

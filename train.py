@@ -32,7 +32,6 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -42,10 +41,12 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import fp8   # --fp8: float8 matmuls (H100/H200)
-from model import (ATTENTION_KINDS, GPT, LOSS_KINDS, auto_dtype, check_device_name, config_from_name, first_sentence,
-                   mfu, peak_flops, pick_device, read_checkpoint)
-from files import make_dir, try_lock, whole_number, write_atomic   # lock: one writer; 1e6 -> 1000000; temp + rename
-from dataset import TokenBlocks, block_ids, load_meta, load_tokenizer, unigram_baseline   # what simplify.py wrote
+from model import (ATTENTION_KINDS, GPT, LOSS_KINDS, auto_dtype, autocast_for, check_device_name, config_from_name,
+                   first_sentence, mfu, peak_flops, pick_device, read_checkpoint)
+from files import (HelpFormat, hms, make_dir, read_log, try_lock, whole_number,   # --help; seconds -> h:mm:ss; the
+                   write_atomic)   # log's events; a lock: one writer; 1e6 -> 1000000; temp file + rename
+from dataset import (TokenBlocks, block_ids, document_start, load_meta, load_tokenizer,   # what simplify.py wrote
+                     unigram_baseline)
 from results import ADDED_SETTINGS   # settings added later, at the value older runs trained with (fp8: off)
 from step import (adamw, check_graph_flags, check_graph_supported, graphed, keep_grads,   # one optimizer step, its
                   load_optimizer_state, lr_at, make_step, set_lr)   # LR, the step as one CUDA graph
@@ -112,25 +113,21 @@ RESUME_MUST_MATCH = ("model", "block_size", "rope_base", "batch_size", "lr", "wa
 
 def parse_args(argv=None):
     # allow_abbrev=False: --batch is not --batch_size (scaling.py refuses some flags in --train_args by their names)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     allow_abbrev=False)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormat, allow_abbrev=False)
     comments = dict(re.findall(r"^\s+(\w+): \w+ = .*?# (.*)$", inspect.getsource(TrainConfig), re.M))
     for f in fields(TrainConfig):
         kind = {"type": whole_number if f.type is int else f.type}
         if f.type is bool:
             kind = {"action": argparse.BooleanOptionalAction}
-        parser.add_argument(f"--{f.name}", default=f.default, help=f"{comments[f.name]} (default: {f.default!r})",
-                            **kind)
+        parser.add_argument(f"--{f.name}", default=f.default, help=comments[f.name], **kind)
     return TrainConfig(**vars(parser.parse_args(argv)))
 
 
 def check_config(cfg):
     """SystemExit with one line for a flag out of its range (before anything is written or deleted)."""
-    for name in ("batch_size", "eval_interval", "log_interval", "block_size", "eval_blocks"):
+    for name in ("batch_size", "eval_interval", "log_interval", "block_size", "eval_blocks", "loss_chunk"):
         if getattr(cfg, name) < 1:
             raise SystemExit(f"--{name} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.loss_chunk < 1:
-        raise SystemExit(f"--loss_chunk must be >= 1 rows, got {cfg.loss_chunk}")
     for name in ("micro_batch_size", "warmup_steps", "grad_clip", "weight_decay", "stop_at_step", "max_tokens"):
         if getattr(cfg, name) < 0:
             raise SystemExit(f"--{name} must be >= 0, got {getattr(cfg, name)}")
@@ -148,15 +145,11 @@ def check_config(cfg):
             raise SystemExit(f"--{f.name} must be a finite number, got {getattr(cfg, f.name)}")
     if cfg.run_name and (Path(cfg.run_name).name != cfg.run_name.rstrip("/") or cfg.run_name in (".", "..")):
         raise SystemExit(f"--run_name {cfg.run_name!r}: a plain folder name, no / or .. (--out_dir says where)")
-    if cfg.dtype not in ("auto", "float32", "bfloat16", "float16"):
-        raise SystemExit(f"--dtype {cfg.dtype!r}: use auto, bfloat16, float16 or float32")
+    for name, allowed in (("dtype", ("auto", "bfloat16", "float16", "float32")), ("loss", LOSS_KINDS),
+                          ("attention", ATTENTION_KINDS), ("compile_mode", COMPILE_MODES)):
+        if getattr(cfg, name) not in allowed:
+            raise SystemExit(f"--{name} {getattr(cfg, name)!r}: use one of {', '.join(allowed)}")
     check_device_name(cfg.device)   # (whether this machine has that device: pick_device, once it is known)
-    if cfg.loss not in LOSS_KINDS:
-        raise SystemExit(f"--loss {cfg.loss!r}: use one of {', '.join(LOSS_KINDS)}")
-    if cfg.attention not in ATTENTION_KINDS:
-        raise SystemExit(f"--attention {cfg.attention!r}: use one of {', '.join(ATTENTION_KINDS)}")
-    if cfg.compile_mode not in COMPILE_MODES:
-        raise SystemExit(f"--compile_mode {cfg.compile_mode!r}: use one of {', '.join(COMPILE_MODES)}")
     if cfg.compile_mode != "default" and not cfg.compile:
         raise SystemExit(f"--compile_mode {cfg.compile_mode} needs --compile")
     if cfg.fp8_weight_grad and not cfg.fp8:
@@ -229,11 +222,6 @@ def environment(device, world_size):
             "fused_loss_trace": os.environ.get("FUSED_LOSS_TRACE") == "1"}   # how torch.compile calls fused_loss.py
 
 
-def hms(seconds):
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 @torch.no_grad()
 def val_loss(model, data, ids, micro, device, autocast, rank, world):
     """Mean next-token loss over the val blocks `ids`, each process taking every world-th block."""
@@ -288,8 +276,7 @@ def _train(cfg, rank, world, device):
     device_type = device.split(":")[0]
     check_config(cfg)                           # one line per bad flag, before anything is written
     dtype = cfg.dtype if cfg.dtype != "auto" else auto_dtype(device)
-    # bf16/fp16 autocast: matmuls in half precision, weights and optimizer state in fp32; fp16 also needs loss scaling
-    autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, dtype))
+    autocast = autocast_for(device, dtype)
     if cfg.step_graph:
         try:
             check_graph_supported(device, dtype, world, cfg.compile_mode)
@@ -453,16 +440,10 @@ def _train(cfg, rank, world, device):
                               "eval_blocks": len(eval_ids)}}
         write_atomic(run_dir / "config.json", lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
         if cfg.resume:   # keep the log up to the checkpoint: the steps after it are about to be redone
-            lines = []   # a line torn by a kill, and the end of a finished run (it ends again), are left out
-            for x in log_path.read_text(errors="replace").splitlines(keepends=True) if log_path.exists() else []:
-                try:
-                    rec = json.loads(x)
-                except ValueError:
-                    continue
-                if isinstance(rec, dict) and rec.get("step", 0) <= step and rec.get("event") != "end":
-                    lines.append(x if x.endswith("\n") else x + "\n")
-            lines.append(json.dumps({"event": "resume", "step": step, "env": env}) + "\n")
-            write_atomic(log_path, lambda p: Path(p).write_text("".join(lines)))
+            # (read_log leaves out a line torn by a kill; the end of a finished run is left out too: it ends again)
+            kept = [e for e in read_log(log_path) if e.get("step", 0) <= step and e.get("event") != "end"]
+            kept.append({"event": "resume", "step": step, "env": env})
+            write_atomic(log_path, lambda p: Path(p).write_text("".join(json.dumps(e) + "\n" for e in kept)))
             say(f"resumed from step {step} ({step * tokens_per_step:,} tokens seen)")
         else:
             log_path.write_text(json.dumps({"event": "start", "step": 0, **config}) + "\n")
@@ -565,7 +546,7 @@ def _train(cfg, rank, world, device):
 def print_sample(model, cfg, meta, device):
     """Decode a short sample with the dataset's tokenizer, from what starts a training document: <|endoftext|>, then
     <s> for the span format of the simplified corpus (the control never has <s>: as evaluate.py's prompts)."""
-    start = [meta["eot_token"]] + ([meta["tokenizer"]["special_tokens"]["<s>"]] if meta.get("filter") else [])
+    start = document_start(meta)
     g = torch.Generator(device=device).manual_seed(cfg.seed)
     model.eval()   # the trained model as evaluate.py loads it (--fp8 multiplies in float8 in training mode only)
     out = model.generate(torch.tensor([start], device=device), cfg.sample_tokens, top_k=50, generator=g)

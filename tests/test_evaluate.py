@@ -412,6 +412,11 @@ def test_damaged_task_files_are_one_line_errors(tmp_path, monkeypatch):
                          f"ValueError its answer -1 is not the index of one of its 2 choices in example 1 {test}"),
                         ({"kind": "choice", "family": "f", "splits": {"test": [{**good, "gold": "0"}]}},
                          f"ValueError its answer '0' is not the index of one of its 2 choices in example 0 {test}"),
+                        ({"kind": "choice", "family": "f", "splits": {"test": [{**good, "gold": True}]}},   # best[True]
+                         f"ValueError its answer True is not the index of one of its 2 choices in example 0 {test}"),
+                        ({"kind": "choice", "family": "f", "splits": {"test": [{**good, "fields": "a b"}]}},
+                         "ValueError its fields \\(what the vocabulary filter reads\\) must be a list of strings in "
+                         f"example 0 {test}"),   # (joined, a string would give the filter single letters)
                         ({"kind": "choice", "family": "f", "splits": {"test": [{**good, "choices": "bc"}]}},
                          f"ValueError its choices must be a non-empty list of strings, not 'bc' in example 0 {test}"),
                         ({"kind": "choice", "family": "f", "splits": {"test": [{**good, "choices": []}]}},
@@ -777,6 +782,11 @@ def test_results_are_reused_merged_and_redone_only_when_stale(tiny_data, tmp_pat
                            "its results entry 0 has a score outside"),
                           (json.dumps({**res, "results": [{**res["results"][0], "acc": math.nan}]}),
                            "its results entry 0 has a score outside"),
+                          # a baseline out of range would be one no model can cross in the emergence analysis
+                          *[(json.dumps({**res, "results": [{**res["results"][0], k: v}]}), f"its results entry 0 {what}")
+                            for k, v, what in (("chance", 1.5, "has a score outside"), ("majority", -0.1, "has a score"),
+                                               ("unigram", 2.0, "has a score"), ("n", "4", "lacks"),
+                                               ("chance", None, "lacks"))],
                           (json.dumps({k: v for k, v in res.items() if k != "generations"}), "its generations is missing"),
                           (json.dumps({**res, "generations": [{"prompt": "a"}]}), "its generations are not all")):
         path.write_bytes(text.encode("utf-8", "surrogateescape"))

@@ -139,7 +139,11 @@ def test_rope_tables_are_built_once_and_followed_when_the_scale_changes():
         for got, want in zip(model.rope(T), rope_cos_sin(T, 4, 10000.0, 2.0, "cpu")):
             assert torch.equal(got, want)          # the same numbers as computing them for the call
     model.config.rope_scale = 4.0                  # as evaluate.py does for a long prompt
-    for got, want in zip(model.rope(32), rope_cos_sin(32, 4, 10000.0, 4.0, "cpu")):
+    for T in (32, 8):   # 8: within the tables built for scale 2, which must not be read at scale 4 (a short batch
+        for got, want in zip(model.rope(T), rope_cos_sin(T, 4, 10000.0, 4.0, "cpu")):   # of a long example's group)
+            assert torch.equal(got, want)
+    model.config.rope_base = 500.0
+    for got, want in zip(model.rope(8), rope_cos_sin(8, 4, 500.0, 4.0, "cpu")):
         assert torch.equal(got, want)
     # cast to bf16, or made on the meta device then given memory: the tables are float32 and right again
     assert model.to(torch.bfloat16).rope_cos.dtype == torch.float32 and model.rope_cos.shape == (32, 4)

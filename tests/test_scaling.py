@@ -528,7 +528,7 @@ def test_flags_the_sweep_sets_cannot_come_through_train_args(tmp_path):
                            ("--fp8_weight_grad", "--fp8_weight_grad goes with --fp8"),   # not by each run launched
                            ("--compile --compile_mode reduce-overhead --step_graph",
                             "--step_graph captures the whole step in a CUDA graph itself"),
-                           ("--dtype float64", "--dtype 'float64': use auto, bfloat16, float16 or float32"),
+                           ("--dtype float64", "--dtype 'float64': use one of auto, bfloat16, float16, float32"),
                            ("--device tpu", "--device 'tpu': use auto, cpu, cuda, cuda:N or mps"),
                            ("--rope_base 1e-300", "--rope_base must be > 1")]:
         with pytest.raises(SystemExit, match=f"--train_args '{extra}': train.py refuses them \\({message}"):

@@ -319,6 +319,12 @@ def test_pipeline_end_to_end(tmp_path, capsys, monkeypatch):
     assert stats["simplified"]["oov_rate"] == 0 < stats["unrestricted"]["oov_rate"]
     assert stats["simplified"]["train_tokens"] == stats["unrestricted"]["train_tokens"]
     assert 0 < stats["simplified"]["kept_word_fraction"] < 1 and stats["simplified"]["docs_in"] == 120
+    # words per span and the share of words kept, counted again from the spans the filter wrote
+    with gzip.open(out / "simplified" / "docs-0-of-1.jsonl.gz", "rt") as f:
+        spans = [x for line in f for x in json.loads(line)["spans"]]
+    words_out = sum(len(x.split()) for x in spans)
+    assert stats["simplified"]["mean_span_words"] == pytest.approx(words_out / len(spans))
+    assert stats["simplified"]["kept_word_fraction"] == pytest.approx(words_out / stats["simplified"]["words_in"])
     assert (out / "rank_frequency.png").read_bytes()[:4] == b"\x89PNG"
     assert "| oov_rate | 0 |" in (out / "corpus_stats.md").read_text()
     assert "for unrestricted, the raw documents taken to match its tokens" in (out / "corpus_stats.md").read_text()
@@ -549,12 +555,12 @@ def test_literal_markers_in_the_text_stay_text():
     from bpe import SPECIAL_TOKENS, make_encoding
     enc = make_encoding("bytes", {bytes([i]): i for i in range(256)}, SPECIAL_TOKENS)
     s, e, eot = 257, 258, 256
-    ids, used = simplify.encode_docs(enc, [("d", ["I <s> like", "x </s> y"])], None, 1, spans=True)
+    ids, used = simplify.encode_docs(enc, [("d", ["I <s> like", "x </s> y"])], None, 1, span_format=True)
     assert ids.tolist() == [s, *b" I <s> like", e, s, *b" x </s> y", e, eot]
     assert used == [["I <s> like", "x </s> y"]]
     # without literal markers: exactly what tiktoken gives for the formatted document with the markers allowed
     spans = ["The cat sat.", "A dog ran!"]
-    ids, _ = simplify.encode_docs(enc, [("d", spans)], None, 1, spans=True)
+    ids, _ = simplify.encode_docs(enc, [("d", spans)], None, 1, span_format=True)
     assert ids.tolist() == enc.encode(simplify.span_document(spans), allowed_special={"<s>", "</s>"}) + [eot]
     assert simplify.span_document(spans) == "<s> The cat sat.</s><s> A dog ran!</s>"   # two markers per span
     ids, _ = simplify.encode_docs(enc, [("d", "raw <s> text")], None, 1)
@@ -565,7 +571,7 @@ def test_literal_markers_in_the_text_stay_text():
     assert simplify.encode_docs(enc, [("a", "one.")], 5, 1)[1] == ["one."]    # the whole of it: not cut
     doc = ("d", ["ab", "cd", "ef"])              # a simplified one: the spans kept whole
     for budget, kept in ((4, []), (5, ["ab"]), (9, ["ab"]), (10, ["ab", "cd"]), (15, ["ab", "cd", "ef"])):
-        ids, used = simplify.encode_docs(enc, [doc], budget, 1, spans=True)   # <s> " ab" </s>: 5 ids
+        ids, used = simplify.encode_docs(enc, [doc], budget, 1, span_format=True)   # <s> " ab" </s>: 5 ids
         assert len(ids) == budget and used == [kept], budget                  # (15: all but the end of text)
 
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import train
-from model import GPT, load_checkpoint
+from model import GPT, autocast_for, load_checkpoint
 from dataset import TokenBlocks, block_ids, unigram_baseline
 from step import keep_grads, load_optimizer_state, lr_at, set_lr
 from train import TrainConfig, parse_args
@@ -103,7 +103,7 @@ def test_val_loss_is_the_mean_over_tokens_not_over_batches(tiny_data):
     data = TokenBlocks(tiny_data / "val.bin", "uint16", 32, 259)
     ids = np.arange(10) * 3
     model = MeanTarget()
-    loss = train.val_loss(model, data, ids, 4, "cpu", train.nullcontext(), 0, 1)
+    loss = train.val_loss(model, data, ids, 4, "cpu", autocast_for("cpu", "float32"), 0, 1)
     _, y = data.get(ids, "cpu")
     assert loss == pytest.approx(y.double().mean().item(), rel=1e-6)
     batch_means = [y[s:s + 4].double().mean().item() for s in (0, 4, 8)]
@@ -137,6 +137,8 @@ def test_blocks_are_the_file_cut_in_T_with_targets_shifted_by_one(tmp_path):
     assert data.n == 4 and x.dtype == y.dtype == torch.int64
     assert x.tolist() == [[15, 16, 17, 18, 19], [0, 1, 2, 3, 4], [15, 16, 17, 18, 19]]
     assert y.tolist() == [[16, 17, 18, 19, 20], [1, 2, 3, 4, 5], [16, 17, 18, 19, 20]]   # the next token of each
+    np.arange(25, dtype=np.uint16).tofile(tmp_path / "t.bin")        # 25 tokens: 4 blocks too (a 5th has no targets)
+    assert TokenBlocks(tmp_path / "t.bin", "uint16", 5, 100).n == 4
 
 
 def test_cli_flags_come_from_the_dataclass(capsys):
@@ -353,7 +355,7 @@ def test_bad_datasets_are_refused(tiny_data, tmp_path):
     for name in ("..", "../r", "a/b", "/r"):   # ".." put the run's files into out/ itself
         with pytest.raises(SystemExit, match=f"--run_name '{re.escape(name)}': a plain folder name, no / or .."):
             run(tiny_data, tmp_path, run_name=name)
-    with pytest.raises(SystemExit, match="--dtype 'float64': use auto, bfloat16, float16 or float32"):
+    with pytest.raises(SystemExit, match="--dtype 'float64': use one of auto, bfloat16, float16, float32"):
         run(tiny_data, tmp_path, dtype="float64")
     with pytest.raises(SystemExit):   # no abbreviations: --batch is not --batch_size (scaling.py checks flag names)
         train.parse_args(["--batch", "8"])
