@@ -31,6 +31,7 @@ import argparse
 import hashlib
 import math
 import random
+import signal
 import time
 from contextlib import nullcontext
 from functools import lru_cache
@@ -421,6 +422,16 @@ def get_args(argv=None):
 
 def main(argv=None):
     args = get_args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)   # `kill` stops it as Ctrl-C does: one line
+    try:
+        evaluate_all(args)
+    except KeyboardInterrupt:
+        raise SystemExit(f"interrupted: a model's {args.results_dir}/NAME.json is written once all its tasks are "
+                         "scored: run the same command again to score the rest (the models done are reused)") from None
+
+
+def evaluate_all(args):
+    """Score every model on every task (evaluate_model), write its results file, then the tables."""
     device = pick_device(args.device)   # before anything is loaded (a download, perhaps)
     if args.threads:
         torch.set_num_threads(args.threads)

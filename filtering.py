@@ -17,6 +17,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import signal
 import time
 
 from files import file_sha256, make_dir, read_json, try_lock, write_json
@@ -32,6 +33,14 @@ _worker_state = None
 def _init_worker(vocab, settings):
     global _worker_state
     _worker_state = (vocab, settings)
+
+
+def _init_pool_worker(vocab, settings):
+    # Ctrl-C reaches the workers too: they ignore it, and the parent stops the pool (SIGTERM, which the workers must
+    # not turn into the parent's KeyboardInterrupt) and says how to go on in one line; no worker prints a traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _init_worker(vocab, settings)
 
 
 def _filter_batch(texts):
@@ -153,7 +162,7 @@ def filter_stage(args, vocab, shard, num_shards, listed=None):
             for batch in batches:
                 handle(batch, _filter_batch([t for _, t in batch]))
         else:  # a bounded window of batches in flight: a hub stream is never read far ahead of the workers
-            with multiprocessing.Pool(args.workers, _init_worker, (vocab, settings)) as pool:
+            with multiprocessing.Pool(args.workers, _init_pool_worker, (vocab, settings)) as pool:
                 pending = collections.deque()
                 for batch in itertools.chain(batches, [None]):
                     if batch is not None:
@@ -231,7 +240,7 @@ def benchmark(args, vocab):
         filter_spans("\n\n".join(docs), vocab, **s)
         whole = mb / (time.perf_counter() - t)
         t = time.perf_counter()
-        with multiprocessing.Pool(args.workers, _init_worker, (vocab, s)) as pool:
+        with multiprocessing.Pool(args.workers, _init_pool_worker, (vocab, s)) as pool:
             pool.map(_filter_batch, [docs[i:i + 64] for i in range(0, len(docs), 64)])
         par = mb / (time.perf_counter() - t)
         print(f"  {s}: kept {kept / max(size, 1):.1%} of bytes | 1 core per document {per_doc:.1f} MB/s | "

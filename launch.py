@@ -21,6 +21,14 @@ def logged_tokens(run_dir, checkpointed=False):
     return steps[-1]["tokens"] if steps else 0
 
 
+def last_line(path):
+    """The last line a run printed (train.py's one-line error, or a traceback's last line), or where to look."""
+    with open(path, "rb") as f:
+        f.seek(max(f.seek(0, os.SEEK_END) - 4096, 0))
+        lines = [x.strip() for x in f.read().decode(errors="replace").splitlines() if x.strip()]
+    return lines[-1][:300] if lines else f"it printed nothing, see {path}"
+
+
 def launch(jobs, slots, progress_s=30.0):
     """jobs: [(run, cmd, predicted seconds)], longest first. slots: one entry per process to keep going, the GPU it
     sees (CUDA_VISIBLE_DEVICES) or None. Each process writes <run dir>/train.out; progress lines give the share of the
@@ -53,7 +61,7 @@ def launch(jobs, slots, progress_s=30.0):
                     free.append(gpu)
                     codes[name] = proc.returncode
                     print(f"{name}: " + ("finished" if proc.returncode == 0 else
-                                         f"FAILED (exit {proc.returncode}), see {run['dir'] / 'train.out'}"),
+                                         f"FAILED (exit {proc.returncode}): {last_line(run['dir'] / 'train.out')}"),
                           flush=True)
             if time.time() - last >= progress_s or not (pending or running):
                 last, dt = time.time(), time.time() - t0

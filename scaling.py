@@ -380,7 +380,7 @@ def main(argv=None):
         codes = launch([(r, command(r, args, r["state"]), r["seconds"]) for r in todo], args.slots)
         failed = {k: v for k, v in codes.items() if v}
         if failed:
-            print(f"{len(failed)} runs failed (their train.out says why); fitting the others: {', '.join(failed)}")
+            print(f"{len(failed)} runs failed (their train.out says why): {', '.join(failed)}; fitting the rest")
 
     # --- fits
     if args.fit_all:

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+import signal
 import sys
 import time
 from fractions import Fraction
@@ -325,6 +326,15 @@ def get_args(argv=None):
 
 
 def main(argv=None):
+    signal.signal(signal.SIGTERM, signal.default_int_handler)   # `kill` stops it as Ctrl-C does: one line
+    try:
+        return run(argv)
+    except KeyboardInterrupt:
+        raise SystemExit("interrupted: run the same command again (each shard's finished filter is reused; a build "
+                         "is redone)") from None
+
+
+def run(argv=None):
     started = time.time()  # with --force, only shard records written after this are this run's
     args = get_args(argv)
     if args.shard is not None:  # an explicit --shard "" is a mistake, not "no sharding"

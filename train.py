@@ -418,7 +418,10 @@ def _train(cfg, rank, world, device):
         make_dir(run_dir, "--out_dir")
         # one writer per run directory: a second train.py (a sweep relaunched while its runs still train, say)
         # would interleave its log with this one's
-        lock = try_lock(run_dir / "train.lock")
+        try:   # (a read-only folder: one line, like a full disk below)
+            lock = try_lock(run_dir / "train.lock")
+        except OSError as e:
+            raise SystemExit(f"{run_dir}: cannot write in it ({e.strerror}): make it writable, or another --out_dir")
         if lock is None:
             raise SystemExit(f"{run_dir} is being trained by another process right now: wait for it or stop it")
         HELD_LOCKS.append(lock)
@@ -438,21 +441,30 @@ def _train(cfg, rank, world, device):
                               "params_non_embedding": raw_model.num_params(non_embedding=True),
                               "peak_flops_per_device": peak, "train_blocks": train_data.n,
                               "eval_blocks": len(eval_ids)}}
-        write_atomic(run_dir / "config.json", lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
-        if cfg.resume:   # keep the log up to the checkpoint: the steps after it are about to be redone
-            # (read_log leaves out a line torn by a kill; the end of a finished run is left out too: it ends again)
-            kept = [e for e in read_log(log_path) if e.get("step", 0) <= step and e.get("event") != "end"]
-            kept.append({"event": "resume", "step": step, "env": env})
-            write_atomic(log_path, lambda p: Path(p).write_text("".join(json.dumps(e) + "\n" for e in kept)))
+        try:   # a full disk: one line (write_atomic leaves the old config.json and log.jsonl as they were)
+            write_atomic(run_dir / "config.json", lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
+            if cfg.resume:   # keep the log up to the checkpoint: the steps after it are about to be redone
+                # (read_log leaves out a line torn by a kill; the end of a finished run is left out too: it ends again)
+                kept = [e for e in read_log(log_path) if e.get("step", 0) <= step and e.get("event") != "end"]
+                kept.append({"event": "resume", "step": step, "env": env})
+                write_atomic(log_path, lambda p: Path(p).write_text("".join(json.dumps(e) + "\n" for e in kept)))
+            else:
+                log_path.write_text(json.dumps({"event": "start", "step": 0, **config}) + "\n")
+        except OSError as e:
+            raise SystemExit(f"{run_dir}: cannot write config.json or log.jsonl ({e.strerror}): free space, then run "
+                             "the same command again") from None
+        if cfg.resume:
             say(f"resumed from step {step} ({step * tokens_per_step:,} tokens seen)")
-        else:
-            log_path.write_text(json.dumps({"event": "start", "step": 0, **config}) + "\n")
 
     def log(record):   # a non-finite number is written as a string ("nan"), so every line stays strict JSON
         if master:
-            with open(log_path, "a") as f:
-                f.write(json.dumps({k: str(v) if isinstance(v, float) and not math.isfinite(v) else v
-                                    for k, v in record.items()}) + "\n")
+            try:
+                with open(log_path, "a") as f:
+                    f.write(json.dumps({k: str(v) if isinstance(v, float) and not math.isfinite(v) else v
+                                        for k, v in record.items()}) + "\n")
+            except OSError as e:   # a full disk: the checkpoint holds the last eval, and a resume cuts the log back
+                raise SystemExit(f"step {step}: cannot write to {log_path} ({e.strerror}): free space, then run the "
+                                 "same command with " + ("--resume" if ckpt_path.exists() else "--overwrite")) from None
 
     def checkpoint(val):
         if master:

@@ -888,6 +888,24 @@ def test_a_nan_checkpoint_is_skipped_and_the_others_scored(tiny_data, tmp_path):
     assert (results / "good.json").exists() and not (results / "bad.json").exists() and (results / "table.md").exists()
 
 
+def test_ctrl_c_keeps_the_models_scored_and_says_so(tiny_data, tmp_path, monkeypatch):
+    sha = json.loads((tiny_data / "meta.json").read_text())["tokenizer"]["sha256"]
+    first, second = (make_checkpoint(tmp_path / "out" / name, tiny_data, sha) for name in ("first", "second"))
+    original = evaluate.evaluate_model
+
+    def interrupted(path, *a, **k):   # Ctrl-C (or `kill`) while the second model is scored
+        if Path(path).name == "second":
+            raise KeyboardInterrupt
+        return original(path, *a, **k)
+    monkeypatch.setattr(evaluate, "evaluate_model", interrupted)
+    results, argv = tmp_path / "results", ["--ckpt", str(first), str(second), "--limit", "4", "--shots", "0",
+                                           "--tasks", "templates_anaphor_gender_agreement", "--max_new_tokens", "2"]
+    with pytest.raises(SystemExit, match=r"^interrupted: a model's .*results/NAME.json is written once all its tasks "
+                                         "are scored: run the same command again"):
+        evaluate.main(argv + ["--results_dir", str(results)])
+    assert (results / "first.json").exists() and not (results / "second.json").exists()
+
+
 def test_checkpoint_tokenizer_mismatch_is_a_clear_error(tiny_data, tmp_path):
     run = make_checkpoint(tmp_path / "out" / "bad", tiny_data, "0" * 64)
     with pytest.raises(SystemExit, match="does not match the tokenizer"):

@@ -628,13 +628,16 @@ def test_collect_reports_every_run_it_leaves_out(tmp_path):
 
 
 def test_launch_runs_side_by_side_and_reports_failures(tmp_path, capsys):
-    script = "import sys, time; time.sleep(0.3); sys.exit(int(sys.argv[1]))"
+    script = ("import sys, time; time.sleep(0.3); print('training...', flush=True); "
+              "sys.exit('out/r2 is being trained by another process right now' if sys.argv[1] == '1' else 0)")
     jobs = [({"name": f"r{i}", "dir": tmp_path / f"r{i}", "D": 1, "flops_per_token": 1},
              [sys.executable, "-c", script, str(int(i == 2))], 1.0) for i in range(4)]
     codes = scaling.launch(jobs, [None] * 4, progress_s=0.1)
     assert codes == {"r0": 0, "r1": 0, "r2": 1, "r3": 0}
     text = capsys.readouterr().out
-    assert "r2: FAILED (exit 1)" in text and "progress: 4/4 runs ended (1 failed)" in text
+    # the run's own one-line reason, the last line it printed
+    assert "r2: FAILED (exit 1): out/r2 is being trained by another process right now\n" in text
+    assert "progress: 4/4 runs ended (1 failed)" in text
     assert "| 75% done |" in text                       # the failed run logged no tokens: not counted as done
     assert (tmp_path / "r3" / "train.out").exists()
 

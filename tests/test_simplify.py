@@ -415,7 +415,7 @@ def test_failed_filter_leaves_nothing_behind(tmp_path, monkeypatch):
     def interrupt(texts):
         raise KeyboardInterrupt
     monkeypatch.setattr(filtering, "_filter_batch", interrupt)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit, match="^interrupted: run the same command again"):
         main(["--source", src, "--vocab", vocab, "--out_dir", str(out), "--workers", "1"])
     assert not list(out.rglob("*.tmp"))
 
@@ -479,7 +479,7 @@ def test_interrupted_build_is_never_reused(tmp_path, monkeypatch, capsys):
     run("300")
     real = simplify.corpus_stats
     monkeypatch.setattr(simplify, "corpus_stats", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
-    with pytest.raises(KeyboardInterrupt):  # both datasets rebuilt with 320, interrupted during the statistics
+    with pytest.raises(SystemExit, match="^interrupted: "):  # both rebuilt with 320, interrupted in the statistics
         run("320")
     monkeypatch.setattr(simplify, "corpus_stats", real)
     capsys.readouterr()
@@ -879,3 +879,26 @@ def test_a_dataset_runs_trained_on_is_not_rebuilt_without_force(tmp_path, monkey
     main(common + ["--vocab_size", "300"])
     assert "note: " + str(out) + " is rebuilt with other settings or source files: no run in out/ trained on it " \
            "(runs kept elsewhere would no longer resume" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_kill_during_the_filter_is_one_line(tmp_path, sig):
+    """Ctrl-C reaches every process of the terminal's group, the filter's pool workers too: the parent stops the pool
+    and says how to go on in one line; no worker prints a traceback. `kill` (SIGTERM to the parent) does the same."""
+    import signal
+    import subprocess
+    proc = subprocess.Popen([sys.executable, "simplify.py", "--out_dir", str(tmp_path / "data"), "--workers", "2"],
+                            cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                            start_new_session=True)   # its own process group, as a terminal's job
+    assert proc.stdout.readline().startswith("vocabulary: ")   # imports done, the filter about to start
+    time.sleep(2)
+    if sig == "SIGINT":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == ("interrupted: run the same command again (each shard's finished filter "
+                                            "is reused; a build is redone)")
+    assert not (tmp_path / "data" / "simplified" / "meta.json").exists()

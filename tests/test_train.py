@@ -414,6 +414,27 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_says_how_to_go_on(tiny_data, 
         run(tiny_data, tmp_path, max_tokens=30 * 256, run_name="r", resume=True)
     assert (tmp_path / "r" / "ckpt.pt").read_bytes() == good and not list((tmp_path / "r").glob("*.tmp*"))
     monkeypatch.undo()
+    # the resume's config.json and log.jsonl, then the log's lines while training; a folder it cannot write in
+    kept = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.name != "train.lock"}
+
+    def no_space(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(train, "write_atomic", no_space)
+    with pytest.raises(SystemExit, match=r"^.*r: cannot write config.json or log.jsonl \(No space left on device\): "
+                                         "free space, then run the same command again$"):
+        run(tiny_data, tmp_path, max_tokens=30 * 256, run_name="r", resume=True)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.name != "train.lock"} == kept
+    monkeypatch.setattr(train, "open", lambda *a, **k: no_space(), raising=False)   # the log's appends
+    with pytest.raises(SystemExit, match=r"^step 11: cannot write to .*log.jsonl \(No space left on device\): free "
+                                         "space, then run the same command with --resume$"):
+        run(tiny_data, tmp_path, max_tokens=30 * 256, run_name="r", resume=True)
+    monkeypatch.undo()
+    assert (tmp_path / "r" / "ckpt.pt").read_bytes() == good
+    monkeypatch.setattr(train, "try_lock", lambda path: (_ for _ in ()).throw(OSError(30, "Read-only file system")))
+    with pytest.raises(SystemExit, match=r"r: cannot write in it \(Read-only file system\): make it writable"):
+        run(tiny_data, tmp_path, max_tokens=30 * 256, run_name="r", resume=True)
+    monkeypatch.undo()
     assert run(tiny_data, tmp_path, max_tokens=30 * 256, run_name="r", resume=True)["step"] == 30
 
 
