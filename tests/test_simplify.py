@@ -891,8 +891,8 @@ def test_ctrl_c_or_kill_during_the_filter_is_one_line(tmp_path, sig):
                             cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
                             start_new_session=True)   # its own process group, as a terminal's job
-    assert proc.stdout.readline().startswith("vocabulary: ")   # imports done, the filter about to start
-    time.sleep(2)
+    assert proc.stdout.readline().startswith("vocabulary: ")
+    assert proc.stdout.readline().startswith("  filter 0-of-1: ")   # its first progress line: the pool is at work
     if sig == "SIGINT":
         os.killpg(proc.pid, signal.SIGINT)
     else:
@@ -901,4 +901,5 @@ def test_ctrl_c_or_kill_during_the_filter_is_one_line(tmp_path, sig):
     assert proc.returncode == 1 and "Traceback" not in err, err
     assert err.strip().splitlines()[-1] == ("interrupted: run the same command again (each shard's finished filter "
                                             "is reused; a build is redone)")
+    assert "documents and" not in out   # (the filter's closing line: it was stopped, not finished)
     assert not (tmp_path / "data" / "simplified" / "meta.json").exists()
