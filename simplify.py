@@ -337,16 +337,13 @@ def main(argv=None):
 def run(argv=None):
     started = time.time()  # with --force, only shard records written after this are this run's
     args = get_args(argv)
-    if args.shard is not None:  # an explicit --shard "" is a mistake, not "no sharding"
-        m = re.fullmatch(r"([0-9]+)/([0-9]+)", args.shard)
-        if not m or not int(m[1]) < int(m[2]):
-            raise SystemExit(f"--shard {args.shard!r}: expected K/N with 0 <= K < N, e.g. --shard 3/8")
-    else:  # under torchrun every rank filters its own shard
-        rank, world = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
-        m = re.fullmatch(r"([0-9]+)/([0-9]+)", f"{rank}/{world}")
-        if not m or not int(m[1]) < int(m[2]):
-            raise SystemExit(f"RANK={rank!r} WORLD_SIZE={world!r} in the environment: expected whole numbers with "
-                             f"0 <= RANK < WORLD_SIZE (torchrun sets them so); unset them or pass --shard K/N")
+    # --shard K/N, or under torchrun every rank filters its own shard (an explicit --shard "" is a mistake)
+    rank, world = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
+    m = re.fullmatch(r"([0-9]+)/([0-9]+)", f"{rank}/{world}" if args.shard is None else args.shard)
+    if not m or not int(m[1]) < int(m[2]):
+        raise SystemExit(f"--shard {args.shard!r}: expected K/N with 0 <= K < N, e.g. --shard 3/8" if args.shard
+                         is not None else f"RANK={rank!r} WORLD_SIZE={world!r} in the environment: expected whole "
+                         "numbers with 0 <= RANK < WORLD_SIZE (torchrun sets them so); unset them or pass --shard K/N")
     shard, num_shards = int(m[1]), int(m[2])
     parent = args.out_dir  # its nearest existing folder must be a folder (checked before anything is written)
     while parent and not os.path.exists(parent):
