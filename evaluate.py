@@ -422,12 +422,12 @@ def get_args(argv=None):
 
 def main(argv=None):
     args = get_args(argv)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)   # `kill` stops it as Ctrl-C does: one line
     try:
         evaluate_all(args)
     except KeyboardInterrupt:
         raise SystemExit(f"interrupted: a model's {args.results_dir}/NAME.json is written once all its tasks are "
-                         "scored: run the same command again to score the rest (the models done are reused)") from None
+                         "scored: run the same command again to score the rest (without --force, the models done are "
+                         "reused)") from None
 
 
 def evaluate_all(args):
@@ -502,4 +502,5 @@ def evaluate_all(args):
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, signal.default_int_handler)   # `kill` stops it as Ctrl-C does: one line
     main()

@@ -106,7 +106,7 @@ class HelpFormat(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action):
         text = action.help or ""
         if action.default is None or action.default is False or action.default in ("", argparse.SUPPRESS) or (
-                "default" in text):
+                "default:" in text or "(default " in text):   # (not "0: torch's default", not "default | ...")
             return text
         return f"{text} (default: %(default)s)"
 

@@ -21,12 +21,13 @@ def logged_tokens(run_dir, checkpointed=False):
     return steps[-1]["tokens"] if steps else 0
 
 
-def last_line(path):
-    """The last line a run printed (train.py's one-line error, or a traceback's last line), or where to look."""
+def last_line(path, start=0):
+    """The last line a run printed from byte `start` of its output file on (this attempt's: a relaunch appends), as
+    train.py's one-line errors and a traceback's last line say what went wrong."""
     with open(path, "rb") as f:
-        f.seek(max(f.seek(0, os.SEEK_END) - 4096, 0))
+        f.seek(max(f.seek(0, os.SEEK_END) - 4096, start))
         lines = [x.strip() for x in f.read().decode(errors="replace").splitlines() if x.strip()]
-    return lines[-1][:300] if lines else f"it printed nothing, see {path}"
+    return lines[-1][:300] if lines else "it printed nothing"
 
 
 def launch(jobs, slots, progress_s=30.0):
@@ -52,17 +53,20 @@ def launch(jobs, slots, progress_s=30.0):
                 print(f"start {run['name']}" + ("" if gpu is None else f" on GPU {gpu}") + f": {shlex.join(cmd)}",
                       flush=True)
                 proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-                running[run["name"]] = (proc, out, run, gpu)
+                running[run["name"]] = (proc, out, run, gpu, out.tell(), cmd)
             time.sleep(0.2)
-            for name, (proc, out, run, gpu) in list(running.items()):
+            for name, (proc, out, run, gpu, start, cmd) in list(running.items()):
                 if proc.poll() is not None:
                     out.close()
                     del running[name]
                     free.append(gpu)
                     codes[name] = proc.returncode
+                    # (torchrun ends what it prints with its own summary: the run's line is above it)
+                    out_file = run["dir"] / "train.out"
+                    why = (f", see {out_file}" if "torch.distributed.run" in cmd else
+                           f": {last_line(out_file, start)} ({out_file})")
                     print(f"{name}: " + ("finished" if proc.returncode == 0 else
-                                         f"FAILED (exit {proc.returncode}): {last_line(run['dir'] / 'train.out')}"),
-                          flush=True)
+                                         f"FAILED (exit {proc.returncode}){why}"), flush=True)
             if time.time() - last >= progress_s or not (pending or running):
                 last, dt = time.time(), time.time() - t0
                 # a failed run counts the tokens it logged, not its whole budget

@@ -373,8 +373,8 @@ def read_checkpoint(path, device="cpu", mmap=False):
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True, mmap=mmap)
     except (MemoryError, torch.OutOfMemoryError) as e:       # the file may be fine: do not send anyone to delete it
-        raise MemoryError(f"{path}: not enough memory on {device} to load it ({first_sentence(e)}): free some, or "
-                          "load it on the CPU") from None
+        raise MemoryError(f"{path}: not enough memory on {device} to load it ({first_sentence(e)}): free some"
+                          + ("" if str(device) == "cpu" else ", or load it on the CPU")) from None
     except Exception as e:
         raise ValueError(f"{path} is not a readable checkpoint, perhaps truncated or corrupt ({type(e).__name__}: "
                          f"{first_sentence(e)})") from None

@@ -50,7 +50,7 @@ def run_checkpoint_id(path):
     from model import read_checkpoint   # (torch: imported here, so reading results needs none)
     try:
         return checkpoint_id(read_checkpoint(path, "cpu", mmap=True))   # its settings and counters only
-    except (OSError, ValueError):
+    except (OSError, ValueError, MemoryError):
         return None
 
 

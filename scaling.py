@@ -94,7 +94,8 @@ def plan(args):
     for corpus in args.corpora.split(","):
         data_dir = Path(args.data_root) / corpus
         meta = read_json(data_dir / "meta.json")
-        train_tokens, V = (meta["train_tokens"], meta["vocab_size"]) if meta else (PAPER_TRAIN_TOKENS, GPTConfig.vocab_size)
+        train_tokens, V = ((meta["train_tokens"], meta["vocab_size"]) if meta else
+                           (PAPER_TRAIN_TOKENS, GPTConfig.vocab_size))
         epoch = (train_tokens - 1) // BLOCK * BLOCK                       # train.py's one pass: whole blocks
         series = [int(float(f) * (args.tokens or epoch)) for f in args.series.split(",") if f]
         if series and min(series) < step_tokens:   # (0 tokens would even mean train.py's "one epoch")

@@ -326,7 +326,6 @@ def get_args(argv=None):
 
 
 def main(argv=None):
-    signal.signal(signal.SIGTERM, signal.default_int_handler)   # `kill` stops it as Ctrl-C does: one line
     try:
         return run(argv)
     except KeyboardInterrupt:
@@ -380,4 +379,5 @@ def run(argv=None):
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, signal.default_int_handler)   # `kill` stops it as Ctrl-C does: one line
     main()

@@ -441,7 +441,7 @@ def _train(cfg, rank, world, device):
                               "params_non_embedding": raw_model.num_params(non_embedding=True),
                               "peak_flops_per_device": peak, "train_blocks": train_data.n,
                               "eval_blocks": len(eval_ids)}}
-        try:   # a full disk: one line (write_atomic leaves the old config.json and log.jsonl as they were)
+        try:   # a full disk: one line (write_atomic leaves the file it was writing as it was)
             write_atomic(run_dir / "config.json", lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
             if cfg.resume:   # keep the log up to the checkpoint: the steps after it are about to be redone
                 # (read_log leaves out a line torn by a kill; the end of a finished run is left out too: it ends again)
@@ -450,9 +450,10 @@ def _train(cfg, rank, world, device):
                 write_atomic(log_path, lambda p: Path(p).write_text("".join(json.dumps(e) + "\n" for e in kept)))
             else:
                 log_path.write_text(json.dumps({"event": "start", "step": 0, **config}) + "\n")
-        except OSError as e:
-            raise SystemExit(f"{run_dir}: cannot write config.json or log.jsonl ({e.strerror}): free space, then run "
-                             "the same command again") from None
+        except OSError as e:   # (a new run that wrote its config.json is a run stopped before its first checkpoint)
+            again = "again" if cfg.resume else "with --overwrite"
+            raise SystemExit(f"{run_dir}: cannot write config.json or log.jsonl ({e.strerror}): free space or make it "
+                             f"writable, then run the same command {again}") from None
         if cfg.resume:
             say(f"resumed from step {step} ({step * tokens_per_step:,} tokens seen)")
 
@@ -566,9 +567,9 @@ def print_sample(model, cfg, meta, device):
 
 
 def main(argv=None):
-    signal.signal(signal.SIGTERM, signal.default_int_handler)   # `kill` says what is kept, as Ctrl-C does
     train(parse_args(argv))
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, signal.default_int_handler)   # `kill` says what is kept, as Ctrl-C does
     main()

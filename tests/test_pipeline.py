@@ -5,6 +5,7 @@ import json
 import evaluate
 import scaling
 import simplify
+import train
 from test_simplify import _corpus
 
 
@@ -42,10 +43,16 @@ def test_raw_text_to_tables_and_figures(tmp_path, capsys):
 def test_every_script_help_shows_the_defaults(capsys):
     for main, flag, shown in ((simplify.main, "--min_span_len", "(default: 8)"),
                               (scaling.main, "--n_boot", "(default: 1000)"),
-                              (evaluate.main, "--shots", "(default: 0,3)")):
+                              (evaluate.main, "--shots", "(default: 0,3)"),
+                              # a help text that names the word "default" without giving one: the default is added
+                              (train.main, "--compile_mode", "(--compile) (default: default)"),
+                              (evaluate.main, "--threads", "(0: torch's default) (default: 0)")):
         try:
             main(["--help"])
         except SystemExit:
             pass
         text = " ".join(capsys.readouterr().out.split("options:")[1].split())   # wrapped to the terminal
         assert shown in text[text.index(f" {flag} ") + 1:].split(" --")[0], main.__module__
+        if main is train.main:   # its --run_name said "default: <model>-<dataset directory name> (default: '')"
+            assert text[text.index(" --run_name ") + 1:].split(" --")[0] == ("--run_name RUN_NAME default: "
+                                                                             "<model>-<dataset directory name>")

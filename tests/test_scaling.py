@@ -628,18 +628,21 @@ def test_collect_reports_every_run_it_leaves_out(tmp_path):
 
 
 def test_launch_runs_side_by_side_and_reports_failures(tmp_path, capsys):
-    script = ("import sys, time; time.sleep(0.3); print('training...', flush=True); "
-              "sys.exit('out/r2 is being trained by another process right now' if sys.argv[1] == '1' else 0)")
+    script = ("import sys, time; time.sleep(0.3); print('training...', flush=True) if sys.argv[1] != '3' else None; "
+              "sys.exit({'0': 0, '2': 'out/r2 is being trained by another process right now', '3': 9}[sys.argv[1]])")
     jobs = [({"name": f"r{i}", "dir": tmp_path / f"r{i}", "D": 1, "flops_per_token": 1},
-             [sys.executable, "-c", script, str(int(i == 2))], 1.0) for i in range(4)]
+             [sys.executable, "-c", script, str(i if i in (2, 3) else 0)], 1.0) for i in range(4)]
+    (tmp_path / "r3").mkdir()
+    (tmp_path / "r3" / "train.out").write_text("interrupted: an earlier attempt's last line\n")   # (appended to)
     codes = scaling.launch(jobs, [None] * 4, progress_s=0.1)
-    assert codes == {"r0": 0, "r1": 0, "r2": 1, "r3": 0}
+    assert codes == {"r0": 0, "r1": 0, "r2": 1, "r3": 9}
     text = capsys.readouterr().out
-    # the run's own one-line reason, the last line it printed
-    assert "r2: FAILED (exit 1): out/r2 is being trained by another process right now\n" in text
-    assert "progress: 4/4 runs ended (1 failed)" in text
-    assert "| 75% done |" in text                       # the failed run logged no tokens: not counted as done
-    assert (tmp_path / "r3" / "train.out").exists()
+    # the run's own one-line reason, the last line this attempt printed
+    assert f"r2: FAILED (exit 1): out/r2 is being trained by another process right now ({tmp_path / 'r2'}" in text
+    assert f"r3: FAILED (exit 9): it printed nothing ({tmp_path / 'r3' / 'train.out'})" in text
+    assert "progress: 4/4 runs ended (2 failed)" in text
+    assert "| 50% done |" in text                       # the failed runs logged no tokens: not counted as done
+    assert (tmp_path / "r0" / "train.out").exists()
 
 
 def test_launch_gives_each_run_a_gpu_slot(tmp_path, capsys, monkeypatch):

@@ -898,8 +898,8 @@ def test_ctrl_c_or_kill_during_the_filter_is_one_line(tmp_path, sig):
     else:
         proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1 and "Traceback" not in err, err
-    assert err.strip().splitlines()[-1] == ("interrupted: run the same command again (each shard's finished filter "
-                                            "is reused; a build is redone)")
+    # (a worker interrupted mid-task prints "Process ForkPoolWorker-1:" and, unless killed first, a traceback)
+    assert proc.returncode == 1 and err.strip().splitlines() == [
+        "interrupted: run the same command again (each shard's finished filter is reused; a build is redone)"], err
     assert "documents and" not in out   # (the filter's closing line: it was stopped, not finished)
     assert not (tmp_path / "data" / "simplified" / "meta.json").exists()
