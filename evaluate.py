@@ -24,8 +24,8 @@ and its demonstration split; the counts kept are printed and saved (tasks.py rea
 pretrained models (Pythia, OPT: pretrained.py) the same way.
 
 Writes results/<run_name>.json per model, then (report.write_tables) from every results/*.json: results/table.md and
-table.csv (rows = models, columns = tasks, with chance, majority-class, average and example counts) and
-results/generations.md.
+table.csv (rows = models, columns = tasks, with the baselines (chance, majority, unigram), averages and example
+counts) and results/generations.md.
 """
 import argparse
 import hashlib
