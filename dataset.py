@@ -138,6 +138,20 @@ def unigram_probs(counts):
     return (counts + 1) / (counts.sum() + len(counts))
 
 
+def unigram_logp(data_dir, meta):
+    """log p(token) of a dataset's training text (unigram_probs, as train.py's unigram baseline): (V,) array, for
+    evaluate.py's unigram baseline of minimal pairs.
+    Counted once per dataset and process: a sweep's checkpoints share two datasets (2.1B tokens each in the paper)."""
+    path = os.path.realpath(os.path.join(data_dir, "train.bin"))
+    return _unigram_logp(path, meta["dtype"], meta["vocab_size"], meta["tokenizer"]["sha256"],
+                         os.stat(path).st_mtime_ns)
+
+
+@lru_cache(maxsize=4)
+def _unigram_logp(path, dtype, vocab_size, *_):   # (the tokenizer and file date in the key: a rebuilt dataset)
+    return np.log(unigram_probs(TokenBlocks(path, dtype, 1, vocab_size).counts()))
+
+
 def unigram_baseline(train, val):
     """unigram_probs of train.bin: its cross-entropy on train.bin (about the train tokens' entropy: the smoothing
     adds a little) and on val.bin, in nats per token (what a model must beat)."""

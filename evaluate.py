@@ -34,7 +34,6 @@ import random
 import signal
 import time
 from contextlib import nullcontext
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +47,7 @@ from report import write_tables   # results/table.md, table.csv, generations.md
 from results import (ROOT, SCORING, checkpoint_id, generation_settings, hub_checkpoint_id, hub_dir,   # a results file's
                      hub_key, previous_results, recorded_path, result_name, reusable,   # name, what of it may be kept,
                      shared_settings)                                                   # the paths it records
-from dataset import TokenBlocks, document_start, load_meta, load_tokenizer, unigram_probs
+from dataset import document_start, load_meta, load_tokenizer, unigram_logp
 from spans import DEFAULT_VOCAB, load_vocab
 from tasks import expand_tasks, load_task   # the tasks, their loaders and the paper's filter
 
@@ -238,19 +237,6 @@ def load_run(path, device, data_dir=None):
                          f"has {meta['tokenizer']['sha256'][:12]} and {meta['vocab_size']}. Pass --data_dir with the "
                          "dataset the run trained on (rebuilding a dataset changes its tokenizer)")
     return model, info, enc, meta, data_dir
-
-
-def unigram_logp(data_dir, meta):
-    """log p(token) of the run's training text (dataset.unigram_probs, as train.py's unigram baseline): (V,) array.
-    Counted once per dataset and process: a sweep's checkpoints share two datasets (2.1B tokens each in the paper)."""
-    path = Path(data_dir).resolve() / "train.bin"
-    return _unigram_logp(str(path), meta["dtype"], meta["vocab_size"], meta["tokenizer"]["sha256"],
-                         path.stat().st_mtime_ns)
-
-
-@lru_cache(maxsize=4)
-def _unigram_logp(path, dtype, vocab_size, *_):   # (the tokenizer and file date in the key: a rebuilt dataset)
-    return np.log(unigram_probs(TokenBlocks(path, dtype, 1, vocab_size).counts()))
 
 
 def unigram_accuracy(task, enc, prefix, sos, logp):

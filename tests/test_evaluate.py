@@ -18,6 +18,7 @@ import tiktoken
 import torch
 from torch.nn import functional as F
 
+import dataset
 import evaluate
 import tasks
 from evaluate import encode_pair, evaluate_task, fewshot_context, mean_stderr, sample_demos, score_requests
@@ -635,7 +636,7 @@ def test_unigram_baseline_prefers_sentences_of_common_tokens(tiny, tiny_data, mo
     """The context-free baseline of minimal pairs: a sentence of the corpus' commonest tokens beats one of rare ones,
     whatever their order; written alike, they tie (1/2)."""
     meta = json.loads((tiny_data / "meta.json").read_text())
-    logp = evaluate.unigram_logp(tiny_data, meta)
+    logp = dataset.unigram_logp(tiny_data, meta)
     counts = np.bincount(np.fromfile(tiny_data / "train.bin", np.uint16), minlength=259)
     assert logp[ord("e")] == pytest.approx(np.log((counts[ord("e")] + 1) / (counts.sum() + 259)))
     _, enc = tiny
