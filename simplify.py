@@ -59,8 +59,9 @@ def span_document(spans):
     """A simplified document as its tokens spell it: "<s> span</s>" per span, nothing between. The authors wrote
     "<s> span </s> <s> span </s>" for a whitespace pre-tokenizer, which drops the spaces around the markers; a
     byte-level BPE would make each of those spaces a token of its own, two more per span, all but free to predict
-    (6.5% of the embedded corpus' tokens, written that way). Left out, a span costs the authors' two markers. The space after <s> stays:
-    a byte-level BPE's words carry the space before them (" cat"), and evaluate.py prompts after "<s> "."""
+    (6.5% of the embedded corpus' tokens, written that way). Left out, a span costs the authors' two markers. The
+    space after <s> stays: a byte-level BPE's words carry the space before them (" cat"), and evaluate.py prompts
+    after "<s> "."""
     return "".join(f"<s> {x}</s>" for x in spans)
 
 
