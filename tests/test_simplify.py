@@ -890,7 +890,10 @@ def test_ctrl_c_or_kill_during_the_filter_is_one_line(tmp_path, sig):
     proc = subprocess.Popen([sys.executable, "simplify.py", "--out_dir", str(tmp_path / "data"), "--workers", "2"],
                             cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
-                            start_new_session=True)   # its own process group, as a terminal's job
+                            start_new_session=True,   # its own process group, as a terminal's job
+                            # with SIGINT as a terminal leaves it: a test run in the background (`cmd &` without
+                            # job control) has it ignored, and the child would inherit that
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout.readline().startswith("vocabulary: ")
     assert proc.stdout.readline().startswith("  filter 0-of-1: ")   # its first progress line: the pool is at work
     if sig == "SIGINT":
