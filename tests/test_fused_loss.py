@@ -239,8 +239,9 @@ def test_fused_loss_traces_into_the_compiled_graph_only_with_fused_loss_trace(tr
 def test_every_candidate_tile_fits_an_h100(cp):
     """Compiled offline for sm_90 (tests/h100_resources.py): every tile the autotuner may try fits the H100's 227 KiB
     of shared memory per block (one that does not would fail to launch, and be dropped silently at run time); the
-    first, the one with the fewest loop instructions per logit, spills no registers inside its loop up to C = 256; at
-    C <= 64 each kernel also has tiles that fit 16 warps or more per SM (the fastest tiles fit 8)."""
+    first, the one with the fewest loop instructions per logit (within 1%), spills no registers inside its loop up to C = 256; at
+    C <= 64 each kernel also has tiles that fit 16 warps or more per SM, and twice as many as its first tile (with
+    Triton 3.7.1 the first tiles fit 8; with 3.6.0 the first kernel's fits 16 at C = 32)."""
     out = subprocess.run([sys.executable, str(Path(__file__).parent / "h100_resources.py"), str(cp)],
                          capture_output=True, text=True, check=True).stdout
     for name, rows in json.loads(out).items():
@@ -248,10 +249,11 @@ def test_every_candidate_tile_fits_an_h100(cp):
         assert len(rows) == len(fused_loss._configs(name, cp)) == len(tiles) * (2 if name == "vocab" else 1)   # splits
         assert all(r["shared"] <= 227 * 1024 for r in rows), (name, rows)
         if cp <= 64:
-            assert rows[0]["warps_per_sm"] == 8 and max(r["warps_per_sm"] for r in rows) >= 16, (name, rows)
+            assert max(r["warps_per_sm"] for r in rows) >= max(16, 2 * rows[0]["warps_per_sm"]), (name, rows)
         if cp <= 256:   # at 1024 every fast tile spills: the autotuner's timing alone decides there
             assert rows[0]["loop_local"] == 0, (name, rows)
-            assert rows[0]["per_logit"] == min(r["per_logit"] for r in rows if not r["loop_local"]), (name, rows)
+            fewest = min(r["per_logit"] for r in rows if not r["loop_local"])   # (3.6.0: 6.05 against 6.02 at C = 32)
+            assert rows[0]["per_logit"] <= 1.01 * fewest, (name, rows)
 
 
 def test_fused_loss_edge_cases_of_targets():
