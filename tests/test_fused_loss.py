@@ -239,9 +239,9 @@ def test_fused_loss_traces_into_the_compiled_graph_only_with_fused_loss_trace(tr
 def test_every_candidate_tile_fits_an_h100(cp):
     """Compiled offline for sm_90 (tests/h100_resources.py): every tile the autotuner may try fits the H100's 227 KiB
     of shared memory per block (one that does not would fail to launch, and be dropped silently at run time); the
-    first, the one with the fewest loop instructions per logit (within 1%), spills no registers inside its loop up to C = 256; at
-    C <= 64 each kernel also has tiles that fit 16 warps or more per SM, and twice as many as its first tile (with
-    Triton 3.7.1 the first tiles fit 8; with 3.6.0 the first kernel's fits 16 at C = 32)."""
+    first, the one with the fewest loop instructions per logit (within 1%), spills no registers inside its loop up to
+    C = 256; at C <= 64 each kernel also has tiles that fit 16 warps or more per SM, and twice as many as its first
+    tile (with Triton 3.7.1 the first tiles fit 8; with 3.6.0 the first kernel's fits 16 at C = 32)."""
     out = subprocess.run([sys.executable, str(Path(__file__).parent / "h100_resources.py"), str(cp)],
                          capture_output=True, text=True, check=True).stdout
     for name, rows in json.loads(out).items():
