@@ -21,9 +21,10 @@
 #      inside one CUDA graph of the step, +sg, the break no longer costs launches, but inductor fuses less around it)
 # Usage: bash tests/gpu_check.sh [OUT_DIR] [SECONDS]   (defaults: out/gpu_check, 575: the whole script's budget)
 # Steps run in order of importance, each under its own time limit, cut to what the budget has left; a step that
-# would get less than its minimum is skipped (and says so). At most 12 files land in OUT_DIR: each step's log, and
-# small.json, large.json, sweep.json, trace.json. Exits 1 if a step that ran failed. (Two h32-L2 processes sharing an
-# H200 made 22.39M tokens/s together, no more than one alone: that step is gone.)
+# would get less than its minimum is skipped (and says so). Five files land in OUT_DIR (few, for a remote machine to
+# hand them all back): steps.log, every step's output after its "== NAME" line (step.log holds the running step's),
+# and small.json, large.json, sweep.json, trace.json. Exits 1 if a step that ran failed. (Two h32-L2 processes
+# sharing an H200 made 22.39M tokens/s together, no more than one alone: that step is gone.)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-out/gpu_check}
@@ -32,11 +33,11 @@ py=${PYTHON:-python3}            # the GPU image's python3 is the one with torch
 export PYTHONUNBUFFERED=1        # a step killed at its limit still shows what it printed
 mkdir -p "$out"
 # an earlier run's figures must not pass for this one's
-for f in small test_sg large sweep profile trace test_gpu train_traced; do
+for f in small test_sg large sweep profile trace test_gpu train_traced step steps; do
     rm -f "$out/$f.json" "$out/$f.log"
 done
 failed=0
-step() {   # step NAME MIN_SECONDS MAX_SECONDS COMMAND...: run within what is left of the budget, log in OUT/NAME.log
+step() {   # step NAME MIN_SECONDS MAX_SECONDS COMMAND...: run within what is left of the budget, log in OUT/steps.log
     local name=$1 min=$2 limit=$3; shift 3
     local left=$((budget - SECONDS - 15))   # 15 s kept for a killed step's cleanup and the summary line
     if [ "$left" -lt "$min" ]; then
@@ -44,12 +45,14 @@ step() {   # step NAME MIN_SECONDS MAX_SECONDS COMMAND...: run within what is le
     fi
     [ "$limit" -gt "$left" ] && limit=$left
     local t0=$SECONDS
-    timeout -k 10 "$limit" "$@" > "$out/$name.log" 2>&1
+    timeout -k 10 "$limit" "$@" > "$out/step.log" 2>&1
     local rc=$?
     [ $rc = 0 ] || failed=1
     local cut=""; [ $rc = 124 ] || [ $rc = 137 ] && cut=" (stopped at its ${limit} s limit)"
     echo "== $name: rc $rc in $((SECONDS - t0)) s$cut"
-    tail -n 30 "$out/$name.log"
+    tail -n 30 "$out/step.log"
+    { echo "== $name: rc $rc in $((SECONDS - t0)) s$cut: $*"; cat "$out/step.log"; } >> "$out/steps.log"
+    rm "$out/step.log"
 }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader

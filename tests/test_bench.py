@@ -1,5 +1,10 @@
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -221,3 +226,48 @@ def test_a_path_that_fails_is_left_out_with_its_whole_cause(tmp_path, monkeypatc
         torch.set_num_threads(threads)
     assert results[0]["paths"][1] == {"oom": True, "path": "plain+cg", "error": "out of memory"}
 
+
+
+@pytest.mark.skipif(shutil.which("timeout") is None, reason="tests/gpu_check.sh needs coreutils' timeout")
+def test_gpu_check_runs_its_steps_in_order_within_its_budget_and_leaves_few_files(tmp_path):
+    """tests/gpu_check.sh with stand-ins for python and nvidia-smi (each step's command logged; the profile step
+    fails): the steps run in order of importance; one that the budget cannot give its minimum is skipped and says so
+    (a 100 s budget leaves 85 s: the 90 s steps are skipped); a failed step makes it exit 1 after running the rest;
+    every step's output lands in one steps.log, and few files in OUT (for a remote GPU machine to hand them all
+    back)."""
+    repo, out, calls = Path(__file__).resolve().parent.parent, tmp_path / "out", tmp_path / "calls"
+    (tmp_path / "nvidia-smi").write_text("#!/bin/sh\necho a stand-in GPU\n")
+    (tmp_path / "python").write_text(f"""#!/usr/bin/env bash
+args="$*"; echo "${{FUSED_LOSS_TRACE:-0}} ${{args//$'\n'/ }}" >> {calls}   # a line per call
+case "$*" in
+  *"import json, os, sys, bench"*) exec {sys.executable} "$@" ;;   # the sweep step's own code
+  *pytest_timeout*) ;;                                            # installed (as on the GPU machines)
+  -c*) echo torch stand-in ;;
+  *--profile\\ 25*) echo "profile: out of luck"; exit 1 ;;
+  *) echo "ran: $*" ;;
+esac
+""")
+    for f in ("nvidia-smi", "python"):
+        (tmp_path / f).chmod(0o755)
+    out.mkdir()
+    (out / "small.log").write_text("an earlier run's")   # an earlier version's log: removed
+    proc = subprocess.run(["bash", str(repo / "tests/gpu_check.sh"), str(out), "100"], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHON=str(tmp_path / "python"),
+                                   PATH=f"{tmp_path}{os.pathsep}{os.environ['PATH']}"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    summary = [line for line in proc.stdout.splitlines() if line.startswith("== ")]
+    assert [re.sub(r"in \d+ s", "in N s", re.sub(r"\d+ s of", "N s of", s)) for s in summary] == [
+        "== small: skipped, N s of the budget left (needs 90)", "== test_sg: rc 0 in N s",
+        "== large: skipped, N s of the budget left (needs 90)", "== sweep: rc 0 in N s", "== profile: rc 1 in N s",
+        "== test_gpu: skipped, N s of the budget left (needs 90)", "== train_traced: rc 0 in N s",
+        "== trace: rc 0 in N s", "== gpu_check: N s of the 100 s budget, a step failed"], proc.stdout
+    steps = [line.split(" ", 1) for line in calls.read_text().splitlines()[2:]]   # after the version and timeout probes
+    assert [(trace, cmd.split()[0] if cmd.startswith("-c") else " ".join(cmd.split()[:3])) for trace, cmd in steps] == [
+        ("0", "-m pytest -v"), ("0", "-c"), ("0", "bench.py --models h32-L2"), ("1", "-m pytest -v"),
+        ("1", "bench.py --models h32-L2")]
+    assert "fewer than 4 sizes measured" in proc.stdout and "profile: out of luck" in proc.stdout
+    log = (out / "steps.log").read_text()
+    assert [line.split(":")[0] for line in log.splitlines() if line.startswith("== ")] == [
+        "== test_sg", "== sweep", "== profile", "== train_traced", "== trace"]
+    assert "ran: -m pytest -v -p no:cacheprovider --timeout=100 tests/test_gpu.py -k graphed or sg_" in log
+    assert sorted(p.name for p in out.iterdir()) == ["steps.log", "sweep.json"]   # (the stand-in writes no JSON)
