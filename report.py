@@ -227,8 +227,8 @@ def write_tables(results_dir):
           "`chance`: the accuracy of guessing; `majority`: of always giving the commonest right answer (the filtered "
           "sets are unbalanced: a model that always says the same can beat chance); `unigram` (minimal pairs): of "
           "a model that ignores context, each sentence scored by its tokens' frequencies in the run's training text; "
-          "`n`: examples per task, after "
-          "the vocabulary filter (a range where runs were scored on different numbers of examples).", ""]
+          "`n`: examples per task, after the vocabulary filter (a range where runs were scored on different numbers "
+          "of examples).", ""]
     lines = [["shots", *head, *all_cols, "avg"]]
     for shots in sorted({e["shots"] for e in entries}):
         cols = [c for c in all_cols if any(e["task"] == c and e["shots"] == shots for e in entries)]
