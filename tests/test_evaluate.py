@@ -784,10 +784,11 @@ def test_results_are_reused_merged_and_redone_only_when_stale(tiny_data, tmp_pat
                           (json.dumps({**res, "results": [{**res["results"][0], "acc": math.nan}]}),
                            "its results entry 0 has a score outside"),
                           # a baseline out of range would be one no model can cross in the emergence analysis
-                          *[(json.dumps({**res, "results": [{**res["results"][0], k: v}]}), f"its results entry 0 {what}")
-                            for k, v, what in (("chance", 1.5, "has a score outside"), ("majority", -0.1, "has a score"),
-                                               ("unigram", 2.0, "has a score"), ("n", "4", "lacks"),
-                                               ("chance", None, "lacks"))],
+                          *[(json.dumps({**res, "results": [{**res["results"][0], k: v}]}),
+                             f"its results entry 0 {what}")
+                            for k, v, what in (("chance", 1.5, "has a score outside"),
+                                               ("majority", -0.1, "has a score"), ("unigram", 2.0, "has a score"),
+                                               ("n", "4", "lacks"), ("chance", None, "lacks"))],
                           (json.dumps({k: v for k, v in res.items() if k != "generations"}), "its generations is missing"),
                           (json.dumps({**res, "generations": [{"prompt": "a"}]}), "its generations are not all")):
         path.write_bytes(text.encode("utf-8", "surrogateescape"))

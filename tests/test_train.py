@@ -423,7 +423,8 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_says_how_to_go_on(tiny_data, 
     with pytest.raises(SystemExit, match=r"^.*r: cannot write config.json or log.jsonl \(No space left on device\): "
                                          "free space or make it writable, then run the same command again$"):
         run(tiny_data, tmp_path, max_tokens=30 * 256, run_name="r", resume=True)
-    with pytest.raises(SystemExit, match="new: cannot write config.json .* then run the same command with --overwrite$"):
+    with pytest.raises(SystemExit,
+                       match="new: cannot write config.json .* then run the same command with --overwrite$"):
         run(tiny_data, tmp_path, max_tokens=30 * 256, run_name="new")
     monkeypatch.undo()
     assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.name != "train.lock"} == kept
