@@ -30,23 +30,32 @@ def last_line(path, start=0):
     return lines[-1][:300] if lines else "it printed nothing"
 
 
-def launch(jobs, slots, progress_s=30.0):
+def launch(jobs, slots, progress_s=30.0, recheck=None):
     """jobs: [(run, cmd, predicted seconds)], longest first. slots: one entry per process to keep going, the GPU it
     sees (CUDA_VISIBLE_DEVICES) or None. Each process writes <run dir>/train.out; progress lines give the share of the
-    predicted time done and an ETA that calibrates the prediction by the time taken so far. Returns {run name: exit
-    code}. Ctrl-C stops the children it started; their last checkpoints stay, and the next call resumes them."""
+    predicted time done and an ETA that calibrates the prediction by the time taken so far. recheck(run), if given, is
+    asked as a run's turn comes (hours after the plan, perhaps): its command now, or why it is no longer to run (a
+    string; the run is skipped, exit code 0). Returns {run name: exit code}. Ctrl-C stops the children it started;
+    their last checkpoints stay, and the next call resumes them."""
     pending, running, codes, free = list(jobs), {}, {}, list(slots)
     todo = {}   # per run: the tokens it had logged before (a resumed run), the tokens and predicted seconds left
     for r, cmd, t in jobs:
         before = 0 if "--overwrite" in cmd else logged_tokens(r["dir"], checkpointed=True)   # --overwrite: new log
         todo[r["name"]] = {"run": r, "before": before, "tokens_left": max(r["D"] - before, 1),
                            "seconds_left": t * (1 - before / r["D"])}
-    total = max(sum(j["seconds_left"] for j in todo.values()), 1e-9)
+    total = sum(j["seconds_left"] for j in todo.values())
     t0 = last = time.time()
     try:
         while pending or running:
             while pending and free:
                 (run, cmd, _), gpu = pending.pop(0), free.pop(0)
+                cmd = recheck(run) if recheck else cmd
+                if isinstance(cmd, str):   # (not started: no tokens to count, no time to predict)
+                    print(f"skip {run['name']}: {cmd}", flush=True)
+                    codes[run["name"]], todo[run["name"]]["before"] = 0, run["D"]
+                    total -= todo[run["name"]]["seconds_left"]
+                    free.append(gpu)
+                    continue
                 run["dir"].mkdir(parents=True, exist_ok=True)
                 out = open(run["dir"] / "train.out", "a")
                 env = dict(os.environ, **({} if gpu is None else {"CUDA_VISIBLE_DEVICES": str(gpu)}))
@@ -72,7 +81,8 @@ def launch(jobs, slots, progress_s=30.0):
                 # a failed run counts the tokens it logged, not its whole budget
                 tokens = {k: (j["run"]["D"] if codes.get(k) == 0 else logged_tokens(j["run"]["dir"])) - j["before"]
                           for k, j in todo.items() if k in codes or k in running}
-                frac = sum(todo[k]["seconds_left"] * v / todo[k]["tokens_left"] for k, v in tokens.items()) / total
+                frac = (sum(todo[k]["seconds_left"] * v / todo[k]["tokens_left"] for k, v in tokens.items()) / total
+                        if total > 0 else 1.0)   # (nothing predicted left to do: every run skipped, say)
                 flops = sum(todo[k]["run"]["flops_per_token"] * v for k, v in tokens.items())
                 failed = sum(1 for v in codes.values() if v)
                 print(f"progress: {len(codes)}/{len(jobs)} runs ended" + (f" ({failed} failed)" if failed else "")

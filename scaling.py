@@ -102,7 +102,10 @@ def plan(args):
             raise SystemExit(f"--series {args.series}: a fraction gives {min(series):,} tokens, less than one step "
                              f"of {step_tokens}: use larger fractions or a smaller --batch_size")
         jobs = [(m, args.tokens) for m in args.models.split(",")] + [(args.series_model, b) for b in series]
-        for model, budget in dict.fromkeys(jobs):                          # unique, in order
+        unique = {}   # in order; a budget of 0 is one epoch, so a series fraction of 1 is that same run
+        for model, budget in jobs:
+            unique.setdefault((model, budget or epoch), (model, budget))
+        for model, budget in unique.values():
             steps = int((budget or epoch) // step_tokens)                  # as train.py counts them
             if steps < 1:
                 raise SystemExit(f"{model} on {corpus}: a budget of {budget} tokens is less than one step of "
@@ -137,7 +140,8 @@ def plan(args):
 STATES = {"todo": "not started", "done": "finished (log has an end event): reused",
           "resume": "interrupted after a checkpoint (a sweep continues it with --resume)",
           "restart": "interrupted before its first checkpoint (a sweep starts it again with --overwrite)",
-          "diverged": "stopped on a non-finite loss: not relaunched (lower --lr, or delete the directory)",
+          "diverged": "stopped on a non-finite loss: not relaunched (a sweep with a lower --lr or a longer "
+                      "--warmup_steps trains it again, --models and --corpora picking it out; --fit_all fits it)",
           "conflict": "holds a run with other settings: not touched (pass the flags it was trained with, --fit_all "
                       "to fit it as it is, or move it away)",
           "unreadable": "its config.json is not train.py's: not touched (move it away)"}
@@ -151,6 +155,7 @@ def run_state(run_dir, run=None):
     if not ckpt and not (run_dir / "log.jsonl").exists():
         return "todo", ""
     config, events = read_json(run_dir / "config.json"), read_log(run_dir / "log.jsonl")
+    diverged = bool(events) and events[-1].get("event") == "stopped"
     if not isinstance(config, dict) or not all(isinstance(config.get(k, {}), dict) for k in ("train", "dataset")):
         return "unreadable", "config.json is not a JSON object with 'train' and 'dataset' objects"
     if run is not None and config:
@@ -161,11 +166,14 @@ def run_state(run_dir, run=None):
         have = {**ADDED_SETTINGS, **config.get("train", {}),
                 **{f"dataset {k}": v for k, v in config.get("dataset", {}).items()}}
         want = {**{k: run["train"][k] for k in keys}, **{f"dataset {k}": v for k, v in run["dataset"].items()}}
-        if diff := {k: (have[k], v) for k, v in want.items() if k in have and v is not None and have[k] != v}:
+        diff = {k: (have[k], v) for k, v in want.items() if k in have and v is not None and have[k] != v}
+        if diff and diverged and set(diff) <= {"lr", "warmup_steps"}:   # what STATES["diverged"] tells one to do
+            return "restart", f"diverged with {diff} (there vs planned): trained again from scratch"
+        if diff:
             return "conflict", f"settings differ (there vs planned): {diff}"
     if any(e.get("event") == "end" for e in events):
         return "done", ""
-    if events and events[-1].get("event") == "stopped":
+    if diverged:
         return "diverged", f"at step {events[-1].get('step')} (train loss {events[-1].get('train_loss')})"
     return ("resume" if ckpt else "restart"), ""
 
@@ -378,7 +386,11 @@ def main(argv=None):
                              "--data_root / --corpora)")
         pick_device(todo[0]["train"]["device"])   # a GPU this machine lacks: said once, not by every run launched
         make_dir(args.out_dir, "--out_dir")     # before any run starts
-        codes = launch([(r, command(r, args, r["state"]), r["seconds"]) for r in todo], args.slots)
+        def recheck(r):   # another sweep on --out_dir may have trained it since the plan: never --overwrite it
+            state, detail = run_state(r["dir"], r)
+            return (command(r, args, state) if state in ("todo", "resume", "restart") else
+                    f"{state} since the plan (another process?): {STATES[state]} {detail}".rstrip())
+        codes = launch([(r, command(r, args, r["state"]), r["seconds"]) for r in todo], args.slots, recheck=recheck)
         failed = {k: v for k, v in codes.items() if v}
         if failed:
             print(f"{len(failed)} runs failed (their train.out says why): {', '.join(failed)}; fitting the rest")
@@ -423,22 +435,25 @@ def main(argv=None):
         if d.get("hf_model"):   # a pretrained baseline (evaluate.py --hf_model): in the tables only
             continue
         if name not in fitted:
-            problems.append((name, f"evaluated ({file}) but not one of the fitted runs: left out of the emergence "
-                                   "analysis too"))
+            why = f"evaluated ({file}) but not one of the fitted runs: left out of the emergence analysis too"
         elif d.get("tokens_seen") != fitted[name]:
-            problems.append((name, f"{file} scored the run at {d.get('tokens_seen')} tokens, its log ends at "
-                                   f"{fitted[name]}: left out of the emergence analysis (run evaluate.py again)"))
+            why = (f"{file} scored the run at {d.get('tokens_seen')} tokens, its log ends at {fitted[name]}: left out "
+                   "of the emergence analysis (run evaluate.py again)")
         elif (now := run_checkpoint_id(Path(args.out_dir) / name)) and d.get("checkpoint_id") != now:   # (no ckpt.pt
             # left, deleted to save space say: the log's tokens, checked above, are all there is to go by)
-            problems.append((name, f"{file} scored another checkpoint of that name (trained elsewhere or with other "
-                                   "settings): left out of the emergence analysis (run evaluate.py again)"))
+            why = (f"{file} scored another checkpoint of that name (trained elsewhere or with other settings): left "
+                   "out of the emergence analysis (run evaluate.py again)")
         else:
             scored.append(d)
+            continue
+        problems.append((name, why))
+        print(f"note: {name}: {why}")
     results = scored
+    (figs / "emergence.png").unlink(missing_ok=True)   # an earlier one, of other runs: drawn again below, or gone
     crossings = plot_emergence(results, figs / "emergence.png") if results else []
     if not results:
         print(f"none of the fitted runs has evaluate.py results in {args.results_dir}/ (for the tokens it trained): "
-              "emergence plot skipped (run evaluate.py on the runs)")
+              "no emergence plot (run evaluate.py on the runs)")
     record = {"grid": args.grid, "exact_flops": args.exact_flops, "fits": fits, "emergence": crossings,
               "left_out": [{"run": n, "why": w} for n, w in problems],
               "runs": [{k: v for k, v in r.items() if not k.startswith("curve")} for r in done]}

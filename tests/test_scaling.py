@@ -321,6 +321,9 @@ def test_plan_of_the_default_grid(tmp_path, capsys):
     assert epoch["steps"] == 39 and epoch["D"] == 39 * 65536       # as train.py runs it: (T - 1) // 128 blocks
     assert "torch.distributed.run" in scaling.command(epoch, multi, "todo") and "--nproc_per_node=8" in \
         scaling.command(epoch, multi, "todo")
+    once = scaling.plan(scaling.parse_args(["--data_root", str(tmp_path), "--grid", "paper", "--models", "h32-L2",
+                                            "--series_model", "h32-L2", "--series", "0.5,1", "--corpora", "simplified"]))
+    assert [r["name"] for r in once] == ["h32-L2-simplified-1ep", "h32-L2-simplified-1.46M"]   # 1 x 1ep: the same run
     with pytest.raises(SystemExit, match="model name"):
         scaling.parse_args(["--models", "h64"])
     assert scaling.parse_args(["--tokens", "2.5e5"]).tokens == 250_000
@@ -410,6 +413,11 @@ def test_run_states_say_what_the_sweep_does(tmp_path):
     assert left_out["h32-L2-simplified-1M"].startswith("resume") and left_out["h128-L2-simplified-1M"].startswith(
         "diverged") and left_out["h64-L2-unrestricted-1M"].startswith("missing")
     assert len(left_out) == 11                                   # only h64-L2-simplified-1M is fitted
+    lower = {r["name"]: r for r in scaling.plan(scaling.parse_args([   # as STATES["diverged"] says: a lower --lr
+        "--data_root", str(tmp_path / "data"), "--out_dir", str(out), "--lr", "1e-4"]))}
+    state, detail = run_state(out / "h128-L2-simplified-1M", lower["h128-L2-simplified-1M"])
+    assert state == "restart" and "diverged with {'lr': (0.0014, 0.0001)}" in detail
+    assert run_state(out / "h64-L2-simplified-1M", lower["h64-L2-simplified-1M"])[0] == "conflict"   # finished: kept
 
 
 def one_run(tmp_path, *flags, sha="aaa"):
@@ -585,7 +593,7 @@ def test_a_corrupt_run_directory_is_reported_not_a_crash(tmp_path, capsys):
 
 def test_failed_runs_are_reported_as_failed_with_their_output(tmp_path, monkeypatch):
     run, args = one_run(tmp_path)
-    monkeypatch.setattr(scaling, "launch", lambda jobs, slots: {r["name"]: 1 for r, *_ in jobs})
+    monkeypatch.setattr(scaling, "launch", lambda jobs, slots, **_: {r["name"]: 1 for r, *_ in jobs})
     with pytest.raises(SystemExit, match=f"1 failed, see {tmp_path / 'out' / run['name'] / 'train.out'}"):
         scaling.main(["--data_root", str(tmp_path / "data"), "--out_dir", str(tmp_path / "out"), "--corpora",
                       "simplified", "--models", "h64-L2", "--series", "", "--results_dir", str(tmp_path / "r")])
@@ -643,6 +651,26 @@ def test_launch_runs_side_by_side_and_reports_failures(tmp_path, capsys):
     assert "progress: 4/4 runs ended (2 failed)" in text
     assert "| 50% done |" in text                       # the failed runs logged no tokens: not counted as done
     assert (tmp_path / "r0" / "train.out").exists()
+
+
+def test_a_run_finished_by_another_sweep_since_the_plan_is_not_overwritten(tmp_path, capsys, monkeypatch):
+    """Two sweeps on one --out_dir: the second planned a restart (--overwrite) of a run the first then finished."""
+    run, _ = one_run(tmp_path)
+    d = fake_run(tmp_path / "out", run["name"], end=False, ckpt=False, data_dir=str(tmp_path / "data" / "simplified"))
+    log = (d / "log.jsonl").read_text()
+    real_launch = scaling.launch
+
+    def first_sweep_finishes_it(jobs, slots, recheck=None):
+        assert jobs[0][1][-1] == "--overwrite"                          # planned as a restart
+        (d / "log.jsonl").write_text(log + json.dumps({"event": "end", "step": 488, "tokens": 999_424}) + "\n")
+        return real_launch(jobs, slots, progress_s=0, recheck=recheck)
+    monkeypatch.setattr(scaling, "launch", first_sweep_finishes_it)
+    scaling.main(["--data_root", str(tmp_path / "data"), "--out_dir", str(tmp_path / "out"), "--results_dir",
+                  str(tmp_path / "r"), "--corpora", "simplified", "--models", "h64-L2", "--series", "", "--n_boot", "5"])
+    text = capsys.readouterr().out
+    assert f"skip {run['name']}: done since the plan (another process?): finished" in text
+    assert "progress: 1/1 runs ended, 0 running | 100% done" in text and "\nstart " not in text
+    assert not (d / "train.out").exists() and (d / "log.jsonl").read_text().startswith(log)   # nothing launched
 
 
 def test_launch_gives_each_run_a_gpu_slot(tmp_path, capsys, monkeypatch):
@@ -715,9 +743,11 @@ def test_fit_only_on_runs_from_a_known_law_writes_fits_figures_and_table(tmp_pat
                      diverge=tokens == 500_000 and corpus == "unrestricted", data_dir=tmp_path / "data" / corpus)
     args = ["--data_root", str(tmp_path / "data"), "--out_dir", str(out), "--results_dir", str(res), "--fit_only",
             "--n_boot", "50"]
+    (res / "figures").mkdir(parents=True)
+    (res / "figures" / "emergence.png").write_bytes(b"an earlier sweep's")   # of other runs: removed, not kept
     scaling.main(args)
     text = capsys.readouterr().out
-    assert "emergence plot skipped" in text and "h64-L2-unrestricted-500k: diverged" in text
+    assert "no emergence plot" in text and "h64-L2-unrestricted-500k: diverged" in text
     fits = json.loads((res / "fits.json").read_text())
     sim, unr = fits["fits"]["simplified"], fits["fits"]["unrestricted"]
     assert sim["L(N, D)"]["alpha"] == pytest.approx(0.34, abs=0.01) and sim["L(N, D)"]["E"] == pytest.approx(1.69,
@@ -758,6 +788,7 @@ def test_fit_only_on_runs_from_a_known_law_writes_fits_figures_and_table(tmp_pat
     assert ("task", "blimp_c", "simplified") not in cross      # the emergence analysis shows the fitted runs only
     assert {"run": "h48-L3-demo", "why": "evaluated (" + str(res) + "/h48-L3-demo.json) but not one of the fitted "
             "runs: left out of the emergence analysis too"} in fits["left_out"]
+    assert f"note: h48-L3-demo: evaluated ({res}/h48-L3-demo.json)" in capsys.readouterr().out   # said, not only kept
     assert (res / "figures" / "emergence.png").stat().st_size > 10_000
     assert f"| blimp | 0 | simplified | 0.5 | {family:.3g} | 0.600 |" in (res / "fits.md").read_text()
     results_json(res / "s2.json", "h128-L2-simplified-1M", "simplified", 1e14, {"blimp_a": 0.7}, tokens_seen=512_000)
@@ -785,7 +816,7 @@ def test_fit_only_on_runs_from_a_known_law_writes_fits_figures_and_table(tmp_pat
         f.unlink()
     results_json(res / "s0.json", "h32-L2-simplified-1M", "simplified", 1e12, {"blimp_a": 0.5})
     results_json(res / "s1.json", "h64-L2-simplified-1M", "simplified", 1e13, {"blimp_b": 0.5})
-    (res / "figures" / "emergence.png").unlink()
+    assert (res / "figures" / "emergence.png").exists()       # the last call's, of runs scored on whole families
     scaling.main(args)
     assert not (res / "figures" / "emergence.png").exists() and "emergence.png not drawn" in capsys.readouterr().out
 
