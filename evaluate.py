@@ -456,11 +456,12 @@ def evaluate_all(args):
             print(f"note: {t['name']} is scored zero-shot only (minimal pairs and cloze); --shots has no 0")
     if not any(applies(t, s) for t in tasks for s in args.shots):
         raise SystemExit("nothing to score: every task is empty after the filter or zero-shot only with these --shots")
+    previous = [previous_results(path, args, hub) for path, hub in models]   # said before any model is scored
+    if (problems := [problem for _, problem in previous if problem]) and not args.force:
+        more = f" (and {len(problems) - 1} more such files)" if len(problems) > 1 else ""
+        raise SystemExit(f"{problems[0]}{more}: pass --results_dir DIR to keep both, or --force to replace them")
     failed = []
-    for (path, hub), name in zip(models, names):
-        old, problem = previous_results(path, args, hub)
-        if problem and not args.force:
-            raise SystemExit(f"{problem}: pass --results_dir DIR to keep both, or --force to replace it")
+    for (path, hub), name, (old, problem) in zip(models, names, previous):
         if problem:
             print(f"note: {problem}: replaced (--force)")
         have = {(e["task"], e["shots"], e.get("data_sha"), e.get("majority")) for e in (old or {}).get("results", [])

@@ -313,7 +313,7 @@ def emergence(results):
 def plot_emergence(results, path):
     """Mean accuracy of each task family against training compute, one panel per (family, shots), a line per corpus
     with 95% error bars, its baseline (emergence(): chance, majority or unigram) dotted, and a triangle where the
-    corpus' accuracy rises above it for good: where the lower end of its 95% interval does (one right answer of 265
+    corpus' accuracy rises above it for good: where the lower end of its 95% interval does (one right answer of 261
     on a task whose chance is 0 is not an ability). -> [{level (task | family), name, shots, corpus, baseline,
     crossing, last_acc}] for every task and family."""
     (series, n_tasks), crossings = emergence(results), []

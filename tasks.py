@@ -196,15 +196,22 @@ def read_hub(dataset, config, split):
                          f"({type(e).__name__}: {str(e)[:200]}); pass --task_dir with local copies") from None
 
 
+class EmptyChoice(ValueError):
+    """An answer that is empty or only spaces: nothing (or a space) to score, so it would win for free, or divide
+    acc_norm by a length of 0. Our own task files must not have one; a dataset of the hub's is read without it."""
+
+
 def check_example(example):
     """example (context, choices, gold, fields) -> itself; ValueError unless its parts have their types: a string
-    context, a non-empty list of string choices, gold the index of one of them (-1 would silently score the last one,
-    and a string of choices its letters), the filter's fields a list of strings."""
+    context, a non-empty list of string choices (EmptyChoice if one is blank), gold the index of one of them (-1 would
+    silently score the last one, and a string of choices its letters), the filter's fields a list of strings."""
     context, choices, gold, fields = example
     if not isinstance(context, str):
         raise ValueError(f"its context must be a string, not {str(context)[:60]!r}")
     if not isinstance(choices, list) or not choices or not all(isinstance(c, str) for c in choices):
         raise ValueError(f"its choices must be a non-empty list of strings, not {str(choices)[:60]!r}")
+    if any(not c.strip() for c in choices):
+        raise EmptyChoice(f"its choices {str(choices)[:60]} include an empty one (nothing to score)")
     if not isinstance(gold, numbers.Integral) or isinstance(gold, bool) or not 0 <= gold < len(choices):
         raise ValueError(f"its answer {gold!r} is not the index of one of its {len(choices)} choices")
     if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
@@ -270,12 +277,19 @@ def load_task(name, args, vocab):
         def read(s):   # a split's rows as prompts; None if its file is not there; a damaged file: one line
             try:
                 rows = read_local(args.task_dir, family, config, s) if args.task_dir else read_hub(dataset, config, s)
-                examples = None if rows is None else [PROMPTS[family](r) for r in rows]
-                for i, example in enumerate(examples or []):
+                if rows is None:
+                    return None
+                examples, blank = [], 0
+                for i, example in enumerate(PROMPTS[family](r) for r in rows):
                     try:
-                        check_example(example)
+                        examples.append(check_example(example))
+                    except EmptyChoice:   # the dataset as published: the example left out, and said
+                        blank += 1
                     except ValueError as e:
                         raise ValueError(f"example {i + 1}: {e}") from None
+                if blank:
+                    print(f"note: {name}: {blank} examples of its {s} split have an empty answer: left out (nothing "
+                          "to score)")
                 return examples
             except (ValueError, KeyError, TypeError, AttributeError, ET.ParseError) as e:   # JSONDecodeError too
                 where = f"{args.task_dir}/{family}/{local_files(family, config, s)}" if args.task_dir else dataset
@@ -311,7 +325,7 @@ def load_task(name, args, vocab):
     # its own, so their order is no bias a model could have: no majority baseline there.
     same_answers = kind == "choice" and len(ev) > 1 and all(e["choices"] == ev[0]["choices"] for e in ev)
     majority = max(collections.Counter(e["gold"] for e in ev).values()) / len(ev) if same_answers else None
-    if kind == "cloze" and len(ev) > 1:   # a model that always writes the commonest answer ("you": 5 of the 265 embedded)
+    if kind == "cloze" and len(ev) > 1:   # a model that always writes the commonest answer ("you": 5 of the 261 embedded)
         majority = max(collections.Counter(e["choices"][e["gold"]] for e in ev).values()) / len(ev)
     demos = kept.get(demo_split, pool)
     # What was evaluated, as a fingerprint: results are reused only for the same examples (files, filter, --limit)

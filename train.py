@@ -132,7 +132,7 @@ def check_config(cfg):
         if getattr(cfg, name) < 0:
             raise SystemExit(f"--{name} must be >= 0, got {getattr(cfg, name)}")
     for name, ok, rule in (("lr", cfg.lr > 0, "> 0"), ("epochs", cfg.epochs > 0, "> 0"),
-                           ("rope_base", cfg.rope_base > 1, "> 1 (the paper: 10,000)"), ("eps", cfg.eps >= 0, ">= 0"),
+                           ("rope_base", cfg.rope_base > 1, "> 1 (the paper: 10,000)"), ("eps", cfg.eps > 0, "> 0"),
                            ("beta1", 0 <= cfg.beta1 < 1, "in [0, 1)"), ("beta2", 0 <= cfg.beta2 < 1, "in [0, 1)"),
                            ("final_lr_frac", 0 <= cfg.final_lr_frac <= 1, "in [0, 1]"),   # < 0: gradient ascent
                            ("threads", 0 <= cfg.threads <= 4 * (os.cpu_count() or 1), f">= 0 and at most 4 x the "
@@ -150,6 +150,8 @@ def check_config(cfg):
         if getattr(cfg, name) not in allowed:
             raise SystemExit(f"--{name} {getattr(cfg, name)!r}: use one of {', '.join(allowed)}")
     check_device_name(cfg.device)   # (whether this machine has that device: pick_device, once it is known)
+    if cfg.resume and cfg.overwrite:
+        raise SystemExit("--resume continues the run, --overwrite deletes it: pass one of them")
     if cfg.compile_mode != "default" and not cfg.compile:
         raise SystemExit(f"--compile_mode {cfg.compile_mode} needs --compile")
     if cfg.fp8_weight_grad and not cfg.fp8:

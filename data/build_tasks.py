@@ -487,10 +487,12 @@ def build_templates(vocab, seed, n_pairs=PAIRS_PER_SUITE):
 CLOZE_SENTENCE_END = re.compile(r"(?<= )([A-Za-z]{3,})(?=[.!?])")
 
 
-def build_cloze(vocab, val_fraction, min_span_len, max_oov, min_context_words=10, max_context_words=60):
-    items, docs = [], 0
+def build_cloze(vocab, val_fraction, min_span_len, max_oov, min_context_words=10, max_context_words=60,
+                seen_words=12):
+    items, docs, train_text = [], 0, []
     for doc_id, text in iter_documents(DEFAULT_SOURCE):
         if simplify.unit_hash(doc_id, "val") >= val_fraction:   # simplify.py's own train/val rule
+            train_text.append(" ".join(text.split()))
             continue
         docs += 1
         for span in spans.filter_spans(text, vocab, min_span_len=min_span_len, max_oov=max_oov):
@@ -505,6 +507,12 @@ def build_cloze(vocab, val_fraction, min_span_len, max_oov, min_context_words=10
                 context = context[starts[-max_context_words]:]
             if keep_example(" ".join(context.split()) + " " + m.group(1), vocab):   # the task filter passes it too
                 items.append({"context": context, "target": m.group(1), "doc": doc_id})
+    # A held-out document can repeat a training one's words (a Bible verse quoted twice, a fortune told twice): an
+    # item whose last seen_words words and answer a training document holds too, the models may have read answered
+    train_text = "\n".join(train_text)
+    kept = [it for it in items
+            if " ".join((it["context"].split() + [it["target"]])[-seen_words - 1:]) not in train_text]
+    seen = len(items) - len(kept)
     return {"cloze": dict(
         family="cloze", kind="cloze",
         description="LAMBADA-style: predict the last word of a sentence (scored as the harness scores LAMBADA: "
@@ -512,9 +520,10 @@ def build_cloze(vocab, val_fraction, min_span_len, max_oov, min_context_words=10
                     "the embedded corpus documents in simplify.py's validation split, which no default model "
                     "trained on.",
         heldout=dict(source="data/corpus", rule="simplify.unit_hash(doc_id, 'val') < val_fraction",
-                     val_fraction=val_fraction, min_span_len=min_span_len, max_oov=max_oov, documents=docs),
+                     val_fraction=val_fraction, min_span_len=min_span_len, max_oov=max_oov, documents=docs,
+                     left_out_as_seen_in_training=seen, seen_words=seen_words),
         source="data/corpus (see data/README.md for the sources and licenses of its documents)",
-        license="that of each source document (data/README.md)", splits={"test": items})}
+        license="that of each source document (data/README.md)", splits={"test": kept})}
 
 # -----------------------------------------------------------------------------
 # BIG-bench: five tasks from the PyPI sdist, converted to the harness's multiple-choice form

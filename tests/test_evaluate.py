@@ -380,7 +380,7 @@ def test_local_loaders_read_the_original_formats(tmp_path):
     assert copa["eval"][0]["gold"] == 0 and copa["eval"][0]["choices"][0].startswith("it got light")
 
 
-def test_damaged_task_files_are_one_line_errors(tmp_path, monkeypatch):
+def test_damaged_task_files_are_one_line_errors(tmp_path, monkeypatch, capsys):
     write(tmp_path / "rte/val.jsonl", '{"premise": "P.", "hypothesis": "H.", "lab')           # cut mid-line
     write(tmp_path / "piqa/valid.jsonl", '{"goal": "g", "sol1": "a", "sol2": "b"}\n' * 2)
     write(tmp_path / "piqa/valid-labels.lst", "0\n")                                         # a label short
@@ -425,7 +425,13 @@ def test_damaged_task_files_are_one_line_errors(tmp_path, monkeypatch):
                         ({"kind": "choice", "family": "f", "splits": {"test": [{**good, "context": 5}]}},
                          f"ValueError its context must be a string, not '5' in example 0 {test}"),
                         ({"kind": "pairs", "family": "f", "splits": {"test": [{"good": "a b", "bad": 3}]}},
-                         f"ValueError its choices must be a non-empty list of strings, not .* in example 0 {test}")):
+                         f"ValueError its choices must be a non-empty list of strings, not .* in example 0 {test}"),
+                        # a blank answer scores nothing (or a space): it won for free, or divided acc_norm by 0
+                        ({"kind": "choice", "family": "f", "splits": {"test": [{**good, "choices": ["b", " "]}]}},
+                         f"EmptyChoice its choices \\['b', ' '\\] include an empty one \\(nothing to score\\) in "
+                         f"example 0 {test}"),
+                        ({"kind": "cloze", "family": "f", "splits": {"test": [{"context": "a", "target": ""}]}},
+                         f"EmptyChoice its choices \\[''\\] include an empty one .* in example 0 {test}")):
         (tmp_path / "emb" / "broken.json").write_text(json.dumps(task))
         with pytest.raises(SystemExit, match=f"broken.json is damaged \\({where}\\): a file of your own needs"):
             load_task("broken", args, frozenset())
@@ -434,6 +440,12 @@ def test_damaged_task_files_are_one_line_errors(tmp_path, monkeypatch):
     for name in ("sst2", "piqa"):
         with pytest.raises(SystemExit, match=rf"^{name}: could not read .*example 2: its answer (2|-1) is not the index of one of its 2 choices"):
             load_task(name, args, frozenset())
+    # a published dataset's blank answer (our own files may not have one): that example left out, and said
+    write(tmp_path / "piqa/valid.jsonl", '{"goal": "g", "sol1": "a", "sol2": ""}\n{"goal": "h", "sol1": "a", "sol2": "b"}\n')
+    write(tmp_path / "piqa/valid-labels.lst", "0\n1\n")
+    task = load_task("piqa", args, frozenset())
+    assert [e["context"] for e in task["eval"]] == ["Question: h\nAnswer:"] and task["counts"]["validation"] == [1, 1]
+    assert "note: piqa: 1 examples of its validation split have an empty answer: left out" in capsys.readouterr().out
 
 
 def test_majority_baseline_is_the_commonest_right_answer(tmp_path):
@@ -453,7 +465,7 @@ def test_majority_baseline_is_the_commonest_right_answer(tmp_path):
     cloze = load_task("cloze", args, frozenset())   # the embedded one: always writing its commonest last word
     targets = [e["target"] for e in json.loads((Path(tasks.__file__).parent / "data/tasks/cloze.json").read_text())[
         "splits"]["test"]]
-    assert cloze["chance"] == 0 and cloze["majority"] == max(map(targets.count, targets)) / len(targets) == 5 / 265
+    assert cloze["chance"] == 0 and cloze["majority"] == max(map(targets.count, targets)) / len(targets) == 5 / 261
 
 
 def test_filter_and_limit_are_applied_per_split(tmp_path):
@@ -537,6 +549,13 @@ def test_cloze_is_held_out_and_bigbench_keeps_its_canary():
     assert len(items) >= 200
     assert all(unit_hash(e["doc"], "val") < held["val_fraction"] for e in items)   # simplify.py's val split
     assert all(e["target"].isalpha() and len(e["context"].split()) >= 10 for e in items)
+    # and not read in training either: no training document holds an item's last words and its answer (4 did, in
+    # documents that repeat a Bible verse or a fortune of a held-out one)
+    from sources import DEFAULT_SOURCE, iter_documents
+    train = "\n".join(" ".join(text.split()) for doc, text in iter_documents(DEFAULT_SOURCE)
+                      if unit_hash(doc, "val") >= held["val_fraction"])
+    assert held["left_out_as_seen_in_training"] == 4 and held["seen_words"] == 12
+    assert not [e for e in items if " ".join((e["context"].split() + [e["target"]])[-13:]) in train]
     for path in sorted((ROOT / "data/tasks").glob("bigbench_*.json.gz")):
         header, examples = tasks.read_embedded(path.name.split(".")[0])
         assert "canary GUID" in header["canary"] and header["license"].startswith("Apache-2.0")
@@ -733,6 +752,11 @@ def test_results_are_reused_merged_and_redone_only_when_stale(tiny_data, tmp_pat
                                          "--results_dir DIR to keep both, or --force"):
         ev("--tasks", pairs, "--limit", "4", "--seed", "7")
     assert path.read_text() == kept                             # refused: nothing lost
+    shutil.copytree(run, tmp_path / "out" / "a-run")            # refused before a model is scored, not after hours
+    with pytest.raises(SystemExit, match=r"tiny-run.json was scored with other settings"):
+        evaluate.main(["--ckpt", str(tmp_path / "out" / "a-run"), str(run), "--results_dir", str(results), "--shots",
+                       "0", "--tasks", pairs, "--limit", "4", "--seed", "7"])
+    assert not (results / "a-run.json").exists() and path.read_text() == kept
     ev("--tasks", pairs, "--limit", "4", "--force")             # --force re-scores the task, keeps the other one
     assert "up to date" not in capsys.readouterr().out
     assert {(e["task"], e["n"]) for e in json.loads(path.read_text())["results"]} == {(pairs, 4), (choice, 6)}
@@ -793,7 +817,7 @@ def test_results_are_reused_merged_and_redone_only_when_stale(tiny_data, tmp_pat
                           (json.dumps({**res, "generations": [{"prompt": "a"}]}), "its generations are not all")):
         path.write_bytes(text.encode("utf-8", "surrogateescape"))
         with pytest.raises(SystemExit, match=f"tiny-run.json is not a results file as evaluate.py writes them "
-                                             f"\\({problem}.*--force to replace it"):
+                                             f"\\({problem}.*--force to replace them"):
             ev("--tasks", pairs, "--limit", "4")
         assert path.read_bytes() == text.encode("utf-8", "surrogateescape")
         if not problem.startswith("it has no eval settings"):   # the tables' problems too

@@ -340,9 +340,10 @@ def test_bad_datasets_are_refused(tiny_data, tmp_path):
                         ("final_lr_frac", -1.0), ("beta2", 1.5), ("eps", -1e-8), ("rope_base", 0.0),
                         ("epochs", 0.0), ("epochs", math.inf), ("threads", -2), ("stop_at_step", -1),
                         ("max_tokens", -5), ("eps", math.inf), ("weight_decay", math.nan), ("grad_clip", math.nan),
-                        ("lr", math.inf), ("peak_flops", -1.0), ("threads", 100_000), ("seed", -1)]:
+                        ("lr", math.inf), ("peak_flops", -1.0), ("threads", 100_000), ("seed", -1), ("eps", 0.0)]:
                         # (-5 tokens trained a whole epoch, inf epochs was a traceback, inf eps learned nothing,
-                        # 100,000 threads crashed the process, seed -1 a traceback at the first step)
+                        # 100,000 threads crashed the process, seed -1 a traceback at the first step, eps 0 made
+                        # 0/0 = NaN of a weight with no gradient yet: beta2 0 and a zero gradient, say)
         with pytest.raises(SystemExit, match=f"--{flag} must be"):               # would train, wrongly
             run(tiny_data, tmp_path, **{flag: value})
     (tmp_path / "a_file").write_text("")
@@ -355,6 +356,8 @@ def test_bad_datasets_are_refused(tiny_data, tmp_path):
     for name in ("..", "../r", "a/b", "/r"):   # ".." put the run's files into out/ itself
         with pytest.raises(SystemExit, match=f"--run_name '{re.escape(name)}': a plain folder name, no / or .."):
             run(tiny_data, tmp_path, run_name=name)
+    with pytest.raises(SystemExit, match="--resume continues the run, --overwrite deletes it: pass one of them"):
+        run(tiny_data, tmp_path, resume=True, overwrite=True)   # (resumed, --overwrite ignored without a word)
     with pytest.raises(SystemExit, match="--dtype 'float64': use one of auto, bfloat16, float16, float32"):
         run(tiny_data, tmp_path, dtype="float64")
     with pytest.raises(SystemExit):   # no abbreviations: --batch is not --batch_size (scaling.py checks flag names)
