@@ -325,7 +325,7 @@ def load_task(name, args, vocab):
     # its own, so their order is no bias a model could have: no majority baseline there.
     same_answers = kind == "choice" and len(ev) > 1 and all(e["choices"] == ev[0]["choices"] for e in ev)
     majority = max(collections.Counter(e["gold"] for e in ev).values()) / len(ev) if same_answers else None
-    if kind == "cloze" and len(ev) > 1:   # a model that always writes the commonest answer ("you": 5 of the 261 embedded)
+    if kind == "cloze" and len(ev) > 1:   # one that always writes the commonest answer ("you": 5 of the 261 embedded)
         majority = max(collections.Counter(e["choices"][e["gold"]] for e in ev).values()) / len(ev)
     demos = kept.get(demo_split, pool)
     # What was evaluated, as a fingerprint: results are reused only for the same examples (files, filter, --limit)

@@ -441,7 +441,8 @@ def test_damaged_task_files_are_one_line_errors(tmp_path, monkeypatch, capsys):
         with pytest.raises(SystemExit, match=rf"^{name}: could not read .*example 2: its answer (2|-1) is not the index of one of its 2 choices"):
             load_task(name, args, frozenset())
     # a published dataset's blank answer (our own files may not have one): that example left out, and said
-    write(tmp_path / "piqa/valid.jsonl", '{"goal": "g", "sol1": "a", "sol2": ""}\n{"goal": "h", "sol1": "a", "sol2": "b"}\n')
+    write(tmp_path / "piqa/valid.jsonl", '{"goal": "g", "sol1": "a", "sol2": ""}\n'
+                                         '{"goal": "h", "sol1": "a", "sol2": "b"}\n')
     write(tmp_path / "piqa/valid-labels.lst", "0\n1\n")
     task = load_task("piqa", args, frozenset())
     assert [e["context"] for e in task["eval"]] == ["Question: h\nAnswer:"] and task["counts"]["validation"] == [1, 1]
