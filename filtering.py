@@ -35,12 +35,30 @@ def _init_worker(vocab, settings):
     _worker_state = (vocab, settings)
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+CAN_MASK = hasattr(signal, "pthread_sigmask")   # (POSIX)
+
+
 def _init_pool_worker(vocab, settings):
     # Ctrl-C reaches the workers too: they ignore it, and the parent stops the pool (SIGTERM, which the workers must
     # not turn into the parent's KeyboardInterrupt) and says how to go on in one line; no worker prints a traceback
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if CAN_MASK:   # blocked by start_pool until now: a SIGTERM that came meanwhile ends the worker here
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     _init_worker(vocab, settings)
+
+
+def start_pool(workers, vocab, settings):
+    """multiprocessing.Pool of filter workers. They start with SIGINT and SIGTERM blocked until their initializer has
+    set their own handlers: a pool stopped at once could otherwise reach a worker still running the parent's handler
+    (KeyboardInterrupt), and hang on it. Use it in a with block (that stops it)."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS) if CAN_MASK else None
+    try:
+        return multiprocessing.Pool(workers, _init_pool_worker, (vocab, settings))
+    finally:   # the parent's own mask again: a signal held back meanwhile is delivered now
+        if CAN_MASK:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _filter_batch(texts):
@@ -162,7 +180,7 @@ def filter_stage(args, vocab, shard, num_shards, listed=None):
             for batch in batches:
                 handle(batch, _filter_batch([t for _, t in batch]))
         else:  # a bounded window of batches in flight: a hub stream is never read far ahead of the workers
-            with multiprocessing.Pool(args.workers, _init_pool_worker, (vocab, settings)) as pool:
+            with start_pool(args.workers, vocab, settings) as pool:
                 pending = collections.deque()
                 for batch in itertools.chain(batches, [None]):
                     if batch is not None:
@@ -240,7 +258,7 @@ def benchmark(args, vocab):
         filter_spans("\n\n".join(docs), vocab, **s)
         whole = mb / (time.perf_counter() - t)
         t = time.perf_counter()
-        with multiprocessing.Pool(args.workers, _init_pool_worker, (vocab, s)) as pool:
+        with start_pool(args.workers, vocab, s) as pool:
             pool.map(_filter_batch, [docs[i:i + 64] for i in range(0, len(docs), 64)])
         par = mb / (time.perf_counter() - t)
         print(f"  {s}: kept {kept / max(size, 1):.1%} of bytes | 1 core per document {per_doc:.1f} MB/s | "

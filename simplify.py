@@ -101,16 +101,21 @@ def encode_docs(enc, docs, budget, workers, span_format=False, dtype=np.uint32):
     return (np.concatenate(chunks) if chunks else np.zeros(0, dtype)), used
 
 
-def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta):
-    """Train this corpus' tokenizer, write train.bin/val.bin (capped at budget = (train, val) tokens, None: no cap),
-    meta.json last. The simplified corpus' budget is a cap; the control's must be met exactly."""
-    d, span_format = os.path.join(out_dir, name), name == "simplified"  # simplified documents are lists of spans
+def check_splits(name, train_docs, val_docs, args):
+    """Both splits need documents (an empty val split is a tiny source or a tiny --val_fraction)."""
     more = " or a larger --control_fraction" if name == "unrestricted" and args.control_fraction < 1 else ""
     for split, docs in (("train", train_docs), ("val", val_docs)):
         if not docs:
             raise SystemExit(f"{name}: no documents for the {split} split ({len(train_docs) + len(val_docs):,} in "
                              f"all, --val_fraction {args.val_fraction}): use a larger source{more} or another "
                              f"--val_fraction (a .txt file is one document: a .jsonl line each gives many)")
+
+
+def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta):
+    """Train this corpus' tokenizer, write train.bin/val.bin (capped at budget = (train, val) tokens, None: no cap),
+    meta.json last. The simplified corpus' budget is a cap; the control's must be met exactly."""
+    d, span_format = os.path.join(out_dir, name), name == "simplified"  # simplified documents are lists of spans
+    check_splits(name, train_docs, val_docs, args)
     sample, size = [], 0
     for _, doc in train_docs:  # the tokenizer learns from a sample of the training documents (all of them if small)
         if size > args.tokenizer_sample_mb * 1e6:
@@ -154,7 +159,14 @@ def check_not_replacing_trained_on(args, listed=None):
     stats = read_json(os.path.join(args.out_dir, "corpus_stats.json"))
     built = stats.get("key")
     listing = stats.get("listing")   # (the source walked only if a build recorded its files)
-    same = (listing is None or listing == file_listing(args.source, listed)) and isinstance(built, dict) and all(
+    if listing is None:
+        now = None
+    elif args.stage == "build":   # the files the shards read: the source need not be on this machine
+        shard0 = glob.glob(os.path.join(args.out_dir, "simplified", "filter-0-of-*.json"))
+        now = read_json(shard0[0]).get("listing") if shard0 else listing   # (none: build_stage says so)
+    else:
+        now = file_listing(args.source, listed)
+    same = listing == now and isinstance(built, dict) and all(
         isinstance(f, dict) and {k: v for k, v in f.items() if k != "files"} == filter_key(args)
         for f in built.get("filters") or [None]) and all(
         built.get(k) == getattr(args, k) for k in ("vocab_size", "val_fraction", "max_train_tokens",
@@ -228,12 +240,6 @@ def build_stage(args, vocab):
             os.path.exists(os.path.join(args.out_dir, n, "meta.json")) for n in ("simplified", "unrestricted")):
         print(f"build: datasets already built with these settings ({stats_path}), reusing them")
         return
-    # the datasets are about to be rebuilt: unmark the build first (all three are written last, below), so that a
-    # rebuild that fails halfway never leaves an old control beside a new simplified corpus, or an old pair, that
-    # load_meta would take for complete
-    for path in (stats_path, *(os.path.join(args.out_dir, n, "meta.json") for n in ("simplified", "unrestricted"))):
-        if os.path.exists(path):
-            os.remove(path)
     common = dict(source=args.source, filter=dict(settings, shards=num_shards),
                   vocab_file=os.path.abspath(args.vocab), vocab_sha256=file_sha256(args.vocab),
                   val_fraction=args.val_fraction, command=" ".join(sys.argv))
@@ -242,21 +248,28 @@ def build_stage(args, vocab):
     if not simple:
         raise SystemExit("the filter kept no text at all: use a larger source or less strict settings "
                          "(--min_span_len, --max_oov)")
+    train_s, val_s = [d for d in simple if not is_val(d)], [d for d in simple if is_val(d)]
+    check_splits("simplified", train_s, val_s, args)   # (before the old datasets are unmarked: they stay usable)
+    # the datasets are about to be rebuilt: unmark the build first (all three are written last, below), so that a
+    # rebuild that fails halfway never leaves an old control beside a new simplified corpus, or an old pair, that
+    # load_meta would take for complete
+    for path in (stats_path, *(os.path.join(args.out_dir, n, "meta.json") for n in ("simplified", "unrestricted"))):
+        if os.path.exists(path):
+            os.remove(path)
     # --max_train_tokens caps val too, at the share --val_fraction gives of a corpus that size: uncapped, val would
     # hold --val_fraction of every filtered document, could outgrow train, and the control could not match it
     # (in Fractions of the decimal given: in floats 297 x 0.01 / 0.99 is 3.0000000000000004, and its ceiling 4)
     val_cap = None if args.max_train_tokens is None else math.ceil(
         args.max_train_tokens * Fraction(str(args.val_fraction)) / (1 - Fraction(str(args.val_fraction))))
     budget = (args.max_train_tokens, val_cap)
-    meta_s, *used_s = build_dataset("simplified", args.out_dir, [d for d in simple if not is_val(d)],
-                                   [d for d in simple if is_val(d)], budget, args, common)
+    meta_s, *used_s = build_dataset("simplified", args.out_dir, train_s, val_s, budget, args, common)
     # statistics, side by side: what went in and out, then the training text itself (the simplified corpus' now, so
     # its text is freed before the control's larger pool is read: at the paper's scale some 8 GB less at the peak)
     words = lambda texts: sum(len(t.split()) for t in texts)
     sim = dict(docs_in=counts["docs_in"], docs_out=counts["docs_out"], words_in=counts["words_in"],
                words_out=counts["words_out"], mean_span_words=counts["words_out"] / max(counts["spans"], 1))
     freqs = {"simplified": corpus_stats_of(sim, meta_s, map(span_document, used_s[0]), vocab)}
-    del simple, used_s
+    del simple, train_s, val_s, used_s
     budget = (meta_s["train_tokens"], meta_s["val_tokens"])  # the control: same numbers of tokens, unfiltered text
     try:
         raw = read_docs(os.path.join(args.out_dir, "unrestricted"), num_shards)
@@ -323,6 +336,9 @@ def get_args(argv=None):
                 "--tokenizer_sample_mb > 0")
     if not 256 + len(SPECIAL_TOKENS) < args.vocab_size <= 2 ** 32:
         p.error(f"--vocab_size must exceed {256 + len(SPECIAL_TOKENS)} (256 bytes + special tokens)")
+    source, out = os.path.realpath(args.source), os.path.realpath(args.out_dir)
+    if os.path.isdir(source) and os.path.commonpath([source, out]) == source:   # (the next run would read its own
+        p.error(f"--out_dir {args.out_dir} is inside --source {args.source}: put it elsewhere")   # output as text)
     return args
 
 

@@ -345,6 +345,10 @@ def test_sharded_filter_then_build_matches_one_process(tmp_path):
     for name in ("simplified", "unrestricted"):
         for f in ("train.bin", "val.bin", "tokenizer.tiktoken"):
             assert (tmp_path / "one" / name / f).read_bytes() == (tmp_path / "two" / name / f).read_bytes()
+    (tmp_path / "src").rename(tmp_path / "moved")   # the build reads the shards only: the source need not be there
+    main(common + ["--out_dir", str(tmp_path / "two"), "--stage", "build", "--force"])
+    assert (tmp_path / "one" / "simplified" / "train.bin").read_bytes() == (
+        tmp_path / "two" / "simplified" / "train.bin").read_bytes()
 
 
 def test_parallel_filter_gives_the_same_documents(tmp_path):
@@ -596,6 +600,18 @@ def test_bad_arguments_are_refused(flags):
         simplify.get_args(flags)
 
 
+def test_an_out_dir_inside_the_source_is_refused(tmp_path, capsys):
+    """Its next run would read its own output (docs-*.jsonl.gz, a 'text' field each) as source documents."""
+    (tmp_path / "src").mkdir()
+    for out in ("src/out", "src"):
+        with pytest.raises(SystemExit):
+            simplify.get_args(["--source", str(tmp_path / "src"), "--out_dir", str(tmp_path / out)])
+        assert f"--out_dir {tmp_path / out} is inside --source {tmp_path / 'src'}: put it elsewhere" in \
+            capsys.readouterr().err
+    simplify.get_args(["--source", str(tmp_path / "src"), "--out_dir", str(tmp_path / "srcs")])   # a sibling: fine
+    simplify.get_args(["--source", str(tmp_path / "src"), "--out_dir", str(tmp_path)])   # its parent, as data/ is
+
+
 def test_paper_settings_are_defaults_that_flags_override():
     args = simplify.get_args(["--paper", "--vocab_size", "8000"])
     assert (args.vocab_size, args.min_span_len, args.max_oov, args.val_fraction) == (8000, 32, 0.01, 0.003)
@@ -647,16 +663,17 @@ def test_a_failed_rebuild_leaves_no_dataset_that_looks_complete(tmp_path):
     common = ["--source", src, "--vocab", vocab, "--out_dir", str(out), "--workers", "1", "--min_span_len", "3",
               "--vocab_size", "300"]
     main(common)
-    with pytest.raises(SystemExit, match="simplified: no documents for the val split"):
-        main(common + ["--val_fraction", "0.001"])
+    stats = (out / "corpus_stats.json").read_text()
+    with pytest.raises(SystemExit, match="simplified: no documents for the val split"):   # known before a file is
+        main(common + ["--val_fraction", "0.001"])                                        # touched: the old pair stays
+    assert (out / "corpus_stats.json").read_text() == stats
+    assert dataset.load_meta(str(out / "simplified")) and dataset.load_meta(str(out / "unrestricted"))
+    with pytest.raises(SystemExit, match="^unrestricted: "):   # the control fails, after
+        main(common + ["--control_fraction", "0.05", "--force"])       # the simplified corpus was written
     for name in ("simplified", "unrestricted"):  # neither the old pair nor an old control beside a new corpus
         with pytest.raises(SystemExit, match="not found: build the dataset"):
             dataset.load_meta(str(out / name))
     assert not (out / "corpus_stats.json").exists()
-    with pytest.raises(SystemExit, match="^unrestricted: "):   # the control fails, after
-        main(common + ["--control_fraction", "0.05", "--force"])       # the simplified corpus was written
-    with pytest.raises(SystemExit, match="not found: build the dataset"):   # which is unmarked: no half of a pair
-        dataset.load_meta(str(out / "simplified"))
 
 
 def test_rank_0_builds_only_from_this_runs_shard_records(tmp_path, monkeypatch, capsys):
@@ -879,6 +896,23 @@ def test_a_dataset_runs_trained_on_is_not_rebuilt_without_force(tmp_path, monkey
     main(common + ["--vocab_size", "300"])
     assert "note: " + str(out) + " is rebuilt with other settings or source files: no run in out/ trained on it " \
            "(runs kept elsewhere would no longer resume" in capsys.readouterr().out
+
+
+def _worker_signals(_):
+    import signal
+    return signal.pthread_sigmask(signal.SIG_BLOCK, []), signal.getsignal(signal.SIGTERM)
+
+
+def test_filter_workers_start_with_stop_signals_held_back_until_their_own_handlers_are_set():
+    """A pool stopped at once (SIGTERM to its workers) could reach a worker still running the parent's handler, which
+    turns it into a KeyboardInterrupt, and hang (2 of 24 quick `--benchmark` runs did): start_pool blocks SIGINT and
+    SIGTERM while it forks, each worker unblocks them once its handlers are set, and the parent's mask is restored."""
+    import signal
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    with filtering.start_pool(2, frozenset(), {}) as pool:
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
+        for mask, handler in pool.map(_worker_signals, range(4)):
+            assert not mask & {signal.SIGINT, signal.SIGTERM} and handler == signal.SIG_DFL
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
