@@ -508,7 +508,7 @@ def build_cloze(vocab, val_fraction, min_span_len, max_oov, min_context_words=10
             if keep_example(" ".join(context.split()) + " " + m.group(1), vocab):   # the task filter passes it too
                 items.append({"context": context, "target": m.group(1), "doc": doc_id})
     # A held-out document can repeat a training one's words (a Bible verse quoted twice, a fortune told twice): an
-    # item whose last seen_words words and answer a training document holds too, the models may have read answered
+    # item whose last seen_words words and answer also stand in a training document was read, answer and all: left out
     train_text = "\n".join(train_text)
     kept = [it for it in items
             if " ".join((it["context"].split() + [it["target"]])[-seen_words - 1:]) not in train_text]
