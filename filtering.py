@@ -248,6 +248,8 @@ def benchmark(args, vocab):
         if size > 64e6:
             break
     mb = size / 1e6
+    if not size:
+        raise SystemExit(f"benchmark: {args.source} holds no text to filter: give a source with documents")
     print(f"benchmark: {len(docs):,} documents, {mb:.1f} MB from {args.source}, vocabulary {args.vocab} ({len(vocab):,})")
     for s in [dict(min_span_len=32, max_oov=0.01, from_sentence_start=True),
               dict(min_span_len=args.min_span_len, max_oov=args.max_oov, from_sentence_start=args.from_sentence_start)]:

@@ -898,6 +898,23 @@ def test_a_dataset_runs_trained_on_is_not_rebuilt_without_force(tmp_path, monkey
            "(runs kept elsewhere would no longer resume" in capsys.readouterr().out
 
 
+def test_benchmark_prints_the_filter_rates_and_refuses_an_empty_source(tmp_path, capsys):
+    src, vocab = _corpus(tmp_path / "src")
+    main(["--source", src, "--vocab", vocab, "--benchmark", "--workers", "2", "--min_span_len", "3"])
+    out = capsys.readouterr().out.splitlines()
+    docs = [t for _, t in iter_documents(src)]
+    size = sum(len(t.encode()) for t in docs)
+    assert out[1] == f"benchmark: 120 documents, {size / 1e6:.1f} MB from {src}, vocabulary {vocab} (" + \
+        f"{len(load_vocab(vocab)):,})"
+    rates = [line for line in out if "MB/s" in line]
+    assert len(rates) == 2 and all(line.count("MB/s") == 3 and "| 2 workers " in line for line in rates)
+    kept = sum(len(sp) for t in docs for sp in filter_spans(t, load_vocab(vocab), min_span_len=3, max_oov=0.0))
+    assert f"kept {kept / size:.1%} of bytes" in rates[1]            # the second line: the flags given
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(SystemExit, match="benchmark: .*empty.jsonl holds no text to filter"):   # (was 0.0 MB/s)
+        main(["--source", str(tmp_path / "empty.jsonl"), "--vocab", vocab, "--benchmark", "--workers", "1"])
+
+
 def _worker_signals(_):
     import signal
     return signal.pthread_sigmask(signal.SIG_BLOCK, []), signal.getsignal(signal.SIGTERM)
