@@ -52,6 +52,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.autograd import DeviceType   # (a profile event's: CPU or CUDA)
 
 import fp8
 from model import (GPT, LOSS_KINDS, PAPER_GRID, PAPER_TRAIN_TOKENS, auto_dtype, autocast_for, choose_loss,
@@ -143,6 +144,23 @@ KINDS = [("loss", r"_rows_kernel|_vocab_kernel|cross_entropy|softmax|nll|logsume
                           r"rsqrt|silu|neg|exp|where|sum|to|_to_copy|clone|pad|sigmoid)")]
 
 
+def time_by_kind(events, device_type):
+    """{kind: milliseconds} of a profile's events (KINDS), each moment counted once: on a GPU its kernels' time (the
+    CPU operation that launched a kernel is given that kernel's time too: counting both counted it twice, as torch's
+    own table knows), on a CPU each operation's own time, not its callees'."""
+    kinds = {}
+    for e in events:
+        if device_type != "cuda":
+            us = e.self_cpu_time_total
+        else:
+            us = e.self_device_time_total if e.device_type == DeviceType.CUDA and not getattr(
+                e, "is_user_annotation", False) else 0
+        if us > 0:
+            kind = next((k for k, pattern in KINDS if re.search(pattern, e.key, re.IGNORECASE)), "other")
+            kinds[kind] = kinds.get(kind, 0.0) + us / 1e3
+    return kinds
+
+
 def profile_step(model_name, path_name, run_step, device_type, rows):
     """Profile run_step(), print its `rows` most expensive operations (GPU kernels on a GPU) and its time by kind
     (KINDS: matmul, element-wise, loss, attention, optimizer, ...); returns {kind: milliseconds}."""
@@ -151,15 +169,10 @@ def profile_step(model_name, path_name, run_step, device_type, rows):
     with torch.profiler.profile(activities=activities) as prof:
         run_step()
     events = prof.key_averages()
-    key = "cuda_time_total" if device_type == "cuda" else "self_cpu_time_total"
-    print(f"profile of one step, {model_name} {path_name}:")
+    key = "self_device_time_total" if device_type == "cuda" else "self_cpu_time_total"   # (not inclusive times:
+    print(f"profile of one step, {model_name} {path_name}:")                              # wrappers would top it)
     print(events.table(sort_by=key, row_limit=rows, max_name_column_width=60))
-    kinds = {}
-    for e in events:   # self times: a kernel (or an op's own work) counted once, not again in the op that called it
-        us = e.self_device_time_total if device_type == "cuda" else e.self_cpu_time_total
-        if us > 0:
-            kind = next((k for k, pattern in KINDS if re.search(pattern, e.key, re.IGNORECASE)), "other")
-            kinds[kind] = kinds.get(kind, 0.0) + us / 1e3
+    kinds = time_by_kind(events, device_type)
     total = sum(kinds.values())
     print(f"{model_name} {path_name} by kind: " + ", ".join(
         f"{k} {ms:.2f} ms ({ms / total:.0%})" for k, ms in sorted(kinds.items(), key=lambda kv: -kv[1])))
@@ -464,6 +477,8 @@ def parse_args(argv=None):
     if args.json and os.path.isdir(args.json):   # found now, not when the figures are written after the timing
         raise SystemExit(f"--json {args.json} is a folder: name a file, e.g. {os.path.join(args.json, 'bench.json')}")
     args.device = pick_device(args.device)
+    if args.device == "cuda":   # main's torch.cuda.set_device needs an index ("cuda" alone raises): the current one
+        args.device = "cuda:0"
     device_type = args.device.split(":")[0]
     args.dtype = args.dtype if args.dtype != "auto" else auto_dtype(args.device)
     for path in args.paths:   # a path that cannot run here is refused now, not after the others have been timed

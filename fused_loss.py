@@ -45,7 +45,7 @@ row; its rows are now also tried in MAX_SPLIT chunks on a second grid axis (part
 the weight's gradient in float32), which the autotuner keeps where it is faster (not yet run on a GPU).
 
 The price is computing the logits twice (4 matmuls of N x C x V instead of the plain path's 3), cheap while C is
-small, where the memory traffic dominates; at C >= 512 the matmuls dominate and model.py's chunked loss is the better
+small, where the memory traffic dominates; at C >= 512 the matmuls dominate and chunked_loss.py is the better
 choice (the earlier three-kernel version, with five head matmuls, ran at 0.74x the plain path at h512-L4 on an H100;
 this one, traced, at 0.78x at h1024-L8 on an H200; h512 not yet measured). The kernels hold a (BLOCK, C) float32
 accumulator in registers, so C is at most MAX_C here. Checked against the plain loss on the CPU through Triton's
@@ -279,11 +279,11 @@ def fused_cross_entropy(x, weight, targets):
     if x.dim() != 2 or weight.dim() != 2 or weight.size(1) != x.size(1) or targets.shape != x.shape[:1]:
         raise ValueError(f"the fused loss takes x (N, C), weight (V, C) and targets (N,), got {tuple(x.shape)}, "
                          f"{tuple(weight.shape)} and {tuple(targets.shape)}")   # the kernels would read past them
-    check_supported(x.device.type, x.size(-1))
     if max(x.numel(), MAX_SPLIT * weight.numel()) >= 2 ** 31:   # the kernels' offsets (row * C + k) are 32-bit
         raise ValueError(f"the fused loss indexes with 32-bit offsets: x {tuple(x.shape)} or {MAX_SPLIT} copies of "
                          f"the head weight {tuple(weight.shape)} have 2^31 elements or more: use a smaller "
                          "--micro_batch_size or the chunked loss")
+    check_supported(x.device.type, x.size(-1))   # (after the shapes: a test gives a 'meta' x, on a GPU machine too)
     check_targets(targets, weight.size(0))
     # the gradient w.r.t. x is computed with the loss, so only when it will be wanted (not in evaluation)
     return FusedLinearCrossEntropy.apply(x, weight, targets, torch.is_grad_enabled() and x.requires_grad)

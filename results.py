@@ -3,7 +3,8 @@ results.py: evaluate.py's results files, results/<run>.json: what one is called,
 its entries can be reused (the checkpoint as it is now, the settings every entry shares, the version of the scoring
 rules), and a file read back checked before the tables, the fits or a reuse trust it.
 
-    result_name("out/h64-L2-simplified-1M")          -> "h64-L2-simplified-1M" (results/h64-L2-simplified-1M.json)
+    result_name("out/h64-L2-simplified-1M")          -> "h64-L2-simplified-1M" (results/h64-L2-simplified-1M.json;
+                                                        a path that is no run directory: "out-h64-L2-simplified-1M")
     old, problem = previous_results(path, args)      what evaluate.py may keep of an earlier file, or why it cannot
     read_results("results")                          every run's results, checked, simplified then unrestricted
 """

@@ -6,7 +6,8 @@ scaling.py: sweeps of train.py over the paper's model grid, and the scaling laws
     python scaling.py --fit_only        # fit the grid's runs already in out/ (missing ones are reported)
     python scaling.py --grid paper --data_root data/paper --gpus all --train_args=--compile   # 44 runs, 1 GPU each
     python scaling.py --grid paper --data_root data/paper --nproc_per_node 8     # or each run on 8 GPUs, torchrun
-    python scaling.py --models h32-L2,h64-L2 --corpora simplified --tokens 2e6 --series 0.25,0.5
+    python scaling.py --models h32-L2,h64-L2 --corpora simplified --tokens 2e6 --series 0.25,0.5 \
+        --results_dir out/mine        # a grid of one's own: its fits and figures not over the shipped results/
 
 The sweep launches train.py once per (model, corpus, token budget) into out/<model>-<corpus>-<budget>/, skips runs
 whose log ends with an "end" event, resumes interrupted ones (--resume) and keeps --parallel of them going side by

@@ -12,8 +12,9 @@ What it writes (every file: a JSON object {"name", "family", "kind", "descriptio
 - cloze.json: LAMBADA-style items {"context", "target", "doc"}: predict the last word of a sentence in passages that
   neither default model trained on. The passages are the simplified spans (spans.filter_spans with simplify.py's
   default settings) of the embedded corpus documents that simplify.py puts in the VALIDATION split
-  (unit_hash(doc_id, "val") < 0.01), so they are held out from both data/simplified and data/unrestricted.
-- bigbench_<task>.json: multiple-choice items {"context", "choices", "gold", "fields"} converted from five BIG-bench
+  (unit_hash(doc_id, "val") < 0.01), so they are held out from both data/simplified and data/unrestricted (and an
+  item whose last words and answer a training document repeats is left out).
+- bigbench_<task>.json.gz: multiple-choice items {"context", "choices", "gold", "fields"} converted from five BIG-bench
   tasks that resemble the paper's suite (PyPI sdist bigbench==1.0.0, Apache-2.0). All items are kept: evaluate.py
   applies the paper's vocabulary filter to the content `fields` only, never to instruction words. Each file keeps
   BIG-bench's canary string.

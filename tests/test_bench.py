@@ -4,6 +4,7 @@ import re
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,20 @@ def test_benchmark_profile_lists_the_costliest_operations_and_the_time_by_kind(c
     seps = [i for i, line in enumerate(lines) if line.startswith("-----")]
     assert "Self CPU" in lines[seps[0] + 1] and seps[2] - seps[1] - 1 == 5      # a header, then 5 operations
     assert "aten::mm" in table                                                   # the matmuls are among them
+
+
+def test_time_by_kind_counts_a_gpu_kernel_once():
+    """In a GPU profile the CPU operation that launched a kernel carries the kernel's time as its own too: summed
+    over every event, each such kernel counted twice (eager and compiled paths, not CUDA-graph replays, which have no
+    launching operation), and a user annotation over a region counted its kernels again."""
+    from torch.autograd import DeviceType
+    ev = lambda key, dev, gpu_us, cpu_us=0, note=False: types.SimpleNamespace(   # noqa: E731
+        key=key, device_type=dev, self_device_time_total=gpu_us, self_cpu_time_total=cpu_us, is_user_annotation=note)
+    events = [ev("aten::mm", DeviceType.CPU, 100, cpu_us=30), ev("sm90_xmma_gemm_bf16bf16", DeviceType.CUDA, 100),
+              ev("aten::add", DeviceType.CPU, 50, cpu_us=10), ev("triton_poi_fused_add_0", DeviceType.CUDA, 50),
+              ev("## forward ##", DeviceType.CUDA, 150, note=True), ev("_rows_kernel", DeviceType.CUDA, 250)]
+    assert bench.time_by_kind(events, "cuda") == {"matmul": 0.1, "element-wise": 0.05, "loss": 0.25}
+    assert bench.time_by_kind(events, "cpu") == {"matmul": 0.03, "element-wise": 0.01}   # (the CPU's own times)
 
 
 def test_sweep_estimate_recovers_a_known_speed_law():
@@ -190,6 +205,24 @@ def test_paths_that_cannot_run_and_bad_flags_are_refused_before_timing(tmp_path,
     assert (tmp_path / "new" / "dir").is_dir()                        # written after each model: made up front
     with pytest.raises(SystemExit, match=f"--json {tmp_path} is a folder: name a file, e.g. .*bench.json"):
         bench.parse_args(["--json", str(tmp_path)])                   # (said before the timing, not after it)
+
+
+def test_on_a_gpu_the_device_set_has_an_index(monkeypatch):
+    """torch.cuda.set_device("cuda") raises ValueError (it needs an index): bench.py stopped there on every GPU, before
+    timing anything. Checked with torch's own index rule, on stand-ins for a GPU this machine lacks."""
+    class SetDevice(Exception):
+        pass
+
+    def set_device(device):   # as torch.cuda.set_device begins, then stop: the rest needs a real GPU
+        raise SetDevice(torch._utils._get_device_index(device))
+    monkeypatch.setattr(bench, "pick_device", lambda device: "cuda" if device in ("auto", "cuda") else device)
+    monkeypatch.setattr(torch.cuda, "set_device", set_device)
+    for flags, index in ((["--device", "cuda"], 0), (["--device", "auto"], 0), (["--device", "cuda:1"], 1)):
+        args = ["--models", "h32-L2", "--paths", "plain", "--dtype", "bfloat16", *flags]
+        assert bench.parse_args(args).device == f"cuda:{index}"
+        with pytest.raises(SetDevice) as e:
+            bench.main(args)
+        assert e.value.args == (index,)
 
 
 def test_a_path_that_fails_is_left_out_with_its_whole_cause(tmp_path, monkeypatch, capsys):
