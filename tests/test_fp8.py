@@ -12,7 +12,16 @@ from model import GPT, GPTConfig, config_from_name
 from test_train import records, run
 
 DEVICE = "cuda" if torch.cuda.is_available() and torch.cuda.get_device_capability() >= (9, 0) else "cpu"
-EXACT = dict(rtol=1e-5, atol=1e-6) if DEVICE == "cpu" else dict(rtol=1e-2, atol=1e-3)   # GPUs' kernels write bf16
+
+
+def assert_exact(got, want):
+    """got is want's float8 arithmetic: to float32 rounding on a CPU; on a GPU to bf16's (its kernels write bf16), and
+    to the tensor cores' narrower accumulator (use_fast_accum), whose error follows the partial sums' size: an entry
+    near 0 of a large sum is off by about 1e-3 of the tensor's largest (some weight-gradient entries, sums of 208)."""
+    if DEVICE == "cpu":
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    else:
+        torch.testing.assert_close(got, want, rtol=1e-2, atol=1e-3 * max(1.0, want.abs().max().item()))
 
 
 def dequantised(t):
@@ -55,11 +64,11 @@ def test_matmul_and_its_gradients_are_the_float8_arithmetic_written_out(tokens, 
     y.backward(grad_y)
     want_y = dequantised(x.detach()) @ dequantised(w.detach()).t()
     want_gx = dequantised(grad_y) @ dequantised(w.detach().t().contiguous()).t()
-    torch.testing.assert_close(y, want_y, **EXACT)
-    torch.testing.assert_close(x.grad, want_gx, **EXACT)
+    assert_exact(y, want_y)
+    assert_exact(x.grad, want_gx)
     exact_gw = grad_y.t() @ x.detach()
     if weight_grad and tokens % 16 == 0:
-        torch.testing.assert_close(w.grad, dequantised(grad_y.t()) @ dequantised(x.detach().t()).t(), **EXACT)
+        assert_exact(w.grad, dequantised(grad_y.t()) @ dequantised(x.detach().t()).t())
         assert 0.005 < rel_err(w.grad, exact_gw) < 0.06
     else:
         torch.testing.assert_close(w.grad, exact_gw, rtol=1e-5, atol=1e-5)
@@ -79,7 +88,7 @@ def test_fp8_linear_computes_in_float8_only_while_training():
     got = lin(x)
     assert got.shape == (2, 5, 48) and 0 < rel_err(got, want) < 0.06
     want_fp8 = dequantised(x.view(10, 32)) @ dequantised(lin.weight.detach()).t()
-    torch.testing.assert_close(got, want_fp8.view(2, 5, 48), **EXACT)
+    assert_exact(got, want_fp8.view(2, 5, 48))
     x.requires_grad_()
     with torch.autocast(DEVICE, dtype=torch.bfloat16):                         # autocast's dtype, as nn.Linear
         got = lin(x)
