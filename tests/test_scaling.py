@@ -322,7 +322,8 @@ def test_plan_of_the_default_grid(tmp_path, capsys):
     assert "torch.distributed.run" in scaling.command(epoch, multi, "todo") and "--nproc_per_node=8" in \
         scaling.command(epoch, multi, "todo")
     once = scaling.plan(scaling.parse_args(["--data_root", str(tmp_path), "--grid", "paper", "--models", "h32-L2",
-                                            "--series_model", "h32-L2", "--series", "0.5,1", "--corpora", "simplified"]))
+                                            "--series_model", "h32-L2", "--series", "0.5,1",
+                                            "--corpora", "simplified"]))
     assert [r["name"] for r in once] == ["h32-L2-simplified-1ep", "h32-L2-simplified-1.46M"]   # 1 x 1ep: the same run
     with pytest.raises(SystemExit, match="model name"):
         scaling.parse_args(["--models", "h64"])
@@ -666,7 +667,8 @@ def test_a_run_finished_by_another_sweep_since_the_plan_is_not_overwritten(tmp_p
         return real_launch(jobs, slots, progress_s=0, recheck=recheck)
     monkeypatch.setattr(scaling, "launch", first_sweep_finishes_it)
     scaling.main(["--data_root", str(tmp_path / "data"), "--out_dir", str(tmp_path / "out"), "--results_dir",
-                  str(tmp_path / "r"), "--corpora", "simplified", "--models", "h64-L2", "--series", "", "--n_boot", "5"])
+                  str(tmp_path / "r"), "--corpora", "simplified", "--models", "h64-L2", "--series", "",
+                  "--n_boot", "5"])
     text = capsys.readouterr().out
     assert f"skip {run['name']}: done since the plan (another process?): finished" in text
     assert "progress: 1/1 runs ended, 0 running | 100% done" in text and "\nstart " not in text
