@@ -146,6 +146,7 @@ STATES = {"todo": "not started", "done": "finished (log has an end event): reuse
           "conflict": "holds a run with other settings: not touched (pass the flags it was trained with, --fit_all "
                       "to fit it as it is, or move it away)",
           "unreadable": "its config.json is not train.py's: not touched (move it away)"}
+LAUNCHED = ("todo", "resume", "restart")   # the states a sweep trains (the others it reports)
 
 
 def run_state(run_dir, run=None):
@@ -340,7 +341,7 @@ def main(argv=None):
         r["seconds"] = seconds_for(r, speeds, args)
         # the share still to train: a resumed run continues from its log, as launch() counts it too
         r["left"] = 1 - min(logged_tokens(r["dir"], checkpointed=True) / r["D"], 1) if r["state"] == "resume" else 1
-    todo = sorted((r for r in runs if r["state"] in ("todo", "resume", "restart")),
+    todo = sorted((r for r in runs if r["state"] in LAUNCHED),
                   key=lambda r: -r["seconds"] * r["left"])
     measured = sorted({r["model"] for r in todo if r["speed_key"] in speeds})
     to_launch = "not launched (--fit_only)" if args.fit_only else "to launch"
@@ -389,7 +390,7 @@ def main(argv=None):
         make_dir(args.out_dir, "--out_dir")     # before any run starts
         def recheck(r):   # another sweep on --out_dir may have trained it since the plan: never --overwrite it
             state, detail = run_state(r["dir"], r)
-            return (command(r, args, state) if state in ("todo", "resume", "restart") else
+            return (command(r, args, state) if state in LAUNCHED else
                     f"{state} since the plan (another process?): {STATES[state]} {detail}".rstrip())
         codes = launch([(r, command(r, args, r["state"]), r["seconds"]) for r in todo], args.slots, recheck=recheck)
         failed = {k: v for k, v in codes.items() if v}

@@ -113,9 +113,8 @@ def check_splits(name, train_docs, val_docs, args):
 
 def build_dataset(name, out_dir, train_docs, val_docs, budget, args, extra_meta):
     """Train this corpus' tokenizer, write train.bin/val.bin (capped at budget = (train, val) tokens, None: no cap),
-    meta.json last. The simplified corpus' budget is a cap; the control's must be met exactly."""
+    meta.json last; both splits have documents (check_splits). The simplified corpus' budget is a cap; the control's must be met exactly."""
     d, span_format = os.path.join(out_dir, name), name == "simplified"  # simplified documents are lists of spans
-    check_splits(name, train_docs, val_docs, args)
     sample, size = [], 0
     for _, doc in train_docs:  # the tokenizer learns from a sample of the training documents (all of them if small)
         if size > args.tokenizer_sample_mb * 1e6:
@@ -273,8 +272,10 @@ def build_stage(args, vocab):
     budget = (meta_s["train_tokens"], meta_s["val_tokens"])  # the control: same numbers of tokens, unfiltered text
     try:
         raw = read_docs(os.path.join(args.out_dir, "unrestricted"), num_shards)
-        meta_u, *used_u = build_dataset("unrestricted", args.out_dir, [d for d in raw if not is_val(d)],
-                                        [d for d in raw if is_val(d)], budget, args, dict(common, filter=None))
+        train_u, val_u = [d for d in raw if not is_val(d)], [d for d in raw if is_val(d)]
+        check_splits("unrestricted", train_u, val_u, args)
+        meta_u, *used_u = build_dataset("unrestricted", args.out_dir, train_u, val_u, budget, args,
+                                        dict(common, filter=None))
     except BaseException:   # no simplified corpus without its control: a sweep would train one half of the pair
         os.remove(os.path.join(args.out_dir, "simplified", "meta.json"))
         raise

@@ -49,9 +49,10 @@ step() {   # step NAME MIN_SECONDS MAX_SECONDS COMMAND...: run within what is le
     local rc=$?
     [ $rc = 0 ] || failed=1
     local cut=""; [ $rc = 124 ] || [ $rc = 137 ] && cut=" (stopped at its ${limit} s limit)"
-    echo "== $name: rc $rc in $((SECONDS - t0)) s$cut"
+    local head="== $name: rc $rc in $((SECONDS - t0)) s$cut"
+    echo "$head"
     tail -n 30 "$out/step.log"
-    { echo "== $name: rc $rc in $((SECONDS - t0)) s$cut: $*"; cat "$out/step.log"; } >> "$out/steps.log"
+    { echo "$head: $*"; cat "$out/step.log"; } >> "$out/steps.log"
     rm "$out/step.log"
 }
 
