@@ -668,7 +668,7 @@ def test_a_failed_rebuild_leaves_no_dataset_that_looks_complete(tmp_path):
         main(common + ["--val_fraction", "0.001"])                                        # touched: the old pair stays
     assert (out / "corpus_stats.json").read_text() == stats
     assert dataset.load_meta(str(out / "simplified")) and dataset.load_meta(str(out / "unrestricted"))
-    with pytest.raises(SystemExit, match="^unrestricted: "):   # the control fails, after
+    with pytest.raises(SystemExit, match="^unrestricted: no documents for the val split"):   # the control fails, after
         main(common + ["--control_fraction", "0.05", "--force"])       # the simplified corpus was written
     for name in ("simplified", "unrestricted"):  # neither the old pair nor an old control beside a new corpus
         with pytest.raises(SystemExit, match="not found: build the dataset"):
